@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: MIT
+/*
+ * cli.c - evfsctl's command table: argument parsing and output (text or
+ * --json).  The work itself is done by the store service (fs/store*.c) and
+ * the KMS; this file only turns command lines into calls and results into
+ * words, so the same code serves evfsctl and the mount's control socket.
+ *
+ * Exit codes: 0 success, 1 refused or failed (a message on stderr naming
+ * the object, the rule and the remedy), 2 usage error.
+ */
+#include "cli.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kms/kms.h"
+
+#include "cli_int.h"
+
+/* ============================== helpers ================================ */
+
+void cli_usage(FILE *f)
+{
+	fputs("usage: evfsctl [--store DIR] [--project P] [--json] COMMAND ...\n"
+	      "  init [--region R] [--chunk-size N] (--keyfile F | --passphrase-file F)\n"
+	      "  kms grant|revoke [--project P]      kms audit [--key K] [--verify]\n"
+	      "  key create NAME [--description D] | list | show KEY | disable KEY | enable KEY\n"
+	      "  key schedule-deletion KEY --days N | cancel-deletion KEY | rotate KEY | rewrap KEY\n"
+	      "  key share KEY --with PROJECT | unshare KEY --with PROJECT\n"
+	      "  volume create NAME --size SIZE [--encrypt [--key KEY]]\n"
+	      "  volume create NAME --from-snapshot SNAP | --from-backup BK [--encrypt [--key K] | --no-encrypt]\n"
+	      "  volume create NAME --from-image IMG [--type system|data] [--encrypt [--key KEY]]\n"
+	      "  volume list | show VOL | delete VOL | extend VOL --size SIZE | rollback VOL --snapshot SNAP\n"
+	      "  snapshot create VOL NAME | list | show NAME | delete NAME\n"
+	      "  backup create VOL NAME [--incremental] | list | show | delete | verify NAME\n"
+	      "  image create VOL NAME | copy IMG NAME [--encrypt --key KEY] | list | show | delete\n"
+	      "  image export IMG FILE | replicate IMG --to-store DIR\n"
+	      "  attach VOL | detach VOL [--force]\n"
+	      "  fsck NAME\n"
+	      "The store is --store DIR or $EVFS_STORE. SIZE takes K, M, G, T suffixes.\n",
+	      f);
+}
+
+int cli_parse_size(const char *s, unsigned long long *out)
+{
+	char *end;
+	unsigned long long v;
+	int shift = 0;
+
+	if (!s || !isdigit((unsigned char)s[0]))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	switch (toupper((unsigned char)*end)) {
+	case 0: break;
+	case 'K': shift = 10; break;
+	case 'M': shift = 20; break;
+	case 'G': shift = 30; break;
+	case 'T': shift = 40; break;
+	default: return -EINVAL;
+	}
+	if (*end && end[1] && !(toupper((unsigned char)end[1]) == 'B' && !end[2]) &&
+	    !(toupper((unsigned char)end[1]) == 'I' && toupper((unsigned char)end[2]) == 'B' && !end[3]))
+		return -EINVAL;
+	if (shift && v > (~0ull >> shift))
+		return -EINVAL;
+	*out = v << shift;
+	return 0;
+}
+
+int usage(struct cmdctx *x, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(x->err, "evfsctl: ");
+	va_start(ap, fmt);
+	vfprintf(x->err, fmt, ap);
+	va_end(ap);
+	fprintf(x->err, "\n(run 'evfsctl --help' for the command list)\n");
+	return EXIT_USAGE;
+}
+
+int fail(struct cmdctx *x)
+{
+	fprintf(x->err, "evfsctl: %s\n", store_error(x->s));
+	return 1;
+}
+
+static int parse_args(struct cmdctx *x, int argc, char **argv, struct args *a)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} vals[] = {
+		{ "--key", offsetof(struct args, key) },
+		{ "--description", offsetof(struct args, desc) },
+		{ "--with", offsetof(struct args, with) },
+		{ "--project", offsetof(struct args, project) },
+		{ "--days", offsetof(struct args, days) },
+		{ "--size", offsetof(struct args, size) },
+		{ "--from-snapshot", offsetof(struct args, from_snapshot) },
+		{ "--from-backup", offsetof(struct args, from_backup) },
+		{ "--from-image", offsetof(struct args, from_image) },
+		{ "--type", offsetof(struct args, type) },
+		{ "--snapshot", offsetof(struct args, snapshot) },
+		{ "--to-store", offsetof(struct args, to_store) },
+	};
+	memset(a, 0, sizeof(*a));
+	for (int i = 0; i < argc; i++) {
+		int done = 0;
+
+		for (size_t k = 0; k < sizeof(vals) / sizeof(vals[0]); k++) {
+			if (strcmp(argv[i], vals[k].name) == 0) {
+				if (i + 1 >= argc)
+					return usage(x, "option %s needs a value", argv[i]);
+				*(const char **)((char *)a + vals[k].off) = argv[++i];
+				done = 1;
+			}
+		}
+		if (done)
+			continue;
+		if (strcmp(argv[i], "--encrypt") == 0)
+			a->encrypt = 1;
+		else if (strcmp(argv[i], "--no-encrypt") == 0)
+			a->no_encrypt = 1;
+		else if (strcmp(argv[i], "--incremental") == 0)
+			a->incremental = 1;
+		else if (strcmp(argv[i], "--force") == 0)
+			a->force = 1;
+		else if (strcmp(argv[i], "--verify") == 0)
+			a->verify = 1;
+		else if (argv[i][0] == '-' && argv[i][1])
+			return usage(x, "unknown option %s", argv[i]);
+		else if (a->n < 8)
+			a->pos[a->n++] = argv[i];
+		else
+			return usage(x, "too many arguments at %s", argv[i]);
+	}
+	return 0;
+}
+
+int want_pos(struct cmdctx *x, const struct args *a, int n, const char *what)
+{
+	if (a->n != n)
+		return usage(x, "expected: %s", what);
+	return 0;
+}
+
+void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
+
+void fmt_time(int64_t t, char *buf, size_t n)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t <= 0 || !gmtime_r(&tt, &tm))
+		snprintf(buf, n, "-");
+	else
+		strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* ============================ object output ============================ */
+
+void object_print(struct cmdctx *x, const struct meta_object *o, int detail)
+{
+	const char *state = store_key_state_of(x->s, o->project, o->key_id);
+	const char *att = o->kind != META_VOLUME ? "" :
+			  store_is_attached(x->s, o->id) ? "attached" :
+			  o->attached ? "attach-pending" : "detached";
+	char ct[32];
+
+	fmt_time(o->created, ct, sizeof(ct));
+	if (x->json) {
+		fprintf(x->out, "{\"kind\":\"%s\",\"name\":", meta_kind_name(o->kind));
+		json_str(x->out, o->name);
+		fprintf(x->out, ",\"id\":\"%s\",\"project\":", o->id);
+		json_str(x->out, o->project);
+		fprintf(x->out, ",\"size\":%llu,\"encrypted\":%s,\"key\":\"%s\",\"key_state\":\"%s\","
+			"\"lineage\":\"%s\",\"source\":",
+			(unsigned long long)o->size, o->encrypted ? "true" : "false", o->key_id, state, o->lineage);
+		json_str(x->out, o->source);
+		fprintf(x->out, ",\"type\":\"%s\",\"owner_uid\":%u,\"created\":\"%s\"", o->vol_type,
+			(unsigned)o->owner_uid, ct);
+		if (o->kind == META_VOLUME)
+			fprintf(x->out, ",\"attached\":\"%s\"", att);
+		if (o->kind == META_BACKUP)
+			fprintf(x->out, ",\"incremental\":%s,\"stored_bytes\":%llu",
+				o->incremental ? "true" : "false", (unsigned long long)o->stored_bytes);
+		fputc('}', x->out);
+		return;
+	}
+	if (!detail) {
+		fprintf(x->out, "%-20s %14llu  %-9s %-36s %-16s %s\n", o->name, (unsigned long long)o->size,
+			o->encrypted ? "encrypted" : "plain", o->encrypted ? o->key_id : "-",
+			o->kind == META_VOLUME ? att : (o->kind == META_BACKUP && o->incremental ? "incremental" : "-"),
+			o->source[0] ? o->source : "-");
+		return;
+	}
+	fprintf(x->out, "%s %s\n  id:         %s\n  project:    %s\n  size:       %llu\n  encrypted:  %s\n",
+		meta_kind_name(o->kind), o->name, o->id, o->project, (unsigned long long)o->size,
+		o->encrypted ? "yes" : "no");
+	if (o->encrypted)
+		fprintf(x->out, "  key:        %s (%s)\n", o->key_id, state);
+	fprintf(x->out, "  lineage:    %s\n  source:     %s\n  type:       %s\n  owner uid:  %u\n  created:    %s\n",
+		o->lineage, o->source[0] ? o->source : "-", o->vol_type, (unsigned)o->owner_uid, ct);
+	if (o->kind == META_VOLUME)
+		fprintf(x->out, "  attached:   %s\n", att);
+	if (o->kind == META_BACKUP)
+		fprintf(x->out, "  incremental: %s\n  stored:     %llu bytes\n  location:   %s\n",
+			o->incremental ? "yes" : "no", (unsigned long long)o->stored_bytes, o->location);
+}
+
+struct list_ctx {
+	struct cmdctx *x;
+	int n;
+};
+
+static int list_cb(void *ctx, const struct meta_object *o)
+{
+	struct list_ctx *l = ctx;
+
+	if (l->x->json && l->n)
+		fputc(',', l->x->out);
+	object_print(l->x, o, 0);
+	l->n++;
+	return 0;
+}
+
+static int objects_list(struct cmdctx *x, struct meta_filter *f)
+{
+	struct list_ctx l = { x, 0 };
+	int rc;
+
+	if (x->json)
+		fputc('[', x->out);
+	else
+		fprintf(x->out, "%-20s %14s  %-9s %-36s %-16s %s\n", "NAME", "SIZE", "ENCRYPT", "KEY", "STATE",
+			"SOURCE");
+	rc = meta_object_list(store_meta(x->s), f, list_cb, &l);
+	if (x->json)
+		fputs("]\n", x->out);
+	if (rc < 0) {
+		fprintf(x->err, "evfsctl: catalog: %s\n", strerror(-rc));
+		return 1;
+	}
+	return 0;
+}
+
+static int object_show(struct cmdctx *x, enum meta_kind kind, const char *name)
+{
+	struct meta_object o;
+
+	if (meta_object_lookup(store_meta(x->s), kind, x->c->project, name, &o) < 0) {
+		fprintf(x->err, "evfsctl: no %s named '%s' in project %s (see 'evfsctl %s list')\n",
+			meta_kind_name(kind), name, x->c->project, meta_kind_name(kind));
+		return 1;
+	}
+	object_print(x, &o, 1);
+	if (x->json)
+		fputc('\n', x->out);
+	return 0;
+}
+
+int done(struct cmdctx *x, int rc, const struct meta_object *o, const char *verb)
+{
+	if (rc)
+		return fail(x);
+	if (o && x->json) {
+		object_print(x, o, 0);
+		fputc('\n', x->out);
+	} else if (o) {
+		fprintf(x->out, "%s %s %s (%s%s%s)\n", verb, meta_kind_name(o->kind), o->name,
+			o->encrypted ? "encrypted with key " : "not encrypted", o->encrypted ? o->key_id : "",
+			"");
+	}
+	return 0;
+}
+
+
+/* ============================ object commands ========================== */
+
+static int cmd_volume(struct cmdctx *x, const char *sub, struct args *a)
+{
+	struct meta_filter f = { .kind = META_VOLUME, .project = x->c->project };
+	struct meta_object o;
+	unsigned long long size = 0;
+	int rc;
+
+	if (strcmp(sub, "list") == 0)
+		return want_pos(x, a, 0, "volume list") ?: objects_list(x, &f);
+	if (strcmp(sub, "show") == 0)
+		return want_pos(x, a, 1, "volume show VOL") ?: object_show(x, META_VOLUME, a->pos[0]);
+	if (strcmp(sub, "delete") == 0) {
+		if ((rc = want_pos(x, a, 1, "volume delete VOL")))
+			return rc;
+		rc = store_object_delete(x->s, x->c, META_VOLUME, a->pos[0]);
+		if (!rc && !x->json)
+			fprintf(x->out, "deleted volume %s\n", a->pos[0]);
+		return rc ? fail(x) : 0;
+	}
+	if (a->size && cli_parse_size(a->size, &size) < 0)
+		return usage(x, "--size %s: not a size (use e.g. 512M, 10G)", a->size);
+	if (strcmp(sub, "extend") == 0) {
+		if ((rc = want_pos(x, a, 1, "volume extend VOL --size SIZE")) || !a->size)
+			return rc ? rc : usage(x, "%s", "volume extend VOL --size SIZE");
+		rc = store_volume_extend(x->s, x->c, a->pos[0], size);
+		if (!rc && !x->json)
+			fprintf(x->out, "extended volume %s to %llu bytes\n", a->pos[0], size);
+		return rc ? fail(x) : 0;
+	}
+	if (strcmp(sub, "rollback") == 0) {
+		if ((rc = want_pos(x, a, 1, "volume rollback VOL --snapshot SNAP")) || !a->snapshot)
+			return rc ? rc : usage(x, "%s", "volume rollback VOL --snapshot SNAP");
+		rc = store_volume_rollback(x->s, x->c, a->pos[0], a->snapshot);
+		if (!rc && !x->json)
+			fprintf(x->out, "rolled back volume %s to snapshot %s\n", a->pos[0], a->snapshot);
+		return rc ? fail(x) : 0;
+	}
+	if (strcmp(sub, "create") == 0) {
+		struct store_volume_spec sp = { .name = a->pos[0], .size = size, .encrypt = -1, .key = a->key,
+						.type = a->type };
+		int nfrom = !!a->from_snapshot + !!a->from_backup + !!a->from_image;
+
+		if ((rc = want_pos(x, a, 1, "volume create NAME (--size SIZE | --from-...)")))
+			return rc;
+		if (nfrom > 1)
+			return usage(x, "%s", "give at most one of --from-snapshot, --from-backup, --from-image");
+		if (a->encrypt && a->no_encrypt)
+			return usage(x, "%s", "--encrypt and --no-encrypt exclude each other");
+		if (a->type && strcmp(a->type, "system") && strcmp(a->type, "data"))
+			return usage(x, "--type %s: use system or data", a->type);
+		if (a->type && !a->from_image)
+			return usage(x, "%s", "--type applies to --from-image (a system volume is made only from an "
+					      "image, R3)");
+		if (a->key && !a->encrypt)
+			return usage(x, "%s", "--key needs --encrypt");
+		if (a->no_encrypt && !a->from_backup)
+			return usage(x, "%s", "--no-encrypt applies to --from-backup only (R4)");
+		sp.encrypt = a->encrypt ? 1 : a->no_encrypt ? 0 : (nfrom ? -1 : 0);
+		sp.from_kind = a->from_snapshot ? META_SNAPSHOT : a->from_backup ? META_BACKUP :
+			       a->from_image ? META_IMAGE : META_ANY;
+		sp.from = a->from_snapshot ? a->from_snapshot : a->from_backup ? a->from_backup : a->from_image;
+		if (!nfrom && !a->size)
+			return usage(x, "%s", "volume create NAME --size SIZE (or --from-snapshot/--from-backup/--from-image)");
+		rc = store_volume_create(x->s, x->c, &sp, &o);
+		return done(x, rc, &o, "created");
+	}
+	return usage(x, "unknown volume command '%s'", sub);
+}
+
+static int cmd_snapshot_image(struct cmdctx *x, enum meta_kind kind, const char *sub, struct args *a)
+{
+	struct meta_filter f = { .kind = kind, .project = x->c->project };
+	struct meta_object o;
+	const char *kn = meta_kind_name(kind);
+	int rc;
+
+	if (strcmp(sub, "list") == 0)
+		return objects_list(x, &f);
+	if (strcmp(sub, "show") == 0)
+		return want_pos(x, a, 1, "show NAME") ?: object_show(x, kind, a->pos[0]);
+	if (strcmp(sub, "delete") == 0) {
+		if ((rc = want_pos(x, a, 1, "delete NAME")))
+			return rc;
+		rc = store_object_delete(x->s, x->c, kind, a->pos[0]);
+		if (!rc && !x->json)
+			fprintf(x->out, "deleted %s %s\n", kn, a->pos[0]);
+		return rc ? fail(x) : 0;
+	}
+	if (strcmp(sub, "create") == 0) {
+		if ((rc = want_pos(x, a, 2, "create VOL NAME")))
+			return rc;
+		if (kind == META_BACKUP)
+			rc = store_backup_create(x->s, x->c, a->pos[0], a->pos[1], a->incremental,
+						 !x->json && isatty(2) && x->err == stderr, &o);
+		else
+			rc = store_snapshot_create(x->s, x->c, kind, a->pos[0], a->pos[1], &o);
+		return done(x, rc, &o, "created");
+	}
+	if (kind == META_BACKUP && strcmp(sub, "verify") == 0) {
+		if ((rc = want_pos(x, a, 1, "backup verify NAME")))
+			return rc;
+		rc = store_fsck(x->s, x->c, a->pos[0], x->out);
+		if (rc < 0)
+			return fail(x);
+		fprintf(x->out, "backup %s: %d bad chunk(s)\n", a->pos[0], rc);
+		return rc ? 1 : 0;
+	}
+	if (kind == META_IMAGE && strcmp(sub, "copy") == 0) {
+		if ((rc = want_pos(x, a, 2, "image copy IMG NAME [--encrypt --key KEY]")))
+			return rc;
+		rc = store_image_copy(x->s, x->c, a->pos[0], a->pos[1], a->encrypt ? 1 : a->no_encrypt ? 0 : -1,
+				      a->key, &o);
+		return done(x, rc, &o, "created");
+	}
+	if (kind == META_IMAGE && strcmp(sub, "export") == 0) {
+		if ((rc = want_pos(x, a, 2, "image export IMG FILE")))
+			return rc;
+		rc = store_image_export(x->s, x->c, a->pos[0], a->pos[1]);
+		if (!rc && !x->json)
+			fprintf(x->out, "exported image %s to %s\n", a->pos[0], a->pos[1]);
+		return rc ? fail(x) : 0;
+	}
+	if (kind == META_IMAGE && strcmp(sub, "replicate") == 0) {
+		if ((rc = want_pos(x, a, 1, "image replicate IMG --to-store DIR")) || !a->to_store)
+			return rc ? rc : usage(x, "%s", "image replicate IMG --to-store DIR");
+		rc = store_image_replicate(x->s, x->c, a->pos[0], a->to_store);
+		if (!rc && !x->json)
+			fprintf(x->out, "replicated image %s to %s\n", a->pos[0], a->to_store);
+		return rc ? fail(x) : 0;
+	}
+	return usage(x, "unknown command '%s'", sub);
+}
+
+int cli_run(struct store *s, const struct store_caller *c, int json, int argc, char **argv, FILE *out, FILE *err)
+{
+	struct cmdctx x = { s, c, json, out, err };
+	struct args a;
+	const char *grp = argc > 0 ? argv[0] : "";
+	const char *sub = argc > 1 ? argv[1] : "";
+	int rc, skip = 2;
+
+	if (strcmp(grp, "attach") == 0 || strcmp(grp, "detach") == 0 || strcmp(grp, "fsck") == 0)
+		skip = 1;
+	rc = parse_args(&x, argc > skip ? argc - skip : 0, argv + (argc > skip ? skip : argc), &a);
+	if (rc)
+		return rc;
+	store_seterr_clear(s);
+	if (strcmp(grp, "kms") == 0)
+		return cmd_kms(&x, sub, &a);
+	if (strcmp(grp, "key") == 0)
+		return cmd_key(&x, sub, &a);
+	if (strcmp(grp, "volume") == 0)
+		return cmd_volume(&x, sub, &a);
+	if (strcmp(grp, "snapshot") == 0)
+		return cmd_snapshot_image(&x, META_SNAPSHOT, sub, &a);
+	if (strcmp(grp, "image") == 0)
+		return cmd_snapshot_image(&x, META_IMAGE, sub, &a);
+	if (strcmp(grp, "backup") == 0)
+		return cmd_snapshot_image(&x, META_BACKUP, sub, &a);
+	if (strcmp(grp, "attach") == 0 || strcmp(grp, "detach") == 0) {
+		if ((rc = want_pos(&x, &a, 1, "attach VOL | detach VOL [--force]")))
+			return rc;
+		rc = grp[0] == 'a' ? store_attach(s, c, a.pos[0]) : store_detach(s, c, a.pos[0], a.force, err);
+		if (!rc && !json)
+			fprintf(out, "%sed volume %s\n", grp, a.pos[0]);
+		return rc ? fail(&x) : 0;
+	}
+	if (strcmp(grp, "fsck") == 0) {
+		if ((rc = want_pos(&x, &a, 1, "fsck NAME")))
+			return rc;
+		rc = store_fsck(s, c, a.pos[0], out);
+		if (rc < 0)
+			return fail(&x);
+		if (json)
+			fprintf(out, "{\"name\":\"%s\",\"bad_chunks\":%d}\n", a.pos[0], rc);
+		else
+			fprintf(out, "%s: %d bad chunk(s)%s\n", a.pos[0], rc, rc ? "" : ", all chunks verify");
+		return rc ? 1 : 0;
+	}
+	return usage(&x, "unknown command '%s'", grp[0] ? grp : "(none)");
+}

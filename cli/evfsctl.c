@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: MIT
+/*
+ * evfsctl.c - the management program.
+ *
+ * Global options, then either `init` (creates a store) or a command.  If a
+ * mount serves the store, the command line is sent to it over the control
+ * socket and runs there with our credentials; otherwise evfsctl opens the
+ * store itself (taking the store lock) and runs the same command code.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "cli.h"
+#include "ctl.h"
+
+static void log_stderr(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	if (level <= 4 || getenv("EVFS_DEBUG"))
+		fprintf(stderr, "evfsctl: %s\n", msg);
+}
+
+static int cmd_init(const char *dir, int argc, char **argv)
+{
+	struct store_init_opts o = { 0 };
+	char err[1024] = "";
+	int rc;
+
+	for (int i = 0; i < argc; i++) {
+		const char **dst = NULL;
+		const char *chunk = NULL;
+
+		if (strcmp(argv[i], "--region") == 0)
+			dst = &o.region;
+		else if (strcmp(argv[i], "--keyfile") == 0)
+			dst = &o.keyfile;
+		else if (strcmp(argv[i], "--passphrase-file") == 0)
+			dst = &o.passphrase_file;
+		else if (strcmp(argv[i], "--security-admins") == 0)
+			dst = &o.security_admins;
+		else if (strcmp(argv[i], "--chunk-size") == 0)
+			dst = &chunk;
+		else {
+			fprintf(stderr, "evfsctl: init: unknown argument %s\n", argv[i]);
+			return 2;
+		}
+		if (i + 1 >= argc) {
+			fprintf(stderr, "evfsctl: init: %s needs a value\n", argv[i]);
+			return 2;
+		}
+		*dst = argv[++i];
+		if (chunk) {
+			unsigned long long v;
+
+			if (cli_parse_size(chunk, &v) < 0 || v > UINT32_MAX) {
+				fprintf(stderr, "evfsctl: init: --chunk-size %s is not a size\n", chunk);
+				return 2;
+			}
+			o.chunk_size = (uint32_t)v;
+		}
+	}
+	if (!o.keyfile == !o.passphrase_file) {
+		fprintf(stderr, "evfsctl: init: give exactly one of --keyfile FILE or --passphrase-file FILE\n");
+		return 2;
+	}
+	rc = store_init(dir, &o, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "evfsctl: %s\n", err[0] ? err : strerror(-rc));
+		return 1;
+	}
+	printf("created store %s (root key from %s %s)\n", dir, o.keyfile ? "key file" : "passphrase file",
+	       o.keyfile ? o.keyfile : o.passphrase_file);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *dir = getenv("EVFS_STORE"), *project = NULL;
+	int json = 0, i, rc;
+	struct store *s;
+	struct store_caller c;
+	char err[1024] = "";
+	struct rlimit no_core = { 0, 0 };
+
+	setrlimit(RLIMIT_CORE, &no_core);
+	prctl(PR_SET_DUMPABLE, 0);
+	if (sodium_init() < 0) {
+		fprintf(stderr, "evfsctl: libsodium failed to initialise\n");
+		return 1;
+	}
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = 1;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			cli_usage(stdout);
+			return 0;
+		} else if ((strcmp(argv[i], "--store") == 0 || strcmp(argv[i], "--project") == 0) && i + 1 < argc) {
+			if (argv[i][2] == 's')
+				dir = argv[++i];
+			else
+				project = argv[++i];
+		} else {
+			fprintf(stderr, "evfsctl: unknown or incomplete option %s\n", argv[i]);
+			cli_usage(stderr);
+			return 2;
+		}
+	}
+	if (i >= argc) {
+		cli_usage(stderr);
+		return 2;
+	}
+	if (!dir || !*dir) {
+		fprintf(stderr, "evfsctl: no store: give --store DIR or set EVFS_STORE\n");
+		return 2;
+	}
+	if (strcmp(argv[i], "init") == 0)
+		return cmd_init(dir, argc - i - 1, argv + i + 1);
+	/* Forward the "kms grant --project P" project too: it is an argument. */
+	rc = ctl_client_run(dir, project, json, argc - i, argv + i, stdout, stderr);
+	if (rc >= 0)
+		return rc;
+	if (rc != -ENOENT) {
+		fprintf(stderr, "evfsctl: cannot talk to the mount of %s: %s\n", dir, strerror(-rc));
+		return 1;
+	}
+	rc = store_open(&s, dir, NULL, log_stderr, NULL, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "evfsctl: %s\n", err[0] ? err : strerror(-rc));
+		return 1;
+	}
+	store_caller_init(s, &c, getuid(), getgid(), project);
+	rc = cli_run(s, &c, json, argc - i, argv + i, stdout, stderr);
+	store_close(s);
+	return rc;
+}

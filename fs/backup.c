@@ -1,0 +1,1002 @@
+// SPDX-License-Identifier: MIT
+/*
+ * backup.c - backup files: self-contained copies of a volume (R7, R19, R25).
+ *
+ * A backup is one file, BACKUPDIR/<id>.evb (mode 0600), holding the chunk
+ * ciphertext of a volume exactly as it sits in the pool, the chunk tags and
+ * everything needed to open them again: lineage id (bound into every chunk's
+ * associated data), chunk size, volume size, the KMS key id and the wrapped
+ * data key.  Taking a backup needs no key: we copy ciphertext.  Reading one
+ * needs the data key (unwrapped by the caller through the KMS), so a backup
+ * is exactly as readable as its volume, and shredding the key (R19) shreds
+ * every backup with it.  Nothing refers back to the pool: a backup restores
+ * after the volume, its snapshots and its pool are gone.
+ *
+ * Layout (all integers little-endian; ids are 16 UUID bytes):
+ *
+ *   0      header, 4096 bytes:
+ *            0 magic "EVFSBAK1"      8 format version u32 (1)
+ *           12 chunk_size u32       16 lineage[16]
+ *           32 volume size u64      40 encrypted u32 (0/1)
+ *           44 wrapped_len u32      48 key_id[40] (NUL padded)
+ *           88 wrapped DK[128]     216 created i64 (unix seconds)
+ *          224 id[16]              240 parent id[16] (zero: full backup)
+ *          256 n_entries u64       264 n_records u64
+ *          272 index offset u64    280 data offset u64 (= 4096)
+ *          288 BLAKE2b-256 of the whole index region
+ *          320 BLAKE2b-256 of header bytes [0, 320)
+ *          352 zero up to 4096
+ *   4096   data: n_records records of chunk_size bytes, ciphertext as in
+ *          the pool (4096-aligned since chunk sizes are multiples of 4 KiB)
+ *   index  n_entries entries of 72 bytes, sorted by chunk index, strictly
+ *          increasing:  index u64 | holder[16] | record u64 | nonce[24] |
+ *          mac[16].  holder is the id of the backup file holding the
+ *          record; all zero means this file.  The file ends with the index.
+ *
+ * Incremental backups.  A backup with a parent stores a record only for a
+ * chunk whose (nonce, mac) differ from the parent's entry at that index;
+ * otherwise it copies the parent's entry, replacing a zero holder by the
+ * parent's id.  Every entry therefore names the file that really holds its
+ * ciphertext, so reading never walks the chain: one index per backup, and
+ * holder files opened lazily.  Equal (nonce, mac) means the same bytes: the
+ * engine draws a fresh random nonce on every write; unencrypted chunks carry
+ * a checksum of their content and identity instead, so equal tags there mean
+ * equal data too.
+ *
+ * Deleting a backup that later ones depend on copies the records they still
+ * use into the oldest child (appended to its data), repoints the other
+ * children to it and gives it the victim's parent.  Every rewrite goes to
+ * .tmp-<id>.evb, is fsynced and renamed over; the victim is unlinked last,
+ * so a crash at any step leaves every backup restorable (at worst with a
+ * duplicate record after a rerun).
+ *
+ * Integrity: the header and index are checksummed, every count and offset
+ * is checked against the file size before use (-EUCLEAN, never a crash on a
+ * damaged file); chunk contents are authenticated by chunk_decrypt
+ * (-EBADMSG).  Not protected, as for volumes: replacing a whole backup by an
+ * older backup of the same lineage.  Plaintext only lives in the caller's
+ * buffer or in guarded bounce buffers wiped after use; the key copy of a
+ * reader lives in sodium_malloc memory, read-only, wiped on close.
+ */
+#include "backup.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#define BK_MAGIC "EVFSBAK1"
+#define BK_VERSION 1u
+#define BK_HDR_BYTES 4096u
+#define BK_SUM_BYTES 32u
+#define BK_UUID_BYTES 16u
+#define BK_BATCH (1024u * 1024u)                /* bytes per buffered write / read */
+
+/* The header as stored (little-endian), checksummed up to `sum`. */
+struct bk_header {
+	char magic[8];
+	uint32_t version, chunk_size;
+	uint8_t lineage[CHUNK_LINEAGE_BYTES];
+	uint64_t size;
+	uint32_t encrypted, wrapped_len;
+	char key_id[40];
+	uint8_t wrapped[BACKUP_WRAPPED_MAX];
+	int64_t created;
+	uint8_t id[BK_UUID_BYTES], parent[BK_UUID_BYTES];
+	uint64_t n_entries, n_records, index_off, data_off;
+	uint8_t isum[BK_SUM_BYTES];             /* BLAKE2b-256 of the index region */
+	uint8_t sum[BK_SUM_BYTES];              /* BLAKE2b-256 of the bytes above */
+};
+_Static_assert(sizeof(struct bk_header) == 352 && offsetof(struct bk_header, created) == 216 &&
+		       offsetof(struct bk_header, n_entries) == 256 && offsetof(struct bk_header, sum) == 320,
+	       "backup header layout");
+
+/* An index entry as stored (integers little-endian); host order in memory. */
+struct entry {
+	uint64_t index;
+	uint8_t holder[BK_UUID_BYTES];          /* zero: this file */
+	uint64_t record;
+	uint8_t nonce[CHUNK_NONCE_BYTES];
+	uint8_t mac[CHUNK_TAG_BYTES];
+};
+_Static_assert(sizeof(struct entry) == 72 && offsetof(struct entry, nonce) == 32, "backup index entry layout");
+
+/* One backup file: header (host order), index if loaded, open fd. */
+struct bfile {
+	struct bk_header h;
+	struct entry *ent;
+	size_t cap;
+	int fd;
+};
+
+static const uint8_t zero_id[BK_UUID_BYTES];
+
+/* ============================= helpers ================================= */
+
+/* Whole-buffer pread/pwrite: a short read means a damaged (truncated) file,
+ * a write that makes no progress a full disk. */
+static int io_all(int fd, void *buf, size_t len, uint64_t off, int wr)
+{
+	while (len) {
+		ssize_t n = wr ? pwrite(fd, buf, len, (off_t)off) : pread(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : wr ? -ENOSPC : -EUCLEAN;
+		buf = (uint8_t *)buf + n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Canonical lowercase UUID text -> 16 bytes; the nil UUID is refused. */
+static int uuid_parse(const char *s, uint8_t out[static BK_UUID_BYTES])
+{
+	size_t j = 0;
+
+	if (!s || strlen(s) != BACKUP_ID_LEN)
+		return -EINVAL;
+	for (size_t i = 0; i < BACKUP_ID_LEN;) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i++] != '-')
+				return -EINVAL;
+			continue;
+		}
+		if (hexval(s[i]) < 0 || hexval(s[i + 1]) < 0)
+			return -EINVAL;
+		out[j++] = (uint8_t)(hexval(s[i]) << 4 | hexval(s[i + 1]));
+		i += 2;
+	}
+	return memcmp(out, zero_id, BK_UUID_BYTES) ? 0 : -EINVAL;
+}
+
+static void uuid_format(const uint8_t in[static BK_UUID_BYTES], char out[static BACKUP_ID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t j = 0;
+
+	for (size_t i = 0; i < BK_UUID_BYTES; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[j++] = '-';
+		out[j++] = hex[in[i] >> 4];
+		out[j++] = hex[in[i] & 15];
+	}
+	out[j] = '\0';
+}
+
+static int is_zero_id(const uint8_t *id)
+{
+	return !memcmp(id, zero_id, BK_UUID_BYTES);
+}
+
+static int bk_path(char out[static PATH_MAX], const char *dir, const char *prefix, const char *id)
+{
+	int n = snprintf(out, PATH_MAX, "%s/%s%s.evb", dir, prefix, id);
+
+	return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+static void bfile_close(struct bfile *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f->ent);
+	memset(f, 0, sizeof(*f));
+	f->fd = -1;
+}
+
+static int same_lineage(const struct bfile *a, const struct bfile *b)
+{
+	return !memcmp(a->h.lineage, b->h.lineage, CHUNK_LINEAGE_BYTES) && a->h.chunk_size == b->h.chunk_size &&
+	       a->h.encrypted == b->h.encrypted;
+}
+
+static void info_fill(const struct bfile *f, struct backup_info *in)
+{
+	memset(in, 0, sizeof(*in));
+	uuid_format(f->h.id, in->id);
+	if (!is_zero_id(f->h.parent))
+		uuid_format(f->h.parent, in->parent_id);
+	memcpy(in->lineage, f->h.lineage, CHUNK_LINEAGE_BYTES);
+	in->chunk_size = f->h.chunk_size;
+	in->size = f->h.size;
+	in->encrypted = (int)f->h.encrypted;
+	memcpy(in->key_id, f->h.key_id, sizeof(in->key_id) - 1);
+	memcpy(in->wrapped, f->h.wrapped, f->h.wrapped_len);
+	in->wrapped_len = f->h.wrapped_len;
+	in->created = f->h.created;
+	in->chunks = f->h.n_entries;
+	in->own_chunks = f->h.n_records;
+}
+
+/* ========================= header and index ============================ */
+
+/* Little-endian <-> host, in place (the same swap both ways). */
+static void hdr_le(struct bk_header *h)
+{
+	h->version = htole32(h->version);
+	h->chunk_size = htole32(h->chunk_size);
+	h->size = htole64(h->size);
+	h->encrypted = htole32(h->encrypted);
+	h->wrapped_len = htole32(h->wrapped_len);
+	h->created = (int64_t)htole64((uint64_t)h->created);
+	h->n_entries = htole64(h->n_entries);
+	h->n_records = htole64(h->n_records);
+	h->index_off = htole64(h->index_off);
+	h->data_off = htole64(h->data_off);
+}
+
+static void ents_le(struct entry *e, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		e[i].index = htole64(e[i].index);
+		e[i].record = htole64(e[i].record);
+	}
+}
+
+/* Every count and offset against the file size (so no later read or
+ * allocation can go out of bounds): -EUCLEAN if inconsistent. */
+static int hdr_check(const struct bk_header *h, uint64_t fsize)
+{
+	uint64_t cs = h->chunk_size, es = sizeof(struct entry);
+
+	if (memcmp(h->magic, BK_MAGIC, 8) || h->version != BK_VERSION || !chunk_size_valid(cs) ||
+	    h->encrypted > 1 || h->wrapped_len > BACKUP_WRAPPED_MAX || !memchr(h->key_id, 0, sizeof(h->key_id)) ||
+	    h->size > UINT64_MAX - CHUNK_MAX_BYTES || h->n_entries > chunk_count(h->size, (uint32_t)cs) ||
+	    h->data_off != BK_HDR_BYTES || h->n_records > fsize / cs || h->n_entries > fsize / es ||
+	    h->index_off != h->data_off + h->n_records * cs || h->index_off > fsize ||
+	    fsize - h->index_off != h->n_entries * es || is_zero_id(h->id))
+		return -EUCLEAN;
+	return 0;
+}
+
+static int hdr_store(int fd, const struct bk_header *h)
+{
+	uint8_t raw[BK_HDR_BYTES] = { 0 };
+	struct bk_header le = *h;
+
+	hdr_le(&le);
+	memcpy(raw, &le, sizeof(le));
+	crypto_generichash(raw + offsetof(struct bk_header, sum), BK_SUM_BYTES, raw,
+			   offsetof(struct bk_header, sum), NULL, 0);
+	return io_all(fd, raw, sizeof(raw), 0, 1);
+}
+
+/* Read, checksum and check the index: sorted, in range, records present. */
+static int index_load(struct bfile *f)
+{
+	uint64_t n = f->h.n_entries, nchunks = chunk_count(f->h.size, f->h.chunk_size);
+	uint8_t sum[BK_SUM_BYTES];
+	int err;
+
+	f->ent = malloc(n ? (size_t)n * sizeof(*f->ent) : 1);
+	if (!f->ent)
+		return -ENOMEM;
+	f->cap = (size_t)n;
+	err = io_all(f->fd, f->ent, (size_t)n * sizeof(*f->ent), f->h.index_off, 0);
+	if (err)
+		return err;
+	crypto_generichash(sum, sizeof(sum), (const uint8_t *)f->ent, (size_t)n * sizeof(*f->ent), NULL, 0);
+	if (sodium_memcmp(sum, f->h.isum, sizeof(sum)) != 0)
+		return -EUCLEAN;
+	ents_le(f->ent, n);
+	for (uint64_t i = 0; i < n; i++) {
+		struct entry *e = &f->ent[i];
+
+		if (!memcmp(e->holder, f->h.id, BK_UUID_BYTES))
+			memset(e->holder, 0, BK_UUID_BYTES);
+		if (e->index >= nchunks || (i && e->index <= e[-1].index) ||
+		    (is_zero_id(e->holder) && e->record >= f->h.n_records))
+			return -EUCLEAN;
+	}
+	return 0;
+}
+
+/* Open dir/<id>.evb and check its header (and index if asked). */
+static int bfile_open(struct bfile *f, const char *dir, const char *id, int with_index)
+{
+	uint8_t raw[BK_HDR_BYTES], want[BK_UUID_BYTES], sum[BK_SUM_BYTES];
+	char path[PATH_MAX];
+	struct stat sb;
+	int err;
+
+	memset(f, 0, sizeof(*f));
+	f->fd = -1;
+	if ((err = uuid_parse(id, want)) || (err = bk_path(path, dir, "", id)))
+		return err;
+	f->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (f->fd < 0)
+		return -errno;
+	if (fstat(f->fd, &sb) < 0)
+		err = -errno;
+	else if (sb.st_size < (off_t)BK_HDR_BYTES)
+		err = -EUCLEAN;
+	if (!err)
+		err = io_all(f->fd, raw, sizeof(raw), 0, 0);
+	if (!err) {
+		crypto_generichash(sum, sizeof(sum), raw, offsetof(struct bk_header, sum), NULL, 0);
+		memcpy(&f->h, raw, sizeof(f->h));
+		hdr_le(&f->h);
+		if (sodium_memcmp(sum, f->h.sum, sizeof(sum)) != 0 || hdr_check(&f->h, (uint64_t)sb.st_size) ||
+		    memcmp(f->h.id, want, BK_UUID_BYTES) != 0)       /* renamed or misplaced file */
+			err = -EUCLEAN;
+	}
+	if (!err && with_index)
+		err = index_load(f);
+	if (err)
+		bfile_close(f);
+	return err;
+}
+
+static int ent_push(struct bfile *f, const struct entry *e)
+{
+	if (f->h.n_entries == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 4096;
+		struct entry *n = realloc(f->ent, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		f->ent = n;
+		f->cap = cap;
+	}
+	f->ent[f->h.n_entries++] = *e;
+	return 0;
+}
+
+/* Write the index at h.index_off (setting h.isum), then the header. */
+static int index_header_store(int fd, struct bfile *f)
+{
+	size_t len = (size_t)f->h.n_entries * sizeof(struct entry);
+	const uint8_t *p = f->ent ? (const uint8_t *)f->ent : zero_id;
+	int err;
+
+	ents_le(f->ent, f->h.n_entries);
+	crypto_generichash(f->h.isum, BK_SUM_BYTES, p, len, NULL, 0);
+	err = io_all(fd, (void *)p, len, f->h.index_off, 1);
+	ents_le(f->ent, f->h.n_entries);
+	return err ? err : hdr_store(fd, &f->h);
+}
+
+static int tmp_create(const char *tmp)
+{
+	int fd;
+
+	(void)unlink(tmp);                             /* leftover of a crash */
+	fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	return fd < 0 ? -errno : fd;
+}
+
+static int dir_sync(const char *dir)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err = 0;
+
+	if (dfd < 0 || fsync(dfd) < 0)
+		err = -errno;
+	if (dfd >= 0)
+		close(dfd);
+	return err;
+}
+
+/* Finish a temporary file: index + header, fsync, rename, fsync dir; the
+ * temporary is removed on failure.  Closes fd. */
+static int tmp_commit(int fd, struct bfile *f, const char *dir, const char *tmp, const char *final, int err)
+{
+	if (!err)
+		err = index_header_store(fd, f);
+	if (!err && (fsync(fd) < 0 || rename(tmp, final) < 0))
+		err = -errno;
+	close(fd);
+	if (err)
+		(void)unlink(tmp);
+	return err ? err : dir_sync(dir);
+}
+
+/* ============================== reader ================================= */
+
+struct holder {
+	uint8_t id[BK_UUID_BYTES];
+	int fd, err;                             /* fd -1 and err set if it failed to open */
+	uint64_t n_records, data_off;
+};
+
+struct backup_reader {
+	struct bfile f;                          /* immutable after open */
+	char *dir;
+	uint8_t *key;                            /* guarded, read-only; NULL if unencrypted */
+	pthread_mutex_t lock;
+	struct holder *hold;                     /* protected by lock */
+	size_t nhold;                            /* protected by lock */
+	uint8_t **bounce;                        /* free plaintext chunks; protected by lock */
+	size_t nbounce;                          /* protected by lock */
+};
+
+/* Where the records of `id` live (zero: this file).  Holder files are
+ * opened on first use and kept, failures included, until close. */
+static int holder_get(struct backup_reader *r, const uint8_t *id, struct holder *out)
+{
+	struct holder h = { .fd = -1 }, *n;
+	char text[BACKUP_ID_LEN + 1];
+	struct bfile g;
+	size_t k;
+
+	if (is_zero_id(id)) {
+		*out = (struct holder){ .fd = r->f.fd, .n_records = r->f.h.n_records, .data_off = r->f.h.data_off };
+		return 0;
+	}
+	pthread_mutex_lock(&r->lock);
+	for (k = 0; k < r->nhold && memcmp(r->hold[k].id, id, BK_UUID_BYTES); k++)
+		;
+	if (k == r->nhold) {
+		n = realloc(r->hold, (k + 1) * sizeof(*n));
+		if (!n) {
+			pthread_mutex_unlock(&r->lock);
+			return -ENOMEM;
+		}
+		r->hold = n;
+		memcpy(h.id, id, BK_UUID_BYTES);
+		uuid_format(id, text);
+		h.err = bfile_open(&g, r->dir, text, 0);
+		if (!h.err && !same_lineage(&g, &r->f))
+			h.err = -EUCLEAN;
+		if (!h.err) {
+			h.fd = g.fd;
+			g.fd = -1;
+			h.n_records = g.h.n_records;
+			h.data_off = g.h.data_off;
+		}
+		bfile_close(&g);
+		r->hold[r->nhold++] = h;
+	}
+	*out = r->hold[k];
+	pthread_mutex_unlock(&r->lock);
+	return out->err;
+}
+
+static uint8_t *bounce_get(struct backup_reader *r)
+{
+	uint8_t *b = NULL;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->nbounce)
+		b = r->bounce[--r->nbounce];
+	pthread_mutex_unlock(&r->lock);
+	return b ? b : sodium_malloc(r->f.h.chunk_size);
+}
+
+static void bounce_put(struct backup_reader *r, uint8_t *b)
+{
+	uint8_t **n;
+
+	sodium_memzero(b, r->f.h.chunk_size);
+	pthread_mutex_lock(&r->lock);
+	n = realloc(r->bounce, (r->nbounce + 1) * sizeof(*n));
+	if (n) {
+		r->bounce = n;
+		r->bounce[r->nbounce++] = b;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&r->lock);
+	sodium_free(b);
+}
+
+/* Read and open n entries whose records are consecutive in one holder into
+ * dst (one pread).  Each bad chunk is reported to bad() and counted in
+ * *nbad when given; returns the first error. */
+static int load_run(struct backup_reader *r, const struct entry *e, size_t n, uint8_t *dst, engine_bad_cb bad,
+		    void *ctx, int *nbad)
+{
+	uint32_t cs = r->f.h.chunk_size;
+	struct holder h;
+	int err = holder_get(r, e->holder, &h), first = 0;
+
+	if (!err && (e->record >= h.n_records || h.n_records - e->record < n))
+		err = -EUCLEAN;
+	if (!err)
+		err = io_all(h.fd, dst, n * cs, h.data_off + e->record * cs, 0);
+	for (size_t j = 0; j < n; j++) {
+		struct chunk_tag t = { .index_le = htole64(e[j].index) };
+		int rc = err;
+
+		memcpy(t.nonce, e[j].nonce, CHUNK_NONCE_BYTES);
+		memcpy(t.mac, e[j].mac, CHUNK_TAG_BYTES);
+		if (!rc)
+			rc = chunk_decrypt(r->key, r->f.h.lineage, e[j].index, dst + j * cs, dst + j * cs, cs, &t);
+		if (rc) {
+			first = first ? first : rc;
+			if (nbad)
+				(*nbad)++;
+			if (bad)
+				bad(ctx, e[j].index, rc);
+		}
+	}
+	return first;
+}
+
+/* Entries from e[0] on (at most max) whose records follow each other in
+ * one holder; with dense set, also at consecutive chunk indexes. */
+static size_t run_len(const struct entry *e, size_t avail, size_t max, int dense)
+{
+	size_t n = 1;
+
+	while (n < avail && n < max && e[n].record == e[0].record + n &&
+	       !memcmp(e[n].holder, e[0].holder, BK_UUID_BYTES) && (!dense || e[n].index == e[0].index + n))
+		n++;
+	return n;
+}
+
+/* Open header + index; no key yet. */
+static int reader_load(struct backup_reader **out, const char *dir, const char *id)
+{
+	struct backup_reader *r = calloc(1, sizeof(*r));
+	int err;
+
+	if (!r)
+		return -ENOMEM;
+	pthread_mutex_init(&r->lock, NULL);
+	err = bfile_open(&r->f, dir, id, 1);
+	if (!err && !(r->dir = strdup(dir)))
+		err = -ENOMEM;
+	if (err) {
+		backup_reader_close(r);
+		return err;
+	}
+	*out = r;
+	return 0;
+}
+
+int backup_reader_open(struct backup_reader **out, const char *dir, const char *id, const uint8_t *key)
+{
+	struct backup_reader *r;
+	int err = reader_load(&r, dir, id);
+
+	if (err || !r->f.h.encrypted)
+		goto done;                               /* unencrypted: key ignored */
+	if (!key)
+		err = -ENOKEY;
+	else if (!(r->key = sodium_malloc(CHUNK_KEY_BYTES)))
+		err = -ENOMEM;
+	if (!err) {
+		memcpy(r->key, key, CHUNK_KEY_BYTES);
+		sodium_mprotect_readonly(r->key);
+	}
+done:
+	if (err && r && (r->f.fd >= 0 || r->f.ent))
+		backup_reader_close(r);
+	else if (!err)
+		*out = r;
+	return err;
+}
+
+void backup_reader_close(struct backup_reader *r)
+{
+	if (!r)
+		return;
+	for (size_t k = 0; k < r->nhold; k++)
+		if (r->hold[k].fd >= 0)
+			close(r->hold[k].fd);
+	for (size_t k = 0; k < r->nbounce; k++)
+		sodium_free(r->bounce[k]);
+	sodium_free(r->key);                     /* wipes */
+	bfile_close(&r->f);
+	pthread_mutex_destroy(&r->lock);
+	free(r->hold);
+	free(r->bounce);
+	free(r->dir);
+	free(r);
+}
+
+uint64_t backup_reader_size(const struct backup_reader *r)
+{
+	return r->f.h.size;
+}
+
+ssize_t backup_reader_read(struct backup_reader *r, void *buf, size_t len, uint64_t off)
+{
+	uint32_t cs = r->f.h.chunk_size;
+	uint64_t size = r->f.h.size, first, count;
+	uint8_t *out = buf;
+	size_t pos;
+	int err = 0;
+
+	if (off >= size)
+		return 0;
+	if (len > size - off)
+		len = (size_t)(size - off);
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	chunk_range(off, len, cs, &first, &count);
+	pos = 0;
+	for (size_t lo = 0, hi = (size_t)r->f.h.n_entries; lo < hi; pos = lo) {   /* first entry >= first */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (r->f.ent[mid].index < first)
+			lo = mid + 1;
+		else
+			hi = mid;
+		pos = lo;
+	}
+	for (uint64_t k = 0; k < count && !err;) {
+		const struct entry *e = pos < r->f.h.n_entries ? &r->f.ent[pos] : NULL;
+		uint64_t idx = first + k, in_buf;
+		uint32_t in_chunk, n;
+		size_t run = 1;
+
+		chunk_piece(off, len, cs, idx, &in_chunk, &n, &in_buf);
+		if (!e || e->index != idx) {
+			memset(out + in_buf, 0, n);          /* absent: zeros */
+			k++;
+			continue;
+		}
+		if (n < cs) {
+			uint8_t *b = bounce_get(r);
+
+			err = b ? load_run(r, e, 1, b, NULL, NULL, NULL) : -ENOMEM;
+			if (!err)
+				memcpy(out + in_buf, b + in_chunk, n);
+			if (b)
+				bounce_put(r, b);
+		} else {
+			/* whole chunks from idx on: one pread per run of records */
+			run = run_len(e, (size_t)(r->f.h.n_entries - pos), (size_t)((off + len) / cs - idx), 1);
+			err = load_run(r, e, run, out + in_buf, NULL, NULL, NULL);
+		}
+		pos += run;
+		k += run;
+	}
+	if (err) {
+		sodium_memzero(buf, len);                /* never partial plaintext */
+		return err;
+	}
+	return (ssize_t)len;
+}
+
+/* Every entry, in runs through a guarded batch buffer: to cb (foreach), or
+ * counting bad chunks (verify, nbad set). */
+static int walk(struct backup_reader *r, backup_chunk_cb cb, void *ctx, engine_bad_cb bad, void *bctx, int *nbad)
+{
+	uint32_t cs = r->f.h.chunk_size;
+	uint8_t *b = sodium_malloc(BK_BATCH);
+	int err = 0;
+
+	if (!b)
+		return -ENOMEM;
+	for (size_t i = 0; i < r->f.h.n_entries && !err;) {
+		const struct entry *e = &r->f.ent[i];
+		size_t run = run_len(e, (size_t)(r->f.h.n_entries - i), BK_BATCH / cs, 0);
+
+		err = load_run(r, e, run, b, bad, bctx, nbad);
+		if (nbad)
+			err = 0;                         /* verify: count and go on */
+		for (size_t j = 0; j < run && !err && cb; j++)
+			err = cb(ctx, e[j].index, b + j * cs, cs);
+		sodium_memzero(b, run * cs);
+		i += run;
+	}
+	sodium_free(b);
+	return err;
+}
+
+int backup_reader_foreach(struct backup_reader *r, backup_chunk_cb cb, void *ctx)
+{
+	return walk(r, cb, ctx, NULL, NULL, NULL);
+}
+
+int backup_verify(const char *dir, const char *id, const uint8_t *key, engine_bad_cb cb, void *ctx)
+{
+	struct backup_reader *r;
+	int nbad = 0, err = backup_reader_open(&r, dir, id, key);
+
+	if (err)
+		return err;
+	err = walk(r, NULL, NULL, cb, ctx, &nbad);
+	backup_reader_close(r);
+	return err < 0 ? err : nbad;
+}
+
+int backup_info_load(const char *dir, const char *id, struct backup_info *info)
+{
+	struct bfile f;
+	int err = bfile_open(&f, dir, id, 0);
+
+	if (!err)
+		info_fill(&f, info);
+	bfile_close(&f);
+	return err;
+}
+
+/* ============================== create ================================= */
+
+/* Same chunk as the parent's at this index (the engine never reuses a
+ * nonce; unencrypted tags are content checksums)? */
+static int parent_ref(const struct backup_reader *par, size_t *pi, struct entry *e)
+{
+	const struct entry *p;
+
+	while (*pi < par->f.h.n_entries && par->f.ent[*pi].index < e->index)
+		(*pi)++;
+	p = *pi < par->f.h.n_entries ? &par->f.ent[*pi] : NULL;
+	if (!p || p->index != e->index || sodium_memcmp(p->nonce, e->nonce, CHUNK_NONCE_BYTES) ||
+	    sodium_memcmp(p->mac, e->mac, CHUNK_TAG_BYTES))
+		return 0;
+	memcpy(e->holder, is_zero_id(p->holder) ? par->f.h.id : p->holder, BK_UUID_BYTES);
+	e->record = p->record;
+	return 1;
+}
+
+/* The parent: same lineage, and every holder its entries name is there. */
+static int parent_open(struct backup_reader **par, const char *dir, const struct backup_info *info, struct vol *v)
+{
+	struct holder h;
+	int err = reader_load(par, dir, info->parent_id);
+
+	if (!err && (memcmp((*par)->f.h.lineage, vol_lineage(v), CHUNK_LINEAGE_BYTES) ||
+		     (*par)->f.h.chunk_size != vol_chunk_size(v) || (*par)->f.h.encrypted != !!info->encrypted))
+		err = -EINVAL;
+	for (uint64_t i = 0; !err && i < (*par)->f.h.n_entries; i++) {
+		const struct entry *e = &(*par)->f.ent[i];
+
+		if (!is_zero_id(e->holder) && !(err = holder_get(*par, e->holder, &h)) && e->record >= h.n_records)
+			err = -EUCLEAN;
+	}
+	return err;
+}
+
+int backup_create(struct vol *v, const char *dir, struct backup_info *info, backup_progress_fn progress,
+		  void *pctx)
+{
+	struct backup_reader *par = NULL;
+	struct bfile out = { .fd = -1 };
+	char tmp[PATH_MAX], final[PATH_MAX];
+	uint32_t cs = vol_chunk_size(v);
+	uint64_t size = vol_size(v), n = chunk_count(size, cs), idx, fill = 0, wpos = BK_HDR_BYTES, next = 0;
+	uint8_t *buf = NULL;
+	size_t pi = 0;
+	int fd = -1, err;
+	int64_t s;
+
+	if ((err = uuid_parse(info->id, out.h.id)) || (err = bk_path(tmp, dir, ".tmp-", info->id)) ||
+	    (err = bk_path(final, dir, "", info->id)))
+		return err;
+	if (info->wrapped_len > BACKUP_WRAPPED_MAX || !memchr(info->key_id, 0, sizeof(info->key_id)) ||
+	    (info->encrypted && !info->wrapped_len) || (vol_key(v) && !info->encrypted))
+		return -EINVAL;
+	if (info->parent_id[0] && ((err = uuid_parse(info->parent_id, out.h.parent)) ||
+				   (err = parent_open(&par, dir, info, v))))
+		goto out;
+	if (access(final, F_OK) == 0) {
+		err = -EEXIST;
+		goto out;
+	}
+	memcpy(out.h.magic, BK_MAGIC, 8);
+	out.h.version = BK_VERSION;
+	out.h.chunk_size = cs;
+	memcpy(out.h.lineage, vol_lineage(v), CHUNK_LINEAGE_BYTES);
+	out.h.size = size;
+	out.h.encrypted = !!info->encrypted;
+	out.h.wrapped_len = info->wrapped_len;
+	memcpy(out.h.key_id, info->key_id, strlen(info->key_id));
+	memcpy(out.h.wrapped, info->wrapped, info->wrapped_len);
+	out.h.created = info->created ? info->created : (int64_t)time(NULL);
+	out.h.data_off = BK_HDR_BYTES;
+	buf = aligned_alloc(4096, BK_BATCH);
+	fd = buf ? tmp_create(tmp) : -ENOMEM;
+	if (fd < 0) {
+		err = fd;
+		goto out;
+	}
+	s = vol_seek(v, 0, SEEK_DATA);                   /* holes are skipped, not scanned */
+	idx = s >= 0 ? (uint64_t)s / cs : n;
+	if (s < 0 && s != -ENXIO)
+		err = (int)s;
+	while (!err && idx < n) {
+		struct chunk_tag tag;
+		struct entry e = { .index = idx };
+		int r = vol_chunk_load(v, idx, buf + fill, &tag);
+
+		if (r < 0)
+			err = r;
+		/* chunk.c: unencrypted lineages have zero nonces, encrypted random ones */
+		else if (r == 1 && chunk_is_zero(tag.nonce, CHUNK_NONCE_BYTES) == (int)out.h.encrypted)
+			err = -EINVAL;
+		if (err || r == 0)
+			goto next;
+		memcpy(e.nonce, tag.nonce, CHUNK_NONCE_BYTES);
+		memcpy(e.mac, tag.mac, CHUNK_TAG_BYTES);
+		if (!par || !parent_ref(par, &pi, &e)) {
+			e.record = out.h.n_records++;       /* a record of this file */
+			fill += cs;
+			if (fill == BK_BATCH) {
+				err = io_all(fd, buf, fill, wpos, 1);
+				wpos += fill;
+				fill = 0;
+			}
+		}
+		if (!err)
+			err = ent_push(&out, &e);
+next:
+		idx++;
+		if (progress && idx < n && idx * cs >= next) {
+			progress(pctx, idx * cs, size);
+			next = idx * cs + (size / 100 ? size / 100 : 1);
+		}
+		if (!err && r == 0 && idx < n) {
+			s = vol_seek(v, idx * cs, SEEK_DATA);
+			if (s < 0 && s != -ENXIO)
+				err = (int)s;
+			idx = s >= 0 ? (uint64_t)s / cs : n;
+		}
+	}
+	if (!err && fill)
+		err = io_all(fd, buf, fill, wpos, 1);
+	out.h.index_off = out.h.data_off + out.h.n_records * cs;
+	err = tmp_commit(fd, &out, dir, tmp, final, err);
+	if (!err) {
+		if (progress)
+			progress(pctx, size, size);
+		info->created = out.h.created;
+		memcpy(info->lineage, out.h.lineage, CHUNK_LINEAGE_BYTES);
+		info->chunk_size = cs;
+		info->size = size;
+		info->chunks = out.h.n_entries;
+		info->own_chunks = out.h.n_records;
+	}
+out:
+	free(buf);
+	bfile_close(&out);
+	backup_reader_close(par);
+	return err;
+}
+
+/* ============================== delete ================================= */
+
+/* Copy len bytes in@ioff -> out@ooff: in the kernel when it can, else via buf. */
+static int copy_range(int in, uint64_t ioff, int out, uint64_t ooff, uint64_t len, uint8_t *buf)
+{
+	loff_t io = (loff_t)ioff, oo = (loff_t)ooff;
+	ssize_t c;
+
+	while (len && (c = copy_file_range(in, &io, out, &oo, len < BK_BATCH ? len : BK_BATCH, 0)) > 0)
+		len -= (uint64_t)c;
+	while (len) {                            /* EXDEV, ENOSYS, ... or a real error: by hand */
+		size_t n = len < BK_BATCH ? (size_t)len : BK_BATCH;
+		int err = io_all(in, buf, n, (uint64_t)io, 0);
+
+		if (!err)
+			err = io_all(out, buf, n, (uint64_t)oo, 1);
+		if (err)
+			return err;
+		io += (loff_t)n;
+		oo += (loff_t)n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Replace f's file by a copy with its (edited) entries, the given parent and
+ * nextra records of src (numbers in extra[]) appended to its data. */
+static int bfile_rewrite(const char *dir, struct bfile *f, const uint8_t *parent, const struct bfile *src,
+			 const uint64_t *extra, uint64_t nextra)
+{
+	char tmp[PATH_MAX], final[PATH_MAX], id[BACKUP_ID_LEN + 1];
+	uint32_t cs = f->h.chunk_size;
+	uint64_t wpos = BK_HDR_BYTES + f->h.n_records * cs;
+	uint8_t *buf = malloc(BK_BATCH);
+	size_t fill = 0;
+	int fd, err;
+
+	uuid_format(f->h.id, id);
+	if (!buf || (err = bk_path(tmp, dir, ".tmp-", id)) || (err = bk_path(final, dir, "", id)) ||
+	    (err = fd = tmp_create(tmp)) < 0) {
+		free(buf);
+		return buf ? err : -ENOMEM;
+	}
+	err = copy_range(f->fd, f->h.data_off, fd, BK_HDR_BYTES, f->h.n_records * cs, buf);
+	for (uint64_t k = 0; !err && k < nextra; k++) {
+		err = io_all(src->fd, buf + fill, cs, src->h.data_off + extra[k] * cs, 0);
+		fill += cs;
+		if (!err && (fill == BK_BATCH || k + 1 == nextra)) {
+			err = io_all(fd, buf, fill, wpos, 1);
+			wpos += fill;
+			fill = 0;
+		}
+	}
+	memcpy(f->h.parent, parent, BK_UUID_BYTES);
+	f->h.n_records += nextra;
+	f->h.index_off = BK_HDR_BYTES + f->h.n_records * cs;
+	free(buf);
+	return tmp_commit(fd, f, dir, tmp, final, err);
+}
+
+int backup_delete(const char *dir, const char *id, const char *const *children, size_t nchildren)
+{
+	struct bfile vic = { .fd = -1 }, *kid = NULL;
+	uint64_t *map = NULL, *extra = NULL, nextra = 0;
+	char path[PATH_MAX];
+	int err;
+
+	if ((err = uuid_parse(id, vic.h.id)) || (err = bk_path(path, dir, "", id)))
+		return err;
+	if (nchildren) {
+		err = bfile_open(&vic, dir, id, 1);
+		kid = err ? NULL : calloc(nchildren, sizeof(*kid));
+		if (!err && !kid)
+			err = -ENOMEM;
+	}
+	for (size_t i = 0; kid && i < nchildren; i++)
+		kid[i].fd = -1;
+	for (size_t i = 0; !err && i < nchildren; i++) {
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(children[i], children[j]))
+				err = -EINVAL;           /* listed twice */
+		if (!err)
+			err = strcmp(children[i], id) ? bfile_open(&kid[i], dir, children[i], 1) : -EINVAL;
+		if (!err && !same_lineage(&kid[i], &vic))
+			err = -EINVAL;
+	}
+	/* Victim records any child uses: map[rec] = its number in kid[0] + 1. */
+	if (!err && nchildren) {
+		map = calloc((size_t)vic.h.n_records + 1, sizeof(*map));
+		extra = calloc((size_t)vic.h.n_records + 1, sizeof(*extra));
+		err = map && extra ? 0 : -ENOMEM;
+	}
+	for (size_t i = 0; !err && i < nchildren; i++) {
+		for (uint64_t j = 0; !err && j < kid[i].h.n_entries; j++) {
+			uint64_t rec = kid[i].ent[j].record;
+
+			if (memcmp(kid[i].ent[j].holder, vic.h.id, BK_UUID_BYTES))
+				continue;
+			if (rec >= vic.h.n_records)
+				err = -EUCLEAN;
+			else if (!map[rec]) {
+				extra[nextra] = rec;
+				map[rec] = kid[0].h.n_records + ++nextra;
+			}
+		}
+	}
+	/* The oldest child first: it receives the records the others then use. */
+	for (size_t i = 0; !err && i < nchildren; i++) {
+		int orphan = !memcmp(kid[i].h.parent, vic.h.id, BK_UUID_BYTES), changed = orphan || (!i && nextra);
+
+		for (uint64_t j = 0; j < kid[i].h.n_entries; j++) {
+			struct entry *e = &kid[i].ent[j];
+
+			if (memcmp(e->holder, vic.h.id, BK_UUID_BYTES))
+				continue;
+			memcpy(e->holder, i ? kid[0].h.id : zero_id, BK_UUID_BYTES);
+			e->record = map[e->record] - 1;
+			changed = 1;
+		}
+		if (changed)
+			err = bfile_rewrite(dir, &kid[i], orphan ? vic.h.parent : kid[i].h.parent, &vic,
+					    i ? NULL : extra, i ? 0 : nextra);
+	}
+	if (!err && unlink(path) < 0)
+		err = -errno;
+	if (!err)
+		err = dir_sync(dir);
+	for (size_t i = 0; kid && i < nchildren; i++)
+		bfile_close(&kid[i]);
+	bfile_close(&vic);
+	free(kid);
+	free(map);
+	free(extra);
+	return err;
+}

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * config.h - the store's configuration file, STORE/evfs.ini (inih).
+ *
+ * The file names key *files* and users, never keys: it holds no secrets
+ * (inih's line buffers are never wiped, so nothing secret may pass through
+ * them).  See config.c for the syntax rules and examples/evfs.ini for an
+ * annotated file.
+ *
+ * Errors (negative errno):
+ *   -EINVAL        bad content (unknown section or key, bad value, duplicate
+ *                  key, a line that is not "key = value"); *err says where
+ *   -ENOENT, -EACCES, ...  the file cannot be opened or read
+ *   -EEXIST        config_store: the file already exists
+ *   -ENOMEM
+ */
+#ifndef EVFS_CONFIG_H
+#define EVFS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_FILE_NAME "evfs.ini"
+#define CONFIG_WUR __attribute__((warn_unused_result))
+
+struct evfs_config {
+	char region[64];            /* [store] region, default "region-1"; [A-Za-z0-9._-]{1,63} */
+	char backup_dir[4096];      /* [store] backup_dir, default "backups"; config_load makes it absolute
+	                               (relative to the store directory) */
+	uint32_t chunk_size;        /* [store] chunk_size, default 4096; power of two 4096..65536 */
+	char kms_backend[16];       /* [kms] backend: "local" (pkcs11: not supported yet) */
+	char key_source[16];        /* [kms] key_source: "keyfile", "passphrase" or "" (not set) */
+	char key_path[4096];        /* [kms] key_path: absolute path of the key or passphrase file, or "" */
+	char security_admins[512];  /* [kms] security_admins, default "root"; comma/space separated */
+	char default_project[64];   /* [defaults] project, default "default"; same charset as region */
+	int allow_other;            /* [mount] allow_other (yes/no/true/false/on/off/1/0), default 0 */
+	char log_file[4096];        /* [mount] log_file, default "" (stderr/syslog); made absolute like
+	                               backup_dir */
+};
+
+/* Fill c with the defaults listed above.  Cannot fail.  Thread-safe. */
+void config_defaults(struct evfs_config *c);
+
+/*
+ * Parse the INI file `path` into c, starting from config_defaults().
+ * Relative backup_dir and log_file are resolved against store_dir (NULL:
+ * the directory holding `path`; a relative store_dir is taken from the
+ * current directory), so on success both are absolute.
+ *
+ * Returns 0, or a negative errno (see above) with a one-line message in err
+ * (errsz bytes, always NUL-terminated when errsz > 0; err may be NULL):
+ *   "<file>:<line>: [section] key = value: <what is wrong>; <what to do>"
+ * Only the first error is reported.  On error c holds partial results and
+ * must not be used.  Thread-safe (no global state is modified); allocates
+ * only temporaries.
+ */
+int config_load(struct evfs_config *c, const char *path, const char *store_dir, char *err,
+		size_t errsz) CONFIG_WUR;
+
+/*
+ * Write c to the new file `path` as a commented INI file (mode 0600, created
+ * with O_EXCL; the comments explain every key and say the file holds no
+ * secrets).  Every value is first checked by the same rules config_load
+ * applies, so a stored file always loads back to the same values.
+ * Returns 0, -EEXIST if path exists, -EINVAL if a value is invalid or cannot
+ * be written (e.g. contains a newline or " ;"), or another negative errno
+ * (the partial file is removed).  Thread-safe.
+ */
+int config_store(const struct evfs_config *c, const char *path) CONFIG_WUR;
+
+/* 1 if `user` is one of the names in c->security_admins (exact match), else
+ * 0 (also for NULL or ""). Cannot fail.  Thread-safe. */
+int config_is_admin(const struct evfs_config *c, const char *user) CONFIG_WUR;
+
+#endif

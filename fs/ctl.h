@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ctl.h - the mount's control socket.
+ *
+ * While a store is mounted, evfsctl sends its command line here and the
+ * mount runs it (store_command_fn) with the caller's credentials, taken
+ * from SO_PEERCRED, never from the request.  The socket lives at
+ * /run/evfs/<16 hex of BLAKE2b(realpath(store))>.sock, mode 0666 (the
+ * credentials, not the file mode, decide what a caller may do).
+ *
+ * Wire format (all integers u32 little-endian):
+ *   request:  "EVC1" | flags (bit 0: --json) | project length | project |
+ *             argc | argc x (length | bytes)
+ *   response: exit code | stdout length | stdout | stderr length | stderr
+ * A request is limited to 64 args of 4 KiB; replies to 16 MiB.
+ */
+#ifndef EVFS_CTL_H
+#define EVFS_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "store.h"
+
+#define CTL_WUR __attribute__((warn_unused_result))
+#define CTL_MAX_ARGS 64u
+#define CTL_MAX_ARG 4096u
+#define CTL_MAX_REPLY (16u << 20)
+
+struct ctl_server;
+
+/* Socket path for a store directory (realpath'd). */
+int ctl_socket_path(const char *store_dir, char *out, size_t outsz) CTL_WUR;
+
+/* Start serving (one thread per connection; commands run one at a time). */
+int ctl_server_start(struct ctl_server **out, struct store *s, store_command_fn fn) CTL_WUR;
+void ctl_server_stop(struct ctl_server *srv);
+
+/* Client: run a command on the mount serving store_dir.  Returns the exit
+ * code (>= 0) with stdout/stderr text copied to out/err, or -ENOENT /
+ * -ECONNREFUSED when no mount serves the store. */
+int ctl_client_run(const char *store_dir, const char *project, int json, int argc, char **argv, FILE *out,
+		   FILE *err) CTL_WUR;
+
+/* Parse / build messages (exposed for the fuzz harness and tests). */
+struct ctl_request {
+	uint32_t flags;
+	char project[64];
+	int argc;
+	char *argv[CTL_MAX_ARGS + 1];
+};
+/* Parse buf[len] into r (argv strings allocated; ctl_request_free). */
+int ctl_request_parse(const uint8_t *buf, size_t len, struct ctl_request *r) CTL_WUR;
+void ctl_request_free(struct ctl_request *r);
+
+#endif

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine.h - the volume engine: chunk pools, chunk maps, volume I/O.
+ *
+ * Knows nothing of FUSE, SQL or master keys.  Both the mount daemon and
+ * evfsctl drive it (only one process at a time per store: the holder of the
+ * store lock).  See pool.c for the on-disk layout and volume.c for the I/O
+ * path and its locks.
+ *
+ * Errors: 0 / byte counts on success, negative errno on failure:
+ *   -ENOKEY   volume not attached (no data key in memory)
+ *   -EBADMSG  a chunk failed authentication (logged with volume and index)
+ *   -EUCLEAN  on-disk structure inconsistent (bad header, short data file)
+ *   -EROFS    write to a read-only map (snapshot, image)
+ *   -EFBIG    write beyond the volume size
+ *   -EBUSY    the map is open / in use
+ *   -EINVAL, -ENOMEM, -ENOSPC, -EIO, ...
+ */
+#ifndef EVFS_ENGINE_H
+#define EVFS_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "chunk.h"
+
+#define ENGINE_ID_MAX 40u             /* map ids are UUID text */
+#define ENGINE_WUR __attribute__((warn_unused_result))
+
+struct engine;
+struct vol;
+struct kms_dk;
+
+typedef void (*engine_log_fn)(void *ctx, int level, const char *msg);
+
+/* pools_dir: STORE/pools (created if missing, mode 0700). */
+int engine_create(struct engine **out, const char *pools_dir, engine_log_fn log, void *log_ctx) ENGINE_WUR;
+/* Closes every pool; every vol must have been closed. */
+void engine_destroy(struct engine *e);
+
+/* Lineage ids travel as 32 hex chars; these convert. */
+int engine_lineage_parse(const char *hex, uint8_t out[static CHUNK_LINEAGE_BYTES]) ENGINE_WUR;
+void engine_lineage_format(const uint8_t lin[static CHUNK_LINEAGE_BYTES], char out[static 33]);
+void engine_lineage_generate(uint8_t out[static CHUNK_LINEAGE_BYTES]);
+
+/* --- pools and maps ------------------------------------------------------ */
+/* Create the pool directory of a new lineage (data, tags, maps/). */
+int engine_pool_create(struct engine *e, const char *lineage, uint32_t chunk_size, int encrypted) ENGINE_WUR;
+/* Remove a lineage's pool; -EBUSY while maps remain or it is open. */
+int engine_pool_delete(struct engine *e, const char *lineage) ENGINE_WUR;
+
+/* New empty (all zero) map of `size` bytes. */
+int engine_map_create(struct engine *e, const char *lineage, const char *id, uint64_t size) ENGINE_WUR;
+/* Copy-on-write clone: dst shares every chunk of src (cost grows with the
+ * chunks written, not the nominal size).  If src is open it is frozen for
+ * the copy (consistent with every acknowledged write).  replace=1 replaces
+ * an existing dst (rollback; dst must not be open: -EBUSY).  size 0 keeps
+ * src's size; a larger size extends the clone. */
+int engine_map_clone(struct engine *e, const char *lineage, const char *src_id, const char *dst_id,
+		     uint64_t size, int replace) ENGINE_WUR;
+/* Drop a map and the chunks only it referenced (space returned). */
+int engine_map_delete(struct engine *e, const char *lineage, const char *id) ENGINE_WUR;
+
+struct engine_map_stats {
+	uint64_t size;           /* nominal bytes */
+	uint64_t chunks;         /* chunks mapped (not holes) */
+	uint64_t exclusive;      /* of which referenced by this map only */
+	uint32_t chunk_size;
+};
+int engine_map_stats(struct engine *e, const char *lineage, const char *id, struct engine_map_stats *st) ENGINE_WUR;
+
+/* Check every mapped chunk of a map against its tag (key NULL for
+ * unencrypted lineages); cb is called for each bad chunk. Returns the
+ * number of bad chunks, or a negative errno. */
+typedef void (*engine_bad_cb)(void *ctx, uint64_t index, int err);
+int engine_map_verify(struct engine *e, const char *lineage, const char *id, const struct kms_dk *dk,
+		      engine_bad_cb cb, void *ctx) ENGINE_WUR;
+
+/* --- volume handles ------------------------------------------------------ */
+/* Open a handle on map `id`.  Handles are shared: opening an open id
+ * returns the same vol with its refcount raised.  writable=0 gives a
+ * read-only handle (snapshots, images); a writable open of a map already
+ * open read-only upgrades nothing (-EROFS on write). */
+int vol_open(struct vol **out, struct engine *e, const char *lineage, const char *id, int writable) ENGINE_WUR;
+/* Find an open handle (refcount raised) or -ENOENT. */
+int vol_lookup(struct vol **out, struct engine *e, const char *id) ENGINE_WUR;
+void vol_close(struct vol *v);           /* drop one reference */
+
+/* Give the handle its data key (ownership moves to the vol; NULL for an
+ * unencrypted lineage).  -EALREADY if attached. */
+int vol_attach(struct vol *v, struct kms_dk *dk) ENGINE_WUR;
+/* Wipe the data key (waits for in-flight I/O). -ENOKEY if not attached. */
+int vol_detach(struct vol *v) ENGINE_WUR;
+int vol_is_attached(struct vol *v);
+uint64_t vol_size(struct vol *v);
+const char *vol_id(const struct vol *v);
+
+/* I/O.  Thread-safe; different chunks proceed in parallel. Return the
+ * bytes transferred (short at end of volume) or a negative errno. */
+ssize_t vol_read(struct vol *v, void *buf, size_t len, uint64_t off) ENGINE_WUR;
+ssize_t vol_write(struct vol *v, const void *buf, size_t len, uint64_t off) ENGINE_WUR;
+/* Discard (punch hole): whole chunks drop their storage, partial edges are
+ * zeroed; the range reads as zeros. */
+int vol_discard(struct vol *v, uint64_t off, uint64_t len) ENGINE_WUR;
+/* Make every acknowledged write durable (data, tags, map). */
+int vol_sync(struct vol *v) ENGINE_WUR;
+/* Grow (never shrink: -EINVAL). */
+int vol_extend(struct vol *v, uint64_t new_size) ENGINE_WUR;
+/* SEEK_DATA / SEEK_HOLE at chunk granularity; -ENXIO past the end. */
+int64_t vol_seek(struct vol *v, uint64_t off, int whence) ENGINE_WUR;
+
+/* Raw access for backups: copy chunk `index` ciphertext (chunk_size bytes)
+ * and tag.  Returns 1 if present, 0 for a hole.  Works detached. */
+int vol_chunk_load(struct vol *v, uint64_t index, uint8_t *cipher, struct chunk_tag *tag) ENGINE_WUR;
+uint32_t vol_chunk_size(const struct vol *v);
+/* Lineage bytes of the handle. Cannot fail. */
+const uint8_t *vol_lineage(const struct vol *v);
+/* The data key bytes of an attached encrypted vol, else NULL. */
+const uint8_t *vol_key(const struct vol *v);
+
+#endif

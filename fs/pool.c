@@ -1,0 +1,622 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pool.c - chunk pools: one per lineage, shared by copy-on-write.
+ *
+ * A lineage is the owner of one data key: a volume, its snapshots, the
+ * images made from it and the volumes cloned from those.  All of them keep
+ * their chunks in one pool, so a snapshot is a copy of a small map, not of
+ * data.  On disk (STORE/pools/<lineage hex>/):
+ *
+ *   data   slot s at byte s * chunk_size: ciphertext, page aligned, sparse
+ *   tags   4 KiB header, then slot s's 64-byte struct chunk_tag (nonce,
+ *          tag, chunk index) at 4096 + 64 * s
+ *   maps/<id>.map  one per volume / snapshot / image (see maps.c)
+ *
+ * Every write goes to a fresh slot and then switches the map entry, so a
+ * chunk reads its old or its new content after a crash, never a mix.
+ *
+ * Reference counts are not stored: opening a pool rebuilds them by reading
+ * every map of the lineage (cost proportional to the chunks written).  With
+ * nothing persistent to keep in step there is nothing to repair after a
+ * crash; a slot no map references is free.  The one ordering rule: a slot
+ * freed by a write may be reused only after the map that stopped pointing at
+ * it is durable, else a power cut could leave the durable map pointing at
+ * another chunk's data.  Freed slots therefore wait in their volume's
+ * pending list (refcount POOL_PENDING) until vol_sync() has synced that map.
+ *
+ * Allocation is next-fit over the refcount array, falling back to the end of
+ * the pool; a multi-chunk write tends to get consecutive slots and so one
+ * pwrite.  The pool mutex covers only this bookkeeping, never I/O or crypto.
+ *
+ * The tag table is read through read-only mappings of 64 MiB segments
+ * (readers take no lock), and written with pwrite so a full disk is an
+ * ENOSPC error, never a SIGBUS.
+ */
+#include "engine_int.h"
+
+#include <dirent.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "maps.h"
+
+#define TAGS_MAGIC "EVFSTAG1"
+
+struct tags_header {
+	char magic[8];
+	uint32_t version;        /* CHUNK_FORMAT_VERSION, little-endian */
+	uint32_t chunk_size;
+	uint8_t lineage[CHUNK_LINEAGE_BYTES];
+	uint32_t encrypted;
+	uint8_t pad[20];
+	uint8_t sum[16];         /* BLAKE2b-128 of the bytes before it */
+};
+_Static_assert(sizeof(struct tags_header) == 72, "tags header");
+
+/* ===================== engine table and logging ======================= */
+
+void engine_logf(struct engine *e, int level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (!e->log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	e->log(e->log_ctx, level, msg);
+}
+
+void engine_chunk_error(struct engine *e, const char *vol, uint64_t index, int err)
+{
+	/* At most 100 lines, then one every 1000 errors. */
+	unsigned n = atomic_fetch_add(&e->log_budget, 1);
+
+	if (n < 100 || n % 1000 == 0)
+		engine_logf(e, 3, "volume %s: chunk %llu (offset %llu chunks in) failed %s; returning EIO",
+			    vol, (unsigned long long)index, (unsigned long long)index,
+			    err == -EBADMSG ? "authentication (tampered, moved or wrong key)" :
+					      "to read (store file damaged or truncated)");
+}
+
+int engine_create(struct engine **out, const char *pools_dir, engine_log_fn log, void *log_ctx)
+{
+	struct engine *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return -ENOMEM;
+	if (mkdir(pools_dir, 0700) < 0 && errno != EEXIST) {
+		int err = -errno;
+
+		free(e);
+		return err;
+	}
+	e->dir = strdup(pools_dir);
+	if (!e->dir) {
+		free(e);
+		return -ENOMEM;
+	}
+	e->log = log;
+	e->log_ctx = log_ctx;
+	pthread_mutex_init(&e->lock, NULL);
+	*out = e;
+	return 0;
+}
+
+void engine_destroy(struct engine *e)
+{
+	if (!e)
+		return;
+	if (e->vols)
+		engine_logf(e, 4, "engine destroyed with open volume %s", e->vols->id);
+	while (e->pools) {
+		struct pool *p = e->pools;
+
+		e->pools = p->next;
+		p->users = 0;
+		pool_close_final(p);
+	}
+	pthread_mutex_destroy(&e->lock);
+	free(e->dir);
+	free(e);
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int engine_lineage_parse(const char *hex, uint8_t out[static CHUNK_LINEAGE_BYTES])
+{
+	if (!hex || strlen(hex) != 2 * CHUNK_LINEAGE_BYTES)
+		return -EINVAL;
+	for (unsigned i = 0; i < CHUNK_LINEAGE_BYTES; i++) {
+		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return -EINVAL;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+void engine_lineage_format(const uint8_t lin[static CHUNK_LINEAGE_BYTES], char out[static 33])
+{
+	sodium_bin2hex(out, 33, lin, CHUNK_LINEAGE_BYTES);
+}
+
+void engine_lineage_generate(uint8_t out[static CHUNK_LINEAGE_BYTES])
+{
+	randombytes_buf(out, CHUNK_LINEAGE_BYTES);
+}
+
+/* ============================ pool files =============================== */
+
+static void tags_header_fill(struct tags_header *h, const uint8_t *lin, uint32_t chunk_size, int encrypted)
+{
+	memset(h, 0, sizeof(*h));
+	memcpy(h->magic, TAGS_MAGIC, 8);
+	h->version = htole32(CHUNK_FORMAT_VERSION);
+	h->chunk_size = htole32(chunk_size);
+	memcpy(h->lineage, lin, CHUNK_LINEAGE_BYTES);
+	h->encrypted = htole32(encrypted ? 1 : 0);
+	crypto_generichash(h->sum, sizeof(h->sum), (const uint8_t *)h, offsetof(struct tags_header, sum), NULL, 0);
+}
+
+int engine_pool_create(struct engine *e, const char *lineage, uint32_t chunk_size, int encrypted)
+{
+	uint8_t lin[CHUNK_LINEAGE_BYTES];
+	char path[4096];
+	struct tags_header h;
+	int dfd = -1, fd = -1, err;
+
+	if (engine_lineage_parse(lineage, lin) < 0 || !chunk_size_valid(chunk_size))
+		return -EINVAL;
+	snprintf(path, sizeof(path), "%s/%s", e->dir, lineage);
+	if (mkdir(path, 0700) < 0)
+		return -errno;
+	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	if (mkdirat(dfd, "maps", 0700) < 0) {
+		err = -errno;
+		goto out;
+	}
+	fd = openat(dfd, "data", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err = -errno;
+		goto out;
+	}
+	close(fd);
+	fd = openat(dfd, "tags", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err = -errno;
+		goto out;
+	}
+	tags_header_fill(&h, lin, chunk_size, encrypted);
+	if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || ftruncate(fd, POOL_HDR_BYTES) < 0 ||
+	    fsync(fd) < 0) {
+		err = errno ? -errno : -EIO;
+		goto out;
+	}
+	err = fsync(dfd) < 0 ? -errno : 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	return err;
+}
+
+/* Read the refcounts of every map of the pool. */
+static int pool_scan_maps(struct pool *p)
+{
+	int mfd = openat(p->dir_fd, "maps", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+	struct dirent *de;
+	int err = 0;
+
+	if (mfd < 0)
+		return -errno;
+	d = fdopendir(mfd);
+	if (!d) {
+		err = -errno;
+		close(mfd);
+		return err;
+	}
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+
+		if (de->d_name[0] == '.' && strncmp(de->d_name, ".tmp-", 5) == 0) {
+			/* A clone interrupted before its rename: never in use. */
+			(void)unlinkat(dirfd(d), de->d_name, 0);
+			continue;
+		}
+		if (l < 5 || strcmp(de->d_name + l - 4, ".map") != 0)
+			continue;
+		err = map_file_foreach(p, dirfd(d), de->d_name, map_ref_cb, p);
+		if (err < 0) {
+			engine_logf(p->eng, 3, "pool %s: map %s unreadable: %s", p->lineage_hex, de->d_name,
+				    strerror(-err));
+			break;
+		}
+	}
+	closedir(d);
+	return err;
+}
+
+static int pool_grow_refs(struct pool *p, uint64_t want)
+{
+	uint64_t cap = p->cap ? p->cap : 4096;
+	uint32_t *r;
+
+	if (want <= p->cap)
+		return 0;
+	while (cap < want)
+		cap *= 2;
+	r = realloc(p->refs, cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	memset(r + p->cap, 0, (cap - p->cap) * sizeof(*r));
+	p->refs = r;
+	p->cap = cap;
+	return 0;
+}
+
+int map_ref_cb(void *ctx, uint64_t index, uint64_t slot)
+{
+	struct pool *p = ctx;
+	int err;
+
+	(void)index;
+	if (slot >= p->nslots) {
+		engine_logf(p->eng, 3, "pool %s: map references slot %llu beyond the tag table (%llu slots)",
+			    p->lineage_hex, (unsigned long long)slot, (unsigned long long)p->nslots);
+		return -EUCLEAN;
+	}
+	err = pool_grow_refs(p, slot + 1);
+	if (err)
+		return err;
+	p->refs[slot]++;
+	return 0;
+}
+
+static int pool_map_segment(struct pool *p, uint64_t slot)
+{
+	uint64_t k = slot >> POOL_SEG_SHIFT;
+	void *m;
+
+	if (k >= POOL_MAX_SEGS)
+		return -ENOSPC;
+	if (atomic_load_explicit(&p->seg[k], memory_order_acquire))
+		return 0;
+	m = mmap(NULL, POOL_SEG_BYTES, PROT_READ, MAP_SHARED, p->tags_fd,
+		 (off_t)(POOL_HDR_BYTES + k * POOL_SEG_BYTES));
+	if (m == MAP_FAILED)
+		return -errno;
+	atomic_store_explicit(&p->seg[k], (const struct chunk_tag *)m, memory_order_release);
+	return 0;
+}
+
+static int pool_open(struct pool **out, struct engine *e, const char *lineage)
+{
+	struct pool *p = calloc(1, sizeof(*p));
+	struct tags_header h, want;
+	char path[4096];
+	struct stat st;
+	int err;
+
+	if (!p)
+		return -ENOMEM;
+	p->eng = e;
+	p->dir_fd = p->data_fd = p->tags_fd = -1;
+	pthread_mutex_init(&p->lock, NULL);
+	err = engine_lineage_parse(lineage, p->lineage);
+	if (err)
+		goto fail;
+	memcpy(p->lineage_hex, lineage, 33);
+	snprintf(path, sizeof(path), "%s/%s", e->dir, lineage);
+	p->dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (p->dir_fd < 0) {
+		err = -errno;
+		goto fail;
+	}
+	p->data_fd = openat(p->dir_fd, "data", O_RDWR | O_CLOEXEC);
+	p->tags_fd = openat(p->dir_fd, "tags", O_RDWR | O_CLOEXEC);
+	if (p->data_fd < 0 || p->tags_fd < 0) {
+		err = -errno;
+		goto fail;
+	}
+	if (pread(p->tags_fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || fstat(p->tags_fd, &st) < 0) {
+		err = -EUCLEAN;
+		goto fail;
+	}
+	tags_header_fill(&want, h.lineage, le32toh(h.chunk_size), (int)le32toh(h.encrypted));
+	if (memcmp(&h, &want, sizeof(h)) != 0 || memcmp(h.lineage, p->lineage, CHUNK_LINEAGE_BYTES) != 0 ||
+	    !chunk_size_valid(le32toh(h.chunk_size))) {
+		engine_logf(e, 3, "pool %s: tag table header damaged or not an evfs pool", lineage);
+		err = -EUCLEAN;
+		goto fail;
+	}
+	p->chunk_size = le32toh(h.chunk_size);
+	p->chunk_shift = (unsigned)__builtin_ctz(p->chunk_size);
+	p->encrypted = (int)le32toh(h.encrypted);
+	p->nslots = st.st_size > POOL_HDR_BYTES ? ((uint64_t)st.st_size - POOL_HDR_BYTES) / sizeof(struct chunk_tag) : 0;
+	err = pool_grow_refs(p, p->nslots + 1);
+	if (err)
+		goto fail;
+	err = pool_scan_maps(p);
+	if (err)
+		goto fail;
+	for (uint64_t s = 0; s < p->nslots; s++)
+		p->nfree += p->refs[s] == 0;
+	if (p->nslots) {
+		for (uint64_t k = 0; k <= (p->nslots - 1) >> POOL_SEG_SHIFT; k++) {
+			err = pool_map_segment(p, k << POOL_SEG_SHIFT);
+			if (err)
+				goto fail;
+		}
+	}
+	*out = p;
+	return 0;
+fail:
+	pool_close_final(p);
+	return err;
+}
+
+void pool_close_final(struct pool *p)
+{
+	for (unsigned k = 0; k < POOL_MAX_SEGS; k++) {
+		const struct chunk_tag *m = atomic_load(&p->seg[k]);
+
+		if (m)
+			munmap((void *)m, POOL_SEG_BYTES);
+	}
+	if (p->data_fd >= 0)
+		close(p->data_fd);
+	if (p->tags_fd >= 0)
+		close(p->tags_fd);
+	if (p->dir_fd >= 0)
+		close(p->dir_fd);
+	pthread_mutex_destroy(&p->lock);
+	free(p->refs);
+	free(p);
+}
+
+int pool_get(struct pool **out, struct engine *e, const char *lineage)
+{
+	struct pool *p;
+	int err;
+
+	pthread_mutex_lock(&e->lock);
+	for (p = e->pools; p; p = p->next) {
+		if (strcmp(p->lineage_hex, lineage) == 0) {
+			p->users++;
+			pthread_mutex_unlock(&e->lock);
+			*out = p;
+			return 0;
+		}
+	}
+	/* Opening scans maps; done under the table lock so two threads never
+	 * build two pools for one lineage.  Only control paths open pools. */
+	err = pool_open(&p, e, lineage);
+	if (!err) {
+		p->users = 1;
+		p->next = e->pools;
+		e->pools = p;
+		*out = p;
+	}
+	pthread_mutex_unlock(&e->lock);
+	return err;
+}
+
+void pool_put(struct pool *p)
+{
+	struct engine *e = p->eng;
+	struct pool **pp;
+
+	pthread_mutex_lock(&e->lock);
+	if (--p->users > 0) {
+		pthread_mutex_unlock(&e->lock);
+		return;
+	}
+	for (pp = &e->pools; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&e->lock);
+	pool_close_final(p);
+}
+
+int engine_pool_delete(struct engine *e, const char *lineage)
+{
+	char path[4096];
+	int dfd, err = 0;
+	uint8_t lin[CHUNK_LINEAGE_BYTES];
+
+	if (engine_lineage_parse(lineage, lin) < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&e->lock);
+	for (struct pool *p = e->pools; p; p = p->next)
+		if (strcmp(p->lineage_hex, lineage) == 0)
+			err = -EBUSY;
+	pthread_mutex_unlock(&e->lock);
+	if (err)
+		return err;
+	snprintf(path, sizeof(path), "%s/%s", e->dir, lineage);
+	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (unlinkat(dfd, "maps", AT_REMOVEDIR) < 0) {
+		err = errno == ENOTEMPTY || errno == EEXIST ? -EBUSY : -errno;
+		if (err != -EBUSY && errno != ENOENT) {
+			close(dfd);
+			return err;
+		}
+		if (err == -EBUSY) {
+			close(dfd);
+			return err;
+		}
+	}
+	(void)unlinkat(dfd, "data", 0);
+	(void)unlinkat(dfd, "tags", 0);
+	close(dfd);
+	return rmdir(path) < 0 ? -errno : 0;
+}
+
+/* ============================ allocator ================================ */
+
+const struct chunk_tag *pool_tag(struct pool *p, uint64_t slot)
+{
+	const struct chunk_tag *seg =
+		atomic_load_explicit(&p->seg[slot >> POOL_SEG_SHIFT], memory_order_acquire);
+
+	return seg ? &seg[slot & (POOL_SEG_ENTRIES - 1)] : NULL;
+}
+
+int pool_alloc(struct pool *p, uint64_t n, uint64_t *slots)
+{
+	uint64_t got = 0, end;
+	int err = 0;
+
+	pthread_mutex_lock(&p->lock);
+	/* Reuse free slots first (next-fit), then grow the pool. */
+	for (uint64_t scanned = 0; got < n && p->nfree > 0 && scanned < p->nslots; scanned++) {
+		uint64_t s = p->cursor;
+
+		p->cursor = p->cursor + 1 >= p->nslots ? 0 : p->cursor + 1;
+		if (p->refs[s] == 0) {
+			p->refs[s] = 1;
+			p->nfree--;
+			slots[got++] = s;
+		}
+	}
+	end = p->nslots + (n - got);
+	if (got < n) {
+		err = pool_grow_refs(p, end + 1);
+		for (uint64_t s = p->nslots; !err && s < end; s += POOL_SEG_ENTRIES - (s & (POOL_SEG_ENTRIES - 1)))
+			err = pool_map_segment(p, s);
+		if (!err) {
+			/* Extend the tag table so readers of the new slots are
+			 * inside the file (the entries are written later). */
+			if (ftruncate(p->tags_fd, (off_t)(POOL_HDR_BYTES + end * sizeof(struct chunk_tag))) < 0)
+				err = -errno;
+		}
+		for (uint64_t s = p->nslots; !err && s < end; s++) {
+			p->refs[s] = 1;
+			slots[got++] = s;
+		}
+		if (!err)
+			p->nslots = end;
+	}
+	if (err) {
+		for (uint64_t i = 0; i < got; i++) {
+			p->refs[slots[i]] = 0;
+			p->nfree++;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return err;
+}
+
+void pool_release_new(struct pool *p, const uint64_t *slots, uint64_t n)
+{
+	pthread_mutex_lock(&p->lock);
+	for (uint64_t i = 0; i < n; i++) {
+		p->refs[slots[i]] = 0;
+		p->nfree++;
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+int pool_unref(struct pool *p, uint64_t slot)
+{
+	int last = 0;
+
+	pthread_mutex_lock(&p->lock);
+	if (slot < p->nslots && p->refs[slot] != 0 && p->refs[slot] != POOL_PENDING) {
+		if (--p->refs[slot] == 0) {
+			p->refs[slot] = POOL_PENDING;
+			last = 1;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return last;
+}
+
+int pool_ref(struct pool *p, uint64_t slot)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&p->lock);
+	if (slot >= p->nslots || p->refs[slot] == 0 || p->refs[slot] >= POOL_PENDING - 1)
+		err = -EUCLEAN;
+	else
+		p->refs[slot]++;
+	pthread_mutex_unlock(&p->lock);
+	return err;
+}
+
+uint32_t pool_refcount(struct pool *p, uint64_t slot)
+{
+	uint32_t r = 0;
+
+	pthread_mutex_lock(&p->lock);
+	if (slot < p->nslots)
+		r = p->refs[slot];
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+void pool_free_pending(struct pool *p, const uint64_t *slots, size_t n)
+{
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < n; i++) {
+		if (slots[i] < p->nslots && p->refs[slots[i]] == POOL_PENDING) {
+			p->refs[slots[i]] = 0;
+			p->nfree++;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+void pool_punch(struct pool *p, uint64_t slot)
+{
+	/* Best effort: space is given back; failure leaves stale ciphertext
+	 * in a free slot, which nothing references. */
+	(void)fallocate(p->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(slot << p->chunk_shift),
+			(off_t)p->chunk_size);
+}
+
+int pool_tags_store(struct pool *p, uint64_t slot, const struct chunk_tag *tags, uint64_t n)
+{
+	size_t len = (size_t)n * sizeof(*tags);
+	ssize_t w = pwrite(p->tags_fd, tags, len, (off_t)(POOL_HDR_BYTES + slot * sizeof(*tags)));
+
+	if (w < 0)
+		return -errno;
+	return (size_t)w == len ? 0 : -ENOSPC;
+}
+
+int pool_sync(struct pool *p)
+{
+	if (fdatasync(p->data_fd) < 0 || fdatasync(p->tags_fd) < 0)
+		return -errno;
+	return 0;
+}

@@ -1,0 +1,692 @@
+// SPDX-License-Identifier: MIT
+/*
+ * store.c - a store directory: lifetime, lock, lineages, attachments and
+ * the files the mount presents.
+ *
+ * Layout of STORE/ (0700, files 0600):
+ *   evfs.ini      configuration (no secrets: names the key file)
+ *   catalog.db    meta/: objects, lineages with wrapped data keys
+ *   kms.db        kms/: master keys wrapped by the root key, audit log
+ *   pools/        engine: one chunk pool per lineage
+ *   backups/      default backup_dir
+ *   evfs.lock     flock'd by the one process operating the store; holds
+ *                 "pid mountpoint" of a mount for the "already mounted"
+ *                 message
+ *
+ * Who operates the store: the mount for its whole life, otherwise the
+ * evfsctl command.  So the engine's in-memory state (refcounts, open maps,
+ * data keys) has exactly one owner and needs no cross-process protocol.
+ *
+ * Attachments (R15-R18, R21): an attached volume is an engine handle with
+ * its data key, held in `attached`.  The catalog keeps the desired state so
+ * that a new mount re-attaches what was attached.  Detach wipes the key
+ * (vol_detach -> kms_dk_destroy -> sodium_free).
+ */
+#include "store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "backup.h"
+
+#define LOCK_NAME "evfs.lock"
+
+/* ============================== messages =============================== */
+
+void store_seterr(struct store *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->err, sizeof(s->err), fmt, ap);
+	va_end(ap);
+}
+
+void store_logf(struct store *s, int level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (!s->log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	s->log(s->log_ctx, level, msg);
+}
+
+static void sub_log(void *ctx, int level, const char *msg)
+{
+	struct store *s = ctx;
+
+	if (s->log)
+		s->log(s->log_ctx, level, msg);
+}
+
+const char *store_error(const struct store *s)
+{
+	return s->err;
+}
+
+const struct evfs_config *store_config(const struct store *s)
+{
+	return &s->cfg;
+}
+
+const char *store_dir(const struct store *s)
+{
+	return s->dir;
+}
+
+void store_caller_init(const struct store *s, struct store_caller *c, uid_t uid, gid_t gid, const char *project)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+
+	memset(c, 0, sizeof(*c));
+	c->uid = uid;
+	c->gid = gid;
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res)
+		snprintf(c->user, sizeof(c->user), "%s", pw.pw_name);
+	else
+		snprintf(c->user, sizeof(c->user), "uid%u", (unsigned)uid);
+	snprintf(c->project, sizeof(c->project), "%s", project && *project ? project : s->cfg.default_project);
+}
+
+void store_kcaller(const struct store_caller *c, struct kms_caller *k, const char *project)
+{
+	k->uid = c->uid;
+	k->user = c->user;
+	k->project = project ? project : c->project;
+}
+
+/* ============================ init / open ============================== */
+
+static void join(char *out, size_t sz, const char *dir, const char *name)
+{
+	snprintf(out, sz, "%s/%s", dir, name);
+}
+
+static void kms_opts(const struct evfs_config *cfg, struct kms_options *o, struct store *s)
+{
+	memset(o, 0, sizeof(*o));
+	o->root_kind = strcmp(cfg->key_source, "passphrase") == 0 ? KMS_ROOT_PASSPHRASE : KMS_ROOT_KEYFILE;
+	o->secret_path = cfg->key_path;
+	o->region = cfg->region;
+	o->security_admins = cfg->security_admins;
+	o->log = s ? sub_log : NULL;
+	o->log_ctx = s;
+}
+
+int store_init(const char *dir, const struct store_init_opts *o, char *err, size_t errsz)
+{
+	struct evfs_config cfg;
+	struct kms_options ko;
+	struct meta_db *db = NULL;
+	char path[4096], abs[4096];
+	const char *secret = o->keyfile ? o->keyfile : o->passphrase_file;
+	int rc;
+
+	if (!secret || (o->keyfile && o->passphrase_file)) {
+		snprintf(err, errsz, "init: give exactly one of --keyfile FILE or --passphrase-file FILE");
+		return -EINVAL;
+	}
+	config_defaults(&cfg);
+	if (o->region)
+		snprintf(cfg.region, sizeof(cfg.region), "%s", o->region);
+	if (o->security_admins)
+		snprintf(cfg.security_admins, sizeof(cfg.security_admins), "%s", o->security_admins);
+	if (o->chunk_size)
+		cfg.chunk_size = o->chunk_size;
+	snprintf(cfg.key_source, sizeof(cfg.key_source), "%s", o->keyfile ? "keyfile" : "passphrase");
+	if (secret[0] == '/') {
+		snprintf(cfg.key_path, sizeof(cfg.key_path), "%s", secret);
+	} else {
+		if (!getcwd(abs, sizeof(abs)))
+			return -errno;
+		snprintf(cfg.key_path, sizeof(cfg.key_path), "%.2000s/%.2000s", abs, secret);
+	}
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		rc = -errno;
+		snprintf(err, errsz, "init: cannot create store directory %s: %s", dir, strerror(-rc));
+		return rc;
+	}
+	join(path, sizeof(path), dir, CONFIG_FILE_NAME);
+	if (access(path, F_OK) == 0) {
+		snprintf(err, errsz, "init: %s is already an evfs store (%s exists); choose an empty directory", dir,
+			 path);
+		return -EEXIST;
+	}
+	(void)chmod(dir, 0700);
+	rc = config_store(&cfg, path);
+	if (rc) {
+		snprintf(err, errsz, "init: cannot write %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	kms_opts(&cfg, &ko, NULL);
+	join(path, sizeof(path), dir, "kms.db");
+	rc = kms_create(path, &ko);
+	if (rc) {
+		snprintf(err, errsz, "init: cannot create the key store %s with %s %s: %s", path, cfg.key_source,
+			 cfg.key_path, strerror(-rc));
+		goto undo;
+	}
+	join(path, sizeof(path), dir, "catalog.db");
+	rc = meta_open(&db, path, 1, NULL, NULL);
+	if (!rc)
+		rc = meta_setting_set(db, "store.region", cfg.region);
+	meta_close(db);
+	if (rc) {
+		snprintf(err, errsz, "init: cannot create the catalog %s: %s", path, strerror(-rc));
+		goto undo;
+	}
+	join(path, sizeof(path), dir, "pools");
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		rc = -errno;
+		goto undo;
+	}
+	if (mkdir(cfg.backup_dir, 0700) < 0 && errno != EEXIST) {
+		rc = -errno;
+		snprintf(err, errsz, "init: cannot create backup directory %s: %s", cfg.backup_dir, strerror(-rc));
+		goto undo;
+	}
+	return 0;
+undo:
+	/* Leave nothing half-made: the next init must be able to start over. */
+	join(path, sizeof(path), dir, CONFIG_FILE_NAME);
+	(void)unlink(path);
+	join(path, sizeof(path), dir, "kms.db");
+	(void)unlink(path);
+	join(path, sizeof(path), dir, "catalog.db");
+	(void)unlink(path);
+	return rc;
+}
+
+static int take_lock(struct store *s, const char *mountpoint, char *err, size_t errsz)
+{
+	char path[4096], holder[4200] = "";
+	ssize_t n;
+
+	join(path, sizeof(path), s->dir, LOCK_NAME);
+	s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->lock_fd < 0)
+		return -errno;
+	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		n = pread(s->lock_fd, holder, sizeof(holder) - 1, 0);
+		holder[n > 0 ? n : 0] = 0;
+		holder[strcspn(holder, "\n")] = 0;
+		if (holder[0])
+			snprintf(err, errsz,
+				 "store %s is already in use by %s; a store is mounted at most once "
+				 "(unmount it first: fusermount3 -u MOUNTPOINT)",
+				 s->dir, holder);
+		else
+			snprintf(err, errsz, "store %s is busy (another evfsctl command is running); retry", s->dir);
+		return -EBUSY;
+	}
+	if (ftruncate(s->lock_fd, 0) == 0) {
+		n = snprintf(holder, sizeof(holder), "%s (pid %d)\n",
+			     mountpoint ? mountpoint : "evfsctl", (int)getpid());
+		if (mountpoint)
+			snprintf(holder, sizeof(holder), "the mount at %s (pid %d)\n", mountpoint, (int)getpid());
+		else
+			snprintf(holder, sizeof(holder), "an evfsctl command (pid %d)\n", (int)getpid());
+		if (pwrite(s->lock_fd, holder, strlen(holder), 0) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+int store_open(struct store **out, const char *dir, const char *mountpoint, store_log_fn log, void *log_ctx,
+	       char *err, size_t errsz)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	struct kms_options ko;
+	char path[4096], real[4096];
+	int rc;
+
+	if (!s)
+		return -ENOMEM;
+	s->lock_fd = -1;
+	s->log = log;
+	s->log_ctx = log_ctx;
+	s->mounted = mountpoint != NULL;
+	pthread_mutex_init(&s->lock, NULL);
+	s->dir = strdup(realpath(dir, real) ? real : dir);
+	if (!s->dir) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	join(path, sizeof(path), s->dir, CONFIG_FILE_NAME);
+	if (access(path, F_OK) < 0) {
+		rc = errno == EACCES ? -EACCES : -ENOENT;
+		if (rc == -EACCES)
+			snprintf(err, errsz, "store %s: permission denied (the store is private to its owner)", dir);
+		else
+			snprintf(err, errsz,
+				 "%s: not an evfs store (no %s); create one with: evfsctl init --store %s --keyfile FILE",
+				 dir, CONFIG_FILE_NAME, dir);
+		goto fail;
+	}
+	rc = config_load(&s->cfg, path, s->dir, err, errsz);
+	if (rc)
+		goto fail;
+	rc = take_lock(s, mountpoint, err, errsz);
+	if (rc) {
+		if (rc != -EBUSY)
+			snprintf(err, errsz, "store %s: cannot lock %s: %s", s->dir, LOCK_NAME, strerror(-rc));
+		goto fail;
+	}
+	join(path, sizeof(path), s->dir, "catalog.db");
+	rc = meta_open(&s->meta, path, 0, sub_log, s);
+	if (rc) {
+		snprintf(err, errsz, "store %s: catalog %s cannot be opened: %s%s", s->dir, path, strerror(-rc),
+			 rc == -EUCLEAN ? " (damaged or not an evfs catalog; restore it from a copy)" : "");
+		goto fail;
+	}
+	kms_opts(&s->cfg, &ko, s);
+	join(path, sizeof(path), s->dir, "kms.db");
+	rc = kms_open(&s->kms, path, &ko);
+	if (rc) {
+		if (rc == -EKEYREJECTED)
+			snprintf(err, errsz, "store %s: the root key from %s %s does not match this store's key store; "
+				 "use the key file or passphrase the store was created with", s->dir,
+				 s->cfg.key_source, s->cfg.key_path);
+		else
+			snprintf(err, errsz, "store %s: key store %s cannot be opened (root key from %s %s): %s%s",
+				 s->dir, path, s->cfg.key_source, s->cfg.key_path, strerror(-rc),
+				 rc == -EUCLEAN ? " (damaged or not an evfs key store)" : "");
+		goto fail;
+	}
+	join(path, sizeof(path), s->dir, "pools");
+	rc = engine_create(&s->eng, path, sub_log, s);
+	if (rc) {
+		snprintf(err, errsz, "store %s: cannot open %s: %s", s->dir, path, strerror(-rc));
+		goto fail;
+	}
+	(void)mkdir(s->cfg.backup_dir, 0700);
+	*out = s;
+	return 0;
+fail:
+	store_close(s);
+	return rc;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	store_detach_all(s);
+	engine_destroy(s->eng);
+	kms_close(s->kms);
+	meta_close(s->meta);
+	if (s->lock_fd >= 0) {
+		if (ftruncate(s->lock_fd, 0) < 0) {
+			/* nothing to do: the lock goes with the descriptor */
+		}
+		close(s->lock_fd);
+	}
+	pthread_mutex_destroy(&s->lock);
+	free(s->dir);
+	free(s);
+}
+
+/* ============================== keys =================================== */
+
+int store_key_error(struct store *s, int err, const char *what, const struct kms_key_info *ki, const char *name)
+{
+	const char *n = ki ? ki->alias : name;
+	const char *id = ki ? ki->id : "";
+
+	switch (err) {
+	case -EACCES:
+		store_seterr(s, "%s: key %s %s is not usable by this project: the project has no KMS grant or the "
+			     "key is not shared with it (R10, R13); ask a security administrator to run "
+			     "'evfsctl kms grant --project P', or the key's owner to share it", what, n, id);
+		break;
+	case -ENOKEY:
+		if (ki && ki->state == KMS_KEY_DELETED)
+			store_seterr(s, "%s: key %s (%s) is Deleted: its material is destroyed and the data it "
+				     "protects can never be read again (R19)", what, n, id);
+		else if (ki)
+			store_seterr(s, "%s: key %s (%s) is %s, only an Enabled key can be used (R14, R17); %s", what,
+				     n, id, kms_state_name(ki->state),
+				     ki->state == KMS_KEY_PENDING_DELETION
+					     ? "cancel its deletion with 'evfsctl key cancel-deletion KEY' and then "
+					       "enable it with 'evfsctl key enable KEY'"
+					     : "enable it with 'evfsctl key enable KEY'");
+		else
+			store_seterr(s, "%s: key %s is not available (R14)", what, n);
+		break;
+	case -ENOENT:
+		store_seterr(s, "%s: no key named %s in this project (see 'evfsctl key list')", what, n);
+		break;
+	case -ENOTUNIQ:
+		store_seterr(s, "%s: key name %s is ambiguous (several shared keys have it); use the key id", what, n);
+		break;
+	case -EBADMSG:
+		store_seterr(s, "%s: the wrapped data key under %s failed authentication (catalog damaged or "
+			     "tampered with)", what, n);
+		break;
+	default:
+		store_seterr(s, "%s: key %s: %s", what, n, strerror(-err));
+	}
+	return err;
+}
+
+int store_key_choose(struct store *s, const struct store_caller *c, const char *name, struct kms_key_info *ki)
+{
+	struct kms_caller kc;
+	int rc = kms_is_granted(s->kms, c->project);
+
+	store_kcaller(c, &kc, NULL);
+	if (rc < 0) {
+		store_seterr(s, "key store: %s", strerror(-rc));
+		return rc;
+	}
+	if (rc == 0) {
+		store_seterr(s, "project %s has no KMS grant, so it cannot use encryption yet (R10); ask a security "
+			     "administrator (%s) to run 'evfsctl kms grant --project %s'", c->project,
+			     s->cfg.security_admins, c->project);
+		return -EACCES;
+	}
+	rc = kms_key_lookup(s->kms, &kc, name ? name : KMS_DEFAULT_ALIAS, ki);
+	if (rc)
+		return store_key_error(s, rc, "encrypt", NULL, name ? name : KMS_DEFAULT_ALIAS);
+	if (ki->state != KMS_KEY_ENABLED)
+		return store_key_error(s, -ENOKEY, "encrypt", ki, NULL);
+	return 0;
+}
+
+static int key_info_by_id(struct store *s, const struct store_caller *c, const char *project, const char *id,
+			  struct kms_key_info *ki)
+{
+	struct kms_caller kc;
+	struct store_caller root = *c;
+
+	/* Lookup by id for messages: done as an administrator view so the
+	 * state of a key can always be named. */
+	snprintf(root.user, sizeof(root.user), "%s", c->user);
+	store_kcaller(&root, &kc, project);
+	return kms_key_lookup(s->kms, &kc, id, ki);
+}
+
+int store_lineage_new(struct store *s, const struct store_caller *c, int encrypted, const char *key_id,
+		      char lineage[static META_LINEAGE_LEN + 1], struct kms_dk **dk)
+{
+	struct meta_lineage l;
+	struct kms_caller kc;
+	uint8_t lin[CHUNK_LINEAGE_BYTES];
+	int rc;
+
+	memset(&l, 0, sizeof(l));
+	engine_lineage_generate(lin);
+	engine_lineage_format(lin, lineage);
+	memcpy(l.id, lineage, META_LINEAGE_LEN + 1);
+	l.encrypted = encrypted;
+	l.created = (int64_t)time(NULL);
+	if (dk)
+		*dk = NULL;
+	if (encrypted) {
+		store_kcaller(c, &kc, NULL);
+		snprintf(l.key_id, sizeof(l.key_id), "%s", key_id);
+		rc = kms_dk_generate(s->kms, &kc, key_id, lin, sizeof(lin), l.wrapped, &l.wrapped_len, dk);
+		if (rc) {
+			struct kms_key_info ki;
+
+			return store_key_error(s, rc, "generate data key",
+					       key_info_by_id(s, c, NULL, key_id, &ki) == 0 ? &ki : NULL, key_id);
+		}
+	}
+	rc = meta_lineage_insert(s->meta, &l);
+	if (!rc)
+		rc = engine_pool_create(s->eng, lineage, s->cfg.chunk_size, encrypted);
+	if (rc) {
+		store_seterr(s, "cannot create the chunk pool of a new lineage: %s", strerror(-rc));
+		if (dk) {
+			kms_dk_destroy(*dk);
+			*dk = NULL;
+		}
+	}
+	sodium_memzero(&l, sizeof(l));
+	return rc;
+}
+
+int store_lineage_unwrap(struct store *s, const struct store_caller *c, const char *project, const char *lineage,
+			 struct kms_dk **dk)
+{
+	struct meta_lineage l;
+	struct kms_caller kc;
+	uint8_t lin[CHUNK_LINEAGE_BYTES];
+	int rc = meta_lineage_get(s->meta, lineage, &l);
+
+	*dk = NULL;
+	if (rc) {
+		store_seterr(s, "lineage %s missing from the catalog: %s; run 'evfsctl fsck'", lineage, strerror(-rc));
+		return rc;
+	}
+	if (!l.encrypted)
+		return 0;
+	if (engine_lineage_parse(lineage, lin) < 0)
+		return -EUCLEAN;
+	store_kcaller(c, &kc, project);
+	rc = kms_dk_unwrap(s->kms, &kc, l.key_id, lin, sizeof(lin), l.wrapped, l.wrapped_len, dk);
+	if (rc) {
+		struct kms_key_info ki;
+
+		store_key_error(s, rc, "unwrap data key", key_info_by_id(s, c, project, l.key_id, &ki) == 0 ? &ki : NULL,
+				l.key_id);
+	}
+	return rc;
+}
+
+struct count_ctx {
+	int maps, backups;
+};
+
+static int count_cb(void *ctx, const struct meta_object *o)
+{
+	struct count_ctx *cc = ctx;
+
+	if (o->kind == META_BACKUP)
+		cc->backups++;
+	else
+		cc->maps++;
+	return 0;
+}
+
+void store_lineage_gc(struct store *s, const char *lineage)
+{
+	struct count_ctx cc = { 0, 0 };
+	struct meta_filter f = { .lineage = lineage };
+	int rc;
+
+	/* The pool goes with the last map; the catalog row (with the wrapped
+	 * key that backups still need) with the last object. */
+	if (meta_object_list(s->meta, &f, count_cb, &cc) < 0 || cc.maps > 0)
+		return;
+	rc = engine_pool_delete(s->eng, lineage);
+	if (rc && rc != -EBUSY)
+		store_logf(s, 4, "lineage %s: pool not removed: %s", lineage, strerror(-rc));
+	if (rc == 0 && cc.backups == 0 && meta_lineage_delete(s->meta, lineage) < 0)
+		store_logf(s, 4, "lineage %s: catalog row not removed", lineage);
+}
+
+int store_object_find(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name,
+		      struct meta_object *o)
+{
+	int rc = meta_object_lookup(s->meta, kind, c->project, name, o);
+
+	if (rc == -ENOENT)
+		store_seterr(s, "no %s named '%s' in project %s (see 'evfsctl %s list')", meta_kind_name(kind), name,
+			     c->project, meta_kind_name(kind));
+	else if (rc)
+		store_seterr(s, "%s %s: catalog error: %s", meta_kind_name(kind), name, strerror(-rc));
+	return rc;
+}
+
+/* ============================ attachments ============================== */
+
+int store_is_attached(struct store *s, const char *id)
+{
+	int found = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (struct attachment *a = s->attached; a; a = a->next)
+		found |= strcmp(a->id, id) == 0;
+	pthread_mutex_unlock(&s->lock);
+	return found;
+}
+
+/* Attach volume o in this process (the mount). */
+int store_attach_object(struct store *s, const struct store_caller *c, const struct meta_object *o)
+{
+	struct attachment *a;
+	struct kms_dk *dk = NULL;
+	struct vol *v = NULL;
+	int rc;
+
+	if (store_is_attached(s, o->id))
+		return -EALREADY;
+	rc = store_lineage_unwrap(s, c, o->project, o->lineage, &dk);
+	if (rc)
+		return rc;
+	rc = vol_open(&v, s->eng, o->lineage, o->id, 1);
+	if (!rc) {
+		rc = vol_attach(v, dk);
+		if (!rc)
+			dk = NULL;
+	}
+	a = rc ? NULL : calloc(1, sizeof(*a));
+	if (!rc && !a)
+		rc = -ENOMEM;
+	if (rc) {
+		kms_dk_destroy(dk);
+		if (v && vol_is_attached(v) && vol_detach(v) < 0)
+			store_logf(s, 3, "volume %s: detach after failed attach failed", o->name);
+		vol_close(v);
+		if (!s->err[0] || rc == -ENOMEM)
+			store_seterr(s, "attach %s: %s", o->name, strerror(-rc));
+		return rc;
+	}
+	snprintf(a->id, sizeof(a->id), "%s", o->id);
+	a->v = v;
+	pthread_mutex_lock(&s->lock);
+	a->next = s->attached;
+	s->attached = a;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* Detach in this process; returns -ENOENT if not attached. */
+int store_detach_object(struct store *s, const char *id)
+{
+	struct attachment *a = NULL, **pp;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	for (pp = &s->attached; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->id, id) == 0) {
+			a = *pp;
+			*pp = a->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!a)
+		return -ENOENT;
+	rc = vol_sync(a->v);
+	if (vol_detach(a->v) < 0)
+		store_logf(s, 4, "volume %s was not attached", id);
+	vol_close(a->v);
+	free(a);
+	return rc;
+}
+
+void store_detach_all(struct store *s)
+{
+	for (;;) {
+		char id[META_ID_LEN + 1];
+
+		pthread_mutex_lock(&s->lock);
+		if (!s->attached) {
+			pthread_mutex_unlock(&s->lock);
+			return;
+		}
+		snprintf(id, sizeof(id), "%s", s->attached->id);
+		pthread_mutex_unlock(&s->lock);
+		if (store_detach_object(s, id) < 0)
+			store_logf(s, 3, "volume %s: sync at detach failed", id);
+	}
+}
+
+struct reattach_ctx {
+	struct store *s;
+	struct meta_object *list;
+	size_t n, cap;
+};
+
+static int collect_cb(void *ctx, const struct meta_object *o)
+{
+	struct reattach_ctx *r = ctx;
+
+	if (!o->attached)
+		return 0;
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		struct meta_object *l = realloc(r->list, cap * sizeof(*l));
+
+		if (!l)
+			return -ENOMEM;
+		r->list = l;
+		r->cap = cap;
+	}
+	r->list[r->n++] = *o;
+	return 0;
+}
+
+int store_reattach_all(struct store *s)
+{
+	struct reattach_ctx r = { .s = s };
+	struct meta_filter f = { .kind = META_VOLUME };
+	int n = 0, rc = meta_object_list(s->meta, &f, collect_cb, &r);
+
+	for (size_t i = 0; rc >= 0 && i < r.n; i++) {
+		struct store_caller c;
+
+		store_caller_init(s, &c, r.list[i].owner_uid, 0, r.list[i].project);
+		s->err[0] = 0;
+		if (store_attach_object(s, &c, &r.list[i]) == 0) {
+			n++;
+			store_logf(s, 6, "volume %s (project %s) re-attached", r.list[i].name, r.list[i].project);
+		} else {
+			store_logf(s, 4, "volume %s (project %s) was attached but cannot be re-attached: %s",
+				   r.list[i].name, r.list[i].project, s->err);
+		}
+	}
+	free(r.list);
+	return rc < 0 ? rc : n;
+}
+
+struct meta_db *store_meta(struct store *s)
+{
+	return s->meta;
+}
+
+struct kms *store_kms(struct store *s)
+{
+	return s->kms;
+}
+
+void store_seterr_clear(struct store *s)
+{
+	s->err[0] = 0;
+}

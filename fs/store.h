@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * store.h - the store service: config + catalog (meta/) + KMS (kms/) +
+ * volume engine, with the product rules (R1-R28) in one place.
+ *
+ * evfsctl and the mount daemon both drive a struct store.  Exactly one
+ * process operates a store at a time: the holder of STORE/evfs.lock (the
+ * mount for its whole life, else the evfsctl command).  While a store is
+ * mounted, evfsctl forwards its command line to the mount's control socket
+ * and the mount runs it here, with the caller's credentials.
+ *
+ * Errors are negative errno values; every failing call also leaves a
+ * message for the user in store_error(s) naming the object, the rule and
+ * the remedy.  Knows nothing of FUSE.
+ */
+#ifndef EVFS_STORE_H
+#define EVFS_STORE_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "meta/meta.h"
+
+#define STORE_WUR __attribute__((warn_unused_result))
+
+struct store;
+struct store_file;
+
+struct store_caller {
+	uint32_t uid;
+	uint32_t gid;
+	char user[64];
+	char project[64];
+};
+
+typedef void (*store_log_fn)(void *ctx, int level, const char *msg);
+
+/* Create a new store directory (mode 0700) with evfs.ini, catalog.db,
+ * kms.db and pools/; keyfile or passphrase file per SPEC section 2. */
+struct store_init_opts {
+	const char *region;          /* NULL: default */
+	const char *keyfile;         /* exactly one of keyfile/passphrase_file */
+	const char *passphrase_file;
+	const char *security_admins; /* NULL: the calling user */
+	uint32_t chunk_size;         /* 0: default */
+};
+int store_init(const char *dir, const struct store_init_opts *o, char *err, size_t errsz) STORE_WUR;
+
+/* Open a store: parse the config, open catalog and KMS (root key), the
+ * engine.  Takes the store lock (-EBUSY with the holder named in err if a
+ * mount holds it).  mountpoint: non-NULL when opened by the mount daemon
+ * (recorded in the lock file for the "already mounted" message). */
+int store_open(struct store **out, const char *dir, const char *mountpoint, store_log_fn log, void *log_ctx,
+	       char *err, size_t errsz) STORE_WUR;
+/* Detach everything (wiping data keys) and close. */
+void store_close(struct store *s);
+
+const char *store_error(const struct store *s);       /* last message */
+void store_seterr_clear(struct store *s);
+const struct evfs_config *store_config(const struct store *s);
+const char *store_dir(const struct store *s);
+/* Fill a caller from uid/gid (user name from the passwd db; project = the
+ * config's default unless `project` is given). */
+void store_caller_init(const struct store *s, struct store_caller *c, uid_t uid, gid_t gid, const char *project);
+
+/* --- mount lifetime (R21) -------------------------------------------------- */
+/* Re-attach every volume recorded as attached whose key is Enabled; the
+ * others are reported through the log.  Returns the number attached. */
+int store_reattach_all(struct store *s) STORE_WUR;
+/* Detach every volume (data keys wiped) without changing the recorded
+ * desired state, so the next mount re-attaches them. */
+void store_detach_all(struct store *s);
+
+/* --- files presented by the mount ----------------------------------------- */
+struct store_entry {
+	enum meta_kind kind;
+	char name[META_NAME_MAX + META_PROJECT_MAX + 2];   /* "name" or "name@project" */
+	char id[META_ID_LEN + 1];
+	uint64_t size;
+	uint32_t uid;
+	uint32_t mode;               /* 0600 volumes, 0400 snapshots/backups/images, 0000 encrypted images */
+	int64_t created;
+};
+typedef int (*store_entry_cb)(void *ctx, const struct store_entry *e);
+/* Entries of one directory kind (volumes, snapshots, backups, images). */
+int store_dir_list(struct store *s, enum meta_kind kind, store_entry_cb cb, void *ctx) STORE_WUR;
+int store_entry_lookup(struct store *s, enum meta_kind kind, const char *name, struct store_entry *out) STORE_WUR;
+
+/* Open a file of the mount.  Volumes open read-write (I/O fails -ENOKEY
+ * while detached); snapshots/backups/images read-only: their data key is
+ * unwrapped for the caller at open (-ENOKEY/-EACCES with the reason in the
+ * log).  Encrypted images refuse reading: -EACCES (R9). */
+int store_file_open(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name,
+		    int writable, struct store_file **out) STORE_WUR;
+void store_file_close(struct store_file *f);
+ssize_t store_file_read(struct store_file *f, void *buf, size_t len, uint64_t off) STORE_WUR;
+ssize_t store_file_write(struct store_file *f, const void *buf, size_t len, uint64_t off) STORE_WUR;
+int store_file_discard(struct store_file *f, uint64_t off, uint64_t len) STORE_WUR;
+int store_file_sync(struct store_file *f) STORE_WUR;
+int64_t store_file_seek(struct store_file *f, uint64_t off, int whence) STORE_WUR;
+uint64_t store_file_size(struct store_file *f);
+/* truncate(2) on a volume: growing extends it (R23), shrinking -EINVAL. */
+int store_file_truncate(struct store *s, const struct store_caller *c, const char *name, uint64_t size) STORE_WUR;
+
+/* Extended attributes (R28): user.evfs.encrypted, .key, .key_state,
+ * .source, .attached.  get returns the value length (-ENODATA unknown);
+ * list writes NUL-separated names, returns total length. Setting or
+ * removing any of them is -EPERM (R1: immutable), logged. */
+int store_xattr_get(struct store *s, enum meta_kind kind, const char *name, const char *attr, char *out,
+		    size_t outsz) STORE_WUR;
+int store_xattr_list(char *out, size_t outsz) STORE_WUR;
+
+/* --- operations (store_ops.c, store_backup.c) ----------------------------- */
+struct store_volume_spec {
+	const char *name;
+	uint64_t size;               /* bytes; 0 = the source's size */
+	int encrypt;                 /* -1 not given, 0 --no-encrypt, 1 --encrypt */
+	const char *key;             /* --key (name or id) or NULL */
+	enum meta_kind from_kind;    /* META_ANY: empty volume */
+	const char *from;            /* source name */
+	const char *type;            /* "data" / "system" or NULL */
+};
+int store_volume_create(struct store *s, const struct store_caller *c, const struct store_volume_spec *sp,
+			struct meta_object *out) STORE_WUR;
+int store_volume_extend(struct store *s, const struct store_caller *c, const char *name, uint64_t size) STORE_WUR;
+int store_volume_rollback(struct store *s, const struct store_caller *c, const char *name,
+			  const char *snap) STORE_WUR;
+/* kind META_SNAPSHOT or META_IMAGE: a CoW copy of the volume's map. */
+int store_snapshot_create(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *vol,
+			  const char *name, struct meta_object *out) STORE_WUR;
+int store_image_copy(struct store *s, const struct store_caller *c, const char *img, const char *name,
+		     int encrypt, const char *key, struct meta_object *out) STORE_WUR;
+int store_image_export(struct store *s, const struct store_caller *c, const char *img, const char *file) STORE_WUR;
+int store_image_replicate(struct store *s, const struct store_caller *c, const char *img,
+			  const char *to_store) STORE_WUR;
+int store_object_delete(struct store *s, const struct store_caller *c, enum meta_kind kind,
+			const char *name) STORE_WUR;
+int store_backup_create(struct store *s, const struct store_caller *c, const char *vol, const char *name,
+			int incremental, int progress, struct meta_object *out) STORE_WUR;
+int store_backup_delete(struct store *s, const struct meta_object *o) STORE_WUR;
+int store_attach(struct store *s, const struct store_caller *c, const char *name) STORE_WUR;
+int store_detach(struct store *s, const struct store_caller *c, const char *name, int force, FILE *warn) STORE_WUR;
+/* Verify every chunk of an object; bad chunks reported on out. Returns
+ * the number of bad chunks or a negative errno. */
+int store_fsck(struct store *s, const struct store_caller *c, const char *name, FILE *out) STORE_WUR;
+int store_volume_resize(struct store *s, const struct meta_object *o, uint64_t size) STORE_WUR;
+/* "Enabled", ... for a key id as seen from project (for listings). */
+const char *store_key_state_of(struct store *s, const char *project, const char *key_id);
+struct meta_db *store_meta(struct store *s);
+struct kms *store_kms(struct store *s);
+int store_is_attached(struct store *s, const char *id);
+
+/* --- control ------------------------------------------------------------- */
+/* Runs one evfsctl command line (argv after the global options) for a
+ * caller, writing to out/err; returns the exit code (0, 1, 2).  Set by
+ * the CLI library; the mount calls it for control-socket requests. */
+typedef int (*store_command_fn)(struct store *s, const struct store_caller *c, int json, int argc, char **argv,
+				FILE *out, FILE *err);
+
+#endif

@@ -1,0 +1,400 @@
+// SPDX-License-Identifier: MIT
+/*
+ * store_backup.c - backups, image export and replication, fsck.
+ *
+ * A backup is taken from a point-in-time clone of the volume's map (made
+ * and dropped here), so it matches every write the mount acknowledged
+ * before the command, while the volume keeps running.  The backup file
+ * carries the lineage's wrapped data key (R7); the catalog row keeps the
+ * lineage row (and so the wrapped key) alive after the volume and pool
+ * are gone.  The latest backup of each volume is remembered in the catalog
+ * setting "backup.last.<volume id>" and is the base of the next
+ * incremental one.
+ */
+#include "store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backup.h"
+
+static int open_attached_plain(struct store *s, const char *lineage, const char *id, struct vol **out);
+
+static void progress_bar(void *ctx, uint64_t done, uint64_t total)
+{
+	const time_t *start = ctx;
+	double el = difftime(time(NULL), *start), rate = el > 0 ? (double)done / el : 0;
+	int pct = total ? (int)(done * 100 / total) : 100;
+
+	fprintf(stderr, "\r[%-40.*s] %3d%% %7.1f MiB/s ETA %4.0fs", pct * 40 / 100,
+		"########################################", pct, rate / 1048576.0,
+		rate > 0 ? (double)(total - done) / rate : 0.0);
+	if (done >= total)
+		fputc('\n', stderr);
+}
+
+int store_backup_create(struct store *s, const struct store_caller *c, const char *vol, const char *name,
+			int incremental, int progress, struct meta_object *out)
+{
+	struct meta_object v, o, tmp;
+	struct meta_lineage l;
+	struct backup_info bi;
+	struct vol *h = NULL;
+	char setting[80], last[META_ID_LEN + 1] = "";
+	time_t start = time(NULL);
+	int rc = store_object_find(s, c, META_VOLUME, vol, &v);
+
+	if (rc)
+		return rc;
+	if (meta_object_lookup(s->meta, META_BACKUP, c->project, name, &o) == 0) {
+		store_seterr(s, "a backup named '%s' already exists in project %s; choose another name", name,
+			     c->project);
+		return -EEXIST;
+	}
+	rc = meta_lineage_get(s->meta, v.lineage, &l);
+	if (rc) {
+		store_seterr(s, "volume %s: its lineage is missing from the catalog; run evfsctl fsck", vol);
+		return rc;
+	}
+	snprintf(setting, sizeof(setting), "backup.last.%s", v.id);
+	if (incremental) {
+		struct meta_object prev;
+
+		if (meta_setting_get(s->meta, setting, last, sizeof(last)) < 0 || !last[0] ||
+		    meta_object_get(s->meta, last, &prev) < 0) {
+			store_seterr(s, "backup %s: volume %s has no previous backup to be incremental to; take a full "
+				     "backup first (without --incremental)", name, vol);
+			return -ENOENT;
+		}
+	}
+	memset(&o, 0, sizeof(o));
+	meta_id_generate(o.id);
+	o.kind = META_BACKUP;
+	snprintf(o.name, sizeof(o.name), "%s", name);
+	snprintf(o.project, sizeof(o.project), "%s", c->project);
+	o.owner_uid = c->uid;
+	o.size = v.size;
+	o.encrypted = v.encrypted;         /* R7 */
+	snprintf(o.key_id, sizeof(o.key_id), "%s", v.key_id);
+	snprintf(o.lineage, sizeof(o.lineage), "%s", v.lineage);
+	snprintf(o.source, sizeof(o.source), "volume:%s", v.name);
+	snprintf(o.parent_id, sizeof(o.parent_id), "%s", v.id);
+	snprintf(o.vol_type, sizeof(o.vol_type), "%s", v.vol_type);
+	if (strlen(s->cfg.backup_dir) >= sizeof(o.location)) {
+		store_seterr(s, "backup_dir %s is longer than %zu bytes; choose a shorter path in evfs.ini",
+			     s->cfg.backup_dir, sizeof(o.location) - 1);
+		return -ENAMETOOLONG;
+	}
+	memcpy(o.location, s->cfg.backup_dir, strlen(s->cfg.backup_dir) + 1);
+	o.created = (int64_t)time(NULL);
+	o.incremental = incremental;
+
+	/* Point in time: back up a clone, not the live map. */
+	memset(&tmp, 0, sizeof(tmp));
+	meta_id_generate(tmp.id);
+	rc = engine_map_clone(s->eng, v.lineage, v.id, tmp.id, 0, 0);
+	if (!rc)
+		rc = vol_open(&h, s->eng, v.lineage, tmp.id, 0);
+	if (!rc) {
+		memset(&bi, 0, sizeof(bi));
+		snprintf(bi.id, sizeof(bi.id), "%s", o.id);
+		if (incremental)
+			snprintf(bi.parent_id, sizeof(bi.parent_id), "%s", last);
+		bi.encrypted = v.encrypted;
+		snprintf(bi.key_id, sizeof(bi.key_id), "%s", v.key_id);
+		memcpy(bi.wrapped, l.wrapped, l.wrapped_len);
+		bi.wrapped_len = (uint32_t)l.wrapped_len;
+		bi.created = o.created;
+		rc = backup_create(h, s->cfg.backup_dir, &bi, progress ? progress_bar : NULL, &start);
+		o.stored_bytes = bi.own_chunks * vol_chunk_size(h);
+	}
+	vol_close(h);
+	if (engine_map_delete(s->eng, v.lineage, tmp.id) < 0)
+		store_logf(s, 4, "backup %s: temporary clone %s not removed", name, tmp.id);
+	if (rc) {
+		store_seterr(s, "backup %s of volume %s failed: %s%s", name, vol, strerror(-rc),
+			     rc == -ENOSPC ? " (the backup directory is full; free space or set backup_dir)" : "");
+		return rc;
+	}
+	rc = meta_object_insert(s->meta, &o);
+	if (!rc)
+		rc = meta_setting_set(s->meta, setting, o.id);
+	if (rc) {
+		store_seterr(s, "backup %s: catalog update failed: %s", name, strerror(-rc));
+		return rc;
+	}
+	if (out)
+		*out = o;
+	return 0;
+}
+
+struct chain_ctx {
+	struct meta_object *list;
+	size_t n, cap;
+};
+
+static int chain_cb(void *ctx, const struct meta_object *o)
+{
+	struct chain_ctx *ch = ctx;
+
+	if (ch->n == ch->cap) {
+		size_t cap = ch->cap ? ch->cap * 2 : 16;
+		struct meta_object *l = realloc(ch->list, cap * sizeof(*l));
+
+		if (!l)
+			return -ENOMEM;
+		ch->list = l;
+		ch->cap = cap;
+	}
+	ch->list[ch->n++] = *o;
+	return 0;
+}
+
+int store_backup_delete(struct store *s, const struct meta_object *o)
+{
+	struct chain_ctx ch = { 0 };
+	struct meta_filter f = { .kind = META_BACKUP, .parent_id = o->parent_id };
+	const char **kids = NULL;
+	char cur[META_ID_LEN + 1], setting[80], last[META_ID_LEN + 1] = "";
+	size_t nk = 0;
+	int rc = meta_object_list(s->meta, &f, chain_cb, &ch);
+
+	if (rc < 0)
+		goto out;
+	kids = calloc(ch.n + 1, sizeof(*kids));
+	if (!kids) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* Children oldest first: follow parent links forward from o. */
+	snprintf(cur, sizeof(cur), "%s", o->id);
+	for (int found = 1; found;) {
+		found = 0;
+		for (size_t i = 0; i < ch.n; i++) {
+			struct backup_info bi;
+
+			if (backup_info_load(ch.list[i].location, ch.list[i].id, &bi) == 0 &&
+			    strcmp(bi.parent_id, cur) == 0) {
+				kids[nk++] = ch.list[i].id;
+				snprintf(cur, sizeof(cur), "%s", ch.list[i].id);
+				found = 1;
+				break;
+			}
+		}
+	}
+	rc = backup_delete(o->location, o->id, kids, nk);
+	if (rc && rc != -ENOENT) {
+		store_seterr(s, "backup %s: cannot delete: %s (nothing was changed)", o->name, strerror(-rc));
+		goto out;
+	}
+	rc = meta_object_delete(s->meta, o->id);
+	snprintf(setting, sizeof(setting), "backup.last.%s", o->parent_id);
+	if (!rc && meta_setting_get(s->meta, setting, last, sizeof(last)) == 0 && strcmp(last, o->id) == 0) {
+		struct backup_info bi;
+
+		/* The chain's newest is gone: its parent becomes the base. */
+		if (backup_info_load(o->location, o->id, &bi) == 0 || nk == 0)
+			rc = meta_setting_set(s->meta, setting, "");
+	}
+	if (rc)
+		store_seterr(s, "backup %s: catalog update failed: %s", o->name, strerror(-rc));
+	else
+		store_lineage_gc(s, o->lineage);
+out:
+	free(kids);
+	free(ch.list);
+	return rc;
+}
+
+/* =========================== export / replicate ======================== */
+
+static int image_open_plain(struct store *s, const struct store_caller *c, const char *img, const char *what,
+			    struct meta_object *o, struct vol **v)
+{
+	int rc = store_object_find(s, c, META_IMAGE, img, o);
+
+	if (rc)
+		return rc;
+	if (o->encrypted) {
+		store_seterr(s, "image %s is encrypted: encrypted images cannot be %s (R9); copy an unencrypted "
+			     "image instead", img, what);
+		return -EPERM;
+	}
+	rc = vol_open(v, s->eng, o->lineage, o->id, 0);
+	if (!rc && !vol_is_attached(*v) && (rc = vol_attach(*v, NULL)) != 0)
+		vol_close(*v);
+	if (rc)
+		store_seterr(s, "image %s: cannot open its map: %s", img, strerror(-rc));
+	return rc;
+}
+
+static int copy_out(struct vol *v, int fd, struct vol *dst)
+{
+	const size_t blk = 1u << 20;
+	uint8_t *buf = malloc(blk);
+	uint64_t size = vol_size(v), off = 0;
+	int rc = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	while (!rc && off < size) {
+		int64_t d = vol_seek(v, off, SEEK_DATA), h;
+
+		if (d < 0)
+			break;
+		h = vol_seek(v, (uint64_t)d, SEEK_HOLE);
+		if (h < 0)
+			h = (int64_t)size;
+		for (off = (uint64_t)d; !rc && off < (uint64_t)h;) {
+			size_t n = (uint64_t)h - off < blk ? (size_t)((uint64_t)h - off) : blk;
+			ssize_t r = vol_read(v, buf, n, off);
+
+			if (r > 0)
+				r = dst ? vol_write(dst, buf, (size_t)r, off) : pwrite(fd, buf, (size_t)r, (off_t)off);
+			if (r <= 0)
+				rc = r < 0 ? (dst ? (int)r : -errno) : -EIO;
+			else
+				off += (uint64_t)r;
+		}
+	}
+	free(buf);
+	if (!rc && !dst && (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0))
+		rc = -errno;
+	return rc;
+}
+
+int store_image_export(struct store *s, const struct store_caller *c, const char *img, const char *file)
+{
+	struct meta_object o;
+	struct vol *v;
+	int fd, rc = image_open_plain(s, c, img, "exported", &o, &v);
+
+	if (rc)
+		return rc;
+	fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		store_seterr(s, "image export %s: cannot create %s: %s", img, file, strerror(-rc));
+	} else {
+		rc = copy_out(v, fd, NULL);
+		close(fd);
+		if (rc) {
+			store_seterr(s, "image export %s to %s failed: %s", img, file, strerror(-rc));
+			(void)unlink(file);
+		}
+	}
+	vol_close(v);
+	return rc;
+}
+
+int store_image_replicate(struct store *s, const struct store_caller *c, const char *img, const char *to_store)
+{
+	struct meta_object o, n;
+	struct store *d = NULL;
+	struct vol *v, *dv = NULL;
+	char err[1024];
+	int rc = image_open_plain(s, c, img, "replicated to another region", &o, &v);
+
+	if (rc)
+		return rc;
+	rc = store_open(&d, to_store, NULL, NULL, NULL, err, sizeof(err));
+	if (rc) {
+		store_seterr(s, "image replicate %s: %s", img, err);
+		vol_close(v);
+		return rc;
+	}
+	n = o;
+	meta_id_generate(n.id);
+	snprintf(n.project, sizeof(n.project), "%s", c->project);
+	snprintf(n.source, sizeof(n.source), "replica:%s/%s", s->cfg.region, o.name);
+	n.parent_id[0] = 0;
+	n.created = (int64_t)time(NULL);
+	rc = store_lineage_new(d, c, 0, "", n.lineage, NULL);
+	if (!rc)
+		rc = engine_map_create(d->eng, n.lineage, n.id, n.size);
+	if (!rc)
+		rc = open_attached_plain(d, n.lineage, n.id, &dv);
+	if (!rc)
+		rc = copy_out(v, -1, dv);
+	if (!rc)
+		rc = vol_sync(dv);
+	vol_close(dv);
+	if (!rc)
+		rc = meta_object_insert(d->meta, &n);
+	if (rc) {
+		store_seterr(s, "image replicate %s to %s failed: %s%s", img, to_store, strerror(-rc),
+			     d->err[0] ? d->err : "");
+		if (n.lineage[0] && engine_map_delete(d->eng, n.lineage, n.id) == 0)
+			store_lineage_gc(d, n.lineage);
+	}
+	vol_close(v);
+	store_close(d);
+	return rc;
+}
+
+static int open_attached_plain(struct store *s, const char *lineage, const char *id, struct vol **out)
+{
+	int rc = vol_open(out, s->eng, lineage, id, 1);
+
+	if (!rc && (rc = vol_attach(*out, NULL)) != 0)
+		vol_close(*out);
+	return rc;
+}
+
+/* ================================ fsck ================================= */
+
+struct fsck_ctx {
+	FILE *out;
+	const char *name;
+	uint32_t cs;
+};
+
+static void bad_cb(void *ctx, uint64_t index, int err)
+{
+	struct fsck_ctx *f = ctx;
+
+	fprintf(f->out, "%s: chunk %llu (bytes %llu-%llu): %s\n", f->name, (unsigned long long)index,
+		(unsigned long long)(index * f->cs), (unsigned long long)((index + 1) * f->cs - 1),
+		err == -EBADMSG ? "authentication failed (tampered or damaged)" : strerror(-err));
+}
+
+int store_fsck(struct store *s, const struct store_caller *c, const char *name, FILE *out)
+{
+	static const enum meta_kind kinds[] = { META_VOLUME, META_SNAPSHOT, META_IMAGE, META_BACKUP };
+	struct fsck_ctx f = { out, name, s->cfg.chunk_size };
+	struct meta_object o;
+	struct kms_dk *dk = NULL;
+	int rc = -ENOENT;
+
+	for (size_t i = 0; i < 4 && rc == -ENOENT; i++)
+		rc = meta_object_lookup(s->meta, kinds[i], c->project, name, &o);
+	if (rc) {
+		store_seterr(s, "fsck: no volume, snapshot, image or backup named '%s' in project %s", name,
+			     c->project);
+		return rc;
+	}
+	rc = store_lineage_unwrap(s, c, o.project, o.lineage, &dk);
+	if (rc)
+		return rc;
+	if (o.kind == META_BACKUP) {
+		struct backup_info bi;
+
+		if (backup_info_load(o.location, o.id, &bi) == 0)
+			f.cs = bi.chunk_size;
+		rc = backup_verify(o.location, o.id, dk ? kms_dk_bytes(dk) : NULL, bad_cb, &f);
+	} else {
+		struct engine_map_stats st;
+
+		if (engine_map_stats(s->eng, o.lineage, o.id, &st) == 0)
+			f.cs = st.chunk_size;
+		rc = engine_map_verify(s->eng, o.lineage, o.id, dk, bad_cb, &f);
+	}
+	kms_dk_destroy(dk);
+	if (rc < 0)
+		store_seterr(s, "fsck %s: %s", name, strerror(-rc));
+	return rc;
+}

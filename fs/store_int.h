@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/* store_int.h - store internals shared by store*.c (private to fs/). */
+#ifndef EVFS_STORE_INT_H
+#define EVFS_STORE_INT_H
+
+#include <pthread.h>
+
+#include "engine.h"
+#include "kms/kms.h"
+#include "store.h"
+
+struct attachment {
+	char id[META_ID_LEN + 1];
+	struct vol *v;                 /* holds one reference while attached */
+	struct attachment *next;
+};
+
+struct store {
+	char *dir;
+	struct evfs_config cfg;
+	struct meta_db *meta;
+	struct kms *kms;
+	struct engine *eng;
+	int lock_fd;
+	int mounted;                    /* opened by the mount daemon */
+	store_log_fn log;
+	void *log_ctx;
+	char err[1024];                 /* last message; commands run one at a time */
+	pthread_mutex_t lock;           /* protects `attached` */
+	struct attachment *attached;
+};
+
+void store_seterr(struct store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void store_logf(struct store *s, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void store_kcaller(const struct store_caller *c, struct kms_caller *k, const char *project);
+
+/* Resolve the key an encrypted object of project c->project will use
+ * (NULL name: evs/default); checks grant and state (R10, R14). */
+int store_key_choose(struct store *s, const struct store_caller *c, const char *name, struct kms_key_info *ki);
+/* Explain a KMS error about key `ki` (or name) in s->err. */
+int store_key_error(struct store *s, int err, const char *what, const struct kms_key_info *ki, const char *name);
+/* New lineage (pool + catalog row); *dk gets the plaintext DK if dk != NULL. */
+int store_lineage_new(struct store *s, const struct store_caller *c, int encrypted, const char *key_id,
+		      char lineage[static META_LINEAGE_LEN + 1], struct kms_dk **dk);
+/* Unwrap the DK of a lineage for c (NULL for unencrypted lineages). */
+int store_lineage_unwrap(struct store *s, const struct store_caller *c, const char *project, const char *lineage,
+			 struct kms_dk **dk);
+/* Drop the lineage's pool and catalog row if nothing uses them any more. */
+void store_lineage_gc(struct store *s, const char *lineage);
+/* Find an object of c->project by kind and name (message on failure). */
+int store_object_find(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name,
+		      struct meta_object *o);
+int store_attach_object(struct store *s, const struct store_caller *c, const struct meta_object *o);
+int store_detach_object(struct store *s, const char *id);
+
+#endif

@@ -1,0 +1,536 @@
+// SPDX-License-Identifier: MIT
+/*
+ * store_ops.c - the volume operations of a cloud block store, with the
+ * encryption rules of SPEC section 3 in one place.
+ *
+ *   empty volume           encrypted as chosen; --encrypt alone: evs/default (R2)
+ *   from snapshot          the snapshot's lineage and key, CoW clone (R5)
+ *   from image, data       the image's lineage and key, CoW clone (R6)
+ *   from image, system     R3's table: a chosen key A that differs from the
+ *                          image's gives a new lineage under A (re-encrypt)
+ *   from backup            the backup's encryption unless chosen (R4): a
+ *                          restore always writes a new lineage, decrypting
+ *                          the backup and encrypting under the choice
+ *   snapshot, image        same lineage as the volume, CoW clone (R8, R9)
+ *   backup                 ciphertext copied with the lineage's wrapped key (R7)
+ *   image copy --encrypt   new lineage under the key (R9); an encrypted image
+ *                          never becomes unencrypted
+ *
+ * A "lineage" is the owner of one data key; objects in a lineage share
+ * chunks.  Space goes back when the last map referring to a chunk goes;
+ * the pool and the catalog row of a lineage go with its last object.
+ *
+ * Every failure leaves a message naming the object, the rule and the remedy
+ * in s->err.  Operations that write the catalog and the pool do the pool
+ * part first and the catalog last, undoing the pool part if the catalog
+ * refuses: an interrupted command leaves at most an orphan map that fsck
+ * reports, never a catalog entry without data.
+ */
+#include "store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "backup.h"
+
+static void object_base(const struct store_caller *c, struct meta_object *o, enum meta_kind kind,
+			const char *name)
+{
+	memset(o, 0, sizeof(*o));
+	meta_id_generate(o->id);
+	o->kind = kind;
+	snprintf(o->name, sizeof(o->name), "%s", name);
+	snprintf(o->project, sizeof(o->project), "%s", c->project);
+	o->owner_uid = c->uid;
+	o->created = (int64_t)time(NULL);
+	snprintf(o->vol_type, sizeof(o->vol_type), "data");
+}
+
+static int check_name(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name)
+{
+	struct meta_object o;
+	size_t n = strlen(name);
+
+	if (n == 0 || n >= META_NAME_MAX || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+						"0123456789._-") != n || name[0] == '.') {
+		store_seterr(s, "%s name '%s' is not valid: use 1-63 letters, digits, '.', '_' or '-', not starting "
+			     "with '.'", meta_kind_name(kind), name);
+		return -EINVAL;
+	}
+	if (meta_object_lookup(s->meta, kind, c->project, name, &o) == 0) {
+		store_seterr(s, "a %s named '%s' already exists in project %s; choose another name",
+			     meta_kind_name(kind), name, c->project);
+		return -EEXIST;
+	}
+	return 0;
+}
+
+static int owner_check(struct store *s, const struct store_caller *c, const struct meta_object *o, const char *op)
+{
+	if (c->uid == 0 || c->uid == o->owner_uid)
+		return 0;
+	store_seterr(s, "%s %s: permission denied: it belongs to uid %u (R27); ask its owner or root", op, o->name,
+		     (unsigned)o->owner_uid);
+	return -EPERM;
+}
+
+/* Insert o into the catalog; on failure drop its map (pool side first). */
+static int commit_object(struct store *s, struct meta_object *o)
+{
+	int rc = meta_object_insert(s->meta, o);
+
+	if (rc) {
+		store_seterr(s, "%s %s: catalog insert failed: %s", meta_kind_name(o->kind), o->name, strerror(-rc));
+		if (o->kind != META_BACKUP && engine_map_delete(s->eng, o->lineage, o->id) < 0)
+			store_logf(s, 3, "%s %s: orphan map left in pool %s", meta_kind_name(o->kind), o->name, o->lineage);
+		store_lineage_gc(s, o->lineage);
+	}
+	return rc;
+}
+
+/* ===================== copying between lineages ======================== */
+
+struct restore_ctx {
+	struct vol *dst;
+	int err;
+};
+
+static int restore_cb(void *ctx, uint64_t index, const uint8_t *plain, uint32_t len)
+{
+	struct restore_ctx *r = ctx;
+	ssize_t w = vol_write(r->dst, plain, len, index * len);
+
+	if (w < 0)
+		return (int)w;
+	return 0;
+}
+
+/* Decrypt every data range of src and write it into dst (both attached). */
+static int copy_volume_data(struct vol *src, struct vol *dst)
+{
+	const size_t blk = 1u << 20;
+	uint8_t *buf = malloc(blk);
+	uint64_t size = vol_size(src), off = 0;
+	int rc = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	while (off < size) {
+		int64_t d = vol_seek(src, off, SEEK_DATA), h;
+
+		if (d == -ENXIO)
+			break;
+		if (d < 0) {
+			rc = (int)d;
+			break;
+		}
+		h = vol_seek(src, (uint64_t)d, SEEK_HOLE);
+		if (h < 0)
+			h = (int64_t)size;
+		for (off = (uint64_t)d; off < (uint64_t)h;) {
+			size_t n = (uint64_t)h - off < blk ? (size_t)((uint64_t)h - off) : blk;
+			ssize_t r = vol_read(src, buf, n, off);
+
+			if (r >= 0)
+				r = vol_write(dst, buf, (size_t)r, off);
+			if (r <= 0) {
+				rc = r < 0 ? (int)r : -EIO;
+				break;
+			}
+			off += (uint64_t)r;
+		}
+		if (rc)
+			break;
+	}
+	sodium_memzero(buf, blk);
+	free(buf);
+	return rc ? rc : vol_sync(dst);
+}
+
+/* Open map `id` of `lineage` and attach the key (NULL for unencrypted). */
+static int open_attached(struct store *s, const char *lineage, const char *id, int writable, struct kms_dk *dk,
+			 struct vol **out)
+{
+	int rc = vol_open(out, s->eng, lineage, id, writable);
+
+	if (rc) {
+		kms_dk_destroy(dk);
+		return rc;
+	}
+	if (vol_is_attached(*out)) {
+		kms_dk_destroy(dk);
+		return 0;
+	}
+	rc = vol_attach(*out, dk);
+	if (rc) {
+		kms_dk_destroy(dk);
+		vol_close(*out);
+	}
+	return rc;
+}
+
+/* New volume o in a fresh lineage, filled from a source (map or backup). */
+static int create_reencrypted(struct store *s, const struct store_caller *c, struct meta_object *o,
+			      const struct meta_object *src)
+{
+	struct kms_dk *sdk = NULL, *ddk = NULL;
+	struct vol *sv = NULL, *dv = NULL;
+	int rc;
+
+	rc = store_lineage_unwrap(s, c, src->project, src->lineage, &sdk);
+	if (rc)
+		return rc;
+	rc = store_lineage_new(s, c, o->encrypted, o->key_id, o->lineage, &ddk);
+	if (rc) {
+		kms_dk_destroy(sdk);
+		return rc;
+	}
+	rc = engine_map_create(s->eng, o->lineage, o->id, o->size);
+	if (!rc)
+		rc = open_attached(s, o->lineage, o->id, 1, ddk, &dv);
+	else
+		kms_dk_destroy(ddk);
+	if (rc) {
+		kms_dk_destroy(sdk);
+		goto out;
+	}
+	if (src->kind == META_BACKUP) {
+		struct backup_reader *br;
+		struct restore_ctx r = { .dst = dv };
+
+		rc = backup_reader_open(&br, src->location, src->id, sdk ? kms_dk_bytes(sdk) : NULL);
+		kms_dk_destroy(sdk);
+		if (!rc) {
+			rc = backup_reader_foreach(br, restore_cb, &r);
+			backup_reader_close(br);
+		}
+		if (!rc)
+			rc = vol_sync(dv);
+	} else {
+		rc = open_attached(s, src->lineage, src->id, 0, sdk, &sv);
+		if (!rc)
+			rc = copy_volume_data(sv, dv);
+		vol_close(sv);
+	}
+	if (rc && !s->err[0])
+		store_seterr(s, "volume %s: copying from %s %s failed: %s%s", o->name, meta_kind_name(src->kind),
+			     src->name, strerror(-rc), rc == -EBADMSG ? " (source data damaged: run evfsctl fsck)" : "");
+out:
+	vol_close(dv);
+	if (rc) {
+		if (engine_map_delete(s->eng, o->lineage, o->id) < 0)
+			store_logf(s, 4, "volume %s: partial map not removed", o->name);
+		store_lineage_gc(s, o->lineage);
+	}
+	return rc;
+}
+
+/* ============================== volumes ================================ */
+
+int store_volume_create(struct store *s, const struct store_caller *c, const struct store_volume_spec *sp,
+			struct meta_object *out)
+{
+	struct meta_object o, src;
+	struct kms_key_info ki;
+	int rc = check_name(s, c, META_VOLUME, sp->name), clone = 0;
+
+	if (rc)
+		return rc;
+	object_base(c, &o, META_VOLUME, sp->name);
+	if (sp->type)
+		snprintf(o.vol_type, sizeof(o.vol_type), "%s", sp->type);
+	if (sp->from_kind == META_ANY) {
+		if (sp->size == 0) {
+			store_seterr(s, "volume %s: give --size SIZE (e.g. 10G) for an empty volume", sp->name);
+			return -EINVAL;
+		}
+		o.size = sp->size;
+		o.encrypted = sp->encrypt == 1;
+	} else {
+		rc = store_object_find(s, c, sp->from_kind, sp->from, &src);
+		if (rc)
+			return rc;
+		snprintf(o.source, sizeof(o.source), "%s:%s", meta_kind_name(sp->from_kind), src.name);
+		snprintf(o.parent_id, sizeof(o.parent_id), "%s", src.id);
+		o.size = sp->size > src.size ? sp->size : src.size;
+		if (sp->from_kind == META_SNAPSHOT || (sp->from_kind == META_IMAGE && strcmp(o.vol_type, "data") == 0)) {
+			/* R5, R6: the source's encryption and key, sharing its chunks. */
+			if (sp->encrypt >= 0 && (sp->encrypt != src.encrypted ||
+						 (sp->key && src.encrypted))) {
+				store_seterr(s, "volume %s: a volume made from %s %s keeps its encryption (%s) (%s); "
+					     "drop --encrypt/--no-encrypt/--key", sp->name, meta_kind_name(sp->from_kind),
+					     src.name, src.encrypted ? "encrypted" : "not encrypted",
+					     sp->from_kind == META_SNAPSHOT ? "R5" : "R6");
+				return -EINVAL;
+			}
+			o.encrypted = src.encrypted;
+			clone = 1;
+		} else if (sp->from_kind == META_IMAGE) {
+			/* R3: system volume. */
+			o.encrypted = sp->encrypt == 1 || src.encrypted;
+			clone = !(sp->encrypt == 1);
+		} else {
+			/* R4: from a backup, the user's choice or the backup's. */
+			o.encrypted = sp->encrypt >= 0 ? sp->encrypt : src.encrypted;
+		}
+	}
+	if (sp->encrypt != 1 && sp->key) {
+		store_seterr(s, "volume %s: --key needs --encrypt", sp->name);
+		return -EINVAL;
+	}
+	if (o.encrypted && !clone) {
+		const char *key = sp->key;
+
+		if (!key && sp->from_kind == META_BACKUP && src.encrypted && sp->encrypt < 0)
+			key = src.key_id;           /* R4: keep the backup's key */
+		rc = store_key_choose(s, c, key, &ki);
+		if (rc)
+			return rc;
+		snprintf(o.key_id, sizeof(o.key_id), "%s", ki.id);
+		if (sp->from_kind == META_IMAGE && src.encrypted && strcmp(ki.id, src.key_id) == 0)
+			clone = 1;                  /* key A == key B: share */
+	}
+	if (clone) {
+		if (o.encrypted) {
+			snprintf(o.key_id, sizeof(o.key_id), "%s", src.key_id);
+			rc = store_key_choose(s, c, src.key_id, &ki);   /* R14: key must be usable */
+			if (rc)
+				return rc;
+		}
+		snprintf(o.lineage, sizeof(o.lineage), "%s", src.lineage);
+		rc = engine_map_clone(s->eng, src.lineage, src.id, o.id, o.size, 0);
+		if (rc) {
+			store_seterr(s, "volume %s: cloning %s %s failed: %s", sp->name, meta_kind_name(sp->from_kind),
+				     src.name, strerror(-rc));
+			return rc;
+		}
+	} else if (sp->from_kind == META_ANY) {
+		rc = store_lineage_new(s, c, o.encrypted, o.key_id, o.lineage, NULL);
+		if (!rc && (rc = engine_map_create(s->eng, o.lineage, o.id, o.size)) != 0) {
+			store_seterr(s, "volume %s: cannot create its map: %s", sp->name, strerror(-rc));
+			store_lineage_gc(s, o.lineage);
+		}
+		if (rc)
+			return rc;
+	} else {
+		rc = create_reencrypted(s, c, &o, &src);
+		if (rc)
+			return rc;
+	}
+	rc = commit_object(s, &o);
+	if (!rc && out)
+		*out = o;
+	return rc;
+}
+
+int store_volume_extend(struct store *s, const struct store_caller *c, const char *name, uint64_t size)
+{
+	struct meta_object o;
+	int rc = store_object_find(s, c, META_VOLUME, name, &o);
+
+	if (!rc)
+		rc = owner_check(s, c, &o, "extend volume");
+	return rc ? rc : store_volume_resize(s, &o, size);
+}
+
+int store_volume_rollback(struct store *s, const struct store_caller *c, const char *name, const char *snap)
+{
+	struct meta_object o, sn;
+	int rc = store_object_find(s, c, META_VOLUME, name, &o);
+
+	if (!rc)
+		rc = owner_check(s, c, &o, "roll back volume");
+	if (!rc)
+		rc = store_object_find(s, c, META_SNAPSHOT, snap, &sn);
+	if (rc)
+		return rc;
+	if (strcmp(sn.parent_id, o.id) != 0) {
+		store_seterr(s, "volume %s: snapshot %s was not taken of it; roll back only to its own snapshots",
+			     name, snap);
+		return -EINVAL;
+	}
+	if (store_is_attached(s, o.id)) {
+		store_seterr(s, "volume %s is attached; detach it first ('evfsctl detach %s'), then roll back", name,
+			     name);
+		return -EBUSY;
+	}
+	rc = engine_map_clone(s->eng, o.lineage, sn.id, o.id, o.size, 1);
+	if (rc == -EBUSY)
+		store_seterr(s, "volume %s is open (a file handle in the mount); close it and detach, then retry", name);
+	else if (rc)
+		store_seterr(s, "volume %s: rollback to %s failed: %s", name, snap, strerror(-rc));
+	return rc;
+}
+
+/* ==================== snapshots, images, deletion ====================== */
+
+int store_snapshot_create(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *vol,
+			  const char *name, struct meta_object *out)
+{
+	struct meta_object v, o;
+	int rc = store_object_find(s, c, META_VOLUME, vol, &v);
+
+	if (!rc)
+		rc = check_name(s, c, kind, name);
+	if (rc)
+		return rc;
+	object_base(c, &o, kind, name);
+	/* R8 / R9: same encryption, key and lineage as the volume. */
+	o.size = v.size;
+	o.encrypted = v.encrypted;
+	snprintf(o.key_id, sizeof(o.key_id), "%s", v.key_id);
+	snprintf(o.lineage, sizeof(o.lineage), "%s", v.lineage);
+	snprintf(o.source, sizeof(o.source), "volume:%s", v.name);
+	snprintf(o.parent_id, sizeof(o.parent_id), "%s", v.id);
+	snprintf(o.vol_type, sizeof(o.vol_type), "%s", v.vol_type);
+	rc = engine_map_clone(s->eng, v.lineage, v.id, o.id, 0, 0);
+	if (rc) {
+		store_seterr(s, "%s %s of volume %s failed: %s", meta_kind_name(kind), name, vol, strerror(-rc));
+		return rc;
+	}
+	rc = commit_object(s, &o);
+	if (!rc && out)
+		*out = o;
+	return rc;
+}
+
+int store_image_copy(struct store *s, const struct store_caller *c, const char *img, const char *name, int encrypt,
+		     const char *key, struct meta_object *out)
+{
+	struct meta_object src, o;
+	struct kms_key_info ki;
+	int rc = store_object_find(s, c, META_IMAGE, img, &src);
+
+	if (!rc)
+		rc = check_name(s, c, META_IMAGE, name);
+	if (rc)
+		return rc;
+	if (encrypt == 0 && src.encrypted) {
+		store_seterr(s, "image %s is encrypted; encrypted images cannot be turned into unencrypted ones (R9)",
+			     img);
+		return -EPERM;
+	}
+	object_base(c, &o, META_IMAGE, name);
+	o.size = src.size;
+	snprintf(o.source, sizeof(o.source), "image:%s", src.name);
+	snprintf(o.parent_id, sizeof(o.parent_id), "%s", src.parent_id);
+	o.encrypted = src.encrypted || encrypt == 1;
+	if (encrypt == 1) {
+		rc = store_key_choose(s, c, key, &ki);
+		if (rc)
+			return rc;
+		snprintf(o.key_id, sizeof(o.key_id), "%s", ki.id);
+	}
+	if (encrypt == 1 && !(src.encrypted && strcmp(ki.id, src.key_id) == 0)) {
+		rc = create_reencrypted(s, c, &o, &src);
+	} else {
+		snprintf(o.key_id, sizeof(o.key_id), "%s", src.key_id);
+		snprintf(o.lineage, sizeof(o.lineage), "%s", src.lineage);
+		rc = engine_map_clone(s->eng, src.lineage, src.id, o.id, 0, 0);
+		if (rc)
+			store_seterr(s, "image copy %s -> %s failed: %s", img, name, strerror(-rc));
+	}
+	if (!rc)
+		rc = commit_object(s, &o);
+	if (!rc && out)
+		*out = o;
+	return rc;
+}
+
+int store_object_delete(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name)
+{
+	struct meta_object o;
+	int rc = store_object_find(s, c, kind, name, &o);
+
+	if (!rc)
+		rc = owner_check(s, c, &o, "delete");
+	if (rc)
+		return rc;
+	if (kind == META_VOLUME && store_is_attached(s, o.id)) {
+		store_seterr(s, "volume %s is attached; detach it first ('evfsctl detach %s')", name, name);
+		return -EBUSY;
+	}
+	if (kind == META_BACKUP)
+		return store_backup_delete(s, &o);
+	rc = meta_object_delete(s->meta, o.id);
+	if (rc) {
+		store_seterr(s, "%s %s: catalog delete failed: %s", meta_kind_name(kind), name, strerror(-rc));
+		return rc;
+	}
+	rc = engine_map_delete(s->eng, o.lineage, o.id);
+	if (rc == -EBUSY) {
+		store_logf(s, 4, "%s %s: map still open; its space is freed when the pool is next opened",
+			   meta_kind_name(kind), name);
+		rc = 0;
+	} else if (rc && rc != -ENOENT) {
+		store_logf(s, 4, "%s %s: map not removed (%s); 'evfsctl fsck' will report it", meta_kind_name(kind),
+			   name, strerror(-rc));
+	}
+	store_lineage_gc(s, o.lineage);
+	return 0;
+}
+
+/* ============================ attach / detach ========================== */
+
+int store_attach(struct store *s, const struct store_caller *c, const char *name)
+{
+	struct meta_object o;
+	int rc = store_object_find(s, c, META_VOLUME, name, &o);
+
+	if (!rc)
+		rc = owner_check(s, c, &o, "attach volume");
+	if (rc)
+		return rc;
+	if (!s->mounted) {
+		store_seterr(s, "attach %s: the store is not mounted; mount it first (evfs %s MOUNTPOINT), then attach",
+			     name, s->dir);
+		return -ENOTCONN;
+	}
+	rc = store_attach_object(s, c, &o);
+	if (rc == -EALREADY)
+		return 0;
+	if (!rc)
+		rc = meta_object_set_attached(s->meta, o.id, 1);
+	if (rc && !s->err[0])
+		store_seterr(s, "attach %s: %s", name, strerror(-rc));
+	return rc;
+}
+
+int store_detach(struct store *s, const struct store_caller *c, const char *name, int force, FILE *warn)
+{
+	struct meta_object o;
+	struct kms_key_info ki;
+	struct kms_caller kc;
+	int rc = store_object_find(s, c, META_VOLUME, name, &o);
+
+	if (!rc)
+		rc = owner_check(s, c, &o, "detach volume");
+	if (rc)
+		return rc;
+	store_kcaller(c, &kc, o.project);
+	if (o.encrypted && (kms_key_lookup(s->kms, &kc, o.key_id, &ki) < 0 || ki.state != KMS_KEY_ENABLED)) {
+		const char *state = kms_key_lookup(s->kms, &kc, o.key_id, &ki) < 0 ? "unavailable"
+										      : kms_state_name(ki.state);
+		if (!force) {
+			store_seterr(s, "detach %s refused: its key %s is %s; once detached the volume cannot be "
+				     "re-attached until the key is Enabled again (R18). Restore the key first, or "
+				     "use --force to detach anyway", name, o.key_id, state);
+			return -EPERM;
+		}
+		fprintf(warn, "warning: volume %s detached while its key %s is %s: it cannot be re-attached until "
+			"the key is Enabled again (R18)\n", name, o.key_id, state);
+	}
+	rc = store_detach_object(s, o.id);
+	if (rc == -ENOENT)
+		rc = 0;       /* not attached in this process: just record it */
+	if (!rc)
+		rc = meta_object_set_attached(s->meta, o.id, 0);
+	if (rc)
+		store_seterr(s, "detach %s: %s", name, strerror(-rc));
+	return rc;
+}

@@ -1,0 +1,773 @@
+// SPDX-License-Identifier: MIT
+/*
+ * volume.c - open volumes and the I/O path.
+ *
+ * A struct vol is an open map plus, while attached, the lineage's data key.
+ * Handles are shared and refcounted in the engine table (one per map id),
+ * so the FUSE file handles, the attach state and control operations all see
+ * one object.
+ *
+ * Locks, always taken in this order:
+ *   1. engine->lock   the table of open handles; never held across I/O.
+ *   2. vol->lock      rwlock; I/O takes it shared; attach, detach, extend
+ *                     and a snapshot of this volume take it exclusive.
+ *   3. vol->stripe[i] rwlocks over chunk index % 64, taken in ascending
+ *                     stripe order; readers shared, writers exclusive, so
+ *                     writes to different chunks run in parallel and a
+ *                     read-modify-write of a partial chunk is atomic.
+ *   4. pool->lock     allocator bookkeeping only (pool.c).
+ * No global lock is held on the data path; crypto runs under 2 and 3 only.
+ *
+ * Write: every chunk of the request is sealed into a per-thread buffer,
+ * new slots are allocated (consecutive when possible), the ciphertext goes
+ * out in one pwrite per run of consecutive slots, then the tag entries, then
+ * the map entries in one pwrite.  Only then are the old slots released: a
+ * crash at any point leaves each chunk old or new.  All-zero chunks become
+ * holes.  Read: the map and tag table are read through mappings, runs of
+ * consecutive slots are read with one pread straight into the caller's
+ * buffer and opened in place.
+ *
+ * Plaintext only ever sits in the caller's buffer or the per-thread bounce
+ * chunk, which is wiped after each use and when the thread ends.
+ */
+#include "engine_int.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "kms/kms.h"
+#include "maps.h"
+
+#define SEG_MAX (1024u * 1024u)                               /* bytes per pass */
+#define SEG_CHUNKS (SEG_MAX / CHUNK_MIN_BYTES + 2u)
+
+static const uint8_t zeros[CHUNK_MAX_BYTES];
+
+/* ========================= per-thread scratch ========================== */
+
+struct scratch {
+	uint8_t *cipher;                     /* SEG_MAX + 2 chunks */
+	uint8_t *bounce;                     /* one plaintext chunk (guarded) */
+	struct chunk_tag tags[SEG_CHUNKS];
+	uint64_t slots[SEG_CHUNKS];
+	uint64_t old[SEG_CHUNKS];
+	uint64_t ent[SEG_CHUNKS];
+	uint64_t le[SEG_CHUNKS];             /* map entries as stored */
+	uint32_t which[SEG_CHUNKS];
+};
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *arg)
+{
+	struct scratch *s = arg;
+
+	if (!s)
+		return;
+	sodium_free(s->bounce);             /* wipes */
+	free(s->cipher);
+	free(s);
+}
+
+static void scratch_key_init(void)
+{
+	(void)pthread_key_create(&scratch_key, scratch_free);
+}
+
+static struct scratch *scratch_get(void)
+{
+	struct scratch *s;
+
+	pthread_once(&scratch_once, scratch_key_init);
+	s = pthread_getspecific(scratch_key);
+	if (s)
+		return s;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->cipher = aligned_alloc(4096, SEG_MAX + 2 * CHUNK_MAX_BYTES);
+	s->bounce = sodium_malloc(CHUNK_MAX_BYTES);
+	if (!s->cipher || !s->bounce || pthread_setspecific(scratch_key, s) != 0) {
+		scratch_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* ============================ handles ================================== */
+
+static int vol_map_mmap(struct vol *v)
+{
+	size_t len = (size_t)map_entry_off(v->nchunks);
+	void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, v->map_fd, 0);
+
+	if (m == MAP_FAILED)
+		return -errno;
+	v->map = (const uint64_t *)((const uint8_t *)m + MAP_HDR_BYTES);
+	v->map_len = len;
+	return 0;
+}
+
+static void vol_map_unmap(struct vol *v)
+{
+	if (v->map)
+		munmap((uint8_t *)v->map - MAP_HDR_BYTES, v->map_len);
+	v->map = NULL;
+}
+
+static void vol_free(struct vol *v)
+{
+	vol_map_unmap(v);
+	if (v->map_fd >= 0)
+		close(v->map_fd);
+	kms_dk_destroy(v->dk);
+	for (unsigned i = 0; i < VOL_STRIPES; i++)
+		pthread_rwlock_destroy(&v->stripe[i]);
+	pthread_rwlock_destroy(&v->lock);
+	pthread_mutex_destroy(&v->pending_lock);
+	if (v->pool)
+		pool_put(v->pool);
+	free(v->pending);
+	free(v);
+}
+
+int vol_lookup(struct vol **out, struct engine *e, const char *id)
+{
+	struct vol *v;
+
+	pthread_mutex_lock(&e->lock);
+	for (v = e->vols; v; v = v->next)
+		if (strcmp(v->id, id) == 0)
+			break;
+	if (v)
+		v->users++;
+	pthread_mutex_unlock(&e->lock);
+	*out = v;
+	return v ? 0 : -ENOENT;
+}
+
+int vol_open(struct vol **out, struct engine *e, const char *lineage, const char *id, int writable)
+{
+	struct map_header h;
+	struct vol *v;
+	char name[128];
+	int dfd, err;
+
+	if (strlen(id) >= ENGINE_ID_MAX || strchr(id, '/'))
+		return -EINVAL;
+	if (vol_lookup(out, e, id) == 0)
+		return 0;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->eng = e;
+	v->map_fd = -1;
+	v->writable = writable;
+	snprintf(v->id, sizeof(v->id), "%s", id);
+	pthread_rwlock_init(&v->lock, NULL);
+	pthread_mutex_init(&v->pending_lock, NULL);
+	for (unsigned i = 0; i < VOL_STRIPES; i++)
+		pthread_rwlock_init(&v->stripe[i], NULL);
+	err = pool_get(&v->pool, e, lineage);
+	if (err)
+		goto fail;
+	dfd = openat(v->pool->dir_fd, "maps", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		err = -errno;
+		goto fail;
+	}
+	snprintf(name, sizeof(name), "%s.map", id);
+	v->map_fd = openat(dfd, name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	err = v->map_fd < 0 ? -errno : 0;
+	close(dfd);
+	if (err)
+		goto fail;
+	err = map_header_load(v->pool, v->map_fd, id, &h);
+	if (err) {
+		engine_logf(e, 3, "volume %s: map header damaged (pool %s)", id, lineage);
+		goto fail;
+	}
+	v->size = h.size;
+	v->nchunks = chunk_count(h.size, v->pool->chunk_size);
+	err = vol_map_mmap(v);
+	if (err)
+		goto fail;
+	pthread_mutex_lock(&e->lock);
+	/* Lost a race with another opener?  Use theirs. */
+	for (struct vol *o = e->vols; o; o = o->next) {
+		if (strcmp(o->id, id) == 0) {
+			o->users++;
+			pthread_mutex_unlock(&e->lock);
+			vol_free(v);
+			*out = o;
+			return 0;
+		}
+	}
+	v->users = 1;
+	v->next = e->vols;
+	e->vols = v;
+	pthread_mutex_unlock(&e->lock);
+	*out = v;
+	return 0;
+fail:
+	vol_free(v);
+	return err;
+}
+
+void vol_close(struct vol *v)
+{
+	struct engine *e;
+
+	if (!v)
+		return;
+	e = v->eng;
+	pthread_mutex_lock(&e->lock);
+	if (--v->users > 0) {
+		pthread_mutex_unlock(&e->lock);
+		return;
+	}
+	for (struct vol **pp = &e->vols; *pp; pp = &(*pp)->next) {
+		if (*pp == v) {
+			*pp = v->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (v->writable && vol_sync(v) < 0)
+		engine_logf(e, 3, "volume %s: final sync failed; writes since the last fsync may be lost", v->id);
+	vol_free(v);
+}
+
+int vol_attach(struct vol *v, struct kms_dk *dk)
+{
+	int err = 0;
+
+	pthread_rwlock_wrlock(&v->lock);
+	if (v->attached)
+		err = -EALREADY;
+	else if (v->pool->encrypted != (dk != NULL))
+		err = -EINVAL;
+	if (!err) {
+		v->dk = dk;
+		v->attached = 1;
+	}
+	pthread_rwlock_unlock(&v->lock);
+	return err;
+}
+
+int vol_detach(struct vol *v)
+{
+	int err = 0;
+
+	pthread_rwlock_wrlock(&v->lock);
+	if (!v->attached) {
+		err = -ENOKEY;
+	} else {
+		kms_dk_destroy(v->dk);          /* wipes the data key */
+		v->dk = NULL;
+		v->attached = 0;
+	}
+	pthread_rwlock_unlock(&v->lock);
+	return err;
+}
+
+int vol_is_attached(struct vol *v)
+{
+	int a;
+
+	pthread_rwlock_rdlock(&v->lock);
+	a = v->attached;
+	pthread_rwlock_unlock(&v->lock);
+	return a;
+}
+
+uint64_t vol_size(struct vol *v)
+{
+	uint64_t s;
+
+	pthread_rwlock_rdlock(&v->lock);
+	s = v->size;
+	pthread_rwlock_unlock(&v->lock);
+	return s;
+}
+
+const char *vol_id(const struct vol *v)
+{
+	return v->id;
+}
+
+uint32_t vol_chunk_size(const struct vol *v)
+{
+	return v->pool->chunk_size;
+}
+
+const uint8_t *vol_lineage(const struct vol *v)
+{
+	return v->pool->lineage;
+}
+
+const uint8_t *vol_key(const struct vol *v)
+{
+	return v->dk ? kms_dk_bytes(v->dk) : NULL;
+}
+
+/* =========================== chunk locks =============================== */
+
+static void stripes_lock(struct vol *v, uint64_t first, uint64_t count, int excl)
+{
+	uint64_t base = first % VOL_STRIPES;
+
+	for (unsigned s = 0; s < VOL_STRIPES; s++) {
+		if ((s + VOL_STRIPES - base) % VOL_STRIPES < count) {
+			if (excl)
+				pthread_rwlock_wrlock(&v->stripe[s]);
+			else
+				pthread_rwlock_rdlock(&v->stripe[s]);
+		}
+	}
+}
+
+static void stripes_unlock(struct vol *v, uint64_t first, uint64_t count)
+{
+	uint64_t base = first % VOL_STRIPES;
+
+	for (unsigned s = VOL_STRIPES; s-- > 0;)
+		if ((s + VOL_STRIPES - base) % VOL_STRIPES < count)
+			pthread_rwlock_unlock(&v->stripe[s]);
+}
+
+static inline uint64_t map_get(const struct vol *v, uint64_t index)
+{
+	return le64toh(__atomic_load_n(&v->map[index], __ATOMIC_ACQUIRE));
+}
+
+/* Read and open one chunk held in `slot` into out (chunk_size bytes). */
+static int chunk_load(struct vol *v, uint64_t index, uint64_t slot, uint8_t *out)
+{
+	struct pool *p = v->pool;
+	const struct chunk_tag *t = pool_tag(p, slot);
+	int err = t ? pool_chunk_load(p, slot, out) : -EUCLEAN;
+
+	if (!err)
+		err = chunk_decrypt(vol_key(v), p->lineage, index, out, out, p->chunk_size, t);
+	if (err)
+		engine_chunk_error(v->eng, v->id, index, err);
+	return err;
+}
+
+/* =============================== read ================================== */
+
+static ssize_t read_locked(struct vol *v, struct scratch *sc, uint8_t *buf, size_t len, uint64_t off)
+{
+	struct pool *p = v->pool;
+	uint32_t cs = p->chunk_size;
+	uint64_t first, count;
+	int err = 0;
+
+	chunk_range(off, len, cs, &first, &count);
+	stripes_lock(v, first, count, 0);
+	for (uint64_t k = 0; k < count && !err;) {
+		uint64_t idx = first + k, in_buf, e = map_get(v, idx), run = 1;
+		uint32_t in_chunk, n;
+
+		chunk_piece(off, len, cs, idx, &in_chunk, &n, &in_buf);
+		if (!e) {
+			memset(buf + in_buf, 0, n);
+			k++;
+			continue;
+		}
+		if (n < cs) {
+			err = chunk_load(v, idx, e - 1, sc->bounce);
+			if (!err)
+				memcpy(buf + in_buf, sc->bounce + in_chunk, n);
+			sodium_memzero(sc->bounce, cs);
+			k++;
+			continue;
+		}
+		/* A run of whole chunks in consecutive slots: one pread. */
+		while (k + run < count && map_get(v, idx + run) == e + run &&
+		       (off + len) >= ((idx + run + 1) << p->chunk_shift))
+			run++;
+		{
+			ssize_t r = pread(p->data_fd, buf + in_buf, run * cs, (off_t)((e - 1) << p->chunk_shift));
+
+			if (r != (ssize_t)(run * cs)) {
+				err = r < 0 ? -errno : -EUCLEAN;
+				engine_chunk_error(v->eng, v->id, idx, err);
+			}
+		}
+		for (uint64_t j = 0; j < run && !err; j++) {
+			const struct chunk_tag *t = pool_tag(p, e - 1 + j);
+
+			err = t ? chunk_decrypt(vol_key(v), p->lineage, idx + j, buf + in_buf + j * cs,
+						buf + in_buf + j * cs, cs, t)
+				: -EUCLEAN;
+			if (err)
+				engine_chunk_error(v->eng, v->id, idx + j, err);
+		}
+		k += run;
+	}
+	stripes_unlock(v, first, count);
+	if (err)
+		sodium_memzero(buf, len);      /* never partial plaintext */
+	return err ? err : (ssize_t)len;
+}
+
+ssize_t vol_read(struct vol *v, void *buf, size_t len, uint64_t off)
+{
+	struct scratch *sc = scratch_get();
+	size_t done = 0;
+	ssize_t r = 0;
+
+	if (!sc)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&v->lock);
+	if (!v->attached) {
+		pthread_rwlock_unlock(&v->lock);
+		return -ENOKEY;
+	}
+	if (off >= v->size)
+		len = 0;
+	else if (len > v->size - off)
+		len = (size_t)(v->size - off);
+	while (done < len) {
+		size_t n = len - done < SEG_MAX ? len - done : SEG_MAX;
+
+		r = read_locked(v, sc, (uint8_t *)buf + done, n, off + done);
+		if (r < 0)
+			break;
+		done += n;
+	}
+	pthread_rwlock_unlock(&v->lock);
+	return r < 0 ? r : (ssize_t)done;
+}
+
+/* =============================== write ================================= */
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t w = pwrite(fd, buf, len, (off_t)off);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (w == 0)
+			return -ENOSPC;
+		buf = (const uint8_t *)buf + w;
+		len -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
+}
+
+static void pending_add(struct vol *v, uint64_t slot)
+{
+	pthread_mutex_lock(&v->pending_lock);
+	if (v->npending == v->pending_cap) {
+		size_t cap = v->pending_cap ? v->pending_cap * 2 : 1024;
+		uint64_t *n = realloc(v->pending, cap * sizeof(*n));
+
+		if (!n) {
+			/* Cannot remember it: leave it PENDING (leaked until
+			 * the pool is reopened) rather than risk reuse. */
+			pthread_mutex_unlock(&v->pending_lock);
+			return;
+		}
+		v->pending = n;
+		v->pending_cap = cap;
+	}
+	v->pending[v->npending++] = slot;
+	pthread_mutex_unlock(&v->pending_lock);
+}
+
+/* Store new map entries for [first, first+count) and release old slots. */
+static int map_store(struct vol *v, struct scratch *sc, uint64_t first, uint64_t count, int punch)
+{
+	int err;
+
+	for (uint64_t k = 0; k < count; k++)
+		sc->le[k] = htole64(sc->ent[k]);
+	err = pwrite_all(v->map_fd, sc->le, count * sizeof(uint64_t), map_entry_off(first));
+	if (err)
+		return err;
+	for (uint64_t k = 0; k < count; k++) {
+		if (sc->old[k] && sc->old[k] != sc->ent[k] && pool_unref(v->pool, sc->old[k] - 1)) {
+			if (punch)
+				pool_punch(v->pool, sc->old[k] - 1);
+			pending_add(v, sc->old[k] - 1);
+		}
+	}
+	return 0;
+}
+
+static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, size_t len, uint64_t off)
+{
+	struct pool *p = v->pool;
+	uint32_t cs = p->chunk_size;
+	uint64_t first, count, nz = 0;
+	int err = 0;
+
+	chunk_range(off, len, cs, &first, &count);
+	stripes_lock(v, first, count, 1);
+	for (uint64_t k = 0; k < count && !err; k++) {
+		uint64_t idx = first + k, in_buf;
+		uint32_t in_chunk, n;
+		const uint8_t *plain = NULL;
+
+		chunk_piece(off, len, cs, idx, &in_chunk, &n, &in_buf);
+		sc->old[k] = map_get(v, idx);
+		sc->ent[k] = 0;
+		if (n == cs) {
+			plain = buf + in_buf;
+		} else {
+			if (sc->old[k])
+				err = chunk_load(v, idx, sc->old[k] - 1, sc->bounce);
+			else
+				memset(sc->bounce, 0, cs);
+			memcpy(sc->bounce + in_chunk, buf + in_buf, n);
+			plain = sc->bounce;
+		}
+		if (!err && !chunk_is_zero(plain, cs)) {
+			err = chunk_encrypt(vol_key(v), p->lineage, idx, plain, sc->cipher + nz * cs, cs,
+					    &sc->tags[nz]);
+			sc->which[nz++] = (uint32_t)k;
+		}
+		if (plain == sc->bounce)
+			sodium_memzero(sc->bounce, cs);
+	}
+	if (!err && nz)
+		err = pool_alloc(p, nz, sc->slots);
+	if (err) {
+		stripes_unlock(v, first, count);
+		return err;
+	}
+	for (uint64_t j = 0; j < nz;) {
+		uint64_t run = 1;
+
+		while (j + run < nz && sc->slots[j + run] == sc->slots[j] + run)
+			run++;
+		err = pwrite_all(p->data_fd, sc->cipher + j * cs, run * cs, sc->slots[j] << p->chunk_shift);
+		if (!err)
+			err = pool_tags_store(p, sc->slots[j], &sc->tags[j], run);
+		if (err)
+			break;
+		j += run;
+	}
+	for (uint64_t j = 0; j < nz; j++)
+		sc->ent[sc->which[j]] = sc->slots[j] + 1;
+	if (!err)
+		err = map_store(v, sc, first, count, 0);
+	if (err)
+		pool_release_new(p, sc->slots, nz);   /* map unchanged: old data intact */
+	stripes_unlock(v, first, count);
+	return err;
+}
+
+static int vol_sync_pending_if_needed(struct vol *v)
+{
+	size_t n;
+
+	pthread_mutex_lock(&v->pending_lock);
+	n = v->npending;
+	pthread_mutex_unlock(&v->pending_lock);
+	return n >= VOL_PENDING_SYNC ? vol_sync(v) : 0;
+}
+
+ssize_t vol_write(struct vol *v, const void *buf, size_t len, uint64_t off)
+{
+	struct scratch *sc = scratch_get();
+	size_t done = 0;
+	int err = 0;
+
+	if (!sc)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&v->lock);
+	if (!v->writable)
+		err = -EROFS;
+	else if (!v->attached)
+		err = -ENOKEY;
+	else if (len && off >= v->size)
+		err = -EFBIG;
+	else if (len > v->size - off)
+		len = (size_t)(v->size - off);
+	while (!err && done < len) {
+		size_t n = len - done < SEG_MAX ? len - done : SEG_MAX;
+
+		err = write_locked(v, sc, (const uint8_t *)buf + done, n, off + done);
+		if (!err)
+			done += n;
+	}
+	pthread_rwlock_unlock(&v->lock);
+	if (done && !err)
+		err = vol_sync_pending_if_needed(v);
+	if (done)
+		return (ssize_t)done;
+	return err;
+}
+
+int vol_discard(struct vol *v, uint64_t off, uint64_t len)
+{
+	struct scratch *sc = scratch_get();
+	int err = 0;
+
+	if (!sc)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&v->lock);
+	if (!v->writable)
+		err = -EROFS;
+	else if (!v->attached)
+		err = -ENOKEY;
+	if (err || off >= v->size) {
+		pthread_rwlock_unlock(&v->lock);
+		return err;
+	}
+	if (len > v->size - off)
+		len = v->size - off;
+	while (!err && len) {
+		uint32_t cs = v->pool->chunk_size;
+		uint64_t seg = len < SEG_MAX ? len : SEG_MAX, first, count;
+		uint64_t head = off & (cs - 1);
+
+		if (head || seg < cs) {
+			/* Partial chunk: write zeros through the normal path. */
+			uint64_t n = cs - head < seg ? cs - head : seg;
+
+			err = write_locked(v, sc, zeros, (size_t)n, off);
+			seg = n;
+		} else {
+			seg &= ~(uint64_t)(cs - 1);
+			chunk_range(off, seg, cs, &first, &count);
+			stripes_lock(v, first, count, 1);
+			for (uint64_t k = 0; k < count; k++) {
+				sc->old[k] = map_get(v, first + k);
+				sc->ent[k] = 0;
+			}
+			err = map_store(v, sc, first, count, 1);
+			stripes_unlock(v, first, count);
+		}
+		off += seg;
+		len -= seg;
+	}
+	pthread_rwlock_unlock(&v->lock);
+	return err ? err : vol_sync_pending_if_needed(v);
+}
+
+int vol_sync(struct vol *v)
+{
+	uint64_t *list;
+	size_t n;
+	int err;
+
+	pthread_mutex_lock(&v->pending_lock);
+	list = v->pending;
+	n = v->npending;
+	v->pending = NULL;
+	v->npending = v->pending_cap = 0;
+	pthread_mutex_unlock(&v->pending_lock);
+	err = pool_sync(v->pool);
+	if (!err && v->writable && fdatasync(v->map_fd) < 0)
+		err = -errno;
+	if (!err)
+		pool_free_pending(v->pool, list, n);   /* the maps no longer need them */
+	free(list);                               /* on error they stay PENDING: never reused */
+	return err;
+}
+
+int vol_extend(struct vol *v, uint64_t new_size)
+{
+	uint64_t old_chunks;
+	int err;
+
+	pthread_rwlock_wrlock(&v->lock);
+	if (!v->writable) {
+		err = -EROFS;
+	} else if (new_size < v->size) {
+		err = -EINVAL;
+	} else {
+		old_chunks = v->nchunks;
+		err = ftruncate(v->map_fd, (off_t)map_entry_off(chunk_count(new_size, v->pool->chunk_size))) < 0
+			      ? -errno
+			      : map_header_store(v->pool, v->map_fd, v->id, new_size);
+		if (!err && fdatasync(v->map_fd) < 0)
+			err = -errno;
+		if (!err) {
+			vol_map_unmap(v);
+			v->size = new_size;
+			v->nchunks = chunk_count(new_size, v->pool->chunk_size);
+			err = vol_map_mmap(v);
+			if (err)
+				v->nchunks = old_chunks;
+		}
+	}
+	pthread_rwlock_unlock(&v->lock);
+	return err;
+}
+
+int64_t vol_seek(struct vol *v, uint64_t off, int whence)
+{
+	int64_t res = -ENXIO;
+	uint32_t cs = v->pool->chunk_size;
+
+	pthread_rwlock_rdlock(&v->lock);
+	if (off >= v->size) {
+		pthread_rwlock_unlock(&v->lock);
+		return -ENXIO;
+	}
+	for (uint64_t i = off / cs; i < v->nchunks; i++) {
+		int data = map_get(v, i) != 0;
+
+		if ((whence == SEEK_DATA) == data) {
+			uint64_t at = i * cs;
+
+			res = (int64_t)(at > off ? at : off);
+			break;
+		}
+		if (whence == SEEK_DATA && (i & 511) == 0) {
+			/* Skip whole holes of the map file itself. */
+			off_t d = lseek(v->map_fd, (off_t)map_entry_off(i), SEEK_DATA);
+
+			if (d < 0)
+				break;
+			if ((uint64_t)d > map_entry_off(i) + 8)
+				i = ((uint64_t)d - MAP_HDR_BYTES) / 8 - 1;
+		}
+	}
+	if (whence == SEEK_HOLE && res < 0)
+		res = (int64_t)v->size;
+	pthread_rwlock_unlock(&v->lock);
+	return res;
+}
+
+int vol_chunk_load(struct vol *v, uint64_t index, uint8_t *cipher, struct chunk_tag *tag)
+{
+	uint64_t e;
+	int err = 0;
+
+	pthread_rwlock_rdlock(&v->lock);
+	if (index >= v->nchunks) {
+		pthread_rwlock_unlock(&v->lock);
+		return -EINVAL;
+	}
+	stripes_lock(v, index, 1, 0);
+	e = map_get(v, index);
+	if (e) {
+		const struct chunk_tag *t = pool_tag(v->pool, e - 1);
+
+		err = t ? pool_chunk_load(v->pool, e - 1, cipher) : -EUCLEAN;
+		if (!err)
+			memcpy(tag, t, sizeof(*tag));
+	}
+	stripes_unlock(v, index, 1);
+	pthread_rwlock_unlock(&v->lock);
+	return err ? err : e != 0;
+}

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kms_internal.h - private to kms/: the layout of struct kms and the helpers
+ * the kms*.c files share.  Nothing outside kms/ may include this file.
+ *
+ * Files of the module, one concept each:
+ *   kms.c        store lifecycle (create/open/close), schema, SQLite plumbing,
+ *                the single SQLite-to-errno map, call entry/exit, validation
+ *   kms_root.c   the root key: key file, passphrase + Argon2id, subkeys,
+ *                verifier
+ *   kms_cmk.c    customer master key material: seal/open under the root
+ *                key, rotation, retirement, crypto-shredding of expired keys
+ *   kms_keys.c   grants, key records, name resolution, the state machine,
+ *                sharing
+ *   kms_dk.c     data keys: generate/unwrap/rewrap and the blob format
+ *   kms_audit.c  the MAC-chained audit log
+ *
+ * Locking: every public call that touches the database takes k->lock for
+ * its whole duration through kms_enter()/kms_leave(); all helpers below
+ * assume the lock is held unless they say otherwise.
+ */
+#ifndef EVFS_KMS_INTERNAL_H
+#define EVFS_KMS_INTERNAL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <syslog.h>
+
+#include "kms.h"
+
+/* crypto_kdf subkey ids under the root key, context "evfsroot". */
+#define KMS_KDF_CONTEXT "evfsroot"
+#define KMS_SUBKEY_VERIFY 1u
+#define KMS_SUBKEY_WRAP 2u
+#define KMS_SUBKEY_AUDIT 3u
+
+#define KMS_MAC_BYTES 32u
+#define KMS_NONCE_BYTES 24u     /* crypto_aead_xchacha20poly1305_ietf_NPUBBYTES */
+#define KMS_TAG_BYTES 16u       /* crypto_aead_xchacha20poly1305_ietf_ABYTES */
+/* A sealed CMK row: nonce | ciphertext | tag. */
+#define KMS_CMK_SEALED_BYTES (KMS_NONCE_BYTES + KMS_KEY_BYTES + KMS_TAG_BYTES)
+#define KMS_CONTEXT_MAX 1024u   /* DK wrap context (associated data) limit */
+#define KMS_USER_MAX 64u        /* user name incl. NUL (kms_audit_entry.user) */
+#define KMS_OP_MAX 32u          /* audit op name incl. NUL */
+#define KMS_SCHEMA_VERSION 1
+#define KMS_APPLICATION_ID 0x65766b73 /* "evks" */
+
+/* Long-lived secrets: one sodium_malloc allocation, noaccess outside calls. */
+struct kms_secrets {
+	uint8_t root[KMS_KEY_BYTES];
+	uint8_t wrap[KMS_KEY_BYTES];    /* seals CMK material rows */
+	uint8_t audit[KMS_KEY_BYTES];   /* keys the audit MAC chain */
+};
+
+struct kms {
+	pthread_mutex_t lock;
+	sqlite3 *db;                    /* protected by lock */
+	struct kms_secrets *sec;        /* protected by lock; noaccess outside */
+	uint8_t *scratch;               /* protected by lock; 2 keys of plaintext
+					 * scratch, noaccess outside calls */
+	int ckpt_pending;               /* protected by lock: a TRUNCATE
+					 * checkpoint after shredding failed */
+	char *admins;                   /* immutable after open */
+	kms_log_fn log;                 /* immutable after open */
+	void *log_ctx;
+};
+
+#define KMS_SCRATCH_BYTES (2u * KMS_KEY_BYTES)
+
+/* --- kms.c -------------------------------------------------------------- */
+int kms_errno(int sqlite_rc);
+void kms_logf(kms_log_fn fn, void *ctx, int level, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+#define KMS_LOG(k, lvl, ...) kms_logf((k)->log, (k)->log_ctx, (lvl), __VA_ARGS__)
+
+/* Lock, unprotect secrets, expire due keys.  On error the lock is released
+ * again and the error returned. */
+int kms_enter(struct kms *k) KMS_WUR;
+/* Wipe scratch, protect secrets, unlock. */
+void kms_leave(struct kms *k);
+
+/* Prepare sql and bind its parameters as fmt says, one char each:
+ *   't' const char *  (text; NULL binds NULL)
+ *   'T' const char *, size_t  (text of that many bytes; NULL binds "")
+ *   'i' int, 'I' int64_t
+ *   'b' const void *, size_t  (blob)                                    */
+int kms_sql_prep(struct kms *k, sqlite3_stmt **st, const char *sql, const char *fmt, ...) KMS_WUR;
+/* Step: 1 = a row, 0 = done, negative errno. */
+int kms_sql_step(struct kms *k, sqlite3_stmt *st) KMS_WUR;
+/* Prepare, bind, run to completion: changed row count or negative errno. */
+int kms_sql_run(struct kms *k, const char *sql, const char *fmt, ...) KMS_WUR;
+int kms_tx_begin(struct kms *k) KMS_WUR;       /* BEGIN IMMEDIATE */
+int kms_tx_commit(struct kms *k) KMS_WUR;      /* 0 if no transaction open */
+void kms_tx_rollback(struct kms *k);           /* no-op if none open */
+/* PRAGMA wal_checkpoint(TRUNCATE); on failure remember to retry. */
+void kms_checkpoint(struct kms *k);
+
+/* Copy a column of st into dst (size n): -EUCLEAN if NULL-typed when
+ * required, or too long. */
+int kms_col_text(sqlite3_stmt *st, int col, char *dst, size_t n) KMS_WUR;
+
+int64_t kms_now(void);
+int kms_check_caller(const struct kms_caller *c) KMS_WUR;
+int kms_check_project(const char *p) KMS_WUR;
+int kms_check_alias(const char *alias) KMS_WUR;
+int kms_check_name(const char *name) KMS_WUR;
+int kms_is_uuid(const char *s);
+void kms_uuid_new(char out[static KMS_ID_LEN + 1]);
+void kms_be32_put(uint8_t *p, uint32_t v);
+uint32_t kms_be32_get(const uint8_t *p);
+void kms_be64_put(uint8_t *p, uint64_t v);
+
+/* Finish a public call.  rc == 0: append the success audit entry and
+ * commit the open transaction (if any).  rc != 0, or audit/commit failed:
+ * roll back and append a refusal entry in a transaction of its own.
+ * Returns rc, or the audit error if recording failed. */
+int kms_finish(struct kms *k, const struct kms_caller *c, const char *project, const char *op,
+	       const char *key_id, int rc) KMS_WUR;
+
+/* --- kms_root.c --------------------------------------------------------- */
+int kms_keyfile_load(const char *path, int create, uint8_t root[static KMS_KEY_BYTES],
+		     int *created) KMS_WUR;
+int kms_passphrase_derive(const char *path, const uint8_t *salt, unsigned long long opslimit,
+			  size_t memlimit, uint8_t root[static KMS_KEY_BYTES]) KMS_WUR;
+/* Fill sec->wrap and sec->audit from sec->root. */
+int kms_subkeys_derive(struct kms_secrets *sec) KMS_WUR;
+int kms_verifier_compute(const uint8_t root[static KMS_KEY_BYTES], uint8_t out[static KMS_MAC_BYTES]) KMS_WUR;
+
+/* --- kms_cmk.c ---------------------------------------------------------- */
+/* Generate random material for (key_id, version) and insert it sealed. */
+int kms_cmk_new(struct kms *k, const char *key_id, uint32_t version) KMS_WUR;
+/* Plaintext material of (key_id, version) into cmk: -ENOENT no such
+ * version, -ENOKEY destroyed, -EUCLEAN row does not authenticate. */
+int kms_cmk_load(struct kms *k, const char *key_id, uint32_t version, uint8_t cmk[static KMS_KEY_BYTES]) KMS_WUR;
+/* Destroy all versions but the newest: count destroyed. */
+int kms_cmk_retire_old(struct kms *k, const char *key_id) KMS_WUR;
+/* Turn due PendingDeletion keys into Deleted, destroying their material. */
+int kms_cmk_expire(struct kms *k) KMS_WUR;
+
+/* --- kms_keys.c --------------------------------------------------------- */
+int kms_key_info_load(struct kms *k, const char *id, struct kms_key_info *out) KMS_WUR;
+int kms_grant_check(struct kms *k, const char *project) KMS_WUR;  /* 0 or -EACCES */
+/* Resolve a name for data-key use by c->project: own or shared-in keys
+ * only; an existing id that is neither is -EACCES. */
+int kms_key_resolve_use(struct kms *k, const struct kms_caller *c, const char *name,
+			struct kms_key_info *out) KMS_WUR;
+
+/* --- kms_audit.c -------------------------------------------------------- */
+/* Append one entry (in the open transaction, else in one of its own).
+ * Strings may be NULL (recorded as "") and are truncated to the entry's
+ * field sizes. */
+int kms_audit_append(struct kms *k, uint32_t uid, const char *user, const char *project, const char *op,
+		     const char *key_id, int result) KMS_WUR;
+
+#endif

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * meta.h - the SQLite catalog (STORE/catalog.db).
+ *
+ * The catalog records every object of the store - volumes, snapshots,
+ * backups, images - with its encryption attribute, key id and lineage, and
+ * every lineage (the owner of one data key) with its *wrapped* data key.
+ * It never sees plaintext key material: fs/ asks kms/ to wrap and hands
+ * the opaque blob here.  The encryption attribute (encrypted, key_id,
+ * lineage) of an object is immutable: the schema refuses any UPDATE of
+ * those columns with a trigger, so no code path can change it.
+ *
+ * Errors: 0 (or a count) on success, negative errno on failure:
+ *   -ENOENT   no such object / lineage
+ *   -EEXIST   name already used for that kind in that project
+ *   -EPERM    the update would change an immutable attribute (trigger)
+ *   -EBUSY    database locked longer than the busy timeout
+ *   -EUCLEAN  not an evfs catalog, corrupt file, or schema newer than us
+ *   -EINVAL, -ENOMEM, -EIO, -ENOSPC
+ * meta_errno() in meta.c is the only SQLite-to-errno translation.
+ * Thread-safety: one connection per struct meta_db, serialised by an
+ * internal mutex; safe to share between threads.
+ */
+#ifndef EVFS_META_H
+#define EVFS_META_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define META_ID_LEN 36u          /* object ids: UUID text */
+#define META_LINEAGE_LEN 32u     /* lineage ids: 16 bytes as hex */
+#define META_NAME_MAX 64u
+#define META_PROJECT_MAX 64u
+#define META_SOURCE_MAX 160u
+#define META_KEYID_LEN 36u
+#define META_WRAPPED_MAX 128u
+#define META_SCHEMA_VERSION 1
+
+#define META_WUR __attribute__((warn_unused_result))
+
+struct meta_db;
+
+enum meta_kind {
+	META_ANY = 0,
+	META_VOLUME = 1,
+	META_SNAPSHOT = 2,
+	META_BACKUP = 3,
+	META_IMAGE = 4,
+};
+
+struct meta_object {
+	char id[META_ID_LEN + 1];
+	enum meta_kind kind;
+	char name[META_NAME_MAX];
+	char project[META_PROJECT_MAX];
+	uint32_t owner_uid;
+	uint64_t size;                     /* bytes (nominal) */
+	int encrypted;                     /* immutable */
+	char key_id[META_KEYID_LEN + 1];   /* immutable; "" if not encrypted */
+	char lineage[META_LINEAGE_LEN + 1];/* immutable; data key owner */
+	char source[META_SOURCE_MAX];      /* "", "snapshot:s1", "image:i1", ... */
+	char parent_id[META_ID_LEN + 1];   /* volume of a snapshot/backup/image,
+					      previous backup of an incremental */
+	char vol_type[8];                  /* "data" or "system" (volumes) */
+	int64_t created;                   /* unix seconds */
+	int attached;                      /* volumes: desired attach state */
+	int incremental;                   /* backups */
+	uint64_t stored_bytes;             /* bytes held (backups/pool usage) */
+	char location[256];                /* backups: file path; else "" */
+};
+
+struct meta_lineage {
+	char id[META_LINEAGE_LEN + 1];
+	int encrypted;
+	char key_id[META_KEYID_LEN + 1];
+	uint8_t wrapped[META_WRAPPED_MAX];
+	size_t wrapped_len;
+	int64_t created;
+};
+
+/* Open (creating if `create` and absent) the catalog at path; ":memory:"
+ * works.  Sets WAL, foreign keys, secure_delete, busy timeout; creates or
+ * migrates the schema (versioned by PRAGMA user_version). File mode 0600.
+ * -EUCLEAN if the file is not a catalog or its schema is newer. */
+typedef void (*meta_log_fn)(void *ctx, int level, const char *msg);
+int meta_open(struct meta_db **out, const char *path, int create, meta_log_fn log, void *log_ctx) META_WUR;
+void meta_close(struct meta_db *db);      /* NULL is fine */
+
+/* Transactions (nestable by counting; only the outermost commits). */
+int meta_begin(struct meta_db *db) META_WUR;
+int meta_commit(struct meta_db *db) META_WUR;
+void meta_rollback(struct meta_db *db);
+
+/* Lineages: a lineage row must exist before objects reference it. */
+int meta_lineage_insert(struct meta_db *db, const struct meta_lineage *l) META_WUR;
+int meta_lineage_get(struct meta_db *db, const char *id, struct meta_lineage *out) META_WUR;
+/* Replace the wrapped DK (key rotation / rewrap). key_id cannot change. */
+int meta_lineage_set_wrapped(struct meta_db *db, const char *id, const uint8_t *wrapped, size_t len) META_WUR;
+/* Delete a lineage; -EBUSY if objects still reference it. */
+int meta_lineage_delete(struct meta_db *db, const char *id) META_WUR;
+typedef int (*meta_lineage_cb)(void *ctx, const struct meta_lineage *l);
+/* All lineages, or those under key_id if not NULL. */
+int meta_lineage_list(struct meta_db *db, const char *key_id, meta_lineage_cb cb, void *ctx) META_WUR;
+
+/* Objects. insert: id must be set (use meta_id_generate), name unique per
+ * (project, kind) -> -EEXIST; lineage must exist (-ENOENT). */
+int meta_object_insert(struct meta_db *db, const struct meta_object *o) META_WUR;
+int meta_object_get(struct meta_db *db, const char *id, struct meta_object *out) META_WUR;
+int meta_object_lookup(struct meta_db *db, enum meta_kind kind, const char *project, const char *name,
+		       struct meta_object *out) META_WUR;
+
+struct meta_filter {
+	enum meta_kind kind;       /* META_ANY for all */
+	const char *project;       /* NULL for all */
+	const char *key_id;        /* NULL for all */
+	const char *lineage;       /* NULL for all */
+	const char *parent_id;     /* NULL for all */
+};
+typedef int (*meta_object_cb)(void *ctx, const struct meta_object *o);
+/* Ordered by kind, then name.  Returns the number of objects listed, or the
+ * callback's non-zero value if it stopped early, or a negative errno.
+ * The callback must not call back into the same meta_db. */
+int meta_object_list(struct meta_db *db, const struct meta_filter *f, meta_object_cb cb, void *ctx) META_WUR;
+
+int meta_object_delete(struct meta_db *db, const char *id) META_WUR;
+int meta_object_set_size(struct meta_db *db, const char *id, uint64_t size) META_WUR;
+int meta_object_set_attached(struct meta_db *db, const char *id, int attached) META_WUR;
+int meta_object_set_stored(struct meta_db *db, const char *id, uint64_t bytes) META_WUR;
+int meta_object_set_parent(struct meta_db *db, const char *id, const char *parent_id) META_WUR;
+/* Attempt to change the encryption attribute.  Exists so that every path
+ * (CLI, xattr) goes through the same schema rule: always -EPERM once the
+ * object exists (the trigger refuses). */
+int meta_object_set_encryption(struct meta_db *db, const char *id, int encrypted, const char *key_id) META_WUR;
+
+/* Small key/value table for store-wide settings (e.g. "store.id"). */
+int meta_setting_get(struct meta_db *db, const char *name, char *out, size_t outsz) META_WUR;
+int meta_setting_set(struct meta_db *db, const char *name, const char *value) META_WUR;
+
+/* Fill out[37] with a random UUID v4 text. Cannot fail. */
+void meta_id_generate(char out[static META_ID_LEN + 1]);
+
+/* "volume", "snapshot", "backup", "image". Cannot fail. */
+const char *meta_kind_name(enum meta_kind k);
+
+#endif

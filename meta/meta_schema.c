@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * meta_schema.c - the catalog schema, its versions and the checks that a
+ * file really is an evfs catalog.
+ *
+ * PRAGMA user_version is the schema version.  migrations[] holds one SQL
+ * script per version: script i takes version i to i + 1, so a new schema
+ * version is one appended script (and META_SCHEMA_VERSION bumped in
+ * meta.h); released scripts are never edited.  meta_schema_open() applies
+ * the missing scripts and the new user_version in one IMMEDIATE transaction,
+ * re-reading the version inside it so that two processes opening a new
+ * store at once do not both migrate.
+ *
+ * What is accepted:
+ *   - version 0 with no schema at all (an empty or brand-new file): the
+ *     whole schema is created;
+ *   - versions 1 .. META_SCHEMA_VERSION whose settings table holds
+ *     ('catalog.magic', 'evfs-catalog'): migrated to the current version.
+ * Everything else is -EUCLEAN and the file is left untouched: a newer
+ * version, tables without a version, no magic row, a file SQLite does not
+ * recognise, or one that fails PRAGMA quick_check (e.g. truncated).  A file
+ * is identified before it is switched to WAL, so a foreign SQLite file keeps
+ * its journal mode.  After migrating, the tables and the immutability
+ * triggers must be present, so no catalog is ever used without them.
+ *
+ * The immutability rule lives here, in the schema, as BEFORE UPDATE
+ * triggers that RAISE(ABORT): it then binds every connection, including a
+ * hand-typed sqlite3 session, and meta_errno() maps the failure
+ * (SQLITE_CONSTRAINT_TRIGGER) to -EPERM.  CHECK constraints tie encrypted
+ * to key_id; the foreign key from objects.lineage keeps lineages that are
+ * in use.  STRICT tables keep column types honest.
+ */
+#include "meta/meta_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+
+#define META_MAGIC_NAME "catalog.magic"
+#define META_MAGIC_VALUE "evfs-catalog"
+
+/* Version 0 -> 1: the initial schema. */
+static const char schema_v1[] =
+	"CREATE TABLE settings ("
+	"  name  TEXT PRIMARY KEY NOT NULL,"
+	"  value TEXT NOT NULL"
+	") STRICT;"
+	"CREATE TABLE lineages ("
+	"  id        TEXT PRIMARY KEY NOT NULL CHECK (id <> ''),"
+	"  encrypted INT NOT NULL CHECK (encrypted IN (0, 1)),"
+	"  key_id    TEXT NOT NULL,"
+	"  wrapped   BLOB,"
+	"  created   INT NOT NULL DEFAULT 0,"
+	"  CHECK ((encrypted = 0 AND key_id = '') OR (encrypted = 1 AND key_id <> ''))"
+	") STRICT;"
+	"CREATE TABLE objects ("
+	"  id           TEXT PRIMARY KEY NOT NULL CHECK (id <> ''),"
+	"  kind         INT NOT NULL CHECK (kind BETWEEN 1 AND 4),"
+	"  name         TEXT NOT NULL CHECK (name <> ''),"
+	"  project      TEXT NOT NULL,"
+	"  owner_uid    INT NOT NULL DEFAULT 0 CHECK (owner_uid BETWEEN 0 AND 4294967295),"
+	"  size         INT NOT NULL DEFAULT 0 CHECK (size >= 0),"
+	"  encrypted    INT NOT NULL CHECK (encrypted IN (0, 1)),"
+	"  key_id       TEXT NOT NULL,"
+	"  lineage      TEXT REFERENCES lineages(id) ON DELETE RESTRICT,"
+	"  source       TEXT NOT NULL DEFAULT '',"
+	"  parent_id    TEXT NOT NULL DEFAULT '',"
+	"  vol_type     TEXT NOT NULL DEFAULT '',"
+	"  created      INT NOT NULL DEFAULT 0,"
+	"  attached     INT NOT NULL DEFAULT 0 CHECK (attached IN (0, 1)),"
+	"  incremental  INT NOT NULL DEFAULT 0 CHECK (incremental IN (0, 1)),"
+	"  stored_bytes INT NOT NULL DEFAULT 0 CHECK (stored_bytes >= 0),"
+	"  location     TEXT NOT NULL DEFAULT '',"
+	"  UNIQUE (project, kind, name),"
+	"  CHECK ((encrypted = 0 AND key_id = '') OR (encrypted = 1 AND key_id <> ''))"
+	") STRICT;"
+	"CREATE INDEX objects_lineage ON objects(lineage);"
+	"CREATE INDEX objects_key ON objects(key_id);"
+	"CREATE INDEX objects_parent ON objects(parent_id);"
+	"CREATE INDEX lineages_key ON lineages(key_id);"
+	"CREATE TRIGGER objects_encryption_immutable"
+	"  BEFORE UPDATE OF encrypted, key_id, lineage ON objects"
+	"  WHEN NEW.encrypted IS NOT OLD.encrypted OR NEW.key_id IS NOT OLD.key_id"
+	"    OR NEW.lineage IS NOT OLD.lineage "
+	"BEGIN SELECT RAISE(ABORT, 'encryption attribute is immutable'); END;"
+	"CREATE TRIGGER lineages_encryption_immutable"
+	"  BEFORE UPDATE OF encrypted, key_id ON lineages"
+	"  WHEN NEW.encrypted IS NOT OLD.encrypted OR NEW.key_id IS NOT OLD.key_id "
+	"BEGIN SELECT RAISE(ABORT, 'encryption attribute is immutable'); END;"
+	"INSERT INTO settings (name, value) VALUES ('" META_MAGIC_NAME "', '" META_MAGIC_VALUE "');"
+	"CREATE TRIGGER settings_magic_update BEFORE UPDATE ON settings"
+	"  WHEN OLD.name = '" META_MAGIC_NAME "' "
+	"BEGIN SELECT RAISE(ABORT, 'catalog.magic is immutable'); END;"
+	"CREATE TRIGGER settings_magic_delete BEFORE DELETE ON settings"
+	"  WHEN OLD.name = '" META_MAGIC_NAME "' "
+	"BEGIN SELECT RAISE(ABORT, 'catalog.magic is immutable'); END;";
+
+/* migrations[i] takes user_version i to i + 1. */
+static const char *const migrations[] = {
+	schema_v1,
+};
+_Static_assert(sizeof migrations / sizeof migrations[0] == META_SCHEMA_VERSION,
+	       "one migration step per schema version");
+
+/* What every current catalog must contain. */
+static const struct {
+	const char *type, *name;
+} required[] = {
+	{ "table", "settings" },
+	{ "table", "lineages" },
+	{ "table", "objects" },
+	{ "trigger", "objects_encryption_immutable" },
+	{ "trigger", "lineages_encryption_immutable" },
+	{ "trigger", "settings_magic_update" },
+	{ "trigger", "settings_magic_delete" },
+};
+
+/* ---- queries ----------------------------------------------------------- */
+
+/* One integer from a one-row query; -EUCLEAN if there is no row. */
+static int query_int(struct meta_db *db, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *st;
+	int rc, err = meta_prepare(db, sql, &st);
+
+	if (err)
+		return err;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	else
+		err = rc == SQLITE_DONE ? -EUCLEAN : meta_sql_fail(db, rc, sql);
+	sqlite3_finalize(st);
+	return err;
+}
+
+/* One text value from a one-row query; -EUCLEAN if there is no row. */
+static int query_text(struct meta_db *db, const char *sql, char *out, size_t outsz)
+{
+	sqlite3_stmt *st;
+	int rc, err = meta_prepare(db, sql, &st);
+	const unsigned char *t;
+
+	if (err)
+		return err;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		t = sqlite3_column_text(st, 0);
+		snprintf(out, outsz, "%s", t ? (const char *)t : "");
+	} else {
+		err = rc == SQLITE_DONE ? -EUCLEAN : meta_sql_fail(db, rc, sql);
+	}
+	sqlite3_finalize(st);
+	return err;
+}
+
+/* ---- identify, migrate, verify ----------------------------------------- */
+
+/* Read the schema version and make sure the file is ours (or empty). */
+static int catalog_identify(struct meta_db *db, int64_t *version)
+{
+	char magic[sizeof META_MAGIC_VALUE + 1];
+	int64_t v, n;
+	int err;
+
+	err = query_int(db, "PRAGMA user_version", &v);
+	if (err)
+		goto bad;
+	if (v < 0 || v > META_SCHEMA_VERSION) {
+		meta_logf(db, LOG_ERR, "catalog: schema version %lld is not supported (this build: %d)",
+			  (long long)v, META_SCHEMA_VERSION);
+		return -EUCLEAN;
+	}
+	if (v == 0) {
+		err = query_int(db, "SELECT count(*) FROM sqlite_master", &n);
+		if (err)
+			goto bad;
+		if (n != 0) {
+			meta_logf(db, LOG_ERR, "catalog: not an evfs catalog (unversioned schema)");
+			return -EUCLEAN;
+		}
+	} else {
+		err = query_text(db, "SELECT value FROM settings WHERE name = '" META_MAGIC_NAME "'",
+				 magic, sizeof magic);
+		if (err)
+			goto bad;
+		if (strcmp(magic, META_MAGIC_VALUE) != 0) {
+			meta_logf(db, LOG_ERR, "catalog: not an evfs catalog (bad magic)");
+			return -EUCLEAN;
+		}
+	}
+	*version = v;
+	return 0;
+bad:
+	if (err == -EUCLEAN)
+		meta_logf(db, LOG_ERR, "catalog: not an evfs catalog or corrupt");
+	return err;
+}
+
+static int catalog_quick_check(struct meta_db *db)
+{
+	char res[160];
+	int err = query_text(db, "PRAGMA quick_check(1)", res, sizeof res);
+
+	if (!err && strcmp(res, "ok") != 0) {
+		meta_logf(db, LOG_ERR, "catalog: integrity check failed: %s", res);
+		err = -EUCLEAN;
+	}
+	return err;
+}
+
+static void set_wal(struct meta_db *db)
+{
+	char mode[16];
+	int err = query_text(db, "PRAGMA journal_mode=WAL", mode, sizeof mode);
+
+	if (err || strcmp(mode, "wal") != 0)
+		meta_logf(db, LOG_WARNING, "catalog: WAL journal unavailable, using %s",
+			  err ? "the default" : mode);
+}
+
+/* Bring the schema to META_SCHEMA_VERSION in one IMMEDIATE transaction. */
+static int catalog_migrate(struct meta_db *db)
+{
+	char sql[48];
+	int64_t v;
+	int err;
+
+	err = meta_exec(db, "BEGIN IMMEDIATE", "begin migration");
+	if (err)
+		return err;
+	err = catalog_identify(db, &v);     /* again, now that we hold the lock */
+	for (; !err && v < META_SCHEMA_VERSION; v++) {
+		err = meta_exec(db, migrations[v], "migration");
+		if (!err)
+			meta_logf(db, LOG_INFO, "catalog: schema migrated to version %lld",
+				  (long long)v + 1);
+	}
+	if (!err) {
+		snprintf(sql, sizeof sql, "PRAGMA user_version = %d", META_SCHEMA_VERSION);
+		err = meta_exec(db, sql, "set schema version");
+	}
+	if (!err)
+		err = meta_exec(db, "COMMIT", "commit migration");
+	if (err && !sqlite3_get_autocommit(db->conn))
+		sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+	return err;
+}
+
+static int catalog_verify(struct meta_db *db)
+{
+	sqlite3_stmt *st;
+	size_t i;
+	int rc, err = meta_prepare(db, "SELECT 1 FROM sqlite_master WHERE type = ?1 AND name = ?2", &st);
+
+	for (i = 0; !err && i < sizeof required / sizeof required[0]; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, required[i].type, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, required[i].name, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE) {
+			meta_logf(db, LOG_ERR, "catalog: %s %s is missing", required[i].type,
+				  required[i].name);
+			err = -EUCLEAN;
+		} else if (rc != SQLITE_ROW) {
+			err = meta_sql_fail(db, rc, "verify schema");
+		}
+	}
+	sqlite3_finalize(st);
+	return err;
+}
+
+/* meta_schema_open - see meta_int.h. */
+int meta_schema_open(struct meta_db *db, int memory)
+{
+	int64_t fk = 0, v = 0;
+	int err;
+
+	err = query_int(db, "PRAGMA foreign_keys", &fk);
+	if (!err && fk != 1) {
+		meta_logf(db, LOG_ERR, "catalog: SQLite without foreign key support");
+		err = -EIO;
+	}
+	/* Identify the file before changing anything in it. */
+	if (!err)
+		err = catalog_identify(db, &v);
+	if (!err && !memory)
+		err = catalog_quick_check(db);
+	if (!err && !memory)
+		set_wal(db);
+	if (!err && v < META_SCHEMA_VERSION)
+		err = catalog_migrate(db);
+	if (!err)
+		err = catalog_verify(db);
+	return err;
+}

@@ -1,0 +1,1279 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * check_kms.c - Check suite for kms/: the key store against real SQLite
+ * files in a fresh mkdtemp directory per test.
+ *
+ * TCases: core (store lifecycle, root keys, DK round trips, threads),
+ * states (the key state machine, aliases, expiry and crypto-shredding),
+ * grants, sharing, audit, rotation, tamper (flipped blobs, swapped rows,
+ * edited settings).  The clock is never hooked: expiry is simulated by
+ * moving a deletion_date into the past with a separate sqlite3 connection,
+ * exactly what the passing of time looks like to the store.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem, mkdtemp */
+#endif
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "kms/kms.h"
+
+static char dir[128], dbp[192], keyp[192], passp[192];
+static struct kms *K;
+static int log_count;
+
+static const struct kms_caller admin = {0, "root", "alpha"};
+static const struct kms_caller alice = {1000, "alice", "alpha"};
+static const struct kms_caller bob = {1001, "bob", "beta"};
+static const struct kms_caller carol = {1002, "carol", "gamma"};
+
+/* ------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------ */
+
+static void test_log(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	(void)level;
+	ck_assert_ptr_nonnull(msg);
+	log_count++;
+}
+
+static struct kms_options opts(enum kms_root_kind kind, const char *secret)
+{
+	struct kms_options o = {
+		.root_kind = kind,
+		.secret_path = secret,
+		.region = "region-1",
+		.security_admins = "root, secadm\tops",
+		.log = test_log,
+		.log_ctx = NULL,
+	};
+	return o;
+}
+
+static void write_file(const char *path, const void *data, size_t n, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, data, n), (ssize_t)n);
+	close(fd);
+}
+
+static uint8_t *read_all(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf = NULL;
+	long len;
+
+	*n = 0;
+	if (!f)
+		return NULL;
+	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+	len = ftell(f);
+	rewind(f);
+	buf = malloc((size_t)len + 1);
+	ck_assert_ptr_nonnull(buf);
+	*n = fread(buf, 1, (size_t)len, f);
+	fclose(f);
+	return buf;
+}
+
+/* Does the byte string occur in the db, its -wal or its -shm file? */
+static int store_contains(const void *needle, size_t len)
+{
+	const char *sfx[] = {"", "-wal", "-shm"};
+	char path[256];
+	int found = 0;
+
+	for (size_t i = 0; i < 3; i++) {
+		size_t n;
+		uint8_t *buf;
+
+		snprintf(path, sizeof(path), "%s%s", dbp, sfx[i]);
+		buf = read_all(path, &n);
+		if (buf && memmem(buf, n, needle, len))
+			found = 1;
+		free(buf);
+	}
+	return found;
+}
+
+static void sql(const char *q)
+{
+	sqlite3 *db = NULL;
+	char *err = NULL;
+
+	ck_assert_int_eq(sqlite3_open(dbp, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	if (sqlite3_exec(db, q, NULL, NULL, &err) != SQLITE_OK)
+		ck_abort_msg("sql %s: %s", q, err);
+	sqlite3_close(db);
+}
+
+/* First column of the first row as a blob; returns its length or -1. */
+static int sql_blob(const char *q, uint8_t *out, size_t max)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int n = -1;
+
+	ck_assert_int_eq(sqlite3_open(dbp, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+		n = sqlite3_column_bytes(st, 0);
+		ck_assert_int_le(n, (int)max);
+		memcpy(out, sqlite3_column_blob(st, 0), (size_t)n);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+static int64_t sql_int(const char *q)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	ck_assert_int_eq(sqlite3_open(dbp, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/* A failed assertion ends the (forked) test process without reaching
+ * teardown(): remove the temporary directory on exit then. */
+static void cleanup_dir(void)
+{
+	char cmd[256];
+
+	if (dir[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		(void)!system(cmd);
+		dir[0] = '\0';
+	}
+}
+
+static void setup_dir(void)
+{
+	static int registered;
+
+	if (!registered++)
+		atexit(cleanup_dir);
+	ck_assert_int_ge(sodium_init(), 0);
+	snprintf(dir, sizeof(dir), "/tmp/check_kms.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(dbp, sizeof(dbp), "%s/kms.db", dir);
+	snprintf(keyp, sizeof(keyp), "%s/root.key", dir);
+	snprintf(passp, sizeof(passp), "%s/pass", dir);
+	K = NULL;
+	log_count = 0;
+}
+
+static void teardown(void)
+{
+	char cmd[256];
+
+	kms_close(K);
+	K = NULL;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+	dir[0] = '\0';
+}
+
+static void reopen(void)
+{
+	struct kms_options o = opts(KMS_ROOT_KEYFILE, keyp);
+
+	kms_close(K);
+	K = NULL;
+	ck_assert_int_eq(kms_open(&K, dbp, &o), 0);
+}
+
+static void setup_store(void)
+{
+	struct kms_options o = opts(KMS_ROOT_KEYFILE, keyp);
+
+	setup_dir();
+	ck_assert_int_eq(kms_create(dbp, &o), 0);
+	ck_assert_int_eq(kms_open(&K, dbp, &o), 0);
+}
+
+static void setup_granted(void)
+{
+	setup_store();
+	ck_assert_int_eq(kms_grant(K, &admin, "alpha"), 0);
+}
+
+static void new_key(const struct kms_caller *c, const char *alias, struct kms_key_info *ki)
+{
+	ck_assert_int_eq(kms_key_create(K, c, alias, "test key", ki), 0);
+	ck_assert_int_eq(ki->state, KMS_KEY_ENABLED);
+}
+
+struct blob {
+	uint8_t b[KMS_WRAPPED_MAX];
+	size_t n;
+};
+
+static struct kms_dk *gen(const struct kms_caller *c, const char *key, const char *ctx, struct blob *bl)
+{
+	struct kms_dk *dk = NULL;
+
+	ck_assert_int_eq(kms_dk_generate(K, c, key, ctx, strlen(ctx), bl->b, &bl->n, &dk), 0);
+	ck_assert_ptr_nonnull(dk);
+	ck_assert_uint_eq(bl->n, 77);
+	return dk;
+}
+
+static int unwrap_eq(const struct kms_caller *c, const char *key, const char *ctx, const struct blob *bl,
+		     const struct kms_dk *want)
+{
+	struct kms_dk *dk = NULL;
+	int rc = kms_dk_unwrap(K, c, key, ctx, strlen(ctx), bl->b, bl->n, &dk);
+
+	if (rc == 0) {
+		ck_assert_ptr_nonnull(dk);
+		if (want)
+			ck_assert_mem_eq(kms_dk_bytes(dk), kms_dk_bytes(want), KMS_KEY_BYTES);
+	} else {
+		ck_assert_ptr_null(dk);
+	}
+	kms_dk_destroy(dk);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * core
+ * ------------------------------------------------------------------------ */
+
+START_TEST(test_create_open_keyfile)
+{
+	struct kms_options o = opts(KMS_ROOT_KEYFILE, keyp);
+	struct stat st;
+
+	setup_dir();
+	ck_assert_int_eq(access(keyp, F_OK), -1);
+	ck_assert_int_eq(kms_create(dbp, &o), 0);
+	ck_assert_int_eq(stat(keyp, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0400);
+	ck_assert_int_eq(st.st_size, 32);
+	ck_assert_int_eq(stat(dbp, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0600);
+	ck_assert_int_eq(kms_create(dbp, &o), -EEXIST);
+	ck_assert_int_eq(kms_open(&K, dbp, &o), 0);
+	ck_assert_ptr_nonnull(K);
+	{
+		size_t n;
+		uint8_t *hdr = read_all(dbp, &n);   /* header bytes 18/19 = 2: WAL */
+
+		ck_assert_uint_ge(n, 100);
+		ck_assert_int_eq(hdr[18], 2);
+		ck_assert_int_eq(hdr[19], 2);
+		free(hdr);
+	}
+	ck_assert_int_eq(kms_is_admin(K, "root"), 1);
+	ck_assert_int_eq(kms_is_admin(K, "secadm"), 1);
+	ck_assert_int_eq(kms_is_admin(K, "ops"), 1);
+	ck_assert_int_eq(kms_is_admin(K, "roo"), 0);
+	ck_assert_int_eq(kms_is_admin(K, "alice"), 0);
+	ck_assert_int_eq(kms_is_admin(K, ""), 0);
+	ck_assert_int_eq(kms_is_admin(K, NULL), 0);
+	kms_close(K);
+	K = NULL;
+	kms_close(NULL);
+	ck_assert_int_eq(kms_open(&K, dbp, &o), 0);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM settings WHERE name = 'region' AND value = 'region-1'"), 1);
+	ck_assert_int_eq(sql_int("SELECT value FROM settings WHERE name = 'root_kind'"), KMS_ROOT_KEYFILE);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM settings WHERE name = 'created' AND value > 0"), 1);
+	teardown();
+}
+END_TEST
+
+START_TEST(test_existing_keyfile)
+{
+	uint8_t key[32];
+	struct kms_options o = opts(KMS_ROOT_KEYFILE, keyp);
+	size_t n;
+	uint8_t *after;
+
+	setup_dir();
+	randombytes_buf(key, sizeof(key));
+	write_file(keyp, key, sizeof(key), 0600);
+	ck_assert_int_eq(kms_create(dbp, &o), 0);
+	after = read_all(keyp, &n);            /* used, not replaced */
+	ck_assert_uint_eq(n, 32);
+	ck_assert_mem_eq(after, key, 32);
+	free(after);
+	ck_assert_int_eq(kms_open(&K, dbp, &o), 0);
+	teardown();
+}
+END_TEST
+
+START_TEST(test_keyfile_bad_size)
+{
+	uint8_t key[33] = {0};
+	struct kms_options o = opts(KMS_ROOT_KEYFILE, keyp);
+
+	setup_dir();
+	write_file(keyp, key, 31, 0600);
+	ck_assert_int_eq(kms_create(dbp, &o), -EINVAL);
+	ck_assert_int_eq(access(dbp, F_OK), -1);          /* nothing left behind */
+	unlink(keyp);
+	ck_assert_int_eq(kms_create(dbp, &o), 0);
+	unlink(keyp);
+	write_file(keyp, key, 33, 0600);
+	ck_assert_int_eq(kms_open(&K, dbp, &o), -EINVAL);
+	ck_assert_ptr_null(K);
+	unlink(keyp);
+	ck_assert_int_eq(kms_open(&K, dbp, &o), -ENOENT);
+	teardown();
+}
+END_TEST
+
+START_TEST(test_wrong_keyfile)
+{
+	struct kms_options o = opts(KMS_ROOT_KEYFILE, keyp);
+	uint8_t other[32];
+	char other_path[256];
+
+	setup_dir();
+	ck_assert_int_eq(kms_create(dbp, &o), 0);
+	randombytes_buf(other, sizeof(other));
+	snprintf(other_path, sizeof(other_path), "%s/other.key", dir);
+	write_file(other_path, other, sizeof(other), 0400);
+	o.secret_path = other_path;
+	ck_assert_int_eq(kms_open(&K, dbp, &o), -EKEYREJECTED);
+	ck_assert_ptr_null(K);
+	ck_assert_int_gt(log_count, 0);
+	teardown();
+}
+END_TEST
+
+START_TEST(test_passphrase)
+{
+	struct kms_options o = opts(KMS_ROOT_PASSPHRASE, passp);
+	struct kms_key_info ki;
+	struct kms_dk *dk;
+	struct blob bl;
+
+	setup_dir();
+	write_file(passp, "", 0, 0600);
+	ck_assert_int_eq(kms_create(dbp, &o), -EINVAL);    /* empty passphrase */
+	write_file(passp, "\nsecond line", 12, 0600);
+	ck_assert_int_eq(kms_create(dbp, &o), -EINVAL);    /* empty first line */
+	ck_assert_int_eq(access(dbp, F_OK), -1);
+	write_file(passp, "correct horse battery\nignored", 29, 0600);
+	ck_assert_int_eq(kms_create(dbp, &o), 0);
+	ck_assert_int_eq(sql_int("SELECT length(value) FROM settings WHERE name = 'pwhash_salt'"), 16);
+	/* same first line, CRLF and no trailing newline: same key */
+	write_file(passp, "correct horse battery\r\n", 23, 0600);
+	ck_assert_int_eq(kms_open(&K, dbp, &o), 0);
+	ck_assert_int_eq(kms_grant(K, &admin, "alpha"), 0);
+	new_key(&alice, "pp", &ki);
+	dk = gen(&alice, ki.id, "ctx", &bl);
+	kms_close(K);
+	K = NULL;
+	write_file(passp, "correct horse battery", 21, 0600);
+	ck_assert_int_eq(kms_open(&K, dbp, &o), 0);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "ctx", &bl, dk), 0);
+	kms_close(K);
+	K = NULL;
+	write_file(passp, "correct horse battery staple\n", 29, 0600);
+	ck_assert_int_eq(kms_open(&K, dbp, &o), -EKEYREJECTED);
+	/* a passphrase store opened as a key file store */
+	o = opts(KMS_ROOT_KEYFILE, passp);
+	ck_assert_int_eq(kms_open(&K, dbp, &o), -EKEYREJECTED);
+	unlink(passp);
+	o = opts(KMS_ROOT_PASSPHRASE, passp);
+	ck_assert_int_eq(kms_open(&K, dbp, &o), -ENOENT);
+	kms_dk_destroy(dk);
+	teardown();
+}
+END_TEST
+
+START_TEST(test_open_errors)
+{
+	struct kms_options o = opts(KMS_ROOT_KEYFILE, keyp);
+	char junk[4096];
+
+	setup_dir();
+	ck_assert_int_eq(kms_open(&K, dbp, &o), -ENOENT);
+	ck_assert_int_eq(kms_open(&K, NULL, &o), -EINVAL);
+	ck_assert_int_eq(kms_open(&K, dbp, NULL), -EINVAL);
+	o.root_kind = (enum kms_root_kind)7;
+	ck_assert_int_eq(kms_create(dbp, &o), -EINVAL);
+	o = opts(KMS_ROOT_KEYFILE, keyp);
+	/* some other SQLite database */
+	sql("CREATE TABLE t(x)");
+	ck_assert_int_eq(kms_create(dbp, &o), -EEXIST);
+	ck_assert_int_eq(kms_open(&K, dbp, &o), -EUCLEAN);
+	/* not a database at all */
+	memset(junk, 'x', sizeof(junk));
+	write_file(dbp, junk, sizeof(junk), 0600);
+	ck_assert_int_eq(kms_open(&K, dbp, &o), -EUCLEAN);
+	ck_assert_ptr_null(K);
+	teardown();
+}
+END_TEST
+
+START_TEST(test_dk_roundtrip)
+{
+	struct kms_key_info ki;
+	struct kms_dk *dk, *dk2 = NULL;
+	struct blob bl, bl2;
+	uint8_t zero[KMS_KEY_BYTES] = {0};
+
+	setup_granted();
+	new_key(&alice, "app/data", &ki);
+	ck_assert_uint_eq(ki.version, 1);
+	ck_assert_uint_eq(ki.versions_in_use, 1);
+	dk = gen(&alice, ki.id, "lineage-1", &bl);
+	ck_assert_mem_ne(kms_dk_bytes(dk), zero, KMS_KEY_BYTES);
+	ck_assert_uint_eq(kms_dk_blob_version(bl.b, bl.n), 1);
+	ck_assert_uint_eq(kms_dk_blob_version(bl.b, bl.n - 1), 0);
+	ck_assert_uint_eq(kms_dk_blob_version(NULL, 77), 0);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "lineage-1", &bl, dk), 0);
+	ck_assert_int_eq(unwrap_eq(&alice, "app/data", "lineage-1", &bl, dk), 0);   /* by alias */
+	/* a second DK differs, and generate works without *dk */
+	ck_assert_int_eq(kms_dk_generate(K, &alice, ki.id, "lineage-2", 9, bl2.b, &bl2.n, NULL), 0);
+	ck_assert_int_eq(kms_dk_unwrap(K, &alice, ki.id, "lineage-2", 9, bl2.b, bl2.n, &dk2), 0);
+	ck_assert_mem_ne(kms_dk_bytes(dk2), kms_dk_bytes(dk), KMS_KEY_BYTES);
+	kms_dk_destroy(dk2);
+	/* empty context is a context too */
+	ck_assert_int_eq(kms_dk_generate(K, &alice, ki.id, NULL, 0, bl2.b, &bl2.n, &dk2), 0);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "", &bl2, dk2), 0);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "x", &bl2, NULL), -EBADMSG);
+	kms_dk_destroy(dk2);
+	/* wrong context */
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "lineage-2", &bl, NULL), -EBADMSG);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "lineage-", &bl, NULL), -EBADMSG);
+	/* persists across reopen */
+	reopen();
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "lineage-1", &bl, dk), 0);
+	kms_dk_destroy(dk);
+	kms_dk_destroy(NULL);
+	ck_assert_ptr_null(kms_dk_bytes(NULL));
+	teardown();
+}
+END_TEST
+
+START_TEST(test_bad_args)
+{
+	struct kms_caller c = alice;
+	struct kms_key_info ki;
+	struct blob bl;
+	char big[300], ctx[1100];
+	struct kms_dk *dk = NULL, *dk2 = NULL;
+
+	setup_granted();
+	new_key(&alice, "k1", &ki);
+	memset(big, 'a', sizeof(big));
+	big[sizeof(big) - 1] = 0;
+	ck_assert_int_eq(kms_key_create(K, NULL, "k2", NULL, NULL), -EINVAL);
+	c.user = big;
+	ck_assert_int_eq(kms_key_create(K, &c, "k2", NULL, NULL), -EINVAL);
+	c.user = NULL;
+	ck_assert_int_eq(kms_key_create(K, &c, "k2", NULL, NULL), -EINVAL);
+	c = alice;
+	c.project = big;
+	ck_assert_int_eq(kms_key_create(K, &c, "k2", NULL, NULL), -EINVAL);
+	c.project = "";
+	ck_assert_int_eq(kms_key_lookup(K, &c, "k1", &ki), -EINVAL);
+	c.project = "has space";
+	ck_assert_int_eq(kms_key_lookup(K, &c, "k1", &ki), -EINVAL);
+	ck_assert_int_eq(kms_key_lookup(K, &alice, big, &ki), -EINVAL);
+	ck_assert_int_eq(kms_key_lookup(K, &alice, "", &ki), -EINVAL);
+	ck_assert_int_eq(kms_grant(K, &admin, big), -EINVAL);
+	ck_assert_int_eq(kms_is_granted(K, big), -EINVAL);
+	ck_assert_int_eq(kms_key_create(K, &alice, "k2", big, NULL), -EINVAL);   /* 299-char description */
+	big[KMS_DESC_MAX - 1] = 0;
+	ck_assert_int_eq(kms_key_create(K, &alice, "k2", big, &ki), 0);          /* 255 is fine */
+	ck_assert_str_eq(ki.description, big);
+	memset(ctx, 'c', sizeof(ctx));
+	ck_assert_int_eq(kms_dk_generate(K, &alice, "k1", ctx, sizeof(ctx), bl.b, &bl.n, &dk), -EINVAL);
+	ck_assert_int_eq(kms_dk_generate(K, &alice, "k1", NULL, 3, bl.b, &bl.n, &dk), -EINVAL);
+	ck_assert_ptr_null(dk);
+	ck_assert_int_eq(kms_dk_generate(K, &alice, "k1", ctx, 1024, bl.b, &bl.n, &dk), 0);
+	ck_assert_int_eq(kms_dk_unwrap(K, &alice, "k1", ctx, 1024, NULL, 77, &dk2), -EINVAL);
+	ck_assert_ptr_null(dk2);
+	ck_assert_int_eq(kms_dk_unwrap(K, &alice, "k1", ctx, 1024, bl.b, bl.n, &dk2), 0);
+	ck_assert_mem_eq(kms_dk_bytes(dk), kms_dk_bytes(dk2), KMS_KEY_BYTES);
+	kms_dk_destroy(dk);
+	kms_dk_destroy(dk2);
+	ck_assert_int_eq(kms_dk_generate(K, &alice, "nope", NULL, 0, bl.b, &bl.n, NULL), -ENOENT);
+	teardown();
+}
+END_TEST
+
+struct thr {
+	const char *key;
+	int fails;
+};
+
+static void *thread_main(void *arg)
+{
+	struct thr *t = arg;
+	char ctx[32];
+
+	for (int i = 0; i < 20; i++) {
+		struct kms_dk *a = NULL, *b = NULL;
+		struct blob bl;
+
+		snprintf(ctx, sizeof(ctx), "ctx-%p-%d", (void *)t, i);
+		if (kms_dk_generate(K, &alice, t->key, ctx, strlen(ctx), bl.b, &bl.n, &a) != 0 ||
+		    kms_dk_unwrap(K, &alice, t->key, ctx, strlen(ctx), bl.b, bl.n, &b) != 0 ||
+		    memcmp(kms_dk_bytes(a), kms_dk_bytes(b), KMS_KEY_BYTES) != 0)
+			t->fails++;
+		kms_dk_destroy(a);
+		kms_dk_destroy(b);
+	}
+	return NULL;
+}
+
+START_TEST(test_threads)
+{
+	struct kms_key_info ki;
+	pthread_t th[4];
+	struct thr t[4];
+	int64_t bad = -1;
+
+	setup_granted();
+	new_key(&alice, "threads", &ki);
+	for (int i = 0; i < 4; i++) {
+		t[i].key = i % 2 ? ki.id : KMS_DEFAULT_ALIAS;
+		t[i].fails = 0;
+		ck_assert_int_eq(pthread_create(&th[i], NULL, thread_main, &t[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+		ck_assert_int_eq(t[i].fails, 0);
+	}
+	ck_assert_int_eq(kms_audit_verify(K, &bad), 0);
+	teardown();
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * states
+ * ------------------------------------------------------------------------ */
+
+START_TEST(test_transitions)
+{
+	struct kms_key_info ki, out;
+	int64_t now = (int64_t)time(NULL);
+
+	setup_granted();
+	new_key(&alice, "app/x", &ki);
+	ck_assert_int_eq(kms_key_enable(K, &alice, "app/x", NULL), -EALREADY);
+	ck_assert_int_eq(kms_key_cancel_deletion(K, &alice, "app/x", NULL), -EALREADY);
+	ck_assert_int_eq(kms_key_disable(K, &alice, "app/x", &out), 0);
+	ck_assert_int_eq(out.state, KMS_KEY_DISABLED);
+	ck_assert_str_eq(out.id, ki.id);
+	ck_assert_int_eq(kms_key_disable(K, &alice, ki.id, NULL), -EALREADY);
+	ck_assert_int_eq(kms_key_cancel_deletion(K, &alice, "app/x", NULL), -EALREADY);
+	ck_assert_int_eq(kms_key_enable(K, &alice, "app/x", &out), 0);
+	ck_assert_int_eq(out.state, KMS_KEY_ENABLED);
+	/* deletion window bounds */
+	ck_assert_int_eq(kms_key_schedule_deletion(K, &alice, "app/x", 6, NULL), -EINVAL);
+	ck_assert_int_eq(kms_key_schedule_deletion(K, &alice, "app/x", 1097, NULL), -EINVAL);
+	ck_assert_int_eq(kms_key_schedule_deletion(K, &alice, "app/x", 0, NULL), -EINVAL);
+	ck_assert_int_eq(kms_key_schedule_deletion(K, &alice, "app/x", -7, NULL), -EINVAL);
+	ck_assert_int_eq(kms_key_lookup(K, &alice, "app/x", &out), 0);
+	ck_assert_int_eq(out.state, KMS_KEY_ENABLED);
+	ck_assert_int_eq(out.deletion_date, 0);
+	ck_assert_int_eq(kms_key_schedule_deletion(K, &alice, "app/x", 7, &out), 0);
+	ck_assert_int_eq(out.state, KMS_KEY_PENDING_DELETION);
+	ck_assert_int_ge(out.deletion_date, now + 7 * 86400);
+	ck_assert_int_le(out.deletion_date, now + 7 * 86400 + 60);
+	ck_assert_int_eq(kms_key_schedule_deletion(K, &alice, "app/x", 7, NULL), -EALREADY);
+	ck_assert_int_eq(kms_key_disable(K, &alice, "app/x", NULL), -ENOKEY);
+	ck_assert_int_eq(kms_key_enable(K, &alice, "app/x", NULL), -ENOKEY);
+	ck_assert_int_eq(kms_key_rotate(K, &alice, "app/x", NULL), -ENOKEY);
+	ck_assert_int_eq(kms_key_cancel_deletion(K, &alice, "app/x", &out), 0);
+	ck_assert_int_eq(out.state, KMS_KEY_DISABLED);          /* back to Disabled, not Enabled */
+	ck_assert_int_eq(out.deletion_date, 0);
+	ck_assert_int_eq(kms_key_schedule_deletion(K, &alice, "app/x", 1096, &out), 0);   /* from Disabled */
+	ck_assert_int_ge(out.deletion_date, now + 1096LL * 86400);
+	ck_assert_int_eq(kms_key_cancel_deletion(K, &alice, "app/x", NULL), 0);
+	ck_assert_int_eq(kms_key_enable(K, &alice, "app/x", &out), 0);
+	ck_assert_int_eq(out.state, KMS_KEY_ENABLED);
+	ck_assert_int_eq(kms_key_disable(K, &alice, "nope", NULL), -ENOENT);
+	ck_assert_str_eq(kms_state_name(KMS_KEY_ENABLED), "Enabled");
+	ck_assert_str_eq(kms_state_name(KMS_KEY_DISABLED), "Disabled");
+	ck_assert_str_eq(kms_state_name(KMS_KEY_PENDING_DELETION), "PendingDeletion");
+	ck_assert_str_eq(kms_state_name(KMS_KEY_DELETED), "Deleted");
+	teardown();
+}
+END_TEST
+
+START_TEST(test_default_key_protected)
+{
+	struct kms_key_info ki;
+
+	setup_granted();
+	ck_assert_int_eq(kms_key_lookup(K, &alice, KMS_DEFAULT_ALIAS, &ki), 0);
+	ck_assert_int_eq(ki.is_default, 1);
+	ck_assert_int_eq(kms_key_disable(K, &alice, KMS_DEFAULT_ALIAS, NULL), -EPERM);
+	ck_assert_int_eq(kms_key_disable(K, &admin, ki.id, NULL), -EPERM);
+	ck_assert_int_eq(kms_key_schedule_deletion(K, &alice, KMS_DEFAULT_ALIAS, 30, NULL), -EPERM);
+	ck_assert_int_eq(kms_key_enable(K, &alice, KMS_DEFAULT_ALIAS, NULL), -EALREADY);
+	ck_assert_int_eq(kms_key_cancel_deletion(K, &alice, KMS_DEFAULT_ALIAS, NULL), -EALREADY);
+	ck_assert_int_eq(kms_key_lookup(K, &alice, KMS_DEFAULT_ALIAS, &ki), 0);
+	ck_assert_int_eq(ki.state, KMS_KEY_ENABLED);
+	ck_assert_int_eq(kms_key_create(K, &alice, "evs/mine", NULL, NULL), -EINVAL);
+	teardown();
+}
+END_TEST
+
+START_TEST(test_alias_rules)
+{
+	struct kms_key_info ki, other;
+	char a63[64], a64[65];
+
+	setup_granted();
+	memset(a63, 'a', 63);
+	a63[63] = 0;
+	memset(a64, 'b', 64);
+	a64[64] = 0;
+	ck_assert_int_eq(kms_key_create(K, &alice, "", NULL, NULL), -EINVAL);
+	ck_assert_int_eq(kms_key_create(K, &alice, NULL, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(kms_key_create(K, &alice, a64, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(kms_key_create(K, &alice, "evs/default", NULL, NULL), -EINVAL);
+	ck_assert_int_eq(kms_key_create(K, &alice, "evs/x", NULL, NULL), -EINVAL);
+	ck_assert_int_eq(kms_key_create(K, &alice, "has space", NULL, NULL), -EINVAL);
+	ck_assert_int_eq(kms_key_create(K, &alice, "star*", NULL, NULL), -EINVAL);
+	ck_assert_int_eq(kms_key_create(K, &alice, "caf\xc3\xa9", NULL, NULL), -EINVAL);
+	ck_assert_int_eq(kms_key_create(K, &alice, a63, NULL, &ki), 0);
+	ck_assert_str_eq(ki.alias, a63);
+	ck_assert_int_eq(kms_key_create(K, &alice, "Ok/alias_1.2-3", "desc", &ki), 0);
+	ck_assert_str_eq(ki.description, "desc");
+	ck_assert_str_eq(ki.project, "alpha");
+	ck_assert_int_eq(ki.is_default, 0);
+	ck_assert_int_eq(kms_key_create(K, &alice, "Ok/alias_1.2-3", NULL, NULL), -EEXIST);
+	ck_assert_int_eq(kms_key_create(K, &alice, "evsx/ok", NULL, NULL), 0);
+	/* the same alias in another project is another key */
+	ck_assert_int_eq(kms_grant(K, &admin, "beta"), 0);
+	ck_assert_int_eq(kms_key_create(K, &bob, "Ok/alias_1.2-3", NULL, &other), 0);
+	ck_assert_str_ne(other.id, ki.id);
+	ck_assert_int_eq(kms_key_lookup(K, &alice, "Ok/alias_1.2-3", &other), 0);
+	ck_assert_str_eq(other.id, ki.id);
+	ck_assert_int_eq(kms_key_lookup(K, &alice, "ok/alias_1.2-3", &other), -ENOENT);   /* case-sensitive */
+	teardown();
+}
+END_TEST
+
+static void capture_material(const char *id, uint32_t version, uint8_t mat[72])
+{
+	char q[256];
+
+	snprintf(q, sizeof(q), "SELECT material FROM key_versions WHERE key_id = '%s' AND version = %u", id, version);
+	ck_assert_int_eq(sql_blob(q, mat, 72), 72);
+}
+
+static void make_due(const char *id)
+{
+	char q[256];
+
+	snprintf(q, sizeof(q), "UPDATE keys SET deletion_date = strftime('%%s', 'now') - 5 WHERE id = '%s'", id);
+	sql(q);
+}
+
+START_TEST(test_expiry_shreds)
+{
+	struct kms_key_info ki, k2, out;
+	struct kms_dk *dk, *dk2;
+	struct blob bl, bl2;
+	uint8_t mat[72], mat2[72];
+	char q[256];
+
+	setup_granted();
+	new_key(&alice, "doomed", &ki);
+	new_key(&alice, "doomed2", &k2);
+	dk = gen(&alice, ki.id, "c", &bl);
+	dk2 = gen(&alice, k2.id, "c", &bl2);
+	ck_assert_int_eq(kms_key_schedule_deletion(K, &alice, "doomed", 7, NULL), 0);
+	ck_assert_int_eq(kms_key_schedule_deletion(K, &alice, "doomed2", 30, NULL), 0);
+	kms_close(K);
+	K = NULL;
+
+	/* 1. the date passes while no one has the store open: kms_open shreds */
+	capture_material(ki.id, 1, mat);
+	capture_material(k2.id, 1, mat2);
+	ck_assert(store_contains(mat, sizeof(mat)));        /* the probe can see it */
+	make_due(ki.id);
+	reopen();
+	ck_assert_int_eq(kms_key_lookup(K, &alice, "doomed", &out), 0);
+	ck_assert_int_eq(out.state, KMS_KEY_DELETED);
+	ck_assert_str_eq(out.alias, "doomed");           /* still nameable */
+	ck_assert_uint_eq(out.versions_in_use, 0);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "c", &bl, NULL), -ENOKEY);
+	ck_assert_int_eq(kms_dk_generate(K, &alice, ki.id, "c", 1, bl.b, &bl.n, NULL), -ENOKEY);
+	ck_assert_int_eq(kms_key_enable(K, &alice, "doomed", NULL), -ENOKEY);
+	ck_assert_int_eq(kms_key_disable(K, &alice, "doomed", NULL), -ENOKEY);
+	ck_assert_int_eq(kms_key_cancel_deletion(K, &alice, "doomed", NULL), -ENOKEY);
+	ck_assert_int_eq(kms_key_schedule_deletion(K, &alice, "doomed", 7, NULL), -ENOKEY);
+	ck_assert_int_eq(kms_key_rotate(K, &alice, "doomed", NULL), -ENOKEY);
+	ck_assert_int_eq(kms_key_create(K, &alice, "doomed", NULL, NULL), -EEXIST);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM key_versions WHERE key_id = '%s' AND material IS NULL", ki.id);
+	ck_assert_int_eq(sql_int(q), 1);
+	ck_assert(!store_contains(mat, sizeof(mat)));       /* with the store open */
+	ck_assert(store_contains(mat2, sizeof(mat2)));
+	ck_assert_int_eq(unwrap_eq(&alice, k2.id, "c", &bl2, dk2), -ENOKEY);   /* pending: unusable */
+
+	/* 2. the date passes while the store is open: the next call shreds */
+	make_due(k2.id);
+	ck_assert_int_eq(kms_is_granted(K, "alpha"), 1);     /* any call */
+	snprintf(q, sizeof(q), "SELECT state FROM keys WHERE id = '%s'", k2.id);
+	ck_assert_int_eq(sql_int(q), KMS_KEY_DELETED);
+	ck_assert(!store_contains(mat2, sizeof(mat2)));
+	kms_close(K);
+	K = NULL;
+	ck_assert(!store_contains(mat, sizeof(mat)));
+	ck_assert(!store_contains(mat2, sizeof(mat2)));
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM audit WHERE op = 'key.expire'"), 2);
+	kms_dk_destroy(dk);
+	kms_dk_destroy(dk2);
+	teardown();
+}
+END_TEST
+
+START_TEST(test_disabled_key_dk)
+{
+	struct kms_key_info ki;
+	struct kms_dk *dk;
+	struct blob bl, tmp;
+
+	setup_granted();
+	new_key(&alice, "vol", &ki);
+	dk = gen(&alice, "vol", "lin", &bl);
+	ck_assert_int_eq(kms_key_disable(K, &alice, "vol", NULL), 0);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "lin", &bl, NULL), -ENOKEY);
+	ck_assert_int_eq(kms_dk_generate(K, &alice, ki.id, "lin", 3, tmp.b, &tmp.n, NULL), -ENOKEY);
+	ck_assert_int_eq(kms_dk_rewrap(K, &alice, ki.id, "lin", 3, bl.b, bl.n, tmp.b, &tmp.n), -ENOKEY);
+	ck_assert_uint_eq(tmp.n, 0);
+	ck_assert_int_eq(kms_key_enable(K, &alice, "vol", NULL), 0);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "lin", &bl, dk), 0);   /* no data lost */
+	kms_dk_destroy(dk);
+	teardown();
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * grants
+ * ------------------------------------------------------------------------ */
+
+START_TEST(test_grant_admin_only)
+{
+	struct kms_key_info ki, again;
+	const struct kms_caller fake = {0, "alice", "alpha"};   /* uid 0 is not what counts */
+
+	setup_store();
+	ck_assert_int_eq(kms_is_granted(K, "alpha"), 0);
+	ck_assert_int_eq(kms_grant(K, &alice, "alpha"), -EPERM);
+	ck_assert_int_eq(kms_grant(K, &fake, "alpha"), -EPERM);
+	ck_assert_int_eq(kms_is_granted(K, "alpha"), 0);
+	ck_assert_int_eq(kms_key_lookup(K, &alice, KMS_DEFAULT_ALIAS, &ki), -ENOENT);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM keys"), 0);
+	ck_assert_int_eq(kms_key_create(K, &alice, "mine", NULL, NULL), -EACCES);
+	ck_assert_int_eq(kms_grant(K, &admin, "alpha"), 0);
+	ck_assert_int_eq(kms_is_granted(K, "alpha"), 1);
+	ck_assert_int_eq(kms_is_granted(K, "beta"), 0);
+	ck_assert_int_eq(kms_key_lookup(K, &alice, KMS_DEFAULT_ALIAS, &ki), 0);
+	ck_assert_int_eq(ki.is_default, 1);
+	ck_assert_int_eq(ki.state, KMS_KEY_ENABLED);
+	ck_assert_str_eq(ki.project, "alpha");
+	ck_assert_int_eq(kms_grant(K, &admin, "alpha"), 0);        /* twice is fine */
+	ck_assert_int_eq(kms_key_lookup(K, &alice, KMS_DEFAULT_ALIAS, &again), 0);
+	ck_assert_str_eq(again.id, ki.id);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM keys"), 1);
+	ck_assert_int_eq(kms_key_create(K, &alice, "mine", NULL, NULL), 0);
+	teardown();
+}
+END_TEST
+
+START_TEST(test_revoke)
+{
+	struct kms_key_info ki, again;
+	struct kms_dk *dk;
+	struct blob bl, tmp;
+
+	setup_granted();
+	ck_assert_int_eq(kms_key_lookup(K, &alice, KMS_DEFAULT_ALIAS, &ki), 0);
+	dk = gen(&alice, KMS_DEFAULT_ALIAS, "v", &bl);
+	ck_assert_int_eq(kms_revoke(K, &alice, "alpha"), -EPERM);
+	ck_assert_int_eq(kms_is_granted(K, "alpha"), 1);
+	ck_assert_int_eq(kms_revoke(K, &admin, "alpha"), 0);
+	ck_assert_int_eq(kms_revoke(K, &admin, "alpha"), -ENOENT);
+	ck_assert_int_eq(kms_is_granted(K, "alpha"), 0);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "v", &bl, NULL), -EACCES);
+	ck_assert_int_eq(kms_dk_generate(K, &alice, ki.id, "v", 1, tmp.b, &tmp.n, NULL), -EACCES);
+	ck_assert_int_eq(kms_key_lookup(K, &alice, KMS_DEFAULT_ALIAS, &again), 0);   /* keys stay */
+	ck_assert_int_eq(kms_grant(K, &admin, "alpha"), 0);
+	ck_assert_int_eq(kms_key_lookup(K, &alice, KMS_DEFAULT_ALIAS, &again), 0);
+	ck_assert_str_eq(again.id, ki.id);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "v", &bl, dk), 0);
+	kms_dk_destroy(dk);
+	teardown();
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * sharing
+ * ------------------------------------------------------------------------ */
+
+static int collect_share(void *ctx, const char *project)
+{
+	char *buf = ctx;
+
+	strcat(buf, project);
+	strcat(buf, ";");
+	return 0;
+}
+
+START_TEST(test_share_use)
+{
+	struct kms_key_info ki, out;
+	struct kms_dk *dk, *dk2;
+	struct blob bl, bl2;
+	char shares[256] = "";
+
+	setup_granted();
+	new_key(&alice, "team", &ki);
+	dk = gen(&alice, "team", "L", &bl);
+	/* beta: not shared */
+	ck_assert_int_eq(kms_grant(K, &admin, "beta"), 0);
+	ck_assert_int_eq(kms_key_lookup(K, &bob, ki.id, &out), -ENOENT);
+	ck_assert_int_eq(kms_key_lookup(K, &bob, "team", &out), -ENOENT);
+	ck_assert_int_eq(kms_dk_generate(K, &bob, ki.id, "L", 1, bl2.b, &bl2.n, NULL), -EACCES);
+	ck_assert_int_eq(unwrap_eq(&bob, ki.id, "L", &bl, NULL), -EACCES);
+	/* a security admin sees it by id (for messages), but cannot use it */
+	ck_assert_int_eq(kms_key_lookup(K, &(struct kms_caller){0, "root", "beta"}, ki.id, &out), 0);
+	/* share rules */
+	ck_assert_int_eq(kms_key_share(K, &alice, "team", "alpha", NULL), -EINVAL);
+	ck_assert_int_eq(kms_key_share(K, &alice, "team", "", NULL), -EINVAL);
+	ck_assert_int_eq(kms_key_unshare(K, &alice, "team", "beta", NULL), -ENOENT);
+	ck_assert_int_eq(kms_key_share(K, &alice, "team", "beta", &out), 0);
+	ck_assert_str_eq(out.id, ki.id);
+	ck_assert_int_eq(kms_key_share(K, &alice, "team", "beta", NULL), -EEXIST);
+	ck_assert_int_eq(kms_key_share(K, &alice, "team", "gamma", NULL), 0);   /* not granted yet: fine */
+	ck_assert_int_eq(kms_key_shares(K, ki.id, collect_share, shares), 0);
+	ck_assert_str_eq(shares, "beta;gamma;");
+	/* beta may use it, by id or by alias, and unwrap alpha's blob */
+	ck_assert_int_eq(kms_key_lookup(K, &bob, "team", &out), 0);
+	ck_assert_str_eq(out.project, "alpha");
+	dk2 = gen(&bob, ki.id, "M", &bl2);
+	ck_assert_int_eq(unwrap_eq(&alice, "team", "M", &bl2, dk2), 0);
+	ck_assert_int_eq(unwrap_eq(&bob, "team", "L", &bl, dk), 0);
+	/* gamma is shared but not granted */
+	ck_assert_int_eq(kms_dk_generate(K, &carol, ki.id, "L", 1, bl2.b, &bl2.n, NULL), -EACCES);
+	ck_assert_int_eq(kms_grant(K, &admin, "gamma"), 0);
+	ck_assert_int_eq(kms_dk_generate(K, &carol, ki.id, "L", 1, bl2.b, &bl2.n, NULL), 0);
+	/* only the owner manages the key */
+	ck_assert_int_eq(kms_key_disable(K, &bob, "team", NULL), -EACCES);
+	ck_assert_int_eq(kms_key_schedule_deletion(K, &bob, ki.id, 10, NULL), -EACCES);
+	ck_assert_int_eq(kms_key_share(K, &bob, "team", "delta", NULL), -EACCES);
+	ck_assert_int_eq(kms_key_rotate(K, &bob, "team", NULL), -EACCES);
+	ck_assert_int_eq(kms_key_retire_old(K, &bob, ki.id), -EACCES);
+	/* disabling by the owner stops the shared use too */
+	ck_assert_int_eq(kms_key_disable(K, &alice, "team", NULL), 0);
+	ck_assert_int_eq(unwrap_eq(&bob, ki.id, "L", &bl, NULL), -ENOKEY);
+	ck_assert_int_eq(kms_key_enable(K, &alice, "team", NULL), 0);
+	/* unshare: unavailable like a disabled key */
+	ck_assert_int_eq(kms_key_unshare(K, &alice, ki.id, "beta", NULL), 0);
+	ck_assert_int_eq(kms_dk_generate(K, &bob, ki.id, "L", 1, bl2.b, &bl2.n, NULL), -EACCES);
+	ck_assert_int_eq(unwrap_eq(&bob, ki.id, "L", &bl, NULL), -EACCES);
+	ck_assert_int_eq(kms_key_lookup(K, &bob, "team", &out), -ENOENT);
+	shares[0] = 0;
+	ck_assert_int_eq(kms_key_shares(K, ki.id, collect_share, shares), 0);
+	ck_assert_str_eq(shares, "gamma;");
+	ck_assert_int_eq(kms_key_shares(K, "00000000-0000-4000-8000-000000000000", collect_share, shares), -ENOENT);
+	kms_dk_destroy(dk);
+	kms_dk_destroy(dk2);
+	teardown();
+}
+END_TEST
+
+struct list_ctx {
+	char names[512];
+	int n, stop_at;
+};
+
+static int collect_key(void *ctx, const struct kms_key_info *ki)
+{
+	struct list_ctx *l = ctx;
+
+	strcat(l->names, ki->project);
+	strcat(l->names, ":");
+	strcat(l->names, ki->alias);
+	strcat(l->names, ";");
+	return ++l->n == l->stop_at ? 42 : 0;
+}
+
+START_TEST(test_share_ambiguous)
+{
+	struct kms_key_info a, g, own, out;
+	struct list_ctx l;
+
+	setup_granted();
+	ck_assert_int_eq(kms_grant(K, &admin, "beta"), 0);
+	ck_assert_int_eq(kms_grant(K, &admin, "gamma"), 0);
+	new_key(&alice, "common", &a);
+	new_key(&carol, "common", &g);
+	ck_assert_int_eq(kms_key_share(K, &alice, "common", "beta", NULL), 0);
+	ck_assert_int_eq(kms_key_lookup(K, &bob, "common", &out), 0);     /* one: resolves */
+	ck_assert_str_eq(out.id, a.id);
+	ck_assert_int_eq(kms_key_share(K, &carol, "common", "beta", NULL), 0);
+	ck_assert_int_eq(kms_key_lookup(K, &bob, "common", &out), -ENOTUNIQ);
+	ck_assert_int_eq(kms_dk_generate(K, &bob, "common", "x", 1, (uint8_t[KMS_WRAPPED_MAX]){0},
+					 &(size_t){0}, NULL), -ENOTUNIQ);
+	ck_assert_int_eq(kms_key_lookup(K, &bob, a.id, &out), 0);         /* ids always work */
+	ck_assert_int_eq(kms_key_lookup(K, &bob, g.id, &out), 0);
+	ck_assert_str_eq(out.project, "gamma");
+	/* the project's own alias wins over shared ones */
+	new_key(&bob, "common", &own);
+	ck_assert_int_eq(kms_key_lookup(K, &bob, "common", &out), 0);
+	ck_assert_str_eq(out.id, own.id);
+	/* listing: own and shared-in, by alias */
+	memset(&l, 0, sizeof(l));
+	ck_assert_int_eq(kms_key_list(K, &bob, collect_key, &l), 0);
+	ck_assert_str_eq(l.names, "alpha:common;beta:common;gamma:common;beta:evs/default;");
+	memset(&l, 0, sizeof(l));
+	l.stop_at = 2;
+	ck_assert_int_eq(kms_key_list(K, &bob, collect_key, &l), 42);
+	ck_assert_int_eq(l.n, 2);
+	memset(&l, 0, sizeof(l));
+	ck_assert_int_eq(kms_key_list(K, &alice, collect_key, &l), 0);
+	ck_assert_str_eq(l.names, "alpha:common;alpha:evs/default;");
+	teardown();
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * audit
+ * ------------------------------------------------------------------------ */
+
+struct audit_ctx {
+	int n, refused_grant, create_ok, other_key;
+	int64_t last_seq;
+	const char *key;
+};
+
+static int collect_audit(void *ctx, const struct kms_audit_entry *e)
+{
+	struct audit_ctx *a = ctx;
+
+	ck_assert_int_gt(e->seq, a->last_seq);
+	a->last_seq = e->seq;
+	a->n++;
+	if (strcmp(e->op, "grant") == 0 && e->result == -EPERM && strcmp(e->user, "alice") == 0 && e->uid == 1000)
+		a->refused_grant++;
+	if (strcmp(e->op, "key.create") == 0 && e->result == 0)
+		a->create_ok++;
+	if (a->key && strcmp(e->key, a->key) != 0)
+		a->other_key++;
+	return 0;
+}
+
+START_TEST(test_audit_chain)
+{
+	struct kms_key_info ki;
+	struct audit_ctx a;
+	struct kms_dk *dk;
+	struct blob bl;
+	int64_t bad = -1, last;
+	char q[128];
+
+	setup_granted();
+	ck_assert_int_eq(kms_grant(K, &alice, "beta"), -EPERM);
+	new_key(&alice, "audited", &ki);
+	dk = gen(&alice, ki.id, "c", &bl);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "wrong", &bl, NULL), -EBADMSG);
+	ck_assert_int_eq(kms_key_disable(K, &alice, "audited", NULL), 0);
+	ck_assert_int_eq(kms_key_disable(K, &alice, "audited", NULL), -EALREADY);
+	ck_assert_int_eq(kms_audit_verify(K, &bad), 0);
+	ck_assert_int_eq(bad, 0);
+	memset(&a, 0, sizeof(a));
+	ck_assert_int_eq(kms_audit_list(K, NULL, collect_audit, &a), 0);
+	/* store.create, grant, refused grant, key.create, generate, refused unwrap, 2 disables */
+	ck_assert_int_eq(a.n, 8);
+	ck_assert_int_eq(a.refused_grant, 1);
+	ck_assert_int_eq(a.create_ok, 1);
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM audit WHERE op = 'dk.unwrap' AND result = -74"), 1);
+	memset(&a, 0, sizeof(a));
+	a.key = ki.id;
+	ck_assert_int_eq(kms_audit_list(K, ki.id, collect_audit, &a), 0);
+	ck_assert_int_eq(a.n, 5);
+	ck_assert_int_eq(a.other_key, 0);
+	/* survives reopen */
+	reopen();
+	ck_assert_int_eq(kms_audit_verify(K, &bad), 0);
+	/* tamper with one field of one row */
+	sql("UPDATE audit SET result = 0 WHERE seq = 6");
+	ck_assert_int_eq(kms_audit_verify(K, &bad), -EBADMSG);
+	ck_assert_int_eq(bad, 6);
+	sql("UPDATE audit SET result = -74 WHERE seq = 6");
+	ck_assert_int_eq(kms_audit_verify(K, &bad), 0);
+	sql("UPDATE audit SET user = 'mallory' WHERE seq = 3");
+	ck_assert_int_eq(kms_audit_verify(K, &bad), -EBADMSG);
+	ck_assert_int_eq(bad, 3);
+	sql("UPDATE audit SET user = 'alice' WHERE seq = 3");
+	/* delete a row in the middle */
+	sql("CREATE TABLE saved AS SELECT * FROM audit WHERE seq = 4; DELETE FROM audit WHERE seq = 4");
+	ck_assert_int_eq(kms_audit_verify(K, &bad), -EBADMSG);
+	ck_assert_int_eq(bad, 4);
+	sql("INSERT INTO audit SELECT * FROM saved; DROP TABLE saved");
+	ck_assert_int_eq(kms_audit_verify(K, &bad), 0);
+	/* truncate the newest entry */
+	last = sql_int("SELECT max(seq) FROM audit");
+	snprintf(q, sizeof(q), "DELETE FROM audit WHERE seq = %lld", (long long)last);
+	sql(q);
+	ck_assert_int_eq(kms_audit_verify(K, &bad), -EBADMSG);
+	ck_assert_int_eq(bad, last);
+	kms_dk_destroy(dk);
+	teardown();
+}
+END_TEST
+
+START_TEST(test_audit_failure_fails_op)
+{
+	struct kms_key_info ki;
+	struct kms_dk *dk = NULL;
+	struct blob bl;
+	int rc;
+
+	setup_granted();
+	sql("CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit full'); END");
+	rc = kms_key_create(K, &alice, "unaudited", NULL, &ki);
+	ck_assert_int_lt(rc, 0);
+	rc = kms_dk_generate(K, &alice, KMS_DEFAULT_ALIAS, "c", 1, bl.b, &bl.n, &dk);
+	ck_assert_int_lt(rc, 0);
+	ck_assert_ptr_null(dk);
+	ck_assert_uint_eq(bl.n, 0);
+	sql("DROP TRIGGER no_audit");
+	ck_assert_int_eq(kms_key_lookup(K, &alice, "unaudited", &ki), -ENOENT);   /* rolled back */
+	ck_assert_int_eq(kms_key_create(K, &alice, "unaudited", NULL, &ki), 0);
+	ck_assert_int_eq(kms_audit_verify(K, NULL), 0);
+	teardown();
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * rotation
+ * ------------------------------------------------------------------------ */
+
+START_TEST(test_rotation)
+{
+	struct kms_key_info ki, out;
+	struct kms_dk *dk1, *dk2;
+	struct blob b1, b2, rw;
+	uint8_t mat1[72];
+
+	setup_granted();
+	new_key(&alice, "rot", &ki);
+	dk1 = gen(&alice, ki.id, "L1", &b1);
+	ck_assert_uint_eq(kms_dk_blob_version(b1.b, b1.n), 1);
+	ck_assert_int_eq(kms_key_rotate(K, &alice, "rot", &out), 0);
+	ck_assert_uint_eq(out.version, 2);
+	ck_assert_uint_eq(out.versions_in_use, 2);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "L1", &b1, dk1), 0);     /* v1 still unwraps */
+	dk2 = gen(&alice, ki.id, "L2", &b2);
+	ck_assert_uint_eq(kms_dk_blob_version(b2.b, b2.n), 2);
+	ck_assert_int_eq(kms_dk_rewrap(K, &alice, ki.id, "L1", 2, b1.b, b1.n, rw.b, &rw.n), 0);
+	ck_assert_uint_eq(rw.n, 77);
+	ck_assert_uint_eq(kms_dk_blob_version(rw.b, rw.n), 2);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "L1", &rw, dk1), 0);     /* same DK, new wrap */
+	ck_assert_int_eq(kms_dk_rewrap(K, &alice, ki.id, "L2", 2, b1.b, b1.n, rw.b, &rw.n), -EBADMSG);
+	ck_assert_uint_eq(rw.n, 0);
+	ck_assert_int_eq(kms_dk_rewrap(K, &alice, ki.id, "L1", 2, b1.b, b1.n, rw.b, &rw.n), 0);
+	capture_material(ki.id, 1, mat1);
+	ck_assert_int_eq(kms_key_retire_old(K, &alice, ki.id), 1);
+	ck_assert_int_eq(kms_key_retire_old(K, &alice, "rot"), 0);
+	ck_assert_int_eq(kms_key_lookup(K, &alice, "rot", &out), 0);
+	ck_assert_uint_eq(out.version, 2);
+	ck_assert_uint_eq(out.versions_in_use, 1);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "L1", &b1, NULL), -ENOKEY);   /* v1 gone */
+	ck_assert_int_eq(kms_dk_rewrap(K, &alice, ki.id, "L1", 2, b1.b, b1.n, b2.b, &b2.n), -ENOKEY);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "L1", &rw, dk1), 0);
+	ck_assert(!store_contains(mat1, sizeof(mat1)));
+	/* three more rotations, retire two... */
+	ck_assert_int_eq(kms_key_rotate(K, &alice, ki.id, NULL), 0);
+	ck_assert_int_eq(kms_key_rotate(K, &alice, ki.id, &out), 0);
+	ck_assert_uint_eq(out.version, 4);
+	ck_assert_uint_eq(out.versions_in_use, 3);
+	ck_assert_int_eq(kms_key_retire_old(K, &alice, ki.id), 2);
+	/* rotation needs an Enabled key */
+	ck_assert_int_eq(kms_key_disable(K, &alice, "rot", NULL), 0);
+	ck_assert_int_eq(kms_key_rotate(K, &alice, "rot", NULL), -ENOKEY);
+	kms_dk_destroy(dk1);
+	kms_dk_destroy(dk2);
+	teardown();
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * tamper
+ * ------------------------------------------------------------------------ */
+
+START_TEST(test_blob_flips)
+{
+	struct kms_key_info ki, other;
+	struct kms_dk *dk;
+	struct blob bl, t;
+
+	setup_granted();
+	new_key(&alice, "t", &ki);
+	new_key(&alice, "u", &other);
+	dk = gen(&alice, ki.id, "ctx", &bl);
+	for (size_t i = 0; i < bl.n; i++) {
+		for (int bit = 0; bit < 8; bit += 7) {
+			t = bl;
+			t.b[i] ^= (uint8_t)(1u << bit);
+			ck_assert_msg(unwrap_eq(&alice, ki.id, "ctx", &t, NULL) == -EBADMSG, "byte %zu bit %d", i,
+				      bit);
+		}
+	}
+	t = bl;
+	t.n = bl.n - 1;
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "ctx", &t, NULL), -EBADMSG);
+	t.n = bl.n + 1;
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "ctx", &t, NULL), -EBADMSG);
+	t.n = 0;
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "ctx", &t, NULL), -EBADMSG);
+	/* a blob of key t presented as key u */
+	ck_assert_int_eq(unwrap_eq(&alice, other.id, "ctx", &bl, NULL), -EBADMSG);
+	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "ctx", &bl, dk), 0);
+	kms_dk_destroy(dk);
+	teardown();
+}
+END_TEST
+
+START_TEST(test_swapped_material)
+{
+	struct kms_key_info a, b;
+	struct blob bl;
+	char q[512];
+
+	setup_granted();
+	new_key(&alice, "a", &a);
+	new_key(&alice, "b", &b);
+	snprintf(q, sizeof(q),
+		 "UPDATE key_versions SET material = (SELECT material FROM key_versions WHERE key_id = '%s')"
+		 " WHERE key_id = '%s'",
+		 b.id, a.id);
+	sql(q);
+	ck_assert_int_eq(kms_dk_generate(K, &alice, a.id, "c", 1, bl.b, &bl.n, NULL), -EUCLEAN);
+	ck_assert_int_eq(kms_dk_generate(K, &alice, b.id, "c", 1, bl.b, &bl.n, NULL), 0);
+	/* versions of one key cannot be swapped either */
+	ck_assert_int_eq(kms_key_rotate(K, &alice, b.id, NULL), 0);
+	snprintf(q, sizeof(q),
+		 "UPDATE key_versions SET material = (SELECT material FROM key_versions WHERE key_id = '%s'"
+		 " AND version = 1) WHERE key_id = '%s' AND version = 2",
+		 b.id, b.id);
+	sql(q);
+	ck_assert_int_eq(kms_dk_generate(K, &alice, b.id, "c", 1, bl.b, &bl.n, NULL), -EUCLEAN);
+	sql("UPDATE key_versions SET material = zeroblob(10)");
+	ck_assert_int_eq(kms_dk_generate(K, &alice, b.id, "c", 1, bl.b, &bl.n, NULL), -EUCLEAN);
+	teardown();
+}
+END_TEST
+
+START_TEST(test_settings_tamper)
+{
+	struct kms_options o = opts(KMS_ROOT_KEYFILE, keyp);
+
+	setup_store();
+	kms_close(K);
+	K = NULL;
+	sql("UPDATE settings SET value = zeroblob(32) WHERE name = 'verifier'");
+	ck_assert_int_eq(kms_open(&K, dbp, &o), -EKEYREJECTED);
+	sql("DELETE FROM settings WHERE name = 'verifier'");
+	ck_assert_int_eq(kms_open(&K, dbp, &o), -EUCLEAN);
+	sql("PRAGMA user_version = 99");
+	ck_assert_int_eq(kms_open(&K, dbp, &o), -EUCLEAN);
+	ck_assert_ptr_null(K);
+	teardown();
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+
+static Suite *kms_suite(void)
+{
+	Suite *s = suite_create("kms");
+	TCase *tc;
+
+	tc = tcase_create("core");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_create_open_keyfile);
+	tcase_add_test(tc, test_existing_keyfile);
+	tcase_add_test(tc, test_keyfile_bad_size);
+	tcase_add_test(tc, test_wrong_keyfile);
+	tcase_add_test(tc, test_passphrase);
+	tcase_add_test(tc, test_open_errors);
+	tcase_add_test(tc, test_dk_roundtrip);
+	tcase_add_test(tc, test_bad_args);
+	tcase_add_test(tc, test_threads);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("states");
+	tcase_add_test(tc, test_transitions);
+	tcase_add_test(tc, test_default_key_protected);
+	tcase_add_test(tc, test_alias_rules);
+	tcase_add_test(tc, test_expiry_shreds);
+	tcase_add_test(tc, test_disabled_key_dk);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("grants");
+	tcase_add_test(tc, test_grant_admin_only);
+	tcase_add_test(tc, test_revoke);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("sharing");
+	tcase_add_test(tc, test_share_use);
+	tcase_add_test(tc, test_share_ambiguous);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("audit");
+	tcase_add_test(tc, test_audit_chain);
+	tcase_add_test(tc, test_audit_failure_fails_op);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("rotation");
+	tcase_add_test(tc, test_rotation);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("tamper");
+	tcase_add_test(tc, test_blob_flips);
+	tcase_add_test(tc, test_swapped_material);
+	tcase_add_test(tc, test_settings_tamper);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(kms_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,1440 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * check_meta.c - Check suite for meta/, the SQLite catalog.
+ *
+ * TCases:
+ *   core          rows in and out: objects, lineages, filters, settings,
+ *                 transactions, ids, threads sharing one struct meta_db
+ *   immutability  the encryption attribute cannot change, neither through
+ *                 the API (-EPERM) nor through raw SQL on the file (trigger)
+ *   migration     file creation (mode 0600, WAL), version 0 -> 1, and
+ *                 refusal (-EUCLEAN) of newer, foreign, garbage and
+ *                 truncated files
+ *   errors        argument checks, missing rows, the SQLite-to-errno table,
+ *                 callback re-entry, the log callback
+ *
+ * Most tests use ":memory:"; file-level ones work in a fresh mkdtemp(3)
+ * directory that they remove.  Threads never call ck_assert (it is not
+ * thread-safe): they record failures for the main thread to check.
+ */
+#include "meta/meta.h"
+#include "meta/meta_int.h"   /* meta_errno(), for the mapping table */
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+/* ---- helpers ----------------------------------------------------------- */
+
+#define KEY_A "11111111-1111-4111-8111-111111111111"
+#define KEY_B "22222222-2222-4222-8222-222222222222"
+#define LIN_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define LIN_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define LIN_P "00000000000000000000000000000000"   /* plain (unencrypted) */
+
+static struct meta_db *mem_open(void)
+{
+	struct meta_db *db = NULL;
+
+	ck_assert_int_eq(meta_open(&db, ":memory:", 1, NULL, NULL), 0);
+	ck_assert_ptr_nonnull(db);
+	return db;
+}
+
+static void add_lineage(struct meta_db *db, const char *id, int enc, const char *key)
+{
+	struct meta_lineage l;
+
+	memset(&l, 0, sizeof l);
+	snprintf(l.id, sizeof l.id, "%s", id);
+	l.encrypted = enc;
+	snprintf(l.key_id, sizeof l.key_id, "%s", key);
+	if (enc) {
+		memset(l.wrapped, 0x5a, 72);
+		l.wrapped_len = 72;
+	}
+	l.created = 1700000000;
+	ck_assert_int_eq(meta_lineage_insert(db, &l), 0);
+}
+
+static void obj_init(struct meta_object *o, enum meta_kind kind, const char *project,
+		     const char *name, const char *lineage, const char *key)
+{
+	memset(o, 0, sizeof *o);
+	meta_id_generate(o->id);
+	o->kind = kind;
+	snprintf(o->name, sizeof o->name, "%s", name);
+	snprintf(o->project, sizeof o->project, "%s", project);
+	snprintf(o->lineage, sizeof o->lineage, "%s", lineage);
+	o->encrypted = key[0] != '\0';
+	snprintf(o->key_id, sizeof o->key_id, "%s", key);
+	o->owner_uid = 1000;
+	o->size = 1u << 30;
+	o->created = 1700000001;
+	if (kind == META_VOLUME)
+		snprintf(o->vol_type, sizeof o->vol_type, "data");
+}
+
+/* Standard fixture: two encrypted lineages and one plain one. */
+static struct meta_db *mem_open_lineages(void)
+{
+	struct meta_db *db = mem_open();
+
+	add_lineage(db, LIN_A, 1, KEY_A);
+	add_lineage(db, LIN_B, 1, KEY_B);
+	add_lineage(db, LIN_P, 0, "");
+	return db;
+}
+
+static void tmpdir_make(char *dir, size_t sz)
+{
+	snprintf(dir, sz, "/tmp/check_meta.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void tmpdir_remove(const char *dir)
+{
+	ck_assert_int_eq(nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
+}
+
+/* Run SQL on a file with a raw connection; returns the extended code. */
+static int raw_exec(const char *path, const char *sql, char *errbuf, size_t errsz)
+{
+	sqlite3 *c = NULL;
+	int rc;
+
+	ck_assert_int_eq(sqlite3_open_v2(path, &c, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+			 SQLITE_OK);
+	sqlite3_extended_result_codes(c, 1);
+	rc = sqlite3_exec(c, sql, NULL, NULL, NULL);
+	if (errbuf)
+		snprintf(errbuf, errsz, "%s", sqlite3_errmsg(c));
+	sqlite3_close(c);
+	return rc;
+}
+
+static int64_t raw_int(const char *path, const char *sql)
+{
+	sqlite3 *c = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t v;
+
+	ck_assert_int_eq(sqlite3_open_v2(path, &c, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(c, sql, -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(c);
+	return v;
+}
+
+/* Collects names in listing order. */
+struct names {
+	char buf[32][META_NAME_MAX];
+	int n;
+	int stop_at;        /* return 7 when n reaches this (0: never) */
+};
+
+static int collect(void *ctx, const struct meta_object *o)
+{
+	struct names *nm = ctx;
+
+	if (nm->n < 32)
+		snprintf(nm->buf[nm->n], META_NAME_MAX, "%s", o->name);
+	nm->n++;
+	return nm->stop_at && nm->n == nm->stop_at ? 7 : 0;
+}
+
+static int list_count(struct meta_db *db, enum meta_kind kind, const char *project,
+		      const char *key_id, const char *lineage, const char *parent_id)
+{
+	struct meta_filter f = { kind, project, key_id, lineage, parent_id };
+
+	return meta_object_list(db, &f, NULL, NULL);
+}
+
+/* ---- core -------------------------------------------------------------- */
+
+START_TEST(test_open_memory)
+{
+	struct meta_db *db = mem_open();
+	char v[64];
+
+	ck_assert_int_eq(meta_setting_get(db, "catalog.magic", v, sizeof v), 0);
+	ck_assert_str_eq(v, "evfs-catalog");
+	meta_close(db);
+	meta_close(NULL);
+}
+END_TEST
+
+START_TEST(test_object_roundtrip)
+{
+	struct meta_db *db = mem_open_lineages();
+	struct meta_object o, g;
+
+	obj_init(&o, META_BACKUP, "proj", "bk1", LIN_A, KEY_A);
+	o.owner_uid = 4294967295u;
+	o.size = (uint64_t)INT64_MAX;
+	snprintf(o.source, sizeof o.source, "snapshot:s1");
+	snprintf(o.parent_id, sizeof o.parent_id, "%s", "0b9f7e02-8c4e-4a0c-9b1e-2f4c5e6d7a8b");
+	o.created = -5;
+	o.attached = 0;
+	o.incremental = 1;
+	o.stored_bytes = 12345;
+	snprintf(o.location, sizeof o.location, "/var/backups/bk1.evb");
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+
+	memset(&g, 0xff, sizeof g);
+	ck_assert_int_eq(meta_object_get(db, o.id, &g), 0);
+	ck_assert_str_eq(g.id, o.id);
+	ck_assert_int_eq(g.kind, META_BACKUP);
+	ck_assert_str_eq(g.name, "bk1");
+	ck_assert_str_eq(g.project, "proj");
+	ck_assert_uint_eq(g.owner_uid, 4294967295u);
+	ck_assert_uint_eq(g.size, (uint64_t)INT64_MAX);
+	ck_assert_int_eq(g.encrypted, 1);
+	ck_assert_str_eq(g.key_id, KEY_A);
+	ck_assert_str_eq(g.lineage, LIN_A);
+	ck_assert_str_eq(g.source, "snapshot:s1");
+	ck_assert_str_eq(g.parent_id, o.parent_id);
+	ck_assert_str_eq(g.vol_type, "");
+	ck_assert_int_eq(g.created, -5);
+	ck_assert_int_eq(g.attached, 0);
+	ck_assert_int_eq(g.incremental, 1);
+	ck_assert_uint_eq(g.stored_bytes, 12345);
+	ck_assert_str_eq(g.location, "/var/backups/bk1.evb");
+	ck_assert_int_eq(memcmp(&g, &o, sizeof g), 0);   /* both zero-padded */
+
+	memset(&g, 0, sizeof g);
+	ck_assert_int_eq(meta_object_lookup(db, META_BACKUP, "proj", "bk1", &g), 0);
+	ck_assert_str_eq(g.id, o.id);
+	ck_assert_int_eq(meta_object_lookup(db, META_BACKUP, "proj", "bk1", NULL), 0);
+	ck_assert_int_eq(meta_object_get(db, o.id, NULL), 0);
+	ck_assert_int_eq(meta_object_lookup(db, META_VOLUME, "proj", "bk1", &g), -ENOENT);
+	ck_assert_int_eq(meta_object_lookup(db, META_BACKUP, "other", "bk1", &g), -ENOENT);
+	ck_assert_int_eq(meta_object_lookup(db, META_BACKUP, "proj", "bk2", &g), -ENOENT);
+	meta_close(db);
+}
+END_TEST
+
+START_TEST(test_object_unique)
+{
+	struct meta_db *db = mem_open_lineages();
+	struct meta_object o, dup;
+
+	obj_init(&o, META_VOLUME, "p1", "data1", LIN_A, KEY_A);
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+	obj_init(&dup, META_VOLUME, "p1", "data1", LIN_B, KEY_B);
+	ck_assert_int_eq(meta_object_insert(db, &dup), -EEXIST);
+	obj_init(&dup, META_VOLUME, "p2", "data1", LIN_B, KEY_B);     /* other project */
+	ck_assert_int_eq(meta_object_insert(db, &dup), 0);
+	obj_init(&dup, META_SNAPSHOT, "p1", "data1", LIN_A, KEY_A);   /* other kind */
+	ck_assert_int_eq(meta_object_insert(db, &dup), 0);
+	dup = o;                                                        /* same id */
+	snprintf(dup.name, sizeof dup.name, "data2");
+	ck_assert_int_eq(meta_object_insert(db, &dup), -EEXIST);
+	ck_assert_int_eq(list_count(db, META_ANY, NULL, NULL, NULL, NULL), 3);
+	meta_close(db);
+}
+END_TEST
+
+START_TEST(test_object_lineage_must_exist)
+{
+	struct meta_db *db = mem_open_lineages();
+	struct meta_object o, g;
+
+	obj_init(&o, META_VOLUME, "p", "v", "cccccccccccccccccccccccccccccccc", KEY_A);
+	ck_assert_int_eq(meta_object_insert(db, &o), -ENOENT);
+	ck_assert_int_eq(meta_object_get(db, o.id, NULL), -ENOENT);
+	obj_init(&o, META_VOLUME, "p", "v", "", "");    /* no lineage at all */
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+	ck_assert_int_eq(meta_object_get(db, o.id, &g), 0);
+	ck_assert_str_eq(g.lineage, "");
+	ck_assert_int_eq(g.encrypted, 0);
+	ck_assert_str_eq(g.key_id, "");
+	meta_close(db);
+}
+END_TEST
+
+START_TEST(test_object_delete)
+{
+	struct meta_db *db = mem_open_lineages();
+	struct meta_object o;
+
+	obj_init(&o, META_IMAGE, "p", "img", LIN_P, "");
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+	ck_assert_int_eq(meta_object_delete(db, o.id), 0);
+	ck_assert_int_eq(meta_object_get(db, o.id, NULL), -ENOENT);
+	ck_assert_int_eq(meta_object_delete(db, o.id), -ENOENT);
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);   /* the name is free again */
+	meta_close(db);
+}
+END_TEST
+
+START_TEST(test_object_setters)
+{
+	struct meta_db *db = mem_open_lineages();
+	struct meta_object o, g;
+	const char *missing = "00000000-0000-4000-8000-000000000000";
+
+	obj_init(&o, META_VOLUME, "p", "v", LIN_A, KEY_A);
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+
+	ck_assert_int_eq(meta_object_set_size(db, o.id, 5ull << 30), 0);
+	ck_assert_int_eq(meta_object_set_attached(db, o.id, 2), 0);
+	ck_assert_int_eq(meta_object_set_stored(db, o.id, 4096), 0);
+	ck_assert_int_eq(meta_object_set_parent(db, o.id, missing), 0);
+	ck_assert_int_eq(meta_object_get(db, o.id, &g), 0);
+	ck_assert_uint_eq(g.size, 5ull << 30);
+	ck_assert_int_eq(g.attached, 1);
+	ck_assert_uint_eq(g.stored_bytes, 4096);
+	ck_assert_str_eq(g.parent_id, missing);
+	ck_assert_int_eq(g.encrypted, 1);
+	ck_assert_str_eq(g.key_id, KEY_A);
+
+	ck_assert_int_eq(meta_object_set_attached(db, o.id, 0), 0);
+	ck_assert_int_eq(meta_object_set_parent(db, o.id, NULL), 0);
+	ck_assert_int_eq(meta_object_get(db, o.id, &g), 0);
+	ck_assert_int_eq(g.attached, 0);
+	ck_assert_str_eq(g.parent_id, "");
+	ck_assert_int_eq(meta_object_set_parent(db, o.id, o.id), 0);
+	ck_assert_int_eq(meta_object_set_parent(db, o.id, ""), 0);
+
+	ck_assert_int_eq(meta_object_set_size(db, missing, 1), -ENOENT);
+	ck_assert_int_eq(meta_object_set_attached(db, missing, 1), -ENOENT);
+	ck_assert_int_eq(meta_object_set_stored(db, missing, 1), -ENOENT);
+	ck_assert_int_eq(meta_object_set_parent(db, missing, ""), -ENOENT);
+	ck_assert_int_eq(meta_object_set_size(db, o.id, UINT64_MAX), -EINVAL);
+	ck_assert_int_eq(meta_object_set_stored(db, o.id, (uint64_t)INT64_MAX + 1), -EINVAL);
+	meta_close(db);
+}
+END_TEST
+
+START_TEST(test_object_list_filters)
+{
+	struct meta_db *db = mem_open_lineages();
+	struct meta_object o, vol;
+	struct meta_filter f;
+	struct names nm;
+
+	obj_init(&vol, META_VOLUME, "p1", "vb", LIN_A, KEY_A);
+	ck_assert_int_eq(meta_object_insert(db, &vol), 0);
+	obj_init(&o, META_VOLUME, "p1", "va", LIN_B, KEY_B);
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+	obj_init(&o, META_VOLUME, "p2", "vc", LIN_P, "");
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+	obj_init(&o, META_SNAPSHOT, "p1", "s2", LIN_A, KEY_A);
+	snprintf(o.parent_id, sizeof o.parent_id, "%s", vol.id);
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+	obj_init(&o, META_SNAPSHOT, "p1", "s1", LIN_A, KEY_A);
+	snprintf(o.parent_id, sizeof o.parent_id, "%s", vol.id);
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+	obj_init(&o, META_BACKUP, "p2", "b1", LIN_A, KEY_A);
+	snprintf(o.parent_id, sizeof o.parent_id, "%s", vol.id);
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+	obj_init(&o, META_IMAGE, "p2", "i1", "", "");
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+
+	/* everything, ordered by kind then name */
+	memset(&nm, 0, sizeof nm);
+	ck_assert_int_eq(meta_object_list(db, NULL, collect, &nm), 7);
+	ck_assert_int_eq(nm.n, 7);
+	ck_assert_str_eq(nm.buf[0], "va");
+	ck_assert_str_eq(nm.buf[1], "vb");
+	ck_assert_str_eq(nm.buf[2], "vc");
+	ck_assert_str_eq(nm.buf[3], "s1");
+	ck_assert_str_eq(nm.buf[4], "s2");
+	ck_assert_str_eq(nm.buf[5], "b1");
+	ck_assert_str_eq(nm.buf[6], "i1");
+
+	/* each field alone */
+	ck_assert_int_eq(list_count(db, META_VOLUME, NULL, NULL, NULL, NULL), 3);
+	ck_assert_int_eq(list_count(db, META_SNAPSHOT, NULL, NULL, NULL, NULL), 2);
+	ck_assert_int_eq(list_count(db, META_BACKUP, NULL, NULL, NULL, NULL), 1);
+	ck_assert_int_eq(list_count(db, META_IMAGE, NULL, NULL, NULL, NULL), 1);
+	ck_assert_int_eq(list_count(db, META_ANY, "p1", NULL, NULL, NULL), 4);
+	ck_assert_int_eq(list_count(db, META_ANY, "p2", NULL, NULL, NULL), 3);
+	ck_assert_int_eq(list_count(db, META_ANY, "p3", NULL, NULL, NULL), 0);
+	ck_assert_int_eq(list_count(db, META_ANY, NULL, KEY_A, NULL, NULL), 4);
+	ck_assert_int_eq(list_count(db, META_ANY, NULL, KEY_B, NULL, NULL), 1);
+	ck_assert_int_eq(list_count(db, META_ANY, NULL, "", NULL, NULL), 2);
+	ck_assert_int_eq(list_count(db, META_ANY, NULL, NULL, LIN_A, NULL), 4);
+	ck_assert_int_eq(list_count(db, META_ANY, NULL, NULL, LIN_P, NULL), 1);
+	ck_assert_int_eq(list_count(db, META_ANY, NULL, NULL, "", NULL), 1);
+	ck_assert_int_eq(list_count(db, META_ANY, NULL, NULL, NULL, vol.id), 3);
+	ck_assert_int_eq(list_count(db, META_ANY, NULL, NULL, NULL, ""), 4);
+
+	/* combined */
+	ck_assert_int_eq(list_count(db, META_SNAPSHOT, "p1", KEY_A, LIN_A, vol.id), 2);
+	ck_assert_int_eq(list_count(db, META_BACKUP, "p1", KEY_A, NULL, vol.id), 0);
+	ck_assert_int_eq(list_count(db, META_VOLUME, "p1", KEY_A, NULL, NULL), 1);
+
+	/* a value that looks like SQL is just a value */
+	ck_assert_int_eq(list_count(db, META_ANY, "p1' OR '1'='1", NULL, NULL, NULL), 0);
+
+	/* the callback stops the listing with its value */
+	memset(&nm, 0, sizeof nm);
+	nm.stop_at = 2;
+	memset(&f, 0, sizeof f);
+	f.project = "p1";
+	ck_assert_int_eq(meta_object_list(db, &f, collect, &nm), 7);
+	ck_assert_int_eq(nm.n, 2);
+	ck_assert_str_eq(nm.buf[0], "va");
+	ck_assert_str_eq(nm.buf[1], "vb");
+	meta_close(db);
+}
+END_TEST
+
+struct lcollect {
+	int n;
+	char ids[8][META_LINEAGE_LEN + 1];
+};
+
+static int lineage_collect(void *ctx, const struct meta_lineage *l)
+{
+	struct lcollect *c = ctx;
+
+	if (c->n < 8)
+		snprintf(c->ids[c->n], sizeof c->ids[0], "%s", l->id);
+	c->n++;
+	return 0;
+}
+
+static int lineage_stop(void *ctx, const struct meta_lineage *l)
+{
+	(void)ctx;
+	(void)l;
+	return 3;
+}
+
+START_TEST(test_lineage_roundtrip)
+{
+	struct meta_db *db = mem_open();
+	struct meta_lineage l, g;
+	struct lcollect c;
+	uint8_t blob[48];
+	size_t i;
+
+	memset(&l, 0, sizeof l);
+	snprintf(l.id, sizeof l.id, LIN_A);
+	l.encrypted = 1;
+	snprintf(l.key_id, sizeof l.key_id, KEY_A);
+	for (i = 0; i < META_WRAPPED_MAX; i++)
+		l.wrapped[i] = (uint8_t)(i * 7 + 1);
+	l.wrapped_len = META_WRAPPED_MAX;
+	l.created = 42;
+	ck_assert_int_eq(meta_lineage_insert(db, &l), 0);
+	ck_assert_int_eq(meta_lineage_insert(db, &l), -EEXIST);
+
+	memset(&g, 0xee, sizeof g);
+	ck_assert_int_eq(meta_lineage_get(db, LIN_A, &g), 0);
+	ck_assert_str_eq(g.id, LIN_A);
+	ck_assert_int_eq(g.encrypted, 1);
+	ck_assert_str_eq(g.key_id, KEY_A);
+	ck_assert_uint_eq(g.wrapped_len, META_WRAPPED_MAX);
+	ck_assert_mem_eq(g.wrapped, l.wrapped, META_WRAPPED_MAX);
+	ck_assert_int_eq(g.created, 42);
+
+	for (i = 0; i < sizeof blob; i++)
+		blob[i] = (uint8_t)(0xf0 ^ i);
+	ck_assert_int_eq(meta_lineage_set_wrapped(db, LIN_A, blob, sizeof blob), 0);
+	ck_assert_int_eq(meta_lineage_get(db, LIN_A, &g), 0);
+	ck_assert_uint_eq(g.wrapped_len, sizeof blob);
+	ck_assert_mem_eq(g.wrapped, blob, sizeof blob);
+	ck_assert_str_eq(g.key_id, KEY_A);
+	for (i = sizeof blob; i < META_WRAPPED_MAX; i++)
+		ck_assert_uint_eq(g.wrapped[i], 0);
+	ck_assert_int_eq(meta_lineage_set_wrapped(db, LIN_B, blob, sizeof blob), -ENOENT);
+	ck_assert_int_eq(meta_lineage_set_wrapped(db, LIN_A, blob, 0), -EINVAL);
+	ck_assert_int_eq(meta_lineage_set_wrapped(db, LIN_A, blob, META_WRAPPED_MAX + 1), -EINVAL);
+	ck_assert_int_eq(meta_lineage_set_wrapped(db, LIN_A, NULL, 4), -EINVAL);
+
+	add_lineage(db, LIN_P, 0, "");
+	ck_assert_int_eq(meta_lineage_get(db, LIN_P, &g), 0);
+	ck_assert_int_eq(g.encrypted, 0);
+	ck_assert_str_eq(g.key_id, "");
+	ck_assert_uint_eq(g.wrapped_len, 0);
+	add_lineage(db, LIN_B, 1, KEY_B);
+
+	memset(&c, 0, sizeof c);
+	ck_assert_int_eq(meta_lineage_list(db, NULL, lineage_collect, &c), 3);
+	ck_assert_int_eq(c.n, 3);
+	ck_assert_str_eq(c.ids[0], LIN_A);   /* created 42, then 1700000000 by id */
+	ck_assert_str_eq(c.ids[1], LIN_P);
+	ck_assert_str_eq(c.ids[2], LIN_B);
+	ck_assert_int_eq(meta_lineage_list(db, KEY_B, NULL, NULL), 1);
+	ck_assert_int_eq(meta_lineage_list(db, "", NULL, NULL), 1);
+	ck_assert_int_eq(meta_lineage_list(db, "nope", NULL, NULL), 0);
+	ck_assert_int_eq(meta_lineage_list(db, NULL, lineage_stop, NULL), 3);
+	ck_assert_int_eq(meta_lineage_get(db, "cccccccccccccccccccccccccccccccc", &g), -ENOENT);
+	meta_close(db);
+}
+END_TEST
+
+START_TEST(test_lineage_delete)
+{
+	struct meta_db *db = mem_open_lineages();
+	struct meta_object v, s;
+
+	obj_init(&v, META_VOLUME, "p", "v", LIN_A, KEY_A);
+	obj_init(&s, META_SNAPSHOT, "p", "s", LIN_A, KEY_A);
+	ck_assert_int_eq(meta_object_insert(db, &v), 0);
+	ck_assert_int_eq(meta_object_insert(db, &s), 0);
+	ck_assert_int_eq(meta_lineage_delete(db, LIN_A), -EBUSY);
+	ck_assert_int_eq(meta_object_delete(db, v.id), 0);
+	ck_assert_int_eq(meta_lineage_delete(db, LIN_A), -EBUSY);
+	ck_assert_int_eq(meta_object_delete(db, s.id), 0);
+	ck_assert_int_eq(meta_lineage_delete(db, LIN_A), 0);
+	ck_assert_int_eq(meta_lineage_get(db, LIN_A, NULL), -ENOENT);
+	ck_assert_int_eq(meta_lineage_delete(db, LIN_A), -ENOENT);
+	ck_assert_int_eq(meta_lineage_delete(db, LIN_B), 0);
+	meta_close(db);
+}
+END_TEST
+
+START_TEST(test_settings)
+{
+	struct meta_db *db = mem_open();
+	char v[16], small[4];
+
+	ck_assert_int_eq(meta_setting_get(db, "store.id", v, sizeof v), -ENOENT);
+	ck_assert_int_eq(meta_setting_set(db, "store.id", "abc"), 0);
+	ck_assert_int_eq(meta_setting_get(db, "store.id", v, sizeof v), 0);
+	ck_assert_str_eq(v, "abc");
+	ck_assert_int_eq(meta_setting_set(db, "store.id", "defg"), 0);
+	ck_assert_int_eq(meta_setting_get(db, "store.id", v, sizeof v), 0);
+	ck_assert_str_eq(v, "defg");
+	ck_assert_int_eq(meta_setting_get(db, "store.id", small, sizeof small), -EINVAL);
+	ck_assert_int_eq(meta_setting_set(db, "empty", ""), 0);
+	ck_assert_int_eq(meta_setting_get(db, "empty", small, sizeof small), 0);
+	ck_assert_str_eq(small, "");
+	ck_assert_int_eq(meta_setting_set(db, "catalog.magic", "mine"), -EPERM);
+	ck_assert_int_eq(meta_setting_get(db, "catalog.magic", v, sizeof v), 0);
+	ck_assert_str_eq(v, "evfs-catalog");
+	meta_close(db);
+}
+END_TEST
+
+START_TEST(test_transactions)
+{
+	struct meta_db *db = mem_open_lineages();
+	struct meta_object a, b, c;
+
+	obj_init(&a, META_VOLUME, "p", "a", LIN_A, KEY_A);
+	obj_init(&b, META_VOLUME, "p", "b", LIN_A, KEY_A);
+	obj_init(&c, META_VOLUME, "p", "c", LIN_A, KEY_A);
+
+	/* inner rollback undoes only the inner work */
+	ck_assert_int_eq(meta_begin(db), 0);
+	ck_assert_int_eq(meta_object_insert(db, &a), 0);
+	ck_assert_int_eq(meta_begin(db), 0);
+	ck_assert_int_eq(meta_object_insert(db, &b), 0);
+	ck_assert_int_eq(meta_object_get(db, b.id, NULL), 0);
+	meta_rollback(db);
+	ck_assert_int_eq(meta_object_get(db, b.id, NULL), -ENOENT);
+	ck_assert_int_eq(meta_commit(db), 0);
+	ck_assert_int_eq(meta_object_get(db, a.id, NULL), 0);
+	ck_assert_int_eq(meta_object_get(db, b.id, NULL), -ENOENT);
+
+	/* an inner commit is undone by the outer rollback */
+	ck_assert_int_eq(meta_begin(db), 0);
+	ck_assert_int_eq(meta_begin(db), 0);
+	ck_assert_int_eq(meta_begin(db), 0);
+	ck_assert_int_eq(meta_object_insert(db, &c), 0);
+	ck_assert_int_eq(meta_commit(db), 0);
+	ck_assert_int_eq(meta_commit(db), 0);
+	ck_assert_int_eq(meta_object_get(db, c.id, NULL), 0);
+	meta_rollback(db);
+	ck_assert_int_eq(meta_object_get(db, c.id, NULL), -ENOENT);
+
+	/* a failed statement inside a transaction leaves it usable */
+	ck_assert_int_eq(meta_begin(db), 0);
+	ck_assert_int_eq(meta_object_insert(db, &a), -EEXIST);
+	ck_assert_int_eq(meta_object_insert(db, &c), 0);
+	ck_assert_int_eq(meta_commit(db), 0);
+	ck_assert_int_eq(meta_object_get(db, c.id, NULL), 0);
+
+	/* unbalanced calls */
+	ck_assert_int_eq(meta_commit(db), -EINVAL);
+	meta_rollback(db);
+	ck_assert_int_eq(meta_object_get(db, a.id, NULL), 0);
+
+	/* close with a transaction open rolls it back (file-less: just no leak) */
+	ck_assert_int_eq(meta_begin(db), 0);
+	ck_assert_int_eq(meta_object_delete(db, a.id), 0);
+	meta_close(db);
+}
+END_TEST
+
+START_TEST(test_reopen_persists)
+{
+	char dir[64], path[96];
+	struct meta_db *db = NULL;
+	struct meta_object o, g;
+
+	tmpdir_make(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/catalog.db", dir);
+	ck_assert_int_eq(meta_open(&db, path, 1, NULL, NULL), 0);
+	add_lineage(db, LIN_A, 1, KEY_A);
+	obj_init(&o, META_VOLUME, "p", "v", LIN_A, KEY_A);
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+	ck_assert_int_eq(meta_begin(db), 0);              /* uncommitted at close */
+	ck_assert_int_eq(meta_object_set_size(db, o.id, 7), 0);
+	meta_close(db);
+
+	ck_assert_int_eq(meta_open(&db, path, 0, NULL, NULL), 0);
+	ck_assert_int_eq(meta_object_get(db, o.id, &g), 0);
+	ck_assert_int_eq(memcmp(&g, &o, sizeof g), 0);
+	meta_close(db);
+	tmpdir_remove(dir);
+}
+END_TEST
+
+START_TEST(test_id_generate)
+{
+	char a[META_ID_LEN + 1], b[META_ID_LEN + 1];
+	int i, k;
+
+	for (k = 0; k < 200; k++) {
+		meta_id_generate(a);
+		ck_assert_uint_eq(strlen(a), META_ID_LEN);
+		for (i = 0; i < (int)META_ID_LEN; i++) {
+			if (i == 8 || i == 13 || i == 18 || i == 23)
+				ck_assert_int_eq(a[i], '-');
+			else
+				ck_assert_ptr_nonnull(strchr("0123456789abcdef", a[i]));
+		}
+		ck_assert_int_eq(a[14], '4');
+		ck_assert_ptr_nonnull(strchr("89ab", a[19]));
+		meta_id_generate(b);
+		ck_assert_str_ne(a, b);
+	}
+}
+END_TEST
+
+START_TEST(test_kind_name)
+{
+	ck_assert_str_eq(meta_kind_name(META_VOLUME), "volume");
+	ck_assert_str_eq(meta_kind_name(META_SNAPSHOT), "snapshot");
+	ck_assert_str_eq(meta_kind_name(META_BACKUP), "backup");
+	ck_assert_str_eq(meta_kind_name(META_IMAGE), "image");
+	ck_assert_ptr_nonnull(meta_kind_name(META_ANY));
+	ck_assert_ptr_nonnull(meta_kind_name((enum meta_kind)77));
+}
+END_TEST
+
+/* ---- threads ----------------------------------------------------------- */
+
+#define THREADS 4
+#define PER_THREAD 40
+
+struct worker {
+	struct meta_db *db;
+	pthread_t tid;
+	int n;
+	int failures;
+	int first_err;
+	int line;
+};
+
+#define WCHECK(w, cond, err)                                \
+	do {                                                \
+		if (!(cond)) {                              \
+			if (!(w)->failures++) {             \
+				(w)->first_err = (err);     \
+				(w)->line = __LINE__;       \
+			}                                   \
+		}                                           \
+	} while (0)
+
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+	struct meta_object o;
+	struct meta_filter f;
+	char project[16], name[32];
+	int i, rc;
+
+	snprintf(project, sizeof project, "p%d", w->n);
+	memset(&f, 0, sizeof f);
+	f.project = project;
+	for (i = 0; i < PER_THREAD; i++) {
+		snprintf(name, sizeof name, "v%03d", i);
+		obj_init(&o, META_VOLUME, project, name, (i & 1) ? LIN_A : LIN_P,
+			 (i & 1) ? KEY_A : "");
+		if (i % 2 == 0) {
+			/* committed inside a transaction */
+			rc = meta_begin(w->db);
+			WCHECK(w, rc == 0, rc);
+			rc = meta_object_insert(w->db, &o);
+			WCHECK(w, rc == 0, rc);
+			rc = meta_object_list(w->db, &f, NULL, NULL);
+			WCHECK(w, rc == i + 1, rc);
+			rc = meta_commit(w->db);
+			WCHECK(w, rc == 0, rc);
+		} else {
+			rc = meta_object_insert(w->db, &o);
+			WCHECK(w, rc == 0, rc);
+		}
+		if (i % 3 == 0) {
+			/* rolled back: must take nobody else's rows with it */
+			snprintf(o.name, sizeof o.name, "rb%03d", i);
+			meta_id_generate(o.id);
+			rc = meta_begin(w->db);
+			WCHECK(w, rc == 0, rc);
+			rc = meta_object_insert(w->db, &o);
+			WCHECK(w, rc == 0, rc);
+			rc = meta_object_list(w->db, &f, NULL, NULL);
+			WCHECK(w, rc == i + 2, rc);
+			rc = meta_object_get(w->db, o.id, NULL);
+			WCHECK(w, rc == 0, rc);
+			meta_rollback(w->db);
+		}
+		rc = meta_object_list(w->db, &f, NULL, NULL);
+		WCHECK(w, rc == i + 1, rc);
+		rc = meta_object_lookup(w->db, META_VOLUME, project, name, NULL);
+		WCHECK(w, rc == 0, rc);
+	}
+	return NULL;
+}
+
+static void run_workers(struct meta_db *db)
+{
+	struct worker w[THREADS];
+	int i;
+
+	for (i = 0; i < THREADS; i++) {
+		memset(&w[i], 0, sizeof w[i]);
+		w[i].db = db;
+		w[i].n = i;
+		ck_assert_int_eq(pthread_create(&w[i].tid, NULL, worker_run, &w[i]), 0);
+	}
+	for (i = 0; i < THREADS; i++)
+		ck_assert_int_eq(pthread_join(w[i].tid, NULL), 0);
+	for (i = 0; i < THREADS; i++)
+		ck_assert_msg(w[i].failures == 0, "thread %d: %d failures, first %d at line %d", i,
+			      w[i].failures, w[i].first_err, w[i].line);
+	ck_assert_int_eq(list_count(db, META_ANY, NULL, NULL, NULL, NULL), THREADS * PER_THREAD);
+	ck_assert_int_eq(list_count(db, META_ANY, NULL, KEY_A, LIN_A, NULL), THREADS * PER_THREAD / 2);
+}
+
+START_TEST(test_threads_memory)
+{
+	struct meta_db *db = mem_open_lineages();
+
+	run_workers(db);
+	meta_close(db);
+}
+END_TEST
+
+START_TEST(test_threads_file)
+{
+	char dir[64], path[96];
+	struct meta_db *db = NULL;
+
+	tmpdir_make(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/catalog.db", dir);
+	ck_assert_int_eq(meta_open(&db, path, 1, NULL, NULL), 0);
+	add_lineage(db, LIN_A, 1, KEY_A);
+	add_lineage(db, LIN_P, 0, "");
+	run_workers(db);
+	meta_close(db);
+	tmpdir_remove(dir);
+}
+END_TEST
+
+/* ---- immutability ------------------------------------------------------ */
+
+START_TEST(test_set_encryption_eperm)
+{
+	struct meta_db *db = mem_open_lineages();
+	struct meta_object e, p, g;
+
+	obj_init(&e, META_VOLUME, "p", "enc", LIN_A, KEY_A);
+	obj_init(&p, META_VOLUME, "p", "plain", LIN_P, "");
+	ck_assert_int_eq(meta_object_insert(db, &e), 0);
+	ck_assert_int_eq(meta_object_insert(db, &p), 0);
+
+	ck_assert_int_eq(meta_object_set_encryption(db, e.id, 0, ""), -EPERM);
+	ck_assert_int_eq(meta_object_set_encryption(db, e.id, 0, NULL), -EPERM);
+	ck_assert_int_eq(meta_object_set_encryption(db, e.id, 1, KEY_B), -EPERM);
+	ck_assert_int_eq(meta_object_set_encryption(db, e.id, 1, KEY_A), -EPERM);
+	ck_assert_int_eq(meta_object_set_encryption(db, p.id, 1, KEY_A), -EPERM);
+	ck_assert_int_eq(meta_object_set_encryption(db, p.id, 0, ""), -EPERM);
+	ck_assert_int_eq(meta_object_set_encryption(db, "00000000-0000-4000-8000-000000000000", 1,
+						    KEY_A), -ENOENT);
+	ck_assert_int_eq(meta_object_set_encryption(db, e.id, 2, KEY_A), -EINVAL);
+
+	/* inside a transaction too, and the transaction survives */
+	ck_assert_int_eq(meta_begin(db), 0);
+	ck_assert_int_eq(meta_object_set_encryption(db, e.id, 0, ""), -EPERM);
+	ck_assert_int_eq(meta_object_set_size(db, e.id, 99), 0);
+	ck_assert_int_eq(meta_commit(db), 0);
+
+	ck_assert_int_eq(meta_object_get(db, e.id, &g), 0);
+	ck_assert_int_eq(g.encrypted, 1);
+	ck_assert_str_eq(g.key_id, KEY_A);
+	ck_assert_str_eq(g.lineage, LIN_A);
+	ck_assert_uint_eq(g.size, 99);
+	ck_assert_int_eq(meta_object_get(db, p.id, &g), 0);
+	ck_assert_int_eq(g.encrypted, 0);
+	ck_assert_str_eq(g.key_id, "");
+	ck_assert_str_eq(g.lineage, LIN_P);
+	meta_close(db);
+}
+END_TEST
+
+START_TEST(test_encryption_consistency)
+{
+	struct meta_db *db = mem_open_lineages();
+	struct meta_object o;
+	struct meta_lineage l;
+
+	obj_init(&o, META_VOLUME, "p", "v", LIN_A, KEY_A);
+	o.key_id[0] = '\0';                 /* encrypted without a key */
+	ck_assert_int_eq(meta_object_insert(db, &o), -EINVAL);
+	obj_init(&o, META_VOLUME, "p", "v", LIN_P, "");
+	snprintf(o.key_id, sizeof o.key_id, KEY_A);   /* a key but not encrypted */
+	ck_assert_int_eq(meta_object_insert(db, &o), -EINVAL);
+	obj_init(&o, META_VOLUME, "p", "v", LIN_A, KEY_A);
+	o.encrypted = 2;
+	ck_assert_int_eq(meta_object_insert(db, &o), -EINVAL);
+
+	memset(&l, 0, sizeof l);
+	snprintf(l.id, sizeof l.id, "dddddddddddddddddddddddddddddddd");
+	l.encrypted = 1;
+	ck_assert_int_eq(meta_lineage_insert(db, &l), -EINVAL);
+	l.encrypted = 0;
+	snprintf(l.key_id, sizeof l.key_id, KEY_A);
+	ck_assert_int_eq(meta_lineage_insert(db, &l), -EINVAL);
+	meta_close(db);
+}
+END_TEST
+
+START_TEST(test_raw_sql_refused)
+{
+	char dir[64], path[96], err[256], sql[256];
+	struct meta_db *db = NULL;
+	struct meta_object o, g;
+	struct meta_lineage lg;
+
+	tmpdir_make(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/catalog.db", dir);
+	ck_assert_int_eq(meta_open(&db, path, 1, NULL, NULL), 0);
+	add_lineage(db, LIN_A, 1, KEY_A);
+	add_lineage(db, LIN_P, 0, "");
+	obj_init(&o, META_VOLUME, "p", "v", LIN_A, KEY_A);
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+	meta_close(db);
+
+	snprintf(sql, sizeof sql, "UPDATE objects SET encrypted = 0, key_id = '' WHERE id = '%s'", o.id);
+	ck_assert_int_eq(raw_exec(path, sql, err, sizeof err), SQLITE_CONSTRAINT_TRIGGER);
+	ck_assert_ptr_nonnull(strstr(err, "immutable"));
+	ck_assert_int_eq(raw_exec(path, "UPDATE objects SET key_id = '" KEY_B "'", err, sizeof err),
+			 SQLITE_CONSTRAINT_TRIGGER);
+	ck_assert_int_eq(raw_exec(path, "UPDATE objects SET lineage = '" LIN_P "'", err, sizeof err),
+			 SQLITE_CONSTRAINT_TRIGGER);
+	ck_assert_int_eq(raw_exec(path, "UPDATE objects SET lineage = NULL", err, sizeof err),
+			 SQLITE_CONSTRAINT_TRIGGER);
+	ck_assert_int_eq(raw_exec(path, "UPDATE lineages SET key_id = '" KEY_B "'", err, sizeof err),
+			 SQLITE_CONSTRAINT_TRIGGER);
+	ck_assert_int_eq(raw_exec(path, "UPDATE lineages SET encrypted = 0, key_id = ''", err,
+				  sizeof err), SQLITE_CONSTRAINT_TRIGGER);
+	ck_assert_int_eq(raw_exec(path, "UPDATE settings SET value = 'x' WHERE name = 'catalog.magic'",
+				  err, sizeof err), SQLITE_CONSTRAINT_TRIGGER);
+	ck_assert_int_eq(raw_exec(path, "DELETE FROM settings", err, sizeof err),
+			 SQLITE_CONSTRAINT_TRIGGER);
+	ck_assert_int_eq(raw_exec(path, "INSERT INTO objects (id, kind, name, project, encrypted, key_id)"
+				  " VALUES ('x', 1, 'n', 'p', 0, 'k')", err, sizeof err),
+			 SQLITE_CONSTRAINT_CHECK);
+	/* the mutable columns stay mutable, and same-value updates pass */
+	ck_assert_int_eq(raw_exec(path, "UPDATE objects SET size = 5, encrypted = encrypted", NULL, 0),
+			 SQLITE_OK);
+	ck_assert_int_eq(raw_exec(path, "UPDATE lineages SET wrapped = x'0102'", NULL, 0), SQLITE_OK);
+
+	ck_assert_int_eq(meta_open(&db, path, 0, NULL, NULL), 0);
+	ck_assert_int_eq(meta_object_get(db, o.id, &g), 0);
+	ck_assert_int_eq(g.encrypted, 1);
+	ck_assert_str_eq(g.key_id, KEY_A);
+	ck_assert_str_eq(g.lineage, LIN_A);
+	ck_assert_uint_eq(g.size, 5);
+	ck_assert_int_eq(meta_lineage_get(db, LIN_A, &lg), 0);
+	ck_assert_int_eq(lg.encrypted, 1);
+	ck_assert_str_eq(lg.key_id, KEY_A);
+	ck_assert_uint_eq(lg.wrapped_len, 2);
+	meta_close(db);
+	tmpdir_remove(dir);
+}
+END_TEST
+
+/* ---- migration --------------------------------------------------------- */
+
+START_TEST(test_create_file_mode)
+{
+	char dir[64], path[96], wal[112];
+	struct meta_db *db = NULL;
+	struct stat stb;
+	mode_t old = umask(0);
+
+	tmpdir_make(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/catalog.db", dir);
+	snprintf(wal, sizeof wal, "%s-wal", path);
+	ck_assert_int_eq(meta_open(&db, path, 1, NULL, NULL), 0);
+	umask(old);
+	ck_assert_int_eq(stat(path, &stb), 0);
+	ck_assert_int_eq(stb.st_mode & 07777, 0600);
+	ck_assert_int_eq(meta_setting_set(db, "x", "y"), 0);
+	ck_assert_int_eq(stat(wal, &stb), 0);           /* WAL journal in use */
+	ck_assert_int_eq(stb.st_mode & 07777, 0600);
+	ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), META_SCHEMA_VERSION);
+	meta_close(db);
+
+	/* reopening with create=1 keeps the existing catalog */
+	ck_assert_int_eq(meta_open(&db, path, 1, NULL, NULL), 0);
+	ck_assert_int_eq(meta_setting_get(db, "x", wal, sizeof wal), 0);
+	ck_assert_str_eq(wal, "y");
+	meta_close(db);
+	tmpdir_remove(dir);
+}
+END_TEST
+
+START_TEST(test_missing_nocreate)
+{
+	char dir[64], path[96];
+	struct meta_db *db = (struct meta_db *)1;
+
+	tmpdir_make(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/catalog.db", dir);
+	ck_assert_int_eq(meta_open(&db, path, 0, NULL, NULL), -ENOENT);
+	ck_assert_ptr_null(db);
+	ck_assert_int_eq(access(path, F_OK), -1);
+	snprintf(path, sizeof path, "%s/nodir/catalog.db", dir);
+	ck_assert_int_eq(meta_open(&db, path, 1, NULL, NULL), -ENOENT);
+	tmpdir_remove(dir);
+}
+END_TEST
+
+START_TEST(test_migrate_from_v0)
+{
+	char dir[64], path[96], v[32];
+	struct meta_db *db = NULL;
+	int fd;
+
+	tmpdir_make(dir, sizeof dir);
+	/* a hand-written version 0: a valid SQLite file with no schema */
+	snprintf(path, sizeof path, "%s/v0.db", dir);
+	ck_assert_int_eq(raw_exec(path, "PRAGMA user_version = 0; CREATE TABLE t (x);"
+				  " DROP TABLE t; VACUUM;", NULL, 0), SQLITE_OK);
+	ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), 0);
+	ck_assert_int_eq(meta_open(&db, path, 0, NULL, NULL), 0);
+	ck_assert_int_eq(meta_setting_get(db, "catalog.magic", v, sizeof v), 0);
+	ck_assert_str_eq(v, "evfs-catalog");
+	meta_close(db);
+	ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), 1);
+	ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN"
+				 " ('settings', 'lineages', 'objects')"), 3);
+
+	/* an empty (0-byte) file is version 0 too */
+	snprintf(path, sizeof path, "%s/empty.db", dir);
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(meta_open(&db, path, 0, NULL, NULL), 0);
+	meta_close(db);
+	ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), 1);
+	tmpdir_remove(dir);
+}
+END_TEST
+
+struct logrec {
+	int calls;
+	int max_level_seen;    /* lowest number = most severe */
+	char last[256];
+	char all[2048];
+};
+
+static void log_cb(void *ctx, int level, const char *msg)
+{
+	struct logrec *r = ctx;
+	size_t used = strlen(r->all);
+
+	if (!r->calls || level < r->max_level_seen)
+		r->max_level_seen = level;
+	r->calls++;
+	snprintf(r->last, sizeof r->last, "%s", msg);
+	snprintf(r->all + used, sizeof r->all - used, "%s\n", msg);
+}
+
+START_TEST(test_newer_version)
+{
+	char dir[64], path[96];
+	struct meta_db *db = NULL;
+	struct logrec lr;
+
+	tmpdir_make(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/catalog.db", dir);
+	ck_assert_int_eq(meta_open(&db, path, 1, NULL, NULL), 0);
+	meta_close(db);
+	ck_assert_int_eq(raw_exec(path, "PRAGMA user_version = 99", NULL, 0), SQLITE_OK);
+	memset(&lr, 0, sizeof lr);
+	ck_assert_int_eq(meta_open(&db, path, 0, log_cb, &lr), -EUCLEAN);
+	ck_assert_ptr_null(db);
+	ck_assert_int_gt(lr.calls, 0);
+	ck_assert_int_eq(lr.max_level_seen, LOG_ERR);
+	ck_assert_ptr_nonnull(strstr(lr.all, "99"));
+	ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), 99);   /* untouched */
+	tmpdir_remove(dir);
+}
+END_TEST
+
+static int file_byte(const char *path, off_t at)
+{
+	unsigned char c = 0;
+	int fd = open(path, O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, &c, 1, at), 1);
+	close(fd);
+	return c;
+}
+
+START_TEST(test_foreign_sqlite)
+{
+	char dir[64], path[96];
+	struct meta_db *db = NULL;
+
+	tmpdir_make(dir, sizeof dir);
+	/* tables but no version */
+	snprintf(path, sizeof path, "%s/a.db", dir);
+	ck_assert_int_eq(raw_exec(path, "CREATE TABLE foo (x)", NULL, 0), SQLITE_OK);
+	ck_assert_int_eq(meta_open(&db, path, 0, NULL, NULL), -EUCLEAN);
+	ck_assert_int_eq(file_byte(path, 18), 1);       /* not switched to WAL */
+	/* our version number but none of our tables */
+	snprintf(path, sizeof path, "%s/b.db", dir);
+	ck_assert_int_eq(raw_exec(path, "CREATE TABLE foo (x); PRAGMA user_version = 1", NULL, 0),
+			 SQLITE_OK);
+	ck_assert_int_eq(meta_open(&db, path, 1, NULL, NULL), -EUCLEAN);
+	/* a settings table with the wrong magic */
+	snprintf(path, sizeof path, "%s/c.db", dir);
+	ck_assert_int_eq(raw_exec(path, "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT);"
+				  " INSERT INTO settings VALUES ('catalog.magic', 'other');"
+				  " PRAGMA user_version = 1", NULL, 0), SQLITE_OK);
+	ck_assert_int_eq(meta_open(&db, path, 1, NULL, NULL), -EUCLEAN);
+	/* a catalog whose immutability trigger was dropped */
+	snprintf(path, sizeof path, "%s/d.db", dir);
+	ck_assert_int_eq(meta_open(&db, path, 1, NULL, NULL), 0);
+	meta_close(db);
+	ck_assert_int_eq(raw_exec(path, "DROP TRIGGER objects_encryption_immutable", NULL, 0),
+			 SQLITE_OK);
+	ck_assert_int_eq(meta_open(&db, path, 0, NULL, NULL), -EUCLEAN);
+	ck_assert_ptr_null(db);
+	tmpdir_remove(dir);
+}
+END_TEST
+
+static void write_file(const char *path, const void *buf, size_t len)
+{
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+}
+
+START_TEST(test_garbage_file)
+{
+	char dir[64], path[96];
+	struct meta_db *db = NULL;
+	unsigned char junk[8192];
+	size_t i;
+	unsigned x = 12345;
+
+	tmpdir_make(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/catalog.db", dir);
+	for (i = 0; i < sizeof junk; i++) {
+		x = x * 1103515245u + 12345u;
+		junk[i] = (unsigned char)(x >> 16);
+	}
+	write_file(path, junk, sizeof junk);
+	ck_assert_int_eq(meta_open(&db, path, 1, NULL, NULL), -EUCLEAN);
+	ck_assert_ptr_null(db);
+	write_file(path, "hello, world\n", 13);
+	ck_assert_int_eq(meta_open(&db, path, 0, NULL, NULL), -EUCLEAN);
+	/* the SQLite header followed by garbage */
+	memcpy(junk, "SQLite format 3", 16);
+	write_file(path, junk, sizeof junk);
+	ck_assert_int_lt(meta_open(&db, path, 0, NULL, NULL), 0);
+	ck_assert_ptr_null(db);
+	tmpdir_remove(dir);
+}
+END_TEST
+
+START_TEST(test_truncated_file)
+{
+	static const off_t cuts[] = { 50, 100, 1000, 4096, 8192, 3 * 4096 + 7 };
+	char dir[64], path[96], name[32];
+	struct meta_db *db = NULL;
+	struct meta_object o;
+	struct stat stb;
+	char *full;
+	size_t i;
+	int rc, fd;
+
+	tmpdir_make(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/catalog.db", dir);
+	ck_assert_int_eq(meta_open(&db, path, 1, NULL, NULL), 0);
+	add_lineage(db, LIN_A, 1, KEY_A);
+	ck_assert_int_eq(meta_begin(db), 0);
+	for (i = 0; i < 300; i++) {
+		snprintf(name, sizeof name, "volume-with-a-long-name-%03zu", i);
+		obj_init(&o, META_VOLUME, "p", name, LIN_A, KEY_A);
+		ck_assert_int_eq(meta_object_insert(db, &o), 0);
+	}
+	ck_assert_int_eq(meta_commit(db), 0);
+	meta_close(db);                      /* last close checkpoints the WAL */
+	ck_assert_int_eq(stat(path, &stb), 0);
+	ck_assert_int_gt(stb.st_size, 8 * 4096);
+
+	full = malloc((size_t)stb.st_size);
+	ck_assert_ptr_nonnull(full);
+	fd = open(path, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(read(fd, full, (size_t)stb.st_size), stb.st_size);
+	close(fd);
+	for (i = 0; i <= sizeof cuts / sizeof cuts[0]; i++) {
+		off_t len = i < sizeof cuts / sizeof cuts[0] ? cuts[i] : stb.st_size / 2;
+
+		write_file(path, full, (size_t)len);
+		db = NULL;
+		rc = meta_open(&db, path, 0, NULL, NULL);
+		ck_assert_msg(rc == -EUCLEAN, "truncated to %lld bytes: open gave %d", (long long)len, rc);
+		ck_assert_ptr_null(db);
+	}
+	free(full);
+	tmpdir_remove(dir);
+}
+END_TEST
+
+START_TEST(test_two_connections)
+{
+	char dir[64], path[96];
+	struct meta_db *a = NULL, *b = NULL;
+	struct meta_object o, g;
+
+	tmpdir_make(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/catalog.db", dir);
+	ck_assert_int_eq(meta_open(&a, path, 1, NULL, NULL), 0);
+	ck_assert_int_eq(meta_open(&b, path, 1, NULL, NULL), 0);
+	add_lineage(a, LIN_A, 1, KEY_A);
+	obj_init(&o, META_VOLUME, "p", "v", LIN_A, KEY_A);
+	ck_assert_int_eq(meta_object_insert(a, &o), 0);
+	ck_assert_int_eq(meta_object_get(b, o.id, &g), 0);
+	ck_assert_str_eq(g.name, "v");
+	ck_assert_int_eq(meta_object_set_encryption(b, o.id, 0, ""), -EPERM);
+	ck_assert_int_eq(meta_lineage_delete(b, LIN_A), -EBUSY);
+	ck_assert_int_eq(meta_object_delete(b, o.id), 0);
+	ck_assert_int_eq(meta_lineage_delete(b, LIN_A), 0);
+	ck_assert_int_eq(meta_lineage_get(a, LIN_A, NULL), -ENOENT);
+	meta_close(a);
+	meta_close(b);
+	tmpdir_remove(dir);
+}
+END_TEST
+
+/* ---- errors ------------------------------------------------------------ */
+
+START_TEST(test_errno_map)
+{
+	static const struct {
+		int rc, err;
+	} map[] = {
+		{ SQLITE_OK, 0 },
+		{ SQLITE_DONE, 0 },
+		{ SQLITE_ROW, 0 },
+		{ SQLITE_CONSTRAINT_UNIQUE, -EEXIST },
+		{ SQLITE_CONSTRAINT_PRIMARYKEY, -EEXIST },
+		{ SQLITE_CONSTRAINT_FOREIGNKEY, -ENOENT },
+		{ SQLITE_CONSTRAINT_TRIGGER, -EPERM },
+		{ SQLITE_CONSTRAINT_CHECK, -EINVAL },
+		{ SQLITE_CONSTRAINT_NOTNULL, -EINVAL },
+		{ SQLITE_BUSY, -EBUSY },
+		{ SQLITE_BUSY_SNAPSHOT, -EBUSY },
+		{ SQLITE_LOCKED, -EBUSY },
+		{ SQLITE_NOMEM, -ENOMEM },
+		{ SQLITE_IOERR_NOMEM, -ENOMEM },
+		{ SQLITE_FULL, -ENOSPC },
+		{ SQLITE_IOERR, -EIO },
+		{ SQLITE_IOERR_FSYNC, -EIO },
+		{ SQLITE_CORRUPT, -EUCLEAN },
+		{ SQLITE_NOTADB, -EUCLEAN },
+		{ SQLITE_ERROR, -EUCLEAN },
+		{ SQLITE_READONLY, -EROFS },
+		{ SQLITE_PERM, -EACCES },
+		{ SQLITE_MISUSE, -EINVAL },
+		{ SQLITE_TOOBIG, -EINVAL },
+		{ SQLITE_CANTOPEN, -EIO },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof map / sizeof map[0]; i++)
+		ck_assert_msg(meta_errno(map[i].rc) == map[i].err, "sqlite %d -> %d, want %d",
+			      map[i].rc, meta_errno(map[i].rc), map[i].err);
+}
+END_TEST
+
+START_TEST(test_bad_args)
+{
+	struct meta_db *db = mem_open_lineages();
+	struct meta_object o;
+	struct meta_lineage l;
+	struct meta_filter f;
+	char longs[300], buf[8];
+
+	memset(longs, 'x', sizeof longs - 1);
+	longs[sizeof longs - 1] = '\0';
+
+	ck_assert_int_eq(meta_open(NULL, ":memory:", 1, NULL, NULL), -EINVAL);
+	{
+		struct meta_db *x = NULL;
+
+		ck_assert_int_eq(meta_open(&x, NULL, 1, NULL, NULL), -EINVAL);
+		ck_assert_int_eq(meta_open(&x, "", 1, NULL, NULL), -EINVAL);
+		ck_assert_int_eq(meta_open(&x, "/tmp", 0, NULL, NULL), -EISDIR);
+		ck_assert_ptr_null(x);
+	}
+	ck_assert_int_eq(meta_begin(NULL), -EINVAL);
+	ck_assert_int_eq(meta_commit(NULL), -EINVAL);
+	meta_rollback(NULL);
+	ck_assert_int_eq(meta_object_insert(NULL, &o), -EINVAL);
+	ck_assert_int_eq(meta_object_insert(db, NULL), -EINVAL);
+	ck_assert_int_eq(meta_object_get(db, NULL, &o), -EINVAL);
+	ck_assert_int_eq(meta_object_get(db, longs, &o), -EINVAL);
+	ck_assert_int_eq(meta_object_delete(db, longs), -EINVAL);
+	ck_assert_int_eq(meta_object_set_size(db, NULL, 1), -EINVAL);
+	ck_assert_int_eq(meta_object_set_parent(db, "x", longs), -EINVAL);
+	ck_assert_int_eq(meta_object_set_encryption(db, "x", 1, longs), -EINVAL);
+	ck_assert_int_eq(meta_object_lookup(db, META_ANY, "p", "n", &o), -EINVAL);
+	ck_assert_int_eq(meta_object_lookup(db, (enum meta_kind)5, "p", "n", &o), -EINVAL);
+	ck_assert_int_eq(meta_object_lookup(db, META_VOLUME, NULL, "n", &o), -EINVAL);
+	ck_assert_int_eq(meta_object_lookup(db, META_VOLUME, "p", longs, &o), -EINVAL);
+	ck_assert_int_eq(meta_object_lookup(db, META_VOLUME, longs, "n", &o), -EINVAL);
+
+	/* object fields */
+	obj_init(&o, META_VOLUME, "p", "n", LIN_A, KEY_A);
+	o.kind = META_ANY;
+	ck_assert_int_eq(meta_object_insert(db, &o), -EINVAL);
+	obj_init(&o, META_VOLUME, "p", "", LIN_A, KEY_A);
+	ck_assert_int_eq(meta_object_insert(db, &o), -EINVAL);
+	obj_init(&o, META_VOLUME, "p", "n", LIN_A, KEY_A);
+	o.id[0] = '\0';
+	ck_assert_int_eq(meta_object_insert(db, &o), -EINVAL);
+	obj_init(&o, META_VOLUME, "p", "n", LIN_A, KEY_A);
+	memset(o.name, 'n', sizeof o.name);               /* unterminated */
+	ck_assert_int_eq(meta_object_insert(db, &o), -EINVAL);
+	obj_init(&o, META_VOLUME, "p", "n", LIN_A, KEY_A);
+	memset(o.location, 'l', sizeof o.location);
+	ck_assert_int_eq(meta_object_insert(db, &o), -EINVAL);
+	obj_init(&o, META_VOLUME, "p", "n", LIN_A, KEY_A);
+	o.size = UINT64_MAX;
+	ck_assert_int_eq(meta_object_insert(db, &o), -EINVAL);
+	obj_init(&o, META_VOLUME, "p", "n", LIN_A, KEY_A);
+	o.stored_bytes = (uint64_t)INT64_MAX + 1;
+	ck_assert_int_eq(meta_object_insert(db, &o), -EINVAL);
+	ck_assert_int_eq(list_count(db, META_ANY, NULL, NULL, NULL, NULL), 0);
+
+	/* lineage fields */
+	memset(&l, 0, sizeof l);
+	ck_assert_int_eq(meta_lineage_insert(db, &l), -EINVAL);   /* empty id */
+	snprintf(l.id, sizeof l.id, "eeee");
+	l.wrapped_len = META_WRAPPED_MAX + 1;
+	ck_assert_int_eq(meta_lineage_insert(db, &l), -EINVAL);
+	ck_assert_int_eq(meta_lineage_get(db, longs, &l), -EINVAL);
+	ck_assert_int_eq(meta_lineage_delete(db, NULL), -EINVAL);
+	ck_assert_int_eq(meta_lineage_list(db, longs, NULL, NULL), -EINVAL);
+
+	/* filters */
+	memset(&f, 0, sizeof f);
+	f.kind = (enum meta_kind)9;
+	ck_assert_int_eq(meta_object_list(db, &f, NULL, NULL), -EINVAL);
+	memset(&f, 0, sizeof f);
+	f.project = longs;
+	ck_assert_int_eq(meta_object_list(db, &f, NULL, NULL), -EINVAL);
+	memset(&f, 0, sizeof f);
+	f.parent_id = longs;
+	ck_assert_int_eq(meta_object_list(db, &f, NULL, NULL), -EINVAL);
+
+	/* settings */
+	ck_assert_int_eq(meta_setting_set(db, "", "v"), -EINVAL);
+	ck_assert_int_eq(meta_setting_set(db, longs, "v"), -EINVAL);
+	ck_assert_int_eq(meta_setting_set(db, "n", NULL), -EINVAL);
+	ck_assert_int_eq(meta_setting_get(db, "n", NULL, 8), -EINVAL);
+	ck_assert_int_eq(meta_setting_get(db, "n", buf, 0), -EINVAL);
+	meta_close(db);
+}
+END_TEST
+
+START_TEST(test_missing_rows)
+{
+	struct meta_db *db = mem_open();
+	const char *id = "00000000-0000-4000-8000-000000000000";
+	struct meta_object o;
+	struct meta_lineage l;
+	char buf[8];
+
+	ck_assert_int_eq(meta_object_get(db, id, &o), -ENOENT);
+	ck_assert_int_eq(meta_object_lookup(db, META_IMAGE, "p", "n", &o), -ENOENT);
+	ck_assert_int_eq(meta_object_delete(db, id), -ENOENT);
+	ck_assert_int_eq(meta_object_set_size(db, id, 1), -ENOENT);
+	ck_assert_int_eq(meta_object_set_encryption(db, id, 0, ""), -ENOENT);
+	ck_assert_int_eq(meta_lineage_get(db, LIN_A, &l), -ENOENT);
+	ck_assert_int_eq(meta_lineage_delete(db, LIN_A), -ENOENT);
+	ck_assert_int_eq(meta_setting_get(db, "nope", buf, sizeof buf), -ENOENT);
+	ck_assert_int_eq(meta_object_list(db, NULL, NULL, NULL), 0);
+	ck_assert_int_eq(meta_lineage_list(db, NULL, NULL, NULL), 0);
+	meta_close(db);
+}
+END_TEST
+
+struct reenter {
+	struct meta_db *db;
+	int inner;
+	int calls;
+};
+
+static int reenter_cb(void *ctx, const struct meta_object *o)
+{
+	struct reenter *r = ctx;
+
+	r->calls++;
+	r->inner = meta_object_get(r->db, o->id, NULL);
+	return 0;
+}
+
+static int stop_negative(void *ctx, const struct meta_object *o)
+{
+	(void)ctx;
+	(void)o;
+	return -5;
+}
+
+START_TEST(test_callback_reentry)
+{
+	struct meta_db *db = mem_open_lineages();
+	struct meta_db *other = mem_open();
+	struct meta_object o;
+	struct reenter r = { db, 0, 0 };
+
+	obj_init(&o, META_VOLUME, "p", "v", LIN_A, KEY_A);
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+	ck_assert_int_eq(meta_object_list(db, NULL, reenter_cb, &r), 1);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.inner, -EDEADLK);
+	/* another db may be used from the callback */
+	r.db = other;
+	ck_assert_int_eq(meta_object_list(db, NULL, reenter_cb, &r), 1);
+	ck_assert_int_eq(r.inner, -ENOENT);
+	/* and the guard is gone after the listing */
+	ck_assert_int_eq(meta_object_get(db, o.id, NULL), 0);
+	ck_assert_int_eq(meta_object_list(db, NULL, stop_negative, NULL), -5);
+	meta_close(other);
+	meta_close(db);
+}
+END_TEST
+
+START_TEST(test_readonly_file)
+{
+	char dir[64], path[96];
+	struct meta_db *db = NULL;
+
+	if (geteuid() == 0)
+		return;     /* root ignores file modes */
+	tmpdir_make(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/catalog.db", dir);
+	ck_assert_int_eq(meta_open(&db, path, 1, NULL, NULL), 0);
+	meta_close(db);
+	ck_assert_int_eq(chmod(path, 0400), 0);
+	ck_assert_int_eq(meta_open(&db, path, 0, NULL, NULL), -EACCES);
+	tmpdir_remove(dir);
+}
+END_TEST
+
+/* ---- suite ------------------------------------------------------------- */
+
+static Suite *meta_suite(void)
+{
+	Suite *s = suite_create("meta");
+	TCase *tc;
+
+	tc = tcase_create("core");
+	tcase_add_test(tc, test_open_memory);
+	tcase_add_test(tc, test_object_roundtrip);
+	tcase_add_test(tc, test_object_unique);
+	tcase_add_test(tc, test_object_lineage_must_exist);
+	tcase_add_test(tc, test_object_delete);
+	tcase_add_test(tc, test_object_setters);
+	tcase_add_test(tc, test_object_list_filters);
+	tcase_add_test(tc, test_lineage_roundtrip);
+	tcase_add_test(tc, test_lineage_delete);
+	tcase_add_test(tc, test_settings);
+	tcase_add_test(tc, test_transactions);
+	tcase_add_test(tc, test_reopen_persists);
+	tcase_add_test(tc, test_id_generate);
+	tcase_add_test(tc, test_kind_name);
+	tcase_add_test(tc, test_threads_memory);
+	tcase_add_test(tc, test_threads_file);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("immutability");
+	tcase_add_test(tc, test_set_encryption_eperm);
+	tcase_add_test(tc, test_encryption_consistency);
+	tcase_add_test(tc, test_raw_sql_refused);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("migration");
+	tcase_add_test(tc, test_create_file_mode);
+	tcase_add_test(tc, test_missing_nocreate);
+	tcase_add_test(tc, test_migrate_from_v0);
+	tcase_add_test(tc, test_newer_version);
+	tcase_add_test(tc, test_foreign_sqlite);
+	tcase_add_test(tc, test_garbage_file);
+	tcase_add_test(tc, test_truncated_file);
+	tcase_add_test(tc, test_two_connections);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("errors");
+	tcase_add_test(tc, test_errno_map);
+	tcase_add_test(tc, test_bad_args);
+	tcase_add_test(tc, test_missing_rows);
+	tcase_add_test(tc, test_callback_reentry);
+	tcase_add_test(tc, test_readonly_file);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(meta_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
