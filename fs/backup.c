@@ -567,20 +567,21 @@ int backup_reader_open(struct backup_reader **out, const char *dir, const char *
 	struct backup_reader *r;
 	int err = reader_load(&r, dir, id);
 
-	if (err || !r->f.h.encrypted)
-		goto done;                               /* unencrypted: key ignored */
-	if (!key)
-		err = -ENOKEY;
-	else if (!(r->key = sodium_malloc(CHUNK_KEY_BYTES)))
-		err = -ENOMEM;
-	if (!err) {
-		memcpy(r->key, key, CHUNK_KEY_BYTES);
-		sodium_mprotect_readonly(r->key);
+	if (err)
+		return err;
+	if (r->f.h.encrypted) {                          /* else the key is ignored */
+		if (!key)
+			err = -ENOKEY;
+		else if (!(r->key = sodium_malloc(CHUNK_KEY_BYTES)))
+			err = -ENOMEM;
+		if (!err) {
+			memcpy(r->key, key, CHUNK_KEY_BYTES);
+			sodium_mprotect_readonly(r->key);
+		}
 	}
-done:
-	if (err && r && (r->f.fd >= 0 || r->f.ent))
+	if (err)
 		backup_reader_close(r);
-	else if (!err)
+	else
 		*out = r;
 	return err;
 }

@@ -327,14 +327,9 @@ static void finish(struct load *l, int r)
 	if (r < 0) {
 		fail(l, r == -2 ? -ENOMEM : -EIO, 0, "cannot read the file; check the disk and its permissions");
 	} else if (r > 0 && (!l->err || (l->err_line && (unsigned)r < l->err_line))) {
-		rewind(l->f); /* quote line r */
-		for (unsigned i = 0; getline(&l->raw, &l->rawcap, l->f) >= 0 && ++i < (unsigned)r;)
-			;
-		const char *text = l->raw + strspn(l->raw, " \t");
-		size_t len = strcspn(text, "\r\n");
-		l->err = 0;
-		fail(l, -EINVAL, (unsigned)r, "\"%.*s\": not a \"key = value\" line, a [section] header or a ; "
-		     "comment; fix or remove it", (int)(len < SHOW_MAX ? len : SHOW_MAX), text);
+		l->err = 0; /* inih could not parse line r, before any error of ours */
+		fail(l, -EINVAL, (unsigned)r, "not a \"key = value\" line, a [section] header or a ; comment; fix "
+		     "or remove the line");
 	} else if (!l->seen[K_BACKUP_DIR] && parse_value(c, K_BACKUP_DIR, "backups", l->base, why, sizeof why) < 0) {
 		fail(l, -EINVAL, 0, "[store] backup_dir = backups (the default): %s", why);
 	} else if (!c->key_source[0] != !c->key_path[0]) {
@@ -449,8 +444,8 @@ int config_store(const struct evfs_config *c, const char *path)
 	fputs("; evfs store configuration, written by evfsctl init.\n"
 	      "; This file holds no secrets: [kms] key_path only names the key file or\n"
 	      "; passphrase file; the key itself is never written here or in the store.\n"
-	      "; Syntax: key = value; a ';' at the start of a line or after a blank starts\n"
-	      "; a comment.  Unknown or duplicate keys and bad values are errors.\n", f);
+	      "; Syntax: key = value.  A ';' at the start of a line or after a blank\n"
+	      "; starts a comment.  Unknown or duplicate keys and bad values are errors.\n", f);
 	for (int k = 0; k < NKEYS; k++) {
 		const char *t = key_text(c, k, num, &max);
 		if (!k || strcmp(keys[k].section, keys[k - 1].section))

@@ -10,7 +10,8 @@
  * Errors (negative errno):
  *   -EINVAL        bad content (unknown section or key, bad value, duplicate
  *                  key, a line that is not "key = value"); *err says where
- *   -ENOENT, -EACCES, ...  the file cannot be opened or read
+ *   -ENOENT, -EACCES, ...  the file (or the store directory) cannot be
+ *                  opened or read
  *   -EEXIST        config_store: the file already exists
  *   -ENOMEM
  */
@@ -44,8 +45,9 @@ void config_defaults(struct evfs_config *c);
 /*
  * Parse the INI file `path` into c, starting from config_defaults().
  * Relative backup_dir and log_file are resolved against store_dir (NULL:
- * the directory holding `path`; a relative store_dir is taken from the
- * current directory), so on success both are absolute.
+ * the directory holding `path`), which must exist and is made canonical
+ * with realpath(3); on success both paths are absolute.  Empty key_source
+ * and key_path mean "not set" (both or neither must be set).
  *
  * Returns 0, or a negative errno (see above) with a one-line message in err
  * (errsz bytes, always NUL-terminated when errsz > 0; err may be NULL):

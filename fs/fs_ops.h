@@ -3,10 +3,11 @@
  * fs_ops.h - the FUSE frontend of the evfs mount daemon.
  *
  * fs_ops.c turns FUSE requests (high-level API, FUSE_USE_VERSION 35) into
- * store_* calls; main.c owns options and the process lifetime.  The only
- * state they share is one struct fs_ctx, which main passes to fuse_new() as
- * user_data; fs_op_init() opens the store in the serving (daemonized)
- * process and fs_op_destroy() closes it.
+ * store_* calls; main.c owns options, the log and the process lifetime
+ * (the fs_ctx_* and fs_log* functions below).  The only state they share is
+ * one struct fs_ctx, which main passes to fuse_new() as user_data;
+ * fs_op_init() opens the store in the serving (daemonized) process with
+ * fs_ctx_open() and fs_op_destroy() closes it with fs_ctx_close().
  *
  * This header deliberately does not include the fuse headers: only the two
  * .c files of the frontend do (STYLE B1).
@@ -15,6 +16,7 @@
 #define EVFS_FS_OPS_H
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -72,9 +74,25 @@ int fs_ctx_init(struct fs_ctx *ctx, const char *store_dir, const char *mountpoin
 		unsigned max_read, store_command_fn command) __attribute__((warn_unused_result));
 
 /*
- * Release what fs_op_init() acquired if fs_op_destroy() has not (control
- * server, store with its data keys, log file).  Idempotent.  Call only once
- * no FUSE worker runs (after fuse_destroy()).  Cannot fail.
+ * Open the store for serving (fs_op_init calls this in the daemonized
+ * process): store_open with the lock, [mount] log_file, re-attach the
+ * volumes recorded as attached (R21), start the control socket.  Returns
+ * 0, or the negative errno of store_open (logged).  A control socket or
+ * re-attach failure is logged and not fatal.  Not thread-safe: run it
+ * before any other request.
+ */
+int fs_ctx_open(struct fs_ctx *ctx) __attribute__((warn_unused_result));
+
+/*
+ * Stop the control socket, detach every volume (data keys wiped) and close
+ * the store; fs_op_destroy calls it.  Idempotent.  Only with no request in
+ * flight.  Cannot fail.
+ */
+void fs_ctx_close(struct fs_ctx *ctx);
+
+/*
+ * fs_ctx_close() plus the log file.  Idempotent.  Call once no FUSE worker
+ * runs (after fuse_destroy()).  Cannot fail.
  */
 void fs_ctx_fini(struct fs_ctx *ctx);
 
@@ -85,8 +103,20 @@ void fs_ctx_fini(struct fs_ctx *ctx);
  */
 void fs_log(struct fs_ctx *ctx, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* fs_log, at most one line a second per limiter rl; the lines dropped are
+ * counted in the next one.  Thread-safe, lock-free. */
+void fs_log_rl(struct fs_ctx *ctx, struct fs_ratelimit *rl, int level, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* store_log_fn adapter: log_ctx is the struct fs_ctx.  Thread-safe. */
 void fs_log_store(void *log_ctx, int level, const char *msg);
+
+/*
+ * Words for a negative errno, with the project's meanings of -EBADMSG,
+ * -EUCLEAN and -ENOKEY (STYLE B3: the only such function).  Returns a
+ * static string or buf (len bytes).  Thread-safe.  Cannot fail.
+ */
+const char *fs_strerror(int err, char *buf, size_t len);
 
 /* The operations table; pass sizeof(*fs_ops_get()) to fuse_new().  The
  * table is constant.  Cannot fail. */

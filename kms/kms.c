@@ -43,12 +43,15 @@
  * committed; kms_finish() commits, or rolls back and records the refusal.
  *
  * Logging: the module never prints.  Messages go to the optional callback
- * with syslog levels (LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO) and never
- * contain key bytes.
+ * with syslog levels (LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO), carry
+ * negative errno values as numbers (fs/ owns turning codes into words) and
+ * never contain key bytes.  The callback runs with k->lock held: it must
+ * not call back into the KMS.
  *
  * Deliberately not here: root key handling (kms_root.c), key material
  * (kms_cmk.c), key records and policy (kms_keys.c), data keys (kms_dk.c),
- * the audit chain (kms_audit.c).
+ * the audit chain (kms_audit.c), validation and other pure helpers
+ * (kms_util.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -57,7 +60,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -273,133 +275,6 @@ int kms_col_text(sqlite3_stmt *st, int col, char *dst, size_t n)
 	memcpy(dst, s, (size_t)len);
 	dst[len] = '\0';
 	return 0;
-}
-
-/* ------------------------------------------------------------------------
- * Small pure helpers
- * ------------------------------------------------------------------------ */
-
-int64_t kms_now(void)
-{
-	return (int64_t)time(NULL);
-}
-
-void kms_be32_put(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-uint32_t kms_be32_get(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-void kms_be64_put(uint8_t *p, uint64_t v)
-{
-	kms_be32_put(p, (uint32_t)(v >> 32));
-	kms_be32_put(p + 4, (uint32_t)v);
-}
-
-static int strlen_ok(const char *s, size_t min, size_t max)
-{
-	size_t n;
-
-	if (!s)
-		return 0;
-	n = strnlen(s, max + 1);
-	return n >= min && n <= max;
-}
-
-/* Project names: 1..63 printable ASCII characters, no blanks. */
-int kms_check_project(const char *p)
-{
-	if (!strlen_ok(p, 1, KMS_PROJECT_MAX - 1))
-		return -EINVAL;
-	for (; *p; p++)
-		if (*p <= ' ' || *p > '~')
-			return -EINVAL;
-	return 0;
-}
-
-int kms_check_caller(const struct kms_caller *c)
-{
-	if (!c || !strlen_ok(c->user, 0, KMS_USER_MAX - 1))
-		return -EINVAL;
-	return kms_check_project(c->project);
-}
-
-/* 1..63 chars of [A-Za-z0-9/_.-], not starting with the reserved "evs/". */
-int kms_check_alias(const char *alias)
-{
-	const char *p;
-
-	if (!strlen_ok(alias, 1, KMS_ALIAS_MAX - 1) || strncmp(alias, "evs/", 4) == 0)
-		return -EINVAL;
-	for (p = alias; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '/' || *p == '_' || *p == '.' || *p == '-'))
-			return -EINVAL;
-	return 0;
-}
-
-/* A KEY argument: an id or an alias (including evs/...). */
-int kms_check_name(const char *name)
-{
-	return strlen_ok(name, 1, KMS_ALIAS_MAX - 1) ? 0 : -EINVAL;
-}
-
-int kms_is_uuid(const char *s)
-{
-	size_t i;
-
-	if (!s || strnlen(s, KMS_ID_LEN + 1) != KMS_ID_LEN)
-		return 0;
-	for (i = 0; i < KMS_ID_LEN; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return 0;
-		} else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
-			return 0;
-		}
-	}
-	return 1;
-}
-
-/* Random (version 4) UUID, lower-case text. Cannot fail. */
-void kms_uuid_new(char out[static KMS_ID_LEN + 1])
-{
-	static const char hex[] = "0123456789abcdef";
-	uint8_t b[16];
-	size_t i, o = 0;
-
-	randombytes_buf(b, sizeof(b));
-	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	for (i = 0; i < sizeof(b); i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[o++] = '-';
-		out[o++] = hex[b[i] >> 4];
-		out[o++] = hex[b[i] & 15];
-	}
-	out[o] = '\0';
-}
-
-const char *kms_state_name(enum kms_key_state s)
-{
-	switch (s) {
-	case KMS_KEY_ENABLED:
-		return "Enabled";
-	case KMS_KEY_DISABLED:
-		return "Disabled";
-	case KMS_KEY_PENDING_DELETION:
-		return "PendingDeletion";
-	case KMS_KEY_DELETED:
-		return "Deleted";
-	}
-	return "Unknown";
 }
 
 /* ------------------------------------------------------------------------
@@ -690,8 +565,8 @@ out:
 			db_files_unlink(db_path);
 		if (key_created)
 			(void)unlink(opt->secret_path);
-		kms_logf(opt->log, opt->log_ctx, LOG_ERR, "kms: cannot create key store %s: %s", db_path,
-			 strerror(-rc));
+		kms_logf(opt->log, opt->log_ctx, LOG_ERR, "kms: cannot create key store %s (error %d)", db_path,
+			 rc);
 	}
 	return rc < 0 ? rc : 0;
 }

@@ -175,7 +175,7 @@ int kms_audit_append(struct kms *k, uint32_t uid, const char *user, const char *
 	if (own_tx)
 		kms_tx_rollback(k);
 fail:
-	KMS_LOG(k, LOG_ERR, "kms: cannot append audit entry %s: %s", op, strerror(-rc));
+	KMS_LOG(k, LOG_ERR, "kms: cannot append audit entry %s (error %d)", op, rc);
 	return rc;
 }
 

@@ -100,6 +100,13 @@ static int dk_open(const char *key_id, const uint8_t cmk[static KMS_KEY_BYTES], 
 	return 0;
 }
 
+static void bad_blob_log(struct kms *k, int rc, const struct kms_key_info *ki)
+{
+	if (rc == -EBADMSG)
+		KMS_LOG(k, LOG_WARNING, "kms: wrapped data key for key %s (%s) failed authentication", ki->id,
+			ki->alias);
+}
+
 uint32_t kms_dk_blob_version(const uint8_t *wrapped, size_t wrapped_len)
 {
 	if (!wrapped || wrapped_len != DK_BLOB_BYTES || wrapped[0] != DK_FORMAT)
@@ -249,6 +256,7 @@ int kms_dk_unwrap(struct kms *k, const struct kms_caller *c, const char *key_id,
 		rc = blob_cmk_load(k, &ki, wrapped, wrapped_len, cmk);
 	if (rc == 0)
 		rc = dk_open(ki.id, cmk, wrapped, context, context_len, plain);
+	bad_blob_log(k, rc, &ki);
 	if (rc == 0)
 		rc = dk_new(plain, &d);
 	sodium_memzero(k->scratch, KMS_SCRATCH_BYTES);
@@ -287,6 +295,7 @@ int kms_dk_rewrap(struct kms *k, const struct kms_caller *c, const char *key_id,
 		rc = blob_cmk_load(k, &ki, wrapped, wrapped_len, cmk);
 	if (rc == 0)
 		rc = dk_open(ki.id, cmk, wrapped, context, context_len, plain);
+	bad_blob_log(k, rc, &ki);
 	if (rc == 0)
 		rc = newest_cmk_load(k, &ki, cmk);
 	if (rc == 0)

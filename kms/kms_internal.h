@@ -5,7 +5,7 @@
  *
  * Files of the module, one concept each:
  *   kms.c        store lifecycle (create/open/close), schema, SQLite plumbing,
- *                the single SQLite-to-errno map, call entry/exit, validation
+ *                the single SQLite-to-errno map, call entry/exit
  *   kms_root.c   the root key: key file, passphrase + Argon2id, subkeys,
  *                verifier
  *   kms_cmk.c    customer master key material: seal/open under the root
@@ -14,6 +14,7 @@
  *                sharing
  *   kms_dk.c     data keys: generate/unwrap/rewrap and the blob format
  *   kms_audit.c  the MAC-chained audit log
+ *   kms_util.c   pure helpers: validation, UUIDs, big-endian, state names
  *
  * Locking: every public call that touches the database takes k->lock for
  * its whole duration through kms_enter()/kms_leave(); all helpers below
@@ -100,6 +101,14 @@ void kms_checkpoint(struct kms *k);
  * required, or too long. */
 int kms_col_text(sqlite3_stmt *st, int col, char *dst, size_t n) KMS_WUR;
 
+/* Finish a public call.  rc == 0: append the success audit entry and
+ * commit the open transaction (if any).  rc != 0, or audit/commit failed:
+ * roll back and append a refusal entry in a transaction of its own.
+ * Returns rc, or the audit error if recording failed. */
+int kms_finish(struct kms *k, const struct kms_caller *c, const char *project, const char *op,
+	       const char *key_id, int rc) KMS_WUR;
+
+/* --- kms_util.c --------------------------------------------------------- */
 int64_t kms_now(void);
 int kms_check_caller(const struct kms_caller *c) KMS_WUR;
 int kms_check_project(const char *p) KMS_WUR;
@@ -110,13 +119,6 @@ void kms_uuid_new(char out[static KMS_ID_LEN + 1]);
 void kms_be32_put(uint8_t *p, uint32_t v);
 uint32_t kms_be32_get(const uint8_t *p);
 void kms_be64_put(uint8_t *p, uint64_t v);
-
-/* Finish a public call.  rc == 0: append the success audit entry and
- * commit the open transaction (if any).  rc != 0, or audit/commit failed:
- * roll back and append a refusal entry in a transaction of its own.
- * Returns rc, or the audit error if recording failed. */
-int kms_finish(struct kms *k, const struct kms_caller *c, const char *project, const char *op,
-	       const char *key_id, int rc) KMS_WUR;
 
 /* --- kms_root.c --------------------------------------------------------- */
 int kms_keyfile_load(const char *path, int create, uint8_t root[static KMS_KEY_BYTES],

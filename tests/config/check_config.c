@@ -469,11 +469,14 @@ END_TEST
 
 START_TEST(test_syntax_error)
 {
-	expect_bad("[store]\nregion = r1\nthis is not a setting\n", 3, "this is not a setting");
-	expect_bad("[store\nregion = r1\n", 1, "[store");
+	expect_bad("[store]\nregion = r1\nthis is not a setting\n", 3, "not a \"key = value\" line");
+	expect_bad("[store\nregion = r1\n", 1, "[section] header");
+	expect_bad("[store]\nregion\n", 2, "key = value");
 	/* the earlier of a syntax error and a bad value is reported */
 	expect_bad("[store]\nchunk_size = 1\nbad line\n", 2, "chunk_size");
-	expect_bad("[store]\nbad line\nchunk_size = 1\n", 2, "bad line");
+	expect_bad("[store]\nbad line\nchunk_size = 1\n", 2, "key = value");
+	/* an indented line is a line of its own, never a continuation */
+	expect_bad("[store]\nregion = r1\n    chunk_size = 1\n", 3, "chunk_size");
 }
 END_TEST
 

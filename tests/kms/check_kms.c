@@ -29,7 +29,10 @@
 
 #include "kms/kms.h"
 
-static char dir[128], dbp[192], keyp[192], passp[192];
+/* base: one mkdtemp directory per run, made and removed by main() (a
+ * failed assertion _exits the forked test before its teardown); dir: the
+ * current test's directory inside it. */
+static char base[64], dir[128], dbp[192], keyp[192], passp[192];
 static struct kms *K;
 static int log_count;
 
@@ -157,27 +160,10 @@ static int64_t sql_int(const char *q)
 	return v;
 }
 
-/* A failed assertion ends the (forked) test process without reaching
- * teardown(): remove the temporary directory on exit then. */
-static void cleanup_dir(void)
-{
-	char cmd[256];
-
-	if (dir[0]) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-		(void)!system(cmd);
-		dir[0] = '\0';
-	}
-}
-
 static void setup_dir(void)
 {
-	static int registered;
-
-	if (!registered++)
-		atexit(cleanup_dir);
 	ck_assert_int_ge(sodium_init(), 0);
-	snprintf(dir, sizeof(dir), "/tmp/check_kms.XXXXXX");
+	snprintf(dir, sizeof(dir), "%s/t.XXXXXX", base);
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(dbp, sizeof(dbp), "%s/kms.db", dir);
 	snprintf(keyp, sizeof(keyp), "%s/root.key", dir);
@@ -194,7 +180,6 @@ static void teardown(void)
 	K = NULL;
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	ck_assert_int_eq(system(cmd), 0);
-	dir[0] = '\0';
 }
 
 static void reopen(void)
@@ -1269,11 +1254,21 @@ static Suite *kms_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(kms_suite());
+	SRunner *sr;
+	char cmd[128];
 	int failed;
 
+	snprintf(base, sizeof(base), "/tmp/check_kms.XXXXXX");
+	if (!mkdtemp(base)) {
+		perror("mkdtemp");
+		return EXIT_FAILURE;
+	}
+	sr = srunner_create(kms_suite());
 	srunner_run_all(sr, CK_ENV);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+	if (system(cmd) != 0)
+		failed++;
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

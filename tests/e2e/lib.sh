@@ -1,0 +1,34 @@
+# Common setup for the end-to-end tests: a fresh store, a real FUSE mount,
+# cleanup of mounts and loop devices whatever happens.  Sourced by e2e_*.sh.
+set -euo pipefail
+: "${EVFS_BIN:?}" "${EVFSCTL_BIN:?}"
+if [ "$(id -u)" != 0 ] || [ ! -c /dev/fuse ] || ! command -v fusermount3 >/dev/null; then
+  echo "SKIPPED: end-to-end tests need root, /dev/fuse and fusermount3" >&2
+  exit 77
+fi
+T=$(mktemp -d /tmp/evfs-e2e.XXXXXX)
+STORE=$T/store MNT=$T/mnt FSMNT=$T/fs
+export EVFS_STORE=$STORE
+LOOPS=()
+mkdir -p "$MNT" "$FSMNT"
+PASS=0
+cleanup() {
+  set +e
+  mountpoint -q "$FSMNT" && { umount "$FSMNT" || umount -l "$FSMNT"; }
+  for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null; done
+  if mountpoint -q "$MNT"; then fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"; fi
+  pkill -f "evfs $STORE" 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+ctl() { "$EVFSCTL_BIN" "$@"; }
+mnt() { "$EVFS_BIN" "$STORE" "$MNT" "$@"; for _ in $(seq 50); do mountpoint -q "$MNT" && return 0; sleep 0.1; done; echo "mount did not appear"; return 1; }
+umnt() { fusermount3 -u "$MNT"; for _ in $(seq 50); do mountpoint -q "$MNT" || return 0; sleep 0.1; done; return 1; }
+ok() { PASS=$((PASS + 1)); echo "ok $PASS - $*"; }
+die() { echo "FAIL: $*" >&2; exit 1; }
+# expect_fail CODE CMD...: CMD must exit with CODE; prints its stderr.
+expect_fail() { local want=$1; shift; set +e; "$@" 2>"$T/err"; local rc=$?; set -e; cat "$T/err";
+  [ "$rc" = "$want" ] || die "expected exit $want from: $* (got $rc)"; }
+new_store() { ctl init --keyfile "$T/root.key" >/dev/null; ctl kms grant >/dev/null; }
+losetup_add() { local l; l=$(losetup -f --show "$1"); LOOPS+=("$l"); echo "$l"; }
+finish() { echo "$PASS passed, 0 failed"; }
