@@ -130,6 +130,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rc = store_open(&s, dir, NULL, log_stderr, NULL, err, sizeof(err));
+	for (int tries = 0; rc == -EBUSY && strstr(err, "the mount at") && tries < 100; tries++) {
+		/* A mount that is still starting: its control socket comes up
+		 * right after it daemonizes. */
+		usleep(100000);
+		rc = ctl_client_run(dir, project, json, argc - i, argv + i, stdout, stderr);
+		if (rc >= 0)
+			return rc;
+		rc = -EBUSY;
+	}
 	if (rc) {
 		fprintf(stderr, "evfsctl: %s\n", err[0] ? err : strerror(-rc));
 		return 1;

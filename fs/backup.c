@@ -12,26 +12,18 @@
  * every backup with it.  Nothing refers back to the pool: a backup restores
  * after the volume, its snapshots and its pool are gone.
  *
- * Layout (all integers little-endian; ids are 16 UUID bytes):
+ * Layout (integers little-endian, ids 16 UUID bytes; byte offsets in
+ * struct bk_header and struct entry below and in docs/format.md):
  *
- *   0      header, 4096 bytes:
- *            0 magic "EVFSBAK1"      8 format version u32 (1)
- *           12 chunk_size u32       16 lineage[16]
- *           32 volume size u64      40 encrypted u32 (0/1)
- *           44 wrapped_len u32      48 key_id[40] (NUL padded)
- *           88 wrapped DK[128]     216 created i64 (unix seconds)
- *          224 id[16]              240 parent id[16] (zero: full backup)
- *          256 n_entries u64       264 n_records u64
- *          272 index offset u64    280 data offset u64 (= 4096)
- *          288 BLAKE2b-256 of the whole index region
- *          320 BLAKE2b-256 of header bytes [0, 320)
- *          352 zero up to 4096
- *   4096   data: n_records records of chunk_size bytes, ciphertext as in
- *          the pool (4096-aligned since chunk sizes are multiples of 4 KiB)
- *   index  n_entries entries of 72 bytes, sorted by chunk index, strictly
- *          increasing:  index u64 | holder[16] | record u64 | nonce[24] |
- *          mac[16].  holder is the id of the backup file holding the
- *          record; all zero means this file.  The file ends with the index.
+ *   0      header, 4096 bytes: magic "EVFSBAK1", version, chunk size,
+ *          lineage, volume size, encrypted, key id, wrapped data key,
+ *          created, id, parent id (zero: a full backup), entry and record
+ *          counts, index and data offsets, BLAKE2b-256 of the index region,
+ *          BLAKE2b-256 of the header bytes before it; zero padded
+ *   4096   data: records of chunk_size bytes, ciphertext as in the pool
+ *   index  72-byte entries sorted by chunk index: index, holder (id of the
+ *          backup file holding the record; zero: this file), record
+ *          number, nonce, mac.  The file ends with the index.
  *
  * Incremental backups.  A backup with a parent stores a record only for a
  * chunk whose (nonce, mac) differ from the parent's entry at that index;
@@ -80,6 +72,7 @@
 #define BK_SUM_BYTES 32u
 #define BK_UUID_BYTES 16u
 #define BK_BATCH (1024u * 1024u)                /* bytes per buffered write / read */
+#define BK_BOUNCE 16u                           /* spare plaintext chunks kept per reader */
 
 /* The header as stored (little-endian), checksummed up to `sum`. */
 struct bk_header {
@@ -140,34 +133,6 @@ static int io_all(int fd, void *buf, size_t len, uint64_t off, int wr)
 	return 0;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Canonical lowercase UUID text -> 16 bytes; the nil UUID is refused. */
-static int uuid_parse(const char *s, uint8_t out[static BK_UUID_BYTES])
-{
-	size_t j = 0;
-
-	if (!s || strlen(s) != BACKUP_ID_LEN)
-		return -EINVAL;
-	for (size_t i = 0; i < BACKUP_ID_LEN;) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i++] != '-')
-				return -EINVAL;
-			continue;
-		}
-		if (hexval(s[i]) < 0 || hexval(s[i + 1]) < 0)
-			return -EINVAL;
-		out[j++] = (uint8_t)(hexval(s[i]) << 4 | hexval(s[i + 1]));
-		i += 2;
-	}
-	return memcmp(out, zero_id, BK_UUID_BYTES) ? 0 : -EINVAL;
-}
-
 static void uuid_format(const uint8_t in[static BK_UUID_BYTES], char out[static BACKUP_ID_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
@@ -185,6 +150,20 @@ static void uuid_format(const uint8_t in[static BK_UUID_BYTES], char out[static 
 static int is_zero_id(const uint8_t *id)
 {
 	return !memcmp(id, zero_id, BK_UUID_BYTES);
+}
+
+/* Canonical lowercase UUID text -> 16 bytes; the nil UUID is refused. */
+static int uuid_parse(const char *s, uint8_t u[static BK_UUID_BYTES])
+{
+	char back[BACKUP_ID_LEN + 1];
+
+	if (!s || strlen(s) != BACKUP_ID_LEN ||
+	    sscanf(s, "%2hhx%2hhx%2hhx%2hhx-%2hhx%2hhx-%2hhx%2hhx-%2hhx%2hhx-%2hhx%2hhx%2hhx%2hhx%2hhx%2hhx", &u[0],
+		   &u[1], &u[2], &u[3], &u[4], &u[5], &u[6], &u[7], &u[8], &u[9], &u[10], &u[11], &u[12], &u[13],
+		   &u[14], &u[15]) != BK_UUID_BYTES)
+		return -EINVAL;
+	uuid_format(u, back);
+	return strcmp(back, s) || is_zero_id(u) ? -EINVAL : 0;
 }
 
 static int bk_path(char out[static PATH_MAX], const char *dir, const char *prefix, const char *id)
@@ -209,39 +188,18 @@ static int same_lineage(const struct bfile *a, const struct bfile *b)
 	       a->h.encrypted == b->h.encrypted;
 }
 
-static void info_fill(const struct bfile *f, struct backup_info *in)
-{
-	memset(in, 0, sizeof(*in));
-	uuid_format(f->h.id, in->id);
-	if (!is_zero_id(f->h.parent))
-		uuid_format(f->h.parent, in->parent_id);
-	memcpy(in->lineage, f->h.lineage, CHUNK_LINEAGE_BYTES);
-	in->chunk_size = f->h.chunk_size;
-	in->size = f->h.size;
-	in->encrypted = (int)f->h.encrypted;
-	memcpy(in->key_id, f->h.key_id, sizeof(in->key_id) - 1);
-	memcpy(in->wrapped, f->h.wrapped, f->h.wrapped_len);
-	in->wrapped_len = f->h.wrapped_len;
-	in->created = f->h.created;
-	in->chunks = f->h.n_entries;
-	in->own_chunks = f->h.n_records;
-}
-
 /* ========================= header and index ============================ */
 
 /* Little-endian <-> host, in place (the same swap both ways). */
 static void hdr_le(struct bk_header *h)
 {
-	h->version = htole32(h->version);
-	h->chunk_size = htole32(h->chunk_size);
-	h->size = htole64(h->size);
-	h->encrypted = htole32(h->encrypted);
-	h->wrapped_len = htole32(h->wrapped_len);
-	h->created = (int64_t)htole64((uint64_t)h->created);
-	h->n_entries = htole64(h->n_entries);
-	h->n_records = htole64(h->n_records);
-	h->index_off = htole64(h->index_off);
-	h->data_off = htole64(h->data_off);
+	uint32_t *w[] = { &h->version, &h->chunk_size, &h->encrypted, &h->wrapped_len };
+	uint64_t *d[] = { &h->size, (uint64_t *)&h->created, &h->n_entries, &h->n_records, &h->index_off, &h->data_off };
+
+	for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++)
+		*w[i] = htole32(*w[i]);
+	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++)
+		*d[i] = htole64(*d[i]);
 }
 
 static void ents_le(struct entry *e, uint64_t n)
@@ -266,18 +224,6 @@ static int hdr_check(const struct bk_header *h, uint64_t fsize)
 	    fsize - h->index_off != h->n_entries * es || is_zero_id(h->id))
 		return -EUCLEAN;
 	return 0;
-}
-
-static int hdr_store(int fd, const struct bk_header *h)
-{
-	uint8_t raw[BK_HDR_BYTES] = { 0 };
-	struct bk_header le = *h;
-
-	hdr_le(&le);
-	memcpy(raw, &le, sizeof(le));
-	crypto_generichash(raw + offsetof(struct bk_header, sum), BK_SUM_BYTES, raw,
-			   offsetof(struct bk_header, sum), NULL, 0);
-	return io_all(fd, raw, sizeof(raw), 0, 1);
 }
 
 /* Read, checksum and check the index: sorted, in range, records present. */
@@ -366,13 +312,20 @@ static int index_header_store(int fd, struct bfile *f)
 {
 	size_t len = (size_t)f->h.n_entries * sizeof(struct entry);
 	const uint8_t *p = f->ent ? (const uint8_t *)f->ent : zero_id;
+	uint8_t raw[BK_HDR_BYTES] = { 0 };
+	struct bk_header le;
 	int err;
 
 	ents_le(f->ent, f->h.n_entries);
 	crypto_generichash(f->h.isum, BK_SUM_BYTES, p, len, NULL, 0);
 	err = io_all(fd, (void *)p, len, f->h.index_off, 1);
 	ents_le(f->ent, f->h.n_entries);
-	return err ? err : hdr_store(fd, &f->h);
+	le = f->h;
+	hdr_le(&le);
+	memcpy(raw, &le, sizeof(le));
+	crypto_generichash(raw + offsetof(struct bk_header, sum), BK_SUM_BYTES, raw, offsetof(struct bk_header, sum),
+			   NULL, 0);
+	return err ? err : io_all(fd, raw, sizeof(raw), 0, 1);
 }
 
 static int tmp_create(const char *tmp)
@@ -411,63 +364,50 @@ static int tmp_commit(int fd, struct bfile *f, const char *dir, const char *tmp,
 
 /* ============================== reader ================================= */
 
-struct holder {
-	uint8_t id[BK_UUID_BYTES];
-	int fd, err;                             /* fd -1 and err set if it failed to open */
-	uint64_t n_records, data_off;
-};
-
 struct backup_reader {
 	struct bfile f;                          /* immutable after open */
 	char *dir;
 	uint8_t *key;                            /* guarded, read-only; NULL if unencrypted */
 	pthread_mutex_t lock;
-	struct holder *hold;                     /* protected by lock */
+	struct bfile **hold;                     /* holder files (headers); protected by lock */
 	size_t nhold;                            /* protected by lock */
-	uint8_t **bounce;                        /* free plaintext chunks; protected by lock */
+	uint8_t *bounce[BK_BOUNCE];              /* free plaintext chunks; protected by lock */
 	size_t nbounce;                          /* protected by lock */
 };
 
-/* Where the records of `id` live (zero: this file).  Holder files are
- * opened on first use and kept, failures included, until close. */
-static int holder_get(struct backup_reader *r, const uint8_t *id, struct holder *out)
+/* The file holding the records of `id` (zero: this one); holder files are
+ * opened on first use and kept until close. */
+static int holder_get(struct backup_reader *r, const uint8_t *id, const struct bfile **out)
 {
-	struct holder h = { .fd = -1 }, *n;
 	char text[BACKUP_ID_LEN + 1];
-	struct bfile g;
+	struct bfile *g = NULL, **n;
 	size_t k;
+	int err = 0;
 
-	if (is_zero_id(id)) {
-		*out = (struct holder){ .fd = r->f.fd, .n_records = r->f.h.n_records, .data_off = r->f.h.data_off };
+	*out = &r->f;
+	if (is_zero_id(id))
 		return 0;
-	}
 	pthread_mutex_lock(&r->lock);
-	for (k = 0; k < r->nhold && memcmp(r->hold[k].id, id, BK_UUID_BYTES); k++)
+	for (k = 0; k < r->nhold && memcmp(r->hold[k]->h.id, id, BK_UUID_BYTES); k++)
 		;
 	if (k == r->nhold) {
-		n = realloc(r->hold, (k + 1) * sizeof(*n));
-		if (!n) {
-			pthread_mutex_unlock(&r->lock);
-			return -ENOMEM;
-		}
-		r->hold = n;
-		memcpy(h.id, id, BK_UUID_BYTES);
 		uuid_format(id, text);
-		h.err = bfile_open(&g, r->dir, text, 0);
-		if (!h.err && !same_lineage(&g, &r->f))
-			h.err = -EUCLEAN;
-		if (!h.err) {
-			h.fd = g.fd;
-			g.fd = -1;
-			h.n_records = g.h.n_records;
-			h.data_off = g.h.data_off;
-		}
-		bfile_close(&g);
-		r->hold[r->nhold++] = h;
+		n = realloc(r->hold, (k + 1) * sizeof(*n));
+		r->hold = n ? n : r->hold;
+		err = n && (g = calloc(1, sizeof(*g))) ? bfile_open(g, r->dir, text, 0) : -ENOMEM;
+		if (!err && !same_lineage(g, &r->f))
+			err = -EUCLEAN;
+		if (err && g)
+			bfile_close(g);
+		if (err)
+			free(g);
+		else
+			r->hold[r->nhold++] = g;
 	}
-	*out = r->hold[k];
+	if (!err)
+		*out = r->hold[k];
 	pthread_mutex_unlock(&r->lock);
-	return out->err;
+	return err;
 }
 
 static uint8_t *bounce_get(struct backup_reader *r)
@@ -483,13 +423,9 @@ static uint8_t *bounce_get(struct backup_reader *r)
 
 static void bounce_put(struct backup_reader *r, uint8_t *b)
 {
-	uint8_t **n;
-
 	sodium_memzero(b, r->f.h.chunk_size);
 	pthread_mutex_lock(&r->lock);
-	n = realloc(r->bounce, (r->nbounce + 1) * sizeof(*n));
-	if (n) {
-		r->bounce = n;
+	if (r->nbounce < BK_BOUNCE) {
 		r->bounce[r->nbounce++] = b;
 		b = NULL;
 	}
@@ -504,13 +440,13 @@ static int load_run(struct backup_reader *r, const struct entry *e, size_t n, ui
 		    void *ctx, int *nbad)
 {
 	uint32_t cs = r->f.h.chunk_size;
-	struct holder h;
+	const struct bfile *h;
 	int err = holder_get(r, e->holder, &h), first = 0;
 
-	if (!err && (e->record >= h.n_records || h.n_records - e->record < n))
+	if (!err && (e->record >= h->h.n_records || h->h.n_records - e->record < n))
 		err = -EUCLEAN;
 	if (!err)
-		err = io_all(h.fd, dst, n * cs, h.data_off + e->record * cs, 0);
+		err = io_all(h->fd, dst, n * cs, h->h.data_off + e->record * cs, 0);
 	for (size_t j = 0; j < n; j++) {
 		struct chunk_tag t = { .index_le = htole64(e[j].index) };
 		int rc = err;
@@ -542,8 +478,9 @@ static size_t run_len(const struct entry *e, size_t avail, size_t max, int dense
 	return n;
 }
 
-/* Open header + index; no key yet. */
-static int reader_load(struct backup_reader **out, const char *dir, const char *id)
+/* Open header + index, and take a copy of the key unless nokey (used to
+ * look at a parent: entries and holders only, nothing decrypted). */
+static int reader_open(struct backup_reader **out, const char *dir, const char *id, const uint8_t *key, int nokey)
 {
 	struct backup_reader *r = calloc(1, sizeof(*r));
 	int err;
@@ -554,22 +491,7 @@ static int reader_load(struct backup_reader **out, const char *dir, const char *
 	err = bfile_open(&r->f, dir, id, 1);
 	if (!err && !(r->dir = strdup(dir)))
 		err = -ENOMEM;
-	if (err) {
-		backup_reader_close(r);
-		return err;
-	}
-	*out = r;
-	return 0;
-}
-
-int backup_reader_open(struct backup_reader **out, const char *dir, const char *id, const uint8_t *key)
-{
-	struct backup_reader *r;
-	int err = reader_load(&r, dir, id);
-
-	if (err)
-		return err;
-	if (r->f.h.encrypted) {                          /* else the key is ignored */
+	if (!err && r->f.h.encrypted && !nokey) {        /* unencrypted: the key is ignored */
 		if (!key)
 			err = -ENOKEY;
 		else if (!(r->key = sodium_malloc(CHUNK_KEY_BYTES)))
@@ -586,20 +508,25 @@ int backup_reader_open(struct backup_reader **out, const char *dir, const char *
 	return err;
 }
 
+int backup_reader_open(struct backup_reader **out, const char *dir, const char *id, const uint8_t *key)
+{
+	return reader_open(out, dir, id, key, 0);
+}
+
 void backup_reader_close(struct backup_reader *r)
 {
 	if (!r)
 		return;
-	for (size_t k = 0; k < r->nhold; k++)
-		if (r->hold[k].fd >= 0)
-			close(r->hold[k].fd);
+	for (size_t k = 0; k < r->nhold; k++) {
+		bfile_close(r->hold[k]);
+		free(r->hold[k]);
+	}
 	for (size_t k = 0; k < r->nbounce; k++)
 		sodium_free(r->bounce[k]);
 	sodium_free(r->key);                     /* wipes */
 	bfile_close(&r->f);
 	pthread_mutex_destroy(&r->lock);
 	free(r->hold);
-	free(r->bounce);
 	free(r->dir);
 	free(r);
 }
@@ -625,14 +552,13 @@ ssize_t backup_reader_read(struct backup_reader *r, void *buf, size_t len, uint6
 		len = SSIZE_MAX;
 	chunk_range(off, len, cs, &first, &count);
 	pos = 0;
-	for (size_t lo = 0, hi = (size_t)r->f.h.n_entries; lo < hi; pos = lo) {   /* first entry >= first */
-		size_t mid = lo + (hi - lo) / 2;
+	for (size_t hi = (size_t)r->f.h.n_entries; pos < hi;) {    /* first entry with index >= first */
+		size_t mid = pos + (hi - pos) / 2;
 
 		if (r->f.ent[mid].index < first)
-			lo = mid + 1;
+			pos = mid + 1;
 		else
 			hi = mid;
-		pos = lo;
 	}
 	for (uint64_t k = 0; k < count && !err;) {
 		const struct entry *e = pos < r->f.h.n_entries ? &r->f.ent[pos] : NULL;
@@ -712,15 +638,29 @@ int backup_verify(const char *dir, const char *id, const uint8_t *key, engine_ba
 	return err < 0 ? err : nbad;
 }
 
-int backup_info_load(const char *dir, const char *id, struct backup_info *info)
+int backup_info_load(const char *dir, const char *id, struct backup_info *in)
 {
 	struct bfile f;
 	int err = bfile_open(&f, dir, id, 0);
 
-	if (!err)
-		info_fill(&f, info);
+	if (err)
+		return err;
+	memset(in, 0, sizeof(*in));
+	uuid_format(f.h.id, in->id);
+	if (!is_zero_id(f.h.parent))
+		uuid_format(f.h.parent, in->parent_id);
+	memcpy(in->lineage, f.h.lineage, CHUNK_LINEAGE_BYTES);
+	in->chunk_size = f.h.chunk_size;
+	in->size = f.h.size;
+	in->encrypted = (int)f.h.encrypted;
+	memcpy(in->key_id, f.h.key_id, sizeof(in->key_id) - 1);
+	memcpy(in->wrapped, f.h.wrapped, f.h.wrapped_len);
+	in->wrapped_len = f.h.wrapped_len;
+	in->created = f.h.created;
+	in->chunks = f.h.n_entries;
+	in->own_chunks = f.h.n_records;
 	bfile_close(&f);
-	return err;
+	return 0;
 }
 
 /* ============================== create ================================= */
@@ -745,8 +685,8 @@ static int parent_ref(const struct backup_reader *par, size_t *pi, struct entry 
 /* The parent: same lineage, and every holder its entries name is there. */
 static int parent_open(struct backup_reader **par, const char *dir, const struct backup_info *info, struct vol *v)
 {
-	struct holder h;
-	int err = reader_load(par, dir, info->parent_id);
+	const struct bfile *h;
+	int err = reader_open(par, dir, info->parent_id, NULL, 1);
 
 	if (!err && (memcmp((*par)->f.h.lineage, vol_lineage(v), CHUNK_LINEAGE_BYTES) ||
 		     (*par)->f.h.chunk_size != vol_chunk_size(v) || (*par)->f.h.encrypted != !!info->encrypted))
@@ -754,7 +694,7 @@ static int parent_open(struct backup_reader **par, const char *dir, const struct
 	for (uint64_t i = 0; !err && i < (*par)->f.h.n_entries; i++) {
 		const struct entry *e = &(*par)->f.ent[i];
 
-		if (!is_zero_id(e->holder) && !(err = holder_get(*par, e->holder, &h)) && e->record >= h.n_records)
+		if (!is_zero_id(e->holder) && !(err = holder_get(*par, e->holder, &h)) && e->record >= h->h.n_records)
 			err = -EUCLEAN;
 	}
 	return err;
@@ -919,7 +859,7 @@ static int bfile_rewrite(const char *dir, struct bfile *f, const uint8_t *parent
 			fill = 0;
 		}
 	}
-	memcpy(f->h.parent, parent, BK_UUID_BYTES);
+	memmove(f->h.parent, parent, BK_UUID_BYTES);
 	f->h.n_records += nextra;
 	f->h.index_off = BK_HDR_BYTES + f->h.n_records * cs;
 	free(buf);

@@ -17,11 +17,11 @@
  * namespace operations here fail with EPERM and log what to run instead.
  *
  * Data path.  open() resolves the path once and keeps a struct fs_file in
- * fi->fh; read, write, fsync, fallocate, lseek and release use only that
- * handle, never the path (cfg->nullpath_ok), so they do no catalog lookup,
- * no allocation and take no lock here: the engine behind store_file_*
- * does the locking and the chunk crypto.  This file does no crypto and no
- * SQL.
+ * fi->fh (opendir keeps the directory's index); read, write, fsync,
+ * fallocate, lseek and release use only that handle, never the path
+ * (cfg->nullpath_ok), so they do no catalog lookup, no allocation and take
+ * no lock here: the engine behind store_file_* does the locking and the
+ * chunk crypto.  This file does no crypto and no SQL.
  *
  * Caching.  No writeback cache: a write is acknowledged only once it is in
  * the daemon, so a snapshot taken through the control socket sees every
@@ -36,11 +36,9 @@
  * the file (the engine logs the chunk index); -ENOKEY (volume detached,
  * "Required key not available") passes through so the user learns why.
  *
- * Lifetime.  fs_op_init() runs in the daemonized process on FUSE_INIT,
- * before any other request: it sets the connection limits and opens the
- * store (fs_ctx_open, main.c); fs_op_destroy() closes it after the last
- * request.  If the store cannot be opened the loop is stopped and every
- * handler that needs the store fails with EIO.
+ * Lifetime.  fs_op_init() (FUSE_INIT, in the daemonized process, before
+ * any other request) opens the store with fs_ctx_open() (main.c);
+ * fs_op_destroy() closes it.  Without a store, handlers fail with EIO.
  *
  * Threads.  Handlers run on several FUSE worker threads at once.  The only
  * shared state is struct fs_ctx (see fs_ops.h for why it needs no lock)
@@ -188,27 +186,22 @@ static int map_err(int err)
 /* Errors of the data path: log (rate-limited) and convert. */
 static int io_err(const struct fs_file *ff, const char *op, uint64_t off, size_t len, int err)
 {
+	int vol = ff->dir->kind == META_VOLUME;
+	struct fs_ctx *ctx;
 	char buf[128];
 
-	if (err == -EBADMSG || err == -EUCLEAN) {
-		struct fs_ctx *ctx = ctx_get();
-
-		fs_log_rl(ctx, &ctx->rl_io, LOG_ERR, "%s /%s/%s at offset %llu (+%zu): %s; returning EIO", op,
-			  ff->dir->name, ff->e.name, (unsigned long long)off, len, fs_strerror(err, buf, sizeof(buf)));
-		return -EIO;
-	}
+	if (err != -EBADMSG && err != -EUCLEAN && err != -ENOKEY)
+		return err;
+	ctx = ctx_get();
 	if (err == -ENOKEY) {
-		struct fs_ctx *ctx = ctx_get();
-
-		if (ff->dir->kind == META_VOLUME)
-			fs_log_rl(ctx, &ctx->rl_io, LOG_WARNING,
-				  "%s /%s/%s: the volume is detached (%s); attach it with: evfsctl attach %s", op,
-				  ff->dir->name, ff->e.name, fs_strerror(err, buf, sizeof(buf)), ff->e.name);
-		else
-			fs_log_rl(ctx, &ctx->rl_io, LOG_WARNING, "%s /%s/%s: %s", op, ff->dir->name, ff->e.name,
-				  fs_strerror(err, buf, sizeof(buf)));
+		fs_log_rl(ctx, &ctx->rl_io, LOG_WARNING, "%s /%s/%s: %s%s%s", op, ff->dir->name, ff->e.name,
+			  fs_strerror(err, buf, sizeof(buf)), vol ? "; attach it with: evfsctl attach " : "",
+			  vol ? ff->e.name : "");
+		return err;
 	}
-	return err;
+	fs_log_rl(ctx, &ctx->rl_io, LOG_ERR, "%s /%s/%s at offset %llu (+%zu): %s; returning EIO", op, ff->dir->name,
+		  ff->e.name, (unsigned long long)off, len, fs_strerror(err, buf, sizeof(buf)));
+	return -EIO;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -367,8 +360,9 @@ static int fs_op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, of
 		return rc;
 	if (p.node == FS_FILE)
 		return -ENOTDIR;
-	stat_dir(ctx, &st, p.node == FS_ROOT ? 2 + FS_NDIRS : 2);
-	if (filler(buf, ".", &st, 0, rs.flags) || filler(buf, "..", NULL, 0, 0))
+	/* no stat for these: libfuse would pass its st_ino 0 on, and readdir(3)
+	 * skips entries with inode 0 */
+	if (filler(buf, ".", NULL, 0, 0) || filler(buf, "..", NULL, 0, 0))
 		return 0;
 	if (p.node == FS_ROOT) {
 		stat_dir(ctx, &st, 2);
@@ -446,8 +440,6 @@ static int fs_op_read(const char *path, char *buf, size_t size, off_t off, struc
 	(void)path;
 	if (off < 0)
 		return -EINVAL;
-	if (size > FS_MAX_IO)
-		size = FS_MAX_IO;
 	n = store_file_read(ff->f, buf, size, (uint64_t)off);
 	if (n < 0)
 		return io_err(ff, "read", (uint64_t)off, size, (int)n);
@@ -462,8 +454,6 @@ static int fs_op_write(const char *path, const char *buf, size_t size, off_t off
 	(void)path;
 	if (off < 0)
 		return -EINVAL;
-	if (size > FS_MAX_IO)
-		size = FS_MAX_IO;
 	n = store_file_write(ff->f, buf, size, (uint64_t)off);
 	if (n < 0)
 		return io_err(ff, "write", (uint64_t)off, size, (int)n);
@@ -474,8 +464,7 @@ static int fs_op_flush(const char *path, struct fuse_file_info *fi)
 {
 	/* Nothing is buffered here (no writeback cache): close(2) has nothing
 	 * to push.  Durability is fsync's job. */
-	(void)path;
-	(void)fi;
+	(void)path, (void)fi;
 	return 0;
 }
 
@@ -484,8 +473,7 @@ static int fs_op_fsync(const char *path, int datasync, struct fuse_file_info *fi
 	const struct fs_file *ff = file_of(fi);
 	int rc;
 
-	(void)path;
-	(void)datasync;
+	(void)path, (void)datasync;
 	rc = store_file_sync(ff->f);
 	return rc < 0 ? io_err(ff, "fsync", 0, 0, rc) : 0;
 }
@@ -609,6 +597,18 @@ static int xattr_ours(const char *name)
 	return strncmp(name, FS_XATTR_PREFIX, sizeof(FS_XATTR_PREFIX) - 1) == 0;
 }
 
+/* The getxattr/listxattr protocol: size 0 asks for the length. */
+static int xattr_copy(char *out, size_t size, const char *v, int len)
+{
+	if (len < 0)
+		return map_err(len);
+	if (size != 0 && (size_t)len > size)
+		return -ERANGE;
+	if (size != 0)
+		memcpy(out, v, (size_t)len);
+	return len;
+}
+
 static int fs_op_getxattr(const char *path, const char *name, char *value, size_t size)
 {
 	struct fs_ctx *ctx;
@@ -629,14 +629,7 @@ static int fs_op_getxattr(const char *path, const char *name, char *value, size_
 	if (p.node != FS_FILE)
 		return -ENODATA;
 	rc = store_xattr_get(ctx->s, p.dir->kind, p.name, name, v, sizeof(v));
-	if (rc < 0)
-		return map_err(rc);
-	if (size == 0)
-		return rc;
-	if ((size_t)rc > size)
-		return -ERANGE;
-	memcpy(value, v, (size_t)rc);
-	return rc;
+	return xattr_copy(value, size, v, rc);
 }
 
 static int fs_op_listxattr(const char *path, char *list, size_t size)
@@ -651,14 +644,7 @@ static int fs_op_listxattr(const char *path, char *list, size_t size)
 	if (p.node != FS_FILE)
 		return 0;
 	rc = store_xattr_list(v, sizeof(v));
-	if (rc < 0)
-		return map_err(rc);
-	if (size == 0)
-		return rc;
-	if ((size_t)rc > size)
-		return -ERANGE;
-	memcpy(list, v, (size_t)rc);
-	return rc;
+	return xattr_copy(list, size, v, rc);
 }
 
 /* Ours are immutable (R1); no other attribute can be stored. */
@@ -669,15 +655,13 @@ static int xattr_refuse(const char *path, const char *name)
 	if (!xattr_ours(name))
 		return -ENOTSUP;
 	fs_log_rl(ctx, &ctx->rl_refuse, LOG_NOTICE, "xattr %s on %s: the encryption attribute is immutable (R1)", name,
-	       path ? path : "?");
+		  path ? path : "?");
 	return -EPERM;
 }
 
 static int fs_op_setxattr(const char *path, const char *name, const char *value, size_t size, int flags)
 {
-	(void)value;
-	(void)size;
-	(void)flags;
+	(void)value, (void)size, (void)flags;
 	return xattr_refuse(path, name);
 }
 
@@ -695,21 +679,19 @@ static int refuse(const char *op, const char *path, const char *hint)
 	struct fs_ctx *ctx = ctx_get();
 
 	fs_log_rl(ctx, &ctx->rl_refuse, LOG_NOTICE, "%s %s: not done through the mount; %s", op, path ? path : "?",
-	       hint);
+		  hint);
 	return -EPERM;
 }
 
 static int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	(void)mode;
-	(void)fi;
+	(void)mode, (void)fi;
 	return refuse("create", path, "create objects with evfsctl, e.g.: evfsctl volume create NAME --size SIZE");
 }
 
 static int fs_op_mknod(const char *path, mode_t mode, dev_t rdev)
 {
-	(void)mode;
-	(void)rdev;
+	(void)mode, (void)rdev;
 	return refuse("mknod", path, "create objects with evfsctl, e.g.: evfsctl volume create NAME --size SIZE");
 }
 
@@ -738,8 +720,7 @@ static int fs_op_unlink(const char *path)
 
 static int fs_op_rename(const char *from, const char *to, unsigned int flags)
 {
-	(void)to;
-	(void)flags;
+	(void)to, (void)flags;
 	return refuse("rename", from, "names are fixed at creation; manage objects with evfsctl");
 }
 
@@ -758,18 +739,13 @@ static int fs_op_symlink(const char *target, const char *path)
 /* Owner and mode follow the object (R27). */
 static int fs_op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	(void)path;
-	(void)mode;
-	(void)fi;
+	(void)path, (void)mode, (void)fi;
 	return -EPERM;
 }
 
 static int fs_op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
 {
-	(void)path;
-	(void)uid;
-	(void)gid;
-	(void)fi;
+	(void)path, (void)uid, (void)gid, (void)fi;
 	return -EPERM;
 }
 
@@ -777,9 +753,7 @@ static int fs_op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_
  * accepted and ignored rather than failing the tool. */
 static int fs_op_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
 {
-	(void)path;
-	(void)tv;
-	(void)fi;
+	(void)path, (void)tv, (void)fi;
 	return 0;
 }
 

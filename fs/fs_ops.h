@@ -27,11 +27,13 @@
 struct fuse_operations;
 struct ctl_server;
 
-/* One log line per second per limiter; the rest are counted and the count
- * is reported with the next line that gets through.  Lock-free. */
+/* At most FS_LOG_BURST log lines per second per limiter; the rest are
+ * counted and the count is reported with the next line that gets through.
+ * Lock-free. */
+#define FS_LOG_BURST 5u
 struct fs_ratelimit {
-	_Atomic int64_t last_sec;      /* CLOCK_MONOTONIC second of the last line */
-	_Atomic uint32_t suppressed;   /* lines dropped since */
+	_Atomic uint64_t window;       /* CLOCK_MONOTONIC second << 8 | lines logged in it */
+	_Atomic uint32_t suppressed;   /* lines dropped since the last one logged */
 };
 
 /*
@@ -103,8 +105,8 @@ void fs_ctx_fini(struct fs_ctx *ctx);
  */
 void fs_log(struct fs_ctx *ctx, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* fs_log, at most one line a second per limiter rl; the lines dropped are
- * counted in the next one.  Thread-safe, lock-free. */
+/* fs_log, at most FS_LOG_BURST lines a second per limiter rl; the lines
+ * dropped are counted in the next one.  Thread-safe, lock-free. */
 void fs_log_rl(struct fs_ctx *ctx, struct fs_ratelimit *rl, int level, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 

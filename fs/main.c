@@ -149,15 +149,22 @@ void fs_log_store(void *log_ctx, int level, const char *msg)
 static int rl_allow(struct fs_ratelimit *rl, uint32_t *suppressed)
 {
 	struct timespec ts;
-	int64_t last = atomic_load_explicit(&rl->last_sec, memory_order_relaxed);
+	uint64_t w = atomic_load(&rl->window), now, next;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	if ((int64_t)ts.tv_sec != last && atomic_compare_exchange_strong(&rl->last_sec, &last, (int64_t)ts.tv_sec)) {
-		*suppressed = atomic_exchange(&rl->suppressed, 0);
-		return 1;
-	}
-	atomic_fetch_add(&rl->suppressed, 1);
-	return 0;
+	now = (uint64_t)ts.tv_sec;
+	do {
+		if (w >> 8 != now)
+			next = now << 8 | 1;
+		else if ((w & 0xff) < FS_LOG_BURST)
+			next = w + 1;
+		else {
+			atomic_fetch_add(&rl->suppressed, 1);
+			return 0;
+		}
+	} while (!atomic_compare_exchange_weak(&rl->window, &w, next));
+	*suppressed = atomic_exchange(&rl->suppressed, 0);
+	return 1;
 }
 
 void fs_log_rl(struct fs_ctx *ctx, struct fs_ratelimit *rl, int level, const char *fmt, ...)
@@ -212,9 +219,9 @@ int fs_ctx_init(struct fs_ctx *ctx, const char *store_dir, const char *mountpoin
 	clock_gettime(CLOCK_REALTIME, &ctx->mount_time);
 	ctx->command = command;
 	atomic_init(&ctx->log_fd, -1);
-	atomic_init(&ctx->rl_io.last_sec, -1);
+	atomic_init(&ctx->rl_io.window, 0);
 	atomic_init(&ctx->rl_io.suppressed, 0);
-	atomic_init(&ctx->rl_refuse.last_sec, -1);
+	atomic_init(&ctx->rl_refuse.window, 0);
 	atomic_init(&ctx->rl_refuse.suppressed, 0);
 	return 0;
 }

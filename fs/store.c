@@ -219,6 +219,10 @@ static int take_lock(struct store *s, const char *mountpoint, char *err, size_t 
 	s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (s->lock_fd < 0)
 		return -errno;
+	/* A mount that was just unmounted may still be closing: wait a little. */
+	for (int i = 0; i < (mountpoint ? 50 : 0) && flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0 &&
+			errno == EWOULDBLOCK; i++)
+		usleep(100000);
 	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 		n = pread(s->lock_fd, holder, sizeof(holder) - 1, 0);
 		holder[n > 0 ? n : 0] = 0;
