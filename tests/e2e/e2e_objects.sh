@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Snapshots, backups and images with the encryption inheritance rules
+# R1-R9, R23-R25, compared byte for byte through a live mount.
+. "$(dirname "$0")/lib.sh"
+new_store
+ctl key create ka >/dev/null; ctl key create kb >/dev/null
+ctl volume create v --size 32M --encrypt --key kb >/dev/null
+ctl volume create p --size 16M >/dev/null
+mnt; ctl attach v >/dev/null; ctl attach p >/dev/null
+head -c 8M /dev/urandom > "$T/a"; dd if="$T/a" of="$MNT/volumes/v" conv=notrunc,fsync status=none
+dd if="$T/a" of="$MNT/volumes/p" bs=1M count=4 conv=notrunc,fsync status=none
+key() { ctl --json "$1" show "$2" | sed 's/.*"key":"\([^"]*\)".*/\1/'; }
+enc() { ctl --json "$1" show "$2" | sed 's/.*"encrypted":\([a-z]*\).*/\1/'; }
+KB=$(key volume v); KA=$(ctl --json key show ka | sed 's/.*"id":"\([^"]*\)".*/\1/')
+# R8, R24: snapshot is CoW, frozen while the volume changes
+ctl snapshot create v s1 >/dev/null
+[ "$(key snapshot s1)" = "$KB" ] && [ "$(enc snapshot s1)" = true ] || die "R8"
+cp "$MNT/volumes/v" "$T/v_at_s1"
+head -c 1M /dev/urandom | dd of="$MNT/volumes/v" conv=notrunc,fsync status=none
+cmp "$MNT/snapshots/s1" "$T/v_at_s1" || die "snapshot content changed"
+! cmp -s "$MNT/volumes/v" "$T/v_at_s1" || die "volume did not change"
+ok "R8/R24: snapshot keeps the volume's key and stays frozen while the volume changes"
+# R5: volume from snapshot
+ctl volume create vs --from-snapshot s1 >/dev/null; ctl attach vs >/dev/null
+[ "$(key volume vs)" = "$KB" ] || die "R5 key"; cmp "$MNT/volumes/vs" "$T/v_at_s1" || die "R5 content"
+expect_fail 1 "$EVFSCTL_BIN" volume create vx --from-snapshot s1 --encrypt --key ka
+ok "R5: a volume from a snapshot has the snapshot's content, encryption and key"
+# rollback
+ctl detach v >/dev/null; ctl volume rollback v --snapshot s1 >/dev/null; ctl attach v >/dev/null
+cmp "$MNT/volumes/v" "$T/v_at_s1" || die "rollback"
+ok "rollback restores the snapshot's bytes"
+# R7, R25, R4: backups, incremental, restore with another choice
+ctl backup create v b1 >/dev/null
+[ "$(key backup b1)" = "$KB" ] || die "R7"
+dd if=/dev/urandom of="$MNT/volumes/v" bs=4k count=3 seek=100 conv=notrunc,fsync status=none
+cp "$MNT/volumes/v" "$T/v_at_b2"
+ctl backup create v b2 --incremental >/dev/null
+st1=$(ctl --json backup show b1 | sed 's/.*"stored_bytes":\([0-9]*\).*/\1/')
+st2=$(ctl --json backup show b2 | sed 's/.*"stored_bytes":\([0-9]*\).*/\1/')
+[ "$st2" -le $((3 * 4096)) ] && [ "$st1" -ge $((8 * 1048576)) ] || die "incremental stored $st2 (full $st1)"
+cmp "$MNT/backups/b2" "$T/v_at_b2" || die "backup file content"
+ok "R7/R25: backups keep the key; the incremental stores only the 3 changed chunks ($st2 bytes) and reads back exactly"
+ctl volume create r1 --from-backup b2 >/dev/null
+ctl volume create r2 --from-backup b2 --no-encrypt >/dev/null
+ctl volume create r3 --from-backup b2 --encrypt --key ka >/dev/null
+[ "$(key volume r1)" = "$KB" ] && [ "$(enc volume r2)" = false ] && [ "$(key volume r3)" = "$KA" ] || die "R4"
+for r in r1 r2 r3; do ctl attach $r >/dev/null; cmp "$MNT/volumes/$r" "$T/v_at_b2" || die "restore $r"; done
+ok "R4: restores keep the backup's key or take the user's choice, and equal the backup byte for byte"
+ctl backup delete b1 >/dev/null
+cmp "$MNT/backups/b2" "$T/v_at_b2" || die "chain broken by deleting b1"
+ok "R25: deleting the first backup of a chain keeps the incremental restorable"
+# R9, R6, R3: images
+ctl image create v ie >/dev/null; ctl image create p ip >/dev/null
+[ "$(enc image ie)" = true ] || die "R9 encrypted image"
+expect_fail 1 "$EVFSCTL_BIN" image export ie "$T/x.img"
+! cat "$MNT/images/ie" >/dev/null 2>&1 || die "encrypted image must not be readable"
+mkdir -p "$T/st2"; EVFS_STORE=$T/st2 ctl init --keyfile "$T/root2.key" --region region-2 >/dev/null
+expect_fail 1 "$EVFSCTL_BIN" image replicate ie --to-store "$T/st2"
+expect_fail 1 "$EVFSCTL_BIN" image copy ie ie2 --no-encrypt
+ok "R9: encrypted images cannot be exported, read, replicated or made unencrypted"
+ctl image export ip "$T/ip.raw" >/dev/null; cmp "$T/ip.raw" "$MNT/volumes/p" || die "export"
+ctl image copy ip ipe --encrypt --key ka >/dev/null; [ "$(key image ipe)" = "$KA" ] || die "R9 copy"
+ok "R9: unencrypted images export exactly and copy into encrypted images"
+ctl volume create d1 --from-image ie >/dev/null; [ "$(key volume d1)" = "$KB" ] || die "R6"
+ctl volume create sA --from-image ie --type system --encrypt --key ka >/dev/null
+ctl volume create sB --from-image ip --type system --encrypt --key ka >/dev/null
+ctl volume create sC --from-image ie --type system >/dev/null
+ctl volume create sD --from-image ip --type system >/dev/null
+[ "$(key volume sA)" = "$KA" ] && [ "$(key volume sB)" = "$KA" ] && [ "$(key volume sC)" = "$KB" ] && \
+  [ "$(enc volume sD)" = false ] || die "R3 table"
+for vv in d1 sA sC; do ctl attach $vv >/dev/null; cmp "$MNT/volumes/$vv" "$MNT/volumes/v" || die "content $vv"; done
+ok "R6 and R3's table: data and system volumes from images get the right encryption, key and content"
+# R1: immutable everywhere
+! setfattr -n user.evfs.key -v x "$MNT/volumes/v" 2>/dev/null || die "xattr write"
+sqlite3 "$STORE/catalog.db" "UPDATE objects SET encrypted=0 WHERE name='v'" 2>/dev/null && die "trigger must refuse"
+[ "$(enc volume v)" = true ] || die "R1"
+ok "R1: the encryption attribute is immutable (xattr, catalog trigger)"
+# R23: extend, never shrink; delete returns space
+ctl volume extend p --size 32M >/dev/null; sleep 1.5; [ "$(stat -c %s "$MNT/volumes/p")" = 33554432 ] || die "extend"
+expect_fail 1 "$EVFSCTL_BIN" volume extend p --size 8M
+ok "R23: volumes extend, never shrink"
+finish
