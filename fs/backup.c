@@ -37,7 +37,8 @@
  *
  * Deleting a backup that later ones depend on copies the records they still
  * use into the oldest child (appended to its data), repoints the other
- * children to it and gives it the victim's parent.  Every rewrite goes to
+ * children to it, and hands the victim's parent to the child whose parent
+ * it was.  Every rewrite goes to
  * .tmp-<id>.evb, is fsynced and renamed over; the victim is unlinked last,
  * so a crash at any step leaves every backup restorable (at worst with a
  * duplicate record after a rerun).
@@ -45,10 +46,17 @@
  * Integrity: the header and index are checksummed, every count and offset
  * is checked against the file size before use (-EUCLEAN, never a crash on a
  * damaged file); chunk contents are authenticated by chunk_decrypt
- * (-EBADMSG).  Not protected, as for volumes: replacing a whole backup by an
- * older backup of the same lineage.  Plaintext only lives in the caller's
- * buffer or in guarded bounce buffers wiped after use; the key copy of a
- * reader lives in sodium_malloc memory, read-only, wiped on close.
+ * (-EBADMSG).  The checksums are unkeyed: they catch damage, not forgery;
+ * a forged index can drop entries (zeros) or roll a chunk back, as a forged
+ * map can, but never make a chunk read as other data.
+ *
+ * Secrets and threads: plaintext only lives in the caller's buffer or in
+ * guarded buffers wiped after use; a reader's key copy is sodium_malloc'd,
+ * read-only, wiped on close.  A reader is shared by threads: data is read
+ * with pread only, and its holder table and spare buffers sit under its
+ * mutex (never held across I/O other than opening a holder file).  This
+ * file does not talk to the KMS or the catalog: callers unwrap keys and
+ * record chains.
  */
 #include "backup.h"
 

@@ -39,7 +39,7 @@ void chunk_piece(uint64_t off, uint64_t len, uint32_t chunk_size, uint64_t index
 
 uint64_t chunk_count(uint64_t size, uint32_t chunk_size)
 {
-	return (size + chunk_size - 1) >> log2u(chunk_size);
+	return (size >> log2u(chunk_size)) + ((size & (chunk_size - 1)) != 0);
 }
 
 int chunk_size_valid(uint64_t chunk_size)

@@ -579,12 +579,8 @@ static int fs_op_truncate(const char *path, off_t size, struct fuse_file_info *f
 	if (dir->kind != META_VOLUME)
 		return -EACCES;
 	caller_get(ctx, &c);
+	/* shrinking is -EINVAL, with the reason in the log (R23) */
 	rc = store_file_truncate(ctx->s, &c, name, (uint64_t)size);
-	if (rc == -EINVAL)
-		fs_log_rl(ctx, &ctx->rl_refuse, LOG_NOTICE,
-		       "truncate /volumes/%s to %lld bytes refused: %s; a volume can be extended "
-		       "(evfsctl volume extend %s --size SIZE), never shrunk (R23)",
-		       name, (long long)size, store_error(ctx->s), name);
 	return rc < 0 ? map_err(rc) : 0;
 }
 

@@ -58,21 +58,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/cli.h"   /* cli_run: evfsctl's commands, run for control-socket requests */
 #include "config.h"
 #include "ctl.h"
 #include "fs_ops.h"
 #include "store.h"
-
-/* The control socket runs evfsctl's command handler (the CLI library). */
-#if defined(__has_include)
-#if __has_include("cli/cli.h")
-#include "cli/cli.h"
-#define EVFS_HAVE_CLI_H 1
-#endif
-#endif
-#ifndef EVFS_HAVE_CLI_H
-int cli_run(struct store *s, const struct store_caller *c, int json, int argc, char **argv, FILE *out, FILE *err);
-#endif
 
 #ifndef EVFS_VERSION
 #define EVFS_VERSION "unknown"
@@ -621,6 +611,50 @@ static int add_fuse_args(struct fuse_args *args, const struct evfs_opts *o, cons
 	return rc ? -1 : 0;
 }
 
+/*
+ * The kernel starts a FUSE mount with 128 KiB readahead, whatever
+ * max_readahead says; raise the mount's bdi to 1 MiB so that sequential
+ * reads arrive as 1 MiB requests.  Writing sysfs needs root: best effort.
+ */
+static void readahead_raise(struct fs_ctx *ctx)
+{
+	char line[PATH_MAX + 256], mp[PATH_MAX], path[64];
+	unsigned maj, min, dev_maj = 0, dev_min = 0;
+	FILE *mi = fopen("/proc/self/mountinfo", "re");
+	int fd, found = 0;
+
+	if (!mi)
+		return;
+	while (fgets(line, sizeof(line), mi)) {
+		char *r, *w;
+
+		if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &maj, &min, mp) != 3)
+			continue;
+		for (r = w = mp; *r; w++)   /* undo the \ooo escapes of mountinfo */
+			if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] && r[3]) {
+				*w = (char)((r[1] - '0') << 6 | (r[2] - '0') << 3 | (r[3] - '0'));
+				r += 4;
+			} else {
+				*w = *r++;
+			}
+		*w = '\0';
+		if (strcmp(mp, ctx->mountpoint) == 0) {   /* the last one is ours */
+			dev_maj = maj;
+			dev_min = min;
+			found = 1;
+		}
+	}
+	fclose(mi);
+	if (!found)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", dev_maj, dev_min);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || dprintf(fd, "%u\n", EVFS_MAX_READ / 1024) < 0)
+		fs_log(ctx, LOG_DEBUG, "%s: %s; readahead stays at the kernel's default", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 static int harden(void)
 {
 	const struct rlimit no_core = { 0, 0 };
@@ -706,6 +740,7 @@ int main(int argc, char *argv[])
 	}
 	if (fuse_mount(f, mnt) != 0)
 		goto out_destroy;
+	readahead_raise(ctx);
 	if (fuse_daemonize(o.foreground) != 0)
 		goto out_unmount;
 	se = fuse_get_session(f);

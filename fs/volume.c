@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <sodium.h>
 
@@ -171,7 +172,16 @@ int vol_open(struct vol **out, struct engine *e, const char *lineage, const char
 	v->map_fd = -1;
 	v->writable = writable;
 	snprintf(v->id, sizeof(v->id), "%s", id);
-	pthread_rwlock_init(&v->lock, NULL);
+	{
+		/* Writer preference: detach and extend must not starve behind a
+		 * stream of I/O. */
+		pthread_rwlockattr_t ra;
+
+		pthread_rwlockattr_init(&ra);
+		pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&v->lock, &ra);
+		pthread_rwlockattr_destroy(&ra);
+	}
 	pthread_mutex_init(&v->pending_lock, NULL);
 	for (unsigned i = 0; i < VOL_STRIPES; i++)
 		pthread_rwlock_init(&v->stripe[i], NULL);
@@ -196,6 +206,18 @@ int vol_open(struct vol **out, struct engine *e, const char *lineage, const char
 	}
 	v->size = h.size;
 	v->nchunks = chunk_count(h.size, v->pool->chunk_size);
+	{
+		struct stat st;
+
+		/* A map shorter than its header says would SIGBUS through the
+		 * mapping: refuse it as damaged. */
+		if (fstat(v->map_fd, &st) < 0 || (uint64_t)st.st_size < map_entry_off(v->nchunks) ||
+		    v->nchunks > (SIZE_MAX - MAP_HDR_BYTES) / 8) {
+			engine_logf(e, 3, "volume %s: map file truncated (pool %s); restore it or run fsck", id, lineage);
+			err = -EUCLEAN;
+			goto fail;
+		}
+	}
 	err = vol_map_mmap(v);
 	if (err)
 		goto fail;
@@ -441,8 +463,10 @@ ssize_t vol_read(struct vol *v, void *buf, size_t len, uint64_t off)
 		size_t n = len - done < SEG_MAX ? len - done : SEG_MAX;
 
 		r = read_locked(v, sc, (uint8_t *)buf + done, n, off + done);
-		if (r < 0)
+		if (r < 0) {
+			sodium_memzero(buf, len);   /* never partial plaintext */
 			break;
+		}
 		done += n;
 	}
 	pthread_rwlock_unlock(&v->lock);
@@ -685,28 +709,41 @@ int vol_sync(struct vol *v)
 
 int vol_extend(struct vol *v, uint64_t new_size)
 {
-	uint64_t old_chunks;
-	int err;
+	uint64_t nchunks = chunk_count(new_size, v->pool->chunk_size), old_size;
+	size_t len;
+	void *m;
+	int err = 0;
 
 	pthread_rwlock_wrlock(&v->lock);
+	old_size = v->size;
 	if (!v->writable) {
 		err = -EROFS;
-	} else if (new_size < v->size) {
+	} else if (new_size < v->size || nchunks > (SIZE_MAX - MAP_HDR_BYTES) / 8) {
 		err = -EINVAL;
+	} else if (ftruncate(v->map_fd, (off_t)map_entry_off(nchunks)) < 0) {
+		err = -errno;
 	} else {
-		old_chunks = v->nchunks;
-		err = ftruncate(v->map_fd, (off_t)map_entry_off(chunk_count(new_size, v->pool->chunk_size))) < 0
-			      ? -errno
-			      : map_header_store(v->pool, v->map_fd, v->id, new_size);
+		len = (size_t)map_entry_off(nchunks);
+		m = mmap(NULL, len, PROT_READ, MAP_SHARED, v->map_fd, 0);
+		if (m == MAP_FAILED)
+			err = -errno;
+		if (!err)
+			err = map_header_store(v->pool, v->map_fd, v->id, new_size);
 		if (!err && fdatasync(v->map_fd) < 0)
 			err = -errno;
-		if (!err) {
+		if (err) {
+			if (m != MAP_FAILED)
+				munmap(m, len);
+			/* Put the file back as it was; the old mapping stays. */
+			if (ftruncate(v->map_fd, (off_t)map_entry_off(v->nchunks)) < 0 ||
+			    map_header_store(v->pool, v->map_fd, v->id, old_size) < 0)
+				engine_logf(v->eng, 3, "volume %s: could not undo a failed extend", v->id);
+		} else {
 			vol_map_unmap(v);
+			v->map = (const uint64_t *)((const uint8_t *)m + MAP_HDR_BYTES);
+			v->map_len = len;
 			v->size = new_size;
-			v->nchunks = chunk_count(new_size, v->pool->chunk_size);
-			err = vol_map_mmap(v);
-			if (err)
-				v->nchunks = old_chunks;
+			v->nchunks = nchunks;
 		}
 	}
 	pthread_rwlock_unlock(&v->lock);
@@ -717,33 +754,43 @@ int64_t vol_seek(struct vol *v, uint64_t off, int whence)
 {
 	int64_t res = -ENXIO;
 	uint32_t cs = v->pool->chunk_size;
+	uint64_t i, first;
 
 	pthread_rwlock_rdlock(&v->lock);
 	if (off >= v->size) {
 		pthread_rwlock_unlock(&v->lock);
 		return -ENXIO;
 	}
-	for (uint64_t i = off / cs; i < v->nchunks; i++) {
-		int data = map_get(v, i) != 0;
+	first = off / cs;
+	for (i = first; i < v->nchunks;) {
+		if (i == first || (i & 511) == 0) {
+			/* Skip holes of the map file without touching them
+			 * (reading them through the mapping would allocate). */
+			off_t pos = (off_t)map_entry_off(i), d = lseek(v->map_fd, pos, SEEK_DATA);
 
-		if ((whence == SEEK_DATA) == data) {
+			if (d < 0 || d > pos) {
+				if (whence == SEEK_HOLE) {
+					res = (int64_t)(i * cs > off ? i * cs : off);
+					break;
+				}
+				if (d < 0)
+					break;
+				i = ((uint64_t)d - MAP_HDR_BYTES) / 8;
+				continue;
+			}
+		}
+		if ((whence == SEEK_DATA) == (map_get(v, i) != 0)) {
 			uint64_t at = i * cs;
 
 			res = (int64_t)(at > off ? at : off);
 			break;
 		}
-		if (whence == SEEK_DATA && (i & 511) == 0) {
-			/* Skip whole holes of the map file itself. */
-			off_t d = lseek(v->map_fd, (off_t)map_entry_off(i), SEEK_DATA);
-
-			if (d < 0)
-				break;
-			if ((uint64_t)d > map_entry_off(i) + 8)
-				i = ((uint64_t)d - MAP_HDR_BYTES) / 8 - 1;
-		}
+		i++;
 	}
 	if (whence == SEEK_HOLE && res < 0)
 		res = (int64_t)v->size;
+	if (res > (int64_t)v->size)
+		res = whence == SEEK_HOLE ? (int64_t)v->size : -ENXIO;
 	pthread_rwlock_unlock(&v->lock);
 	return res;
 }

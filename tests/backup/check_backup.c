@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -638,6 +639,57 @@ START_TEST(test_chain_delete_full)
 }
 END_TEST
 
+struct reader_job {
+	struct backup_reader *r;
+	const uint8_t *want;
+	uint64_t size;
+	unsigned seed;
+	int bad;
+};
+
+static void *reader_thread(void *arg)
+{
+	struct reader_job *j = arg;
+	uint8_t *b = malloc(256 * 1024);
+
+	for (int i = 0; i < 400; i++) {
+		uint64_t off = (uint64_t)rand_r(&j->seed) * 4099u % j->size;
+		size_t len = (size_t)rand_r(&j->seed) % (256 * 1024) + 1;
+		ssize_t got = backup_reader_read(j->r, b, len, off);
+
+		if (got < 0 || memcmp(b, j->want + off, (size_t)got) != 0)
+			j->bad++;
+	}
+	free(b);
+	return NULL;
+}
+
+/* One reader shared by threads; the holder files get opened concurrently. */
+START_TEST(test_concurrent_readers)
+{
+	struct env t;
+	struct chain c;
+	struct backup_reader *r;
+	struct reader_job job[6];
+	pthread_t th[6];
+
+	env_init(&t, 1, 4096, 16 * MIB);
+	chain_make(&t, &c);
+	ck_assert_int_eq(backup_reader_open(&r, t.bdir, c.b[2].id, t.key), 0);
+	for (unsigned i = 0; i < 6; i++) {
+		job[i] = (struct reader_job){ .r = r, .want = c.img[2], .size = t.size, .seed = i + 1 };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, reader_thread, &job[i]), 0);
+	}
+	for (unsigned i = 0; i < 6; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_int_eq(job[i].bad, 0);
+	}
+	backup_reader_close(r);
+	chain_free(&c);
+	env_fini(&t);
+}
+END_TEST
+
 START_TEST(test_delete_bad_children)
 {
 	struct env t;
@@ -926,6 +978,7 @@ static Suite *backup_suite(void)
 	tcase_add_loop_test(inc, test_chain_delete_middle, 0, 2);
 	tcase_add_loop_test(inc, test_chain_delete_full, 0, 2);
 	tcase_add_test(inc, test_delete_bad_children);
+	tcase_add_test(inc, test_concurrent_readers);
 	tcase_add_loop_test(bad, test_verify_flip, 0, 2);
 	tcase_add_test(bad, test_truncated);
 	tcase_add_test(bad, test_garbage_header);
