@@ -773,8 +773,11 @@ int64_t vol_seek(struct vol *v, uint64_t off, int whence)
 					res = (int64_t)(i * cs > off ? i * cs : off);
 					break;
 				}
-				if (d < 0)
+				if (d < 0) {
+					if (errno != ENXIO)
+						res = -errno;    /* an I/O error is not "no more data" */
 					break;
+				}
 				i = ((uint64_t)d - MAP_HDR_BYTES) / 8;
 				continue;
 			}

@@ -2623,6 +2623,7 @@ static void *open_close_worker(void *arg)
 			a->err = r;
 			break;
 		}
+		usleep(100);                 /* open long enough to be found */
 		vol_close(v);
 		a->opens++;
 	}
