@@ -18,7 +18,7 @@ ok "R11: evs/default created by the grant, cannot be disabled or scheduled for d
 # R2: --encrypt alone uses evs/default
 ctl volume create d1 --size 8M --encrypt >/dev/null
 DEF=$(ctl --json key show evs/default | sed 's/.*"id":"\([^"]*\)".*/\1/')
-ctl --json volume show d1 | grep -q "\"key\":\"$DEF\"" || die "R2: default key not used"
+grep -q "\"key\":\"$DEF\"" <<<"$(ctl --json volume show d1)" || die "R2: default key not used"
 ok "R2: --encrypt without --key uses evs/default"
 # R12 state machine with bad input
 ctl key create k1 >/dev/null
@@ -29,9 +29,9 @@ expect_fail 1 "$EVFSCTL_BIN" key show nosuchkey
 ctl key disable k1 >/dev/null; expect_fail 1 "$EVFSCTL_BIN" key disable k1
 ctl key enable k1 >/dev/null
 ctl key schedule-deletion k1 --days 7 >/dev/null
-ctl --json key show k1 | grep -q '"state":"PendingDeletion"' || die "pending"
+grep -q '"state":"PendingDeletion"' <<<"$(ctl --json key show k1)" || die "pending"
 ctl key cancel-deletion k1 >/dev/null
-ctl --json key show k1 | grep -q '"state":"Disabled"' || die "cancel -> Disabled"
+grep -q '"state":"Disabled"' <<<"$(ctl --json key show k1)" || die "cancel -> Disabled"
 ctl key enable k1 >/dev/null
 ok "R12: Enabled/Disabled/PendingDeletion transitions; days 7..1096; refused transitions exit non-zero"
 # R16-R18: volume under k1, attached, keeps working while the key is disabled
@@ -45,7 +45,7 @@ cmp -n 4M "$T/d" "$MNT/volumes/v1" || die "R16: attached volume must keep workin
 ok "R16: the attached volume keeps working after its key is disabled"
 expect_fail 1 "$EVFSCTL_BIN" detach v1
 grep -q "R18" "$T/err" || die "R18 message"
-ctl detach v1 --force 2>&1 | grep -q warning || die "R18 warning on --force"
+grep -q warning <<<"$(ctl detach v1 --force 2>&1)" || die "R18 warning on --force"
 ok "R18: detach refused while the key is Disabled; --force detaches with a warning"
 expect_fail 1 "$EVFSCTL_BIN" attach v1
 grep -q "Disabled" "$T/err" && grep -q "enable" "$T/err" || die "R17 message must name state and remedy"
@@ -61,7 +61,7 @@ umnt; ctl key disable k2 >/dev/null
 mnt
 [ "$(getfattr --only-values -n user.evfs.attached "$MNT/volumes/v1")" = 1 ] || die "v1 not re-attached"
 [ "$(getfattr --only-values -n user.evfs.attached "$MNT/volumes/v3")" = 0 ] || die "v3 must not re-attach"
-ctl volume list | grep -q "v3.*attach-pending" || die "volume list must report v3 pending"
+grep -q "v3.*attach-pending" <<<"$(ctl volume list)" || die "volume list must report v3 pending"
 ok "R21: remount re-attaches volumes whose key is Enabled and reports the others"
 # R13: share with another project
 ctl kms grant --project p2 >/dev/null
@@ -88,6 +88,6 @@ else
 fi
 # audit log
 ctl kms audit --verify >/dev/null
-ctl kms audit | grep -q "dk.unwrap" || die "audit must record unwraps"
+grep -q "dk.unwrap" <<<"$(ctl kms audit)" || die "audit must record unwraps"
 ok "audit log records KMS operations and verifies"
 finish
