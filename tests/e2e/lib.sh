@@ -23,7 +23,8 @@ cleanup() {
 trap cleanup EXIT
 ctl() { "$EVFSCTL_BIN" "$@"; }
 mnt() { "$EVFS_BIN" "$STORE" "$MNT" "$@"; for _ in $(seq 50); do mountpoint -q "$MNT" && return 0; sleep 0.1; done; echo "mount did not appear"; return 1; }
-umnt() { fusermount3 -u "$MNT"; for _ in $(seq 50); do mountpoint -q "$MNT" || return 0; sleep 0.1; done; return 1; }
+# Unmount and wait for the daemon to finish closing the store (it holds the store lock until then).
+umnt() { fusermount3 -u "$MNT"; for _ in $(seq 100); do mountpoint -q "$MNT" || pgrep -f "evfs $STORE $MNT" >/dev/null || return 0; sleep 0.1; done; return 1; }
 ok() { PASS=$((PASS + 1)); echo "ok $PASS - $*"; }
 die() { echo "FAIL: $*" >&2; exit 1; }
 # expect_fail CODE CMD...: CMD must exit with CODE; prints its stderr.
