@@ -279,7 +279,8 @@ int engine_map_clone(struct engine *e, const char *lineage, const char *src_id, 
 	err = pool_get(&p, e, lineage);
 	if (err)
 		return err;
-	sv = open_vol_find(e, src_id);
+	if (vol_lookup(&sv, e, src_id) < 0)     /* holds a reference while frozen */
+		sv = NULL;
 	if (sv)
 		pthread_rwlock_wrlock(&sv->lock);   /* freeze the source */
 	dfd = maps_dir(p);
@@ -328,8 +329,10 @@ int engine_map_clone(struct engine *e, const char *lineage, const char *src_id, 
 	if (ofd >= 0)
 		(void)map_fd_foreach(p, ofd, unref_cb, p);
 out:
-	if (sv)
+	if (sv) {
 		pthread_rwlock_unlock(&sv->lock);
+		vol_close(sv);
+	}
 	if (tfd >= 0)
 		close(tfd);
 	if (ofd >= 0)
