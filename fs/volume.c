@@ -370,6 +370,17 @@ static inline uint64_t map_get(const struct vol *v, uint64_t index)
 	return le64toh(__atomic_load_n(&v->map[index], __ATOMIC_ACQUIRE));
 }
 
+/* 1 if the map page holding entry `index` is a hole of the map file: its
+ * entries are all zero, and reading them through the mapping would make
+ * tmpfs allocate the page (a thin volume's map would fill up on reads). */
+static int map_page_is_hole(const struct vol *v, uint64_t index)
+{
+	off_t pos = (off_t)(map_entry_off(index) & ~(uint64_t)4095);
+	off_t d = lseek(v->map_fd, pos, SEEK_DATA);
+
+	return d < 0 ? errno == ENXIO : d > pos;
+}
+
 /* Read and open one chunk held in `slot` into out (chunk_size bytes). */
 static int chunk_load(struct vol *v, uint64_t index, uint64_t slot, uint8_t *out)
 {
@@ -393,12 +404,17 @@ static ssize_t read_locked(struct vol *v, struct scratch *sc, uint8_t *buf, size
 	uint64_t first, count;
 	int err = 0;
 
+	int hole_page = 0;
+
 	chunk_range(off, len, cs, &first, &count);
 	stripes_lock(v, first, count, 0);
 	for (uint64_t k = 0; k < count && !err;) {
-		uint64_t idx = first + k, in_buf, e = map_get(v, idx), run = 1;
+		uint64_t idx = first + k, in_buf, e, run = 1;
 		uint32_t in_chunk, n;
 
+		if (k == 0 || (idx & 511) == 0)
+			hole_page = map_page_is_hole(v, idx);
+		e = hole_page ? 0 : map_get(v, idx);
 		chunk_piece(off, len, cs, idx, &in_chunk, &n, &in_buf);
 		if (!e) {
 			memset(buf + in_buf, 0, n);
@@ -414,7 +430,7 @@ static ssize_t read_locked(struct vol *v, struct scratch *sc, uint8_t *buf, size
 			continue;
 		}
 		/* A run of whole chunks in consecutive slots: one pread. */
-		while (k + run < count && map_get(v, idx + run) == e + run &&
+		while (k + run < count && ((idx + run) & 511) != 0 && map_get(v, idx + run) == e + run &&
 		       (off + len) >= ((idx + run + 1) << p->chunk_shift))
 			run++;
 		{

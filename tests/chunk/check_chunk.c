@@ -380,10 +380,10 @@ END_TEST
 
 /* chunk_count must not wrap for sizes near UINT64_MAX: the volume engine
  * sizes map files with it and engine_map_create accepts any uint64 size. */
-/* BUG: fs/chunk_math.c chunk_count(): (size + chunk_size - 1) overflows for
- * size > UINT64_MAX - chunk_size + 1, e.g. chunk_count(UINT64_MAX, 4096)
- * returns 0 instead of 2^52.  A volume created with such a size gets a
- * 0-entry map, and vol_write at offset 0 reads past the map mapping. */
+/* Regression (found by this suite, since fixed): fs/chunk_math.c
+ * chunk_count() computed (size + chunk_size - 1) >> shift, which wraps for
+ * size > UINT64_MAX - chunk_size + 1: chunk_count(UINT64_MAX, 4096) was 0
+ * instead of 2^52, and a volume of such a size got a 0-entry map. */
 START_TEST(test_chunk_count_overflow)
 {
 	static const uint32_t css[] = { 4096, 8192, 65536 };
