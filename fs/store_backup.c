@@ -22,8 +22,6 @@
 
 #include "backup.h"
 
-static int open_attached_plain(struct store *s, const char *lineage, const char *id, struct vol **out);
-
 static void progress_bar(void *ctx, uint64_t done, uint64_t total)
 {
 	const time_t *start = ctx;
@@ -232,41 +230,6 @@ static int image_open_plain(struct store *s, const struct store_caller *c, const
 	return rc;
 }
 
-static int copy_out(struct vol *v, int fd, struct vol *dst)
-{
-	const size_t blk = 1u << 20;
-	uint8_t *buf = malloc(blk);
-	uint64_t size = vol_size(v), off = 0;
-	int rc = 0;
-
-	if (!buf)
-		return -ENOMEM;
-	while (!rc && off < size) {
-		int64_t d = vol_seek(v, off, SEEK_DATA), h;
-
-		if (d < 0)
-			break;
-		h = vol_seek(v, (uint64_t)d, SEEK_HOLE);
-		if (h < 0)
-			h = (int64_t)size;
-		for (off = (uint64_t)d; !rc && off < (uint64_t)h;) {
-			size_t n = (uint64_t)h - off < blk ? (size_t)((uint64_t)h - off) : blk;
-			ssize_t r = vol_read(v, buf, n, off);
-
-			if (r > 0)
-				r = dst ? vol_write(dst, buf, (size_t)r, off) : pwrite(fd, buf, (size_t)r, (off_t)off);
-			if (r <= 0)
-				rc = r < 0 ? (dst ? (int)r : -errno) : -EIO;
-			else
-				off += (uint64_t)r;
-		}
-	}
-	free(buf);
-	if (!rc && !dst && (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0))
-		rc = -errno;
-	return rc;
-}
-
 int store_image_export(struct store *s, const struct store_caller *c, const char *img, const char *file)
 {
 	struct meta_object o;
@@ -280,7 +243,7 @@ int store_image_export(struct store *s, const struct store_caller *c, const char
 		rc = -errno;
 		store_seterr(s, "image export %s: cannot create %s: %s", img, file, strerror(-rc));
 	} else {
-		rc = copy_out(v, fd, NULL);
+		rc = store_copy_data(v, NULL, fd);
 		close(fd);
 		if (rc) {
 			store_seterr(s, "image export %s to %s failed: %s", img, file, strerror(-rc));
@@ -317,11 +280,9 @@ int store_image_replicate(struct store *s, const struct store_caller *c, const c
 	if (!rc)
 		rc = engine_map_create(d->eng, n.lineage, n.id, n.size);
 	if (!rc)
-		rc = open_attached_plain(d, n.lineage, n.id, &dv);
+		rc = store_open_attached(d, n.lineage, n.id, 1, NULL, &dv);
 	if (!rc)
-		rc = copy_out(v, -1, dv);
-	if (!rc)
-		rc = vol_sync(dv);
+		rc = store_copy_data(v, dv, -1);
 	vol_close(dv);
 	if (!rc)
 		rc = meta_object_insert(d->meta, &n);
@@ -333,15 +294,6 @@ int store_image_replicate(struct store *s, const struct store_caller *c, const c
 	}
 	vol_close(v);
 	store_close(d);
-	return rc;
-}
-
-static int open_attached_plain(struct store *s, const char *lineage, const char *id, struct vol **out)
-{
-	int rc = vol_open(out, s->eng, lineage, id, 1);
-
-	if (!rc && (rc = vol_attach(*out, NULL)) != 0)
-		vol_close(*out);
 	return rc;
 }
 

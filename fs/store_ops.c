@@ -110,8 +110,10 @@ static int restore_cb(void *ctx, uint64_t index, const uint8_t *plain, uint32_t 
 	return 0;
 }
 
-/* Decrypt every data range of src and write it into dst (both attached). */
-static int copy_volume_data(struct vol *src, struct vol *dst)
+/* Copy every data range of src (attached) into dst (attached) or, when dst
+ * is NULL, into fd; holes are skipped.  Shared by restores, re-encrypting
+ * copies, image export and replication. */
+int store_copy_data(struct vol *src, struct vol *dst, int fd)
 {
 	const size_t blk = 1u << 20;
 	uint8_t *buf = malloc(blk);
@@ -120,40 +122,39 @@ static int copy_volume_data(struct vol *src, struct vol *dst)
 
 	if (!buf)
 		return -ENOMEM;
-	while (off < size) {
+	while (!rc && off < size) {
 		int64_t d = vol_seek(src, off, SEEK_DATA), h;
 
-		if (d == -ENXIO)
-			break;
 		if (d < 0) {
-			rc = (int)d;
+			rc = d == -ENXIO ? 0 : (int)d;
 			break;
 		}
 		h = vol_seek(src, (uint64_t)d, SEEK_HOLE);
 		if (h < 0)
 			h = (int64_t)size;
-		for (off = (uint64_t)d; off < (uint64_t)h;) {
+		for (off = (uint64_t)d; !rc && off < (uint64_t)h;) {
 			size_t n = (uint64_t)h - off < blk ? (size_t)((uint64_t)h - off) : blk;
 			ssize_t r = vol_read(src, buf, n, off);
 
-			if (r >= 0)
-				r = vol_write(dst, buf, (size_t)r, off);
-			if (r <= 0) {
-				rc = r < 0 ? (int)r : -EIO;
-				break;
-			}
-			off += (uint64_t)r;
+			if (r > 0)
+				r = dst ? vol_write(dst, buf, (size_t)r, off) : pwrite(fd, buf, (size_t)r, (off_t)off);
+			if (r <= 0)
+				rc = r < 0 ? (dst ? (int)r : -errno) : -EIO;
+			else
+				off += (uint64_t)r;
 		}
-		if (rc)
-			break;
 	}
 	sodium_memzero(buf, blk);
 	free(buf);
-	return rc ? rc : vol_sync(dst);
+	if (rc)
+		return rc;
+	if (dst)
+		return vol_sync(dst);
+	return ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0 ? -errno : 0;
 }
 
 /* Open map `id` of `lineage` and attach the key (NULL for unencrypted). */
-static int open_attached(struct store *s, const char *lineage, const char *id, int writable, struct kms_dk *dk,
+int store_open_attached(struct store *s, const char *lineage, const char *id, int writable, struct kms_dk *dk,
 			 struct vol **out)
 {
 	int rc = vol_open(out, s->eng, lineage, id, writable);
@@ -192,7 +193,7 @@ static int create_reencrypted(struct store *s, const struct store_caller *c, str
 	}
 	rc = engine_map_create(s->eng, o->lineage, o->id, o->size);
 	if (!rc)
-		rc = open_attached(s, o->lineage, o->id, 1, ddk, &dv);
+		rc = store_open_attached(s, o->lineage, o->id, 1, ddk, &dv);
 	else
 		kms_dk_destroy(ddk);
 	if (rc) {
@@ -212,9 +213,9 @@ static int create_reencrypted(struct store *s, const struct store_caller *c, str
 		if (!rc)
 			rc = vol_sync(dv);
 	} else {
-		rc = open_attached(s, src->lineage, src->id, 0, sdk, &sv);
+		rc = store_open_attached(s, src->lineage, src->id, 0, sdk, &sv);
 		if (!rc)
-			rc = copy_volume_data(sv, dv);
+			rc = store_copy_data(sv, dv, -1);
 		vol_close(sv);
 	}
 	if (rc && !s->err[0])
