@@ -392,8 +392,7 @@ static int cmd_snapshot_image(struct cmdctx *x, enum meta_kind kind, const char 
 		if ((rc = want_pos(x, a, 2, "create VOL NAME")))
 			return rc;
 		if (kind == META_BACKUP)
-			rc = store_backup_create(x->s, x->c, a->pos[0], a->pos[1], a->incremental,
-						 !x->json && isatty(2) && x->err == stderr, &o);
+			rc = store_backup_create(x->s, x->c, a->pos[0], a->pos[1], a->incremental, &o);
 		else
 			rc = store_snapshot_create(x->s, x->c, kind, a->pos[0], a->pos[1], &o);
 		return done(x, rc, &o, "created");

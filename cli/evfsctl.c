@@ -82,7 +82,7 @@ static int cmd_init(const char *dir, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	const char *dir = getenv("EVFS_STORE"), *project = NULL;
-	int json = 0, i, rc;
+	int json = 0, bar, i, rc;
 	struct store *s;
 	struct store_caller c;
 	char err[1024] = "";
@@ -122,7 +122,10 @@ int main(int argc, char **argv)
 	if (strcmp(argv[i], "init") == 0)
 		return cmd_init(dir, argc - i - 1, argv + i + 1);
 	/* Forward the "kms grant --project P" project too: it is an argument. */
-	rc = ctl_client_run(dir, project, json, argc - i, argv + i, stdout, stderr);
+	/* Progress bars only on a terminal, never with --json (the mount
+	 * streams them back when the command is forwarded). */
+	bar = !json && isatty(STDERR_FILENO);
+	rc = ctl_client_run(dir, project, json | (bar ? CTL_PROGRESS : 0), argc - i, argv + i, stdout, stderr);
 	if (rc >= 0)
 		return rc;
 	if (rc != -ENOENT) {
@@ -134,7 +137,8 @@ int main(int argc, char **argv)
 		/* A mount that is still starting: its control socket comes up
 		 * right after it daemonizes. */
 		usleep(100000);
-		rc = ctl_client_run(dir, project, json, argc - i, argv + i, stdout, stderr);
+		rc = ctl_client_run(dir, project, json | (bar ? CTL_PROGRESS : 0), argc - i, argv + i, stdout,
+				    stderr);
 		if (rc >= 0)
 			return rc;
 		rc = -EBUSY;
@@ -144,6 +148,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	store_caller_init(s, &c, getuid(), getgid(), project);
+	c.progress = bar ? stderr : NULL;
 	rc = cli_run(s, &c, json, argc - i, argv + i, stdout, stderr);
 	store_close(s);
 	return rc;

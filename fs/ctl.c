@@ -139,6 +139,19 @@ static int send_blob(int fd, const char *p, size_t n)
 	return rc ? rc : (n ? io_all(fd, (void *)p, n, 1) : 0);
 }
 
+/* The caller's progress stream: each write becomes one progress frame.  A
+ * client that went away makes the writes fail, not the command. */
+static ssize_t progress_frame_write(void *cookie, const char *buf, size_t n)
+{
+	int fd = *(int *)cookie;
+	uint8_t tag[4];
+
+	put32(tag, CTL_FRAME_PROGRESS);
+	if (io_all(fd, tag, 4, 1) < 0 || send_blob(fd, buf, n) < 0)
+		return -1;
+	return (ssize_t)n;
+}
+
 struct conn {
 	struct ctl_server *srv;
 	int fd;
@@ -162,20 +175,28 @@ static void *conn_main(void *arg)
 	    io_all(cn->fd, buf, len, 0) < 0 || ctl_request_parse(buf, len, &req) < 0)
 		goto out;
 	{
-		FILE *out = open_memstream(&ob, &on), *err = open_memstream(&eb, &en);
+		FILE *out = open_memstream(&ob, &on), *err = open_memstream(&eb, &en), *bar = NULL;
 		struct store_caller c;
 		int rc = 1;
 
+		if ((req.flags & (CTL_PROGRESS | CTL_JSON)) == CTL_PROGRESS) {
+			bar = fopencookie(&cn->fd, "w", (cookie_io_functions_t){ .write = progress_frame_write });
+			if (bar)
+				setvbuf(bar, NULL, _IONBF, 0);
+		}
 		if (out && err) {
 			store_caller_init(cn->srv->s, &c, cr.uid, cr.gid, req.project[0] ? req.project : NULL);
+			c.progress = bar;
 			pthread_mutex_lock(&cn->srv->cmd_lock);
-			rc = cn->srv->fn(cn->srv->s, &c, req.flags & 1, req.argc, req.argv, out, err);
+			rc = cn->srv->fn(cn->srv->s, &c, (req.flags & CTL_JSON) != 0, req.argc, req.argv, out, err);
 			pthread_mutex_unlock(&cn->srv->cmd_lock);
 		}
 		if (out)
 			fclose(out);
 		if (err)
 			fclose(err);
+		if (bar)
+			fclose(bar);
 		ctl_request_free(&req);
 		put32(code, (uint32_t)rc);
 		if (io_all(cn->fd, code, 4, 1) == 0 && send_blob(cn->fd, ob, on) == 0)
@@ -220,6 +241,23 @@ static void *accept_main(void *arg)
 	}
 }
 
+/*
+ * CTL_DIR must be searchable by everyone: the sockets in it are 0666 and
+ * SO_PEERCRED decides what a caller may do (R27).  The mount runs with
+ * umask 077, which would make a fresh mkdir 0700 and lock every other user
+ * out ("cannot talk to the mount: Permission denied"), so set the mode
+ * explicitly, also on a directory an older version left 0700.
+ */
+static void ctl_dir_make(void)
+{
+	struct stat st;
+
+	(void)mkdir(CTL_DIR, 0755);
+	if (lstat(CTL_DIR, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
+	    (st.st_mode & 07777) != 0755)
+		(void)chmod(CTL_DIR, 0755);
+}
+
 int ctl_server_start(struct ctl_server **out, struct store *s, store_command_fn fn)
 {
 	struct ctl_server *srv = calloc(1, sizeof(*srv));
@@ -231,7 +269,7 @@ int ctl_server_start(struct ctl_server **out, struct store *s, store_command_fn 
 	srv->s = s;
 	srv->fn = fn;
 	pthread_mutex_init(&srv->cmd_lock, NULL);
-	(void)mkdir(CTL_DIR, 0755);
+	ctl_dir_make();
 	rc = ctl_socket_path(store_dir(s), srv->path, sizeof(srv->path));
 	if (rc)
 		goto fail;
@@ -300,7 +338,7 @@ static int recv_blob(int fd, FILE *to)
 	return 0;
 }
 
-int ctl_client_run(const char *store_dir, const char *project, int json, int argc, char **argv, FILE *out,
+int ctl_client_run(const char *store_dir, const char *project, unsigned flags, int argc, char **argv, FILE *out,
 		   FILE *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -334,7 +372,7 @@ int ctl_client_run(const char *store_dir, const char *project, int json, int arg
 	put32(buf, 0);   /* length, filled in below */
 	at = 4;
 	put32(buf + at, CTL_MAGIC);
-	put32(buf + at + 4, json ? 1u : 0u);
+	put32(buf + at + 4, flags & (CTL_JSON | CTL_PROGRESS));
 	put32(buf + at + 8, project ? (uint32_t)strlen(project) : 0u);
 	at += 12;
 	if (project) {
@@ -351,8 +389,10 @@ int ctl_client_run(const char *store_dir, const char *project, int json, int arg
 	put32(buf, (uint32_t)(at - 4));
 	rc = io_all(fd, buf, at, 1);
 	free(buf);
-	if (!rc)
-		rc = io_all(fd, code, 4, 0);
+	while (!rc && (rc = io_all(fd, code, 4, 0)) == 0 && get32(code) == CTL_FRAME_PROGRESS) {
+		rc = recv_blob(fd, err);
+		fflush(err);
+	}
 	if (!rc)
 		rc = recv_blob(fd, out);
 	if (!rc)

@@ -9,9 +9,11 @@
  * credentials, not the file mode, decide what a caller may do).
  *
  * Wire format (all integers u32 little-endian):
- *   request:  "EVC1" | flags (bit 0: --json) | project length | project |
- *             argc | argc x (length | bytes)
- *   response: exit code | stdout length | stdout | stderr length | stderr
+ *   request:  "EVC1" | flags (bit 0: --json, bit 1: progress bars wanted) |
+ *             project length | project | argc | argc x (length | bytes)
+ *   response: zero or more progress frames (CTL_FRAME_PROGRESS | length |
+ *             text for the caller's terminal), then
+ *             exit code | stdout length | stdout | stderr length | stderr
  * A request is limited to 64 args of 4 KiB; replies to 16 MiB.
  */
 #ifndef EVFS_CTL_H
@@ -27,6 +29,9 @@
 #define CTL_MAX_ARGS 64u
 #define CTL_MAX_ARG 4096u
 #define CTL_MAX_REPLY (16u << 20)
+#define CTL_JSON 1u                       /* request flags */
+#define CTL_PROGRESS 2u
+#define CTL_FRAME_PROGRESS 0xffffffffu    /* never an exit code */
 
 struct ctl_server;
 
@@ -37,10 +42,11 @@ int ctl_socket_path(const char *store_dir, char *out, size_t outsz) CTL_WUR;
 int ctl_server_start(struct ctl_server **out, struct store *s, store_command_fn fn) CTL_WUR;
 void ctl_server_stop(struct ctl_server *srv);
 
-/* Client: run a command on the mount serving store_dir.  Returns the exit
- * code (>= 0) with stdout/stderr text copied to out/err, or -ENOENT /
+/* Client: run a command on the mount serving store_dir (flags: CTL_JSON,
+ * CTL_PROGRESS).  Returns the exit code (>= 0) with stdout/stderr text
+ * copied to out/err (progress text to err as it arrives), or -ENOENT /
  * -ECONNREFUSED when no mount serves the store. */
-int ctl_client_run(const char *store_dir, const char *project, int json, int argc, char **argv, FILE *out,
+int ctl_client_run(const char *store_dir, const char *project, unsigned flags, int argc, char **argv, FILE *out,
 		   FILE *err) CTL_WUR;
 
 /* Parse / build messages (exposed for the fuzz harness and tests). */

@@ -33,6 +33,7 @@ struct store_caller {
 	uint32_t gid;
 	char user[64];
 	char project[64];
+	FILE *progress;          /* progress bars of long operations go here; NULL: none */
 };
 
 typedef void (*store_log_fn)(void *ctx, int level, const char *msg);
@@ -138,7 +139,7 @@ int store_image_replicate(struct store *s, const struct store_caller *c, const c
 int store_object_delete(struct store *s, const struct store_caller *c, enum meta_kind kind,
 			const char *name) STORE_WUR;
 int store_backup_create(struct store *s, const struct store_caller *c, const char *vol, const char *name,
-			int incremental, int progress, struct meta_object *out) STORE_WUR;
+			int incremental, struct meta_object *out) STORE_WUR;
 int store_backup_delete(struct store *s, const struct meta_object *o) STORE_WUR;
 int store_attach(struct store *s, const struct store_caller *c, const char *name) STORE_WUR;
 int store_detach(struct store *s, const struct store_caller *c, const char *name, int force, FILE *warn) STORE_WUR;

@@ -21,29 +21,23 @@
 #include <unistd.h>
 
 #include "backup.h"
+#include "progress.h"
 
-static void progress_bar(void *ctx, uint64_t done, uint64_t total)
+static void backup_progress(void *ctx, uint64_t done, uint64_t total)
 {
-	const time_t *start = ctx;
-	double el = difftime(time(NULL), *start), rate = el > 0 ? (double)done / el : 0;
-	int pct = total ? (int)(done * 100 / total) : 100;
-
-	fprintf(stderr, "\r[%-40.*s] %3d%% %7.1f MiB/s ETA %4.0fs", pct * 40 / 100,
-		"########################################", pct, rate / 1048576.0,
-		rate > 0 ? (double)(total - done) / rate : 0.0);
-	if (done >= total)
-		fputc('\n', stderr);
+	(void)total;
+	progress_update(ctx, done);
 }
 
 int store_backup_create(struct store *s, const struct store_caller *c, const char *vol, const char *name,
-			int incremental, int progress, struct meta_object *out)
+			int incremental, struct meta_object *out)
 {
 	struct meta_object v, o, tmp;
 	struct meta_lineage l;
 	struct backup_info bi;
 	struct vol *h = NULL;
 	char setting[80], last[META_ID_LEN + 1] = "";
-	time_t start = time(NULL);
+	struct progress pr;
 	int rc = store_object_find(s, c, META_VOLUME, vol, &v);
 
 	if (rc)
@@ -107,7 +101,9 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 		memcpy(bi.wrapped, l.wrapped, l.wrapped_len);
 		bi.wrapped_len = (uint32_t)l.wrapped_len;
 		bi.created = o.created;
-		rc = backup_create(h, s->cfg.backup_dir, &bi, progress ? progress_bar : NULL, &start);
+		progress_begin(&pr, c->progress, name, v.size);
+		rc = backup_create(h, s->cfg.backup_dir, &bi, backup_progress, &pr);
+		progress_end(&pr, rc == 0);
 		o.stored_bytes = bi.own_chunks * vol_chunk_size(h);
 	}
 	vol_close(h);
@@ -243,7 +239,11 @@ int store_image_export(struct store *s, const struct store_caller *c, const char
 		rc = -errno;
 		store_seterr(s, "image export %s: cannot create %s: %s", img, file, strerror(-rc));
 	} else {
-		rc = store_copy_data(v, NULL, fd);
+		struct progress pr;
+
+		progress_begin(&pr, c->progress, img, vol_size(v));
+		rc = store_copy_data(v, NULL, fd, &pr);
+		progress_end(&pr, rc == 0);
 		close(fd);
 		if (rc) {
 			store_seterr(s, "image export %s to %s failed: %s", img, file, strerror(-rc));
@@ -281,8 +281,13 @@ int store_image_replicate(struct store *s, const struct store_caller *c, const c
 		rc = engine_map_create(d->eng, n.lineage, n.id, n.size);
 	if (!rc)
 		rc = store_open_attached(d, n.lineage, n.id, 1, NULL, &dv);
-	if (!rc)
-		rc = store_copy_data(v, dv, -1);
+	if (!rc) {
+		struct progress pr;
+
+		progress_begin(&pr, c->progress, img, vol_size(v));
+		rc = store_copy_data(v, dv, -1, &pr);
+		progress_end(&pr, rc == 0);
+	}
 	vol_close(dv);
 	if (!rc)
 		rc = meta_object_insert(d->meta, &n);

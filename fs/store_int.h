@@ -51,7 +51,8 @@ void store_lineage_gc(struct store *s, const char *lineage);
 int store_object_find(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name,
 		      struct meta_object *o);
 /* Copy src's data into dst, or into fd when dst is NULL (store_ops.c). */
-int store_copy_data(struct vol *src, struct vol *dst, int fd);
+struct progress;
+int store_copy_data(struct vol *src, struct vol *dst, int fd, struct progress *p);
 /* Open map `id` and attach dk (consumed; NULL for unencrypted). */
 int store_open_attached(struct store *s, const char *lineage, const char *id, int writable, struct kms_dk *dk,
 			struct vol **out);

@@ -37,6 +37,7 @@
 #include <sodium.h>
 
 #include "backup.h"
+#include "progress.h"
 
 static void object_base(const struct store_caller *c, struct meta_object *o, enum meta_kind kind,
 			const char *name)
@@ -97,6 +98,7 @@ static int commit_object(struct store *s, struct meta_object *o)
 
 struct restore_ctx {
 	struct vol *dst;
+	struct progress *pr;
 	int err;
 };
 
@@ -107,13 +109,14 @@ static int restore_cb(void *ctx, uint64_t index, const uint8_t *plain, uint32_t 
 
 	if (w < 0)
 		return (int)w;
+	progress_update(r->pr, (index + 1) * len);
 	return 0;
 }
 
 /* Copy every data range of src (attached) into dst (attached) or, when dst
  * is NULL, into fd; holes are skipped.  Shared by restores, re-encrypting
  * copies, image export and replication. */
-int store_copy_data(struct vol *src, struct vol *dst, int fd)
+int store_copy_data(struct vol *src, struct vol *dst, int fd, struct progress *p)
 {
 	const size_t blk = 1u << 20;
 	uint8_t *buf = malloc(blk);
@@ -142,6 +145,7 @@ int store_copy_data(struct vol *src, struct vol *dst, int fd)
 				rc = r < 0 ? (dst ? (int)r : -errno) : -EIO;
 			else
 				off += (uint64_t)r;
+			progress_update(p, off);
 		}
 	}
 	sodium_memzero(buf, blk);
@@ -181,6 +185,7 @@ static int create_reencrypted(struct store *s, const struct store_caller *c, str
 {
 	struct kms_dk *sdk = NULL, *ddk = NULL;
 	struct vol *sv = NULL, *dv = NULL;
+	struct progress pr;
 	int rc;
 
 	rc = store_lineage_unwrap(s, c, src->project, src->lineage, &sdk);
@@ -200,9 +205,10 @@ static int create_reencrypted(struct store *s, const struct store_caller *c, str
 		kms_dk_destroy(sdk);
 		goto out;
 	}
+	progress_begin(&pr, c->progress, o->name, o->size);
 	if (src->kind == META_BACKUP) {
 		struct backup_reader *br;
-		struct restore_ctx r = { .dst = dv };
+		struct restore_ctx r = { .dst = dv, .pr = &pr };
 
 		rc = backup_reader_open(&br, src->location, src->id, sdk ? kms_dk_bytes(sdk) : NULL);
 		kms_dk_destroy(sdk);
@@ -215,9 +221,10 @@ static int create_reencrypted(struct store *s, const struct store_caller *c, str
 	} else {
 		rc = store_open_attached(s, src->lineage, src->id, 0, sdk, &sv);
 		if (!rc)
-			rc = store_copy_data(sv, dv, -1);
+			rc = store_copy_data(sv, dv, -1, &pr);
 		vol_close(sv);
 	}
+	progress_end(&pr, rc == 0);
 	if (rc && !s->err[0])
 		store_seterr(s, "volume %s: copying from %s %s failed: %s%s", o->name, meta_kind_name(src->kind),
 			     src->name, strerror(-rc), rc == -EBADMSG ? " (source data damaged: run evfsctl fsck)" : "");

@@ -79,4 +79,42 @@ ok "R1: the encryption attribute is immutable (xattr, catalog trigger)"
 ctl volume extend p --size 32M >/dev/null; sleep 1.5; [ "$(stat -c %s "$MNT/volumes/p")" = 33554432 ] || die "extend"
 expect_fail 1 "$EVFSCTL_BIN" volume extend p --size 8M
 ok "R23: volumes extend, never shrink"
+# Deletion rules: objects are independent; space goes back when the last sharer goes.
+ctl volume create big --size 64M --encrypt >/dev/null; ctl attach big >/dev/null
+head -c 32M /dev/urandom > "$T/big0"; dd if="$T/big0" of="$MNT/volumes/big" bs=1M conv=notrunc,fsync status=none
+kib() { sync; du -sk "$STORE/pools" | cut -f1; }
+ctl snapshot create big sbig >/dev/null; u0=$(kib)
+head -c 32M /dev/urandom > "$T/big1"; dd if="$T/big1" of="$MNT/volumes/big" bs=1M conv=notrunc,fsync status=none
+u1=$(kib); [ $((u1 - u0)) -ge 30000 ] || die "CoW: overwriting 32 MiB under a snapshot grew the store by $((u1 - u0)) KiB"
+ctl snapshot delete sbig >/dev/null; u2=$(kib)
+[ $((u1 - u2)) -ge 30000 ] || die "deleting the snapshot gave back only $((u1 - u2)) KiB of 32 MiB"
+cmp -n 33554432 "$MNT/volumes/big" "$T/big1" || die "volume changed by deleting its snapshot"
+ok "snapshot delete gives back its unshared chunks (du: +$((u1 - u0)) KiB on overwrite, -$((u1 - u2)) KiB on delete)"
+ctl snapshot create big sbig2 >/dev/null; ctl volume create fromsnap --from-snapshot sbig2 >/dev/null
+ctl image create big ibig >/dev/null; ctl volume create fromimg --from-image ibig >/dev/null
+ctl detach big >/dev/null; ctl volume delete big >/dev/null
+cmp -n 33554432 "$MNT/snapshots/sbig2" "$T/big1" || die "snapshot lost with its volume"
+ctl snapshot delete sbig2 >/dev/null; ctl image delete ibig >/dev/null
+for vv in fromsnap fromimg; do ctl attach $vv >/dev/null; cmp -n 33554432 "$MNT/volumes/$vv" "$T/big1" || die "$vv"; done
+u3=$(kib); [ $((u2 - u3)) -lt 4096 ] || die "shared chunks were freed while volumes still use them"
+ctl detach fromsnap >/dev/null; ctl volume delete fromsnap >/dev/null
+ctl detach fromimg >/dev/null; ctl volume delete fromimg >/dev/null
+u4=$(kib); [ $((u3 - u4)) -ge 30000 ] || die "deleting the last users gave back only $((u3 - u4)) KiB"
+expect_fail 1 "$EVFSCTL_BIN" volume delete v
+grep -q "detach it first" "$T/err" || die "deleting an attached volume must say to detach it first"
+ok "deleting a volume keeps its snapshots/images; deleting those keeps volumes made from them; the last user frees the space"
+# Progress: a bar with rate and ETA on a terminal, none otherwise or with --json (forwarded to the mount here).
+tty() { script -qec "$*" /dev/null </dev/null; }
+tty "$EVFSCTL_BIN" backup create v bp > "$T/tty1"
+grep -q 'bp \[#*' "$T/tty1" && grep -q '100%.*MiB/s' "$T/tty1" || die "no progress bar on a terminal: $(cat "$T/tty1")"
+tty "$EVFSCTL_BIN" volume create rp --from-backup bp --no-encrypt > "$T/tty2"
+grep -q 'rp \[#*.*100%.*MiB/s' "$T/tty2" || die "no progress bar for a restore"
+tty "$EVFSCTL_BIN" image export ip "$T/ip2.raw" > "$T/tty3"
+grep -q 'ip \[#*.*100%' "$T/tty3" || die "no progress bar for an export"
+tty "$EVFSCTL_BIN" --json backup create v bj > "$T/tty4"
+ctl backup create v bn 2> "$T/nontty" >/dev/null
+! grep -q 'MiB/s' "$T/tty4" "$T/nontty" || die "progress bar with --json or without a terminal"
+umnt; tty "$EVFSCTL_BIN" backup create v bl > "$T/tty5"
+grep -q 'bl \[#*.*100%.*MiB/s' "$T/tty5" || die "no progress bar when evfsctl runs the store itself"
+ok "progress bars with rate and ETA on a terminal (backup, restore, export; mounted or not), none with --json or off a terminal"
 finish
