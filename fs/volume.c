@@ -61,6 +61,7 @@ struct scratch {
 	uint64_t ent[SEG_CHUNKS];
 	uint64_t le[SEG_CHUNKS];             /* map entries as stored */
 	uint32_t which[SEG_CHUNKS];
+	uint8_t nonces[SEG_CHUNKS][CHUNK_NONCE_BYTES];   /* one getrandom a pass, not one a chunk */
 };
 
 static pthread_key_t scratch_key;
@@ -558,6 +559,10 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 	int err = 0;
 
 	chunk_range(off, len, cs, &first, &count);
+	if (vol_key(v))
+		randombytes_buf(sc->nonces, count * CHUNK_NONCE_BYTES);
+	else
+		memset(sc->nonces, 0, count * CHUNK_NONCE_BYTES);
 	stripes_lock(v, first, count, 1);
 	for (uint64_t k = 0; k < count && !err; k++) {
 		uint64_t idx = first + k, in_buf;
@@ -578,8 +583,8 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 			plain = sc->bounce;
 		}
 		if (!err && !chunk_is_zero(plain, cs)) {
-			err = chunk_encrypt(vol_key(v), p->lineage, idx, plain, sc->cipher + nz * cs, cs,
-					    &sc->tags[nz]);
+			err = chunk_encrypt_nonce(vol_key(v), p->lineage, idx, sc->nonces[k], plain,
+						  sc->cipher + nz * cs, cs, &sc->tags[nz]);
 			sc->which[nz++] = (uint32_t)k;
 		}
 		if (plain == sc->bounce)
