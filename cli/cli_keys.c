@@ -341,6 +341,12 @@ int cmd_kms(struct cmdctx *x, const char *sub, struct args *a)
 
 	if (strcmp(sub, "grant") == 0 || strcmp(sub, "revoke") == 0) {
 		rc = sub[0] == 'g' ? kms_grant(store_kms(x->s), &kc, project) : kms_revoke(store_kms(x->s), &kc, project);
+		if (rc == -EPERM) {
+			fprintf(x->err, "evfsctl: %s project %s: refused: user %s is not a security administrator (R10); "
+				"ask a security administrator (%s) to run 'evfsctl kms %s --project %s'\n", sub, project,
+				x->c->user, store_config(x->s)->security_admins, sub, project);
+			return 1;
+		}
 		if (rc)
 			return kerr(x, rc, sub, project);
 		if (x->json)

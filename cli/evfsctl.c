@@ -8,6 +8,7 @@
  * store itself (taking the store lock) and runs the same command code.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,26 @@ static int cmd_init(const char *dir, int argc, char **argv)
 	return 0;
 }
 
+/*
+ * A command forwarded to a mount runs there, in the working directory "/":
+ * turn the paths of `image export IMG FILE` and `--to-store DIR` into
+ * absolute ones first.  The new strings live until exit, like argv.
+ */
+static void absolute_paths(int argc, char **argv)
+{
+	char cwd[PATH_MAX], *abs;
+
+	if (!getcwd(cwd, sizeof(cwd)))
+		return;
+	for (int j = 1; j < argc; j++) {
+		int path = (j == 3 && strcmp(argv[0], "image") == 0 && strcmp(argv[1], "export") == 0) ||
+			   strcmp(argv[j - 1], "--to-store") == 0;
+
+		if (path && argv[j][0] && argv[j][0] != '/' && asprintf(&abs, "%s/%s", cwd, argv[j]) > 0)
+			argv[j] = abs;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const char *dir = getenv("EVFS_STORE"), *project = NULL;
@@ -121,6 +142,7 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[i], "init") == 0)
 		return cmd_init(dir, argc - i - 1, argv + i + 1);
+	absolute_paths(argc - i, argv + i);
 	/* Forward the "kms grant --project P" project too: it is an argument. */
 	/* Progress bars only on a terminal, never with --json (the mount
 	 * streams them back when the command is forwarded). */

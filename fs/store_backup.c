@@ -15,8 +15,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +44,8 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 	struct progress pr;
 	int rc = store_object_find(s, c, META_VOLUME, vol, &v);
 
+	if (!rc)
+		rc = store_owner_check(s, c, &v, "backup of volume");
 	if (rc)
 		return rc;
 	if (meta_object_lookup(s->meta, META_BACKUP, c->project, name, &o) == 0) {
@@ -206,11 +212,55 @@ out:
 
 /* =========================== export / replicate ======================== */
 
+/*
+ * Create FILE for an export with the caller's file-system rights.  In the
+ * mount the command runs as root for whichever user sent it over the
+ * control socket; opening FILE as root would let any user have root create
+ * a file of their choosing anywhere (/etc/cron.d, ...).  So this thread
+ * takes the caller's fsuid, fsgid and groups for the open() only: the raw
+ * setgroups syscall and setfsuid/setfsgid change the calling thread alone,
+ * and a non-zero fsuid drops CAP_DAC_OVERRIDE.  If the switch is not
+ * possible (a mount not run by root), the open is refused.
+ */
+static int open_as_caller(const struct store_caller *c, const char *file)
+{
+	uid_t ouid = geteuid();
+	gid_t ogid = getegid(), groups[64], saved[64];
+	int n = 64, nsaved, fd, err;
+
+	if (c->uid == ouid)
+		return open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	nsaved = getgroups(64, saved);
+	if (getgrouplist(c->user, c->gid, groups, &n) < 0)
+		n = 1, groups[0] = c->gid;       /* more than 64: the primary group only */
+	if (nsaved < 0 || syscall(SYS_setgroups, (size_t)n, groups) != 0) {
+		errno = EPERM;
+		return -1;
+	}
+	setfsgid(c->gid);
+	setfsuid(c->uid);
+	if ((uid_t)setfsuid((uid_t)-1) != c->uid || (gid_t)setfsgid((gid_t)-1) != c->gid) {
+		fd = -1;
+		err = EPERM;
+	} else {
+		fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		err = errno;
+	}
+	setfsuid(ouid);
+	setfsgid(ogid);
+	if (syscall(SYS_setgroups, (size_t)nsaved, saved) != 0)
+		abort();   /* never keep running with the caller's groups */
+	errno = err;
+	return fd;
+}
+
 static int image_open_plain(struct store *s, const struct store_caller *c, const char *img, const char *what,
 			    struct meta_object *o, struct vol **v)
 {
 	int rc = store_object_find(s, c, META_IMAGE, img, o);
 
+	if (!rc)
+		rc = store_owner_check(s, c, o, "image");
 	if (rc)
 		return rc;
 	if (o->encrypted) {
@@ -234,7 +284,13 @@ int store_image_export(struct store *s, const struct store_caller *c, const char
 
 	if (rc)
 		return rc;
-	fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (file[0] != '/' && s->mounted) {
+		store_seterr(s, "image export %s: %s is a relative path and the command runs in the mount; give an "
+			     "absolute path", img, file);
+		vol_close(v);
+		return -EINVAL;
+	}
+	fd = open_as_caller(c, file);
 	if (fd < 0) {
 		rc = -errno;
 		store_seterr(s, "image export %s: cannot create %s: %s", img, file, strerror(-rc));
@@ -264,6 +320,19 @@ int store_image_replicate(struct store *s, const struct store_caller *c, const c
 
 	if (rc)
 		return rc;
+	if (c->uid != 0 && c->uid != geteuid()) {
+		struct stat st;
+
+		/* The mount (root) opens the other store for the caller: only
+		 * into a store the caller owns (R27). */
+		if (to_store[0] != '/' || stat(to_store, &st) != 0 || st.st_uid != c->uid) {
+			store_seterr(s, "image replicate %s: %s is not a store of yours (give the absolute path of a "
+				     "store you created); replication goes only into your own stores (R27)", img,
+				     to_store);
+			vol_close(v);
+			return -EACCES;
+		}
+	}
 	rc = store_open(&d, to_store, NULL, NULL, NULL, err, sizeof(err));
 	if (rc) {
 		store_seterr(s, "image replicate %s: %s", img, err);

@@ -50,6 +50,10 @@ void store_lineage_gc(struct store *s, const char *lineage);
 /* Find an object of c->project by kind and name (message on failure). */
 int store_object_find(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name,
 		      struct meta_object *o);
+/* 0 if c is root or owns o, else -EPERM with "OP NAME: permission denied"
+ * (R27).  Every operation that changes an object or copies its data out
+ * (snapshot, backup, image, volume from it, export) checks it. */
+int store_owner_check(struct store *s, const struct store_caller *c, const struct meta_object *o, const char *op);
 /* Copy src's data into dst, or into fd when dst is NULL (store_ops.c). */
 struct progress;
 int store_copy_data(struct vol *src, struct vol *dst, int fd, struct progress *p);

@@ -71,7 +71,7 @@ static int check_name(struct store *s, const struct store_caller *c, enum meta_k
 	return 0;
 }
 
-static int owner_check(struct store *s, const struct store_caller *c, const struct meta_object *o, const char *op)
+int store_owner_check(struct store *s, const struct store_caller *c, const struct meta_object *o, const char *op)
 {
 	if (c->uid == 0 || c->uid == o->owner_uid)
 		return 0;
@@ -260,7 +260,12 @@ int store_volume_create(struct store *s, const struct store_caller *c, const str
 		o.size = sp->size;
 		o.encrypted = sp->encrypt == 1;
 	} else {
+		char op[META_NAME_MAX + 32];
+
+		snprintf(op, sizeof(op), "volume %s from %s", sp->name, meta_kind_name(sp->from_kind));
 		rc = store_object_find(s, c, sp->from_kind, sp->from, &src);
+		if (!rc)
+			rc = store_owner_check(s, c, &src, op);
 		if (rc)
 			return rc;
 		snprintf(o.source, sizeof(o.source), "%s:%s", meta_kind_name(sp->from_kind), src.name);
@@ -342,7 +347,7 @@ int store_volume_extend(struct store *s, const struct store_caller *c, const cha
 	int rc = store_object_find(s, c, META_VOLUME, name, &o);
 
 	if (!rc)
-		rc = owner_check(s, c, &o, "extend volume");
+		rc = store_owner_check(s, c, &o, "extend volume");
 	return rc ? rc : store_volume_resize(s, &o, size);
 }
 
@@ -352,7 +357,7 @@ int store_volume_rollback(struct store *s, const struct store_caller *c, const c
 	int rc = store_object_find(s, c, META_VOLUME, name, &o);
 
 	if (!rc)
-		rc = owner_check(s, c, &o, "roll back volume");
+		rc = store_owner_check(s, c, &o, "roll back volume");
 	if (!rc)
 		rc = store_object_find(s, c, META_SNAPSHOT, snap, &sn);
 	if (rc)
@@ -384,6 +389,8 @@ int store_snapshot_create(struct store *s, const struct store_caller *c, enum me
 	int rc = store_object_find(s, c, META_VOLUME, vol, &v);
 
 	if (!rc)
+		rc = store_owner_check(s, c, &v, kind == META_SNAPSHOT ? "snapshot of volume" : "image of volume");
+	if (!rc)
 		rc = check_name(s, c, kind, name);
 	if (rc)
 		return rc;
@@ -414,6 +421,8 @@ int store_image_copy(struct store *s, const struct store_caller *c, const char *
 	struct kms_key_info ki;
 	int rc = store_object_find(s, c, META_IMAGE, img, &src);
 
+	if (!rc)
+		rc = store_owner_check(s, c, &src, "image copy of");
 	if (!rc)
 		rc = check_name(s, c, META_IMAGE, name);
 	if (rc)
@@ -456,7 +465,7 @@ int store_object_delete(struct store *s, const struct store_caller *c, enum meta
 	int rc = store_object_find(s, c, kind, name, &o);
 
 	if (!rc)
-		rc = owner_check(s, c, &o, "delete");
+		rc = store_owner_check(s, c, &o, "delete");
 	if (rc)
 		return rc;
 	if (kind == META_VOLUME && store_is_attached(s, o.id)) {
@@ -491,7 +500,7 @@ int store_attach(struct store *s, const struct store_caller *c, const char *name
 	int rc = store_object_find(s, c, META_VOLUME, name, &o);
 
 	if (!rc)
-		rc = owner_check(s, c, &o, "attach volume");
+		rc = store_owner_check(s, c, &o, "attach volume");
 	if (rc)
 		return rc;
 	if (!s->mounted) {
@@ -517,7 +526,7 @@ int store_detach(struct store *s, const struct store_caller *c, const char *name
 	int rc = store_object_find(s, c, META_VOLUME, name, &o);
 
 	if (!rc)
-		rc = owner_check(s, c, &o, "detach volume");
+		rc = store_owner_check(s, c, &o, "detach volume");
 	if (rc)
 		return rc;
 	store_kcaller(c, &kc, o.project);
