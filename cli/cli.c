@@ -41,7 +41,7 @@ void cli_usage(FILE *f)
 	      "  image create VOL NAME | copy IMG NAME [--encrypt --key KEY] | list | show | delete\n"
 	      "  image export IMG FILE | replicate IMG --to-store DIR\n"
 	      "  attach VOL | detach VOL [--force]\n"
-	      "  fsck NAME\n"
+	      "  fsck [NAME | --all] [--repair [--quarantine]]   (no NAME: the whole store)\n"
 	      "The store is --store DIR or $EVFS_STORE. SIZE takes K, M, G, T suffixes.\n",
 	      f);
 }
@@ -136,6 +136,12 @@ static int parse_args(struct cmdctx *x, int argc, char **argv, struct args *a)
 			a->force = 1;
 		else if (strcmp(argv[i], "--verify") == 0)
 			a->verify = 1;
+		else if (strcmp(argv[i], "--repair") == 0)
+			a->repair = 1;
+		else if (strcmp(argv[i], "--quarantine") == 0)
+			a->quarantine = 1;
+		else if (strcmp(argv[i], "--all") == 0)
+			a->all = 1;
 		else if (argv[i][0] == '-' && argv[i][1])
 			return usage(x, "unknown option %s", argv[i]);
 		else if (a->n < 8)
@@ -467,15 +473,16 @@ int cli_run(struct store *s, const struct store_caller *c, int json, int argc, c
 		return rc ? fail(&x) : 0;
 	}
 	if (strcmp(grp, "fsck") == 0) {
-		if ((rc = want_pos(&x, &a, 1, "fsck NAME")))
-			return rc;
-		rc = store_fsck(s, c, a.pos[0], out);
+		struct store_fsck_opts fo = { a.n ? a.pos[0] : NULL, a.repair, a.quarantine, json };
+
+		if (a.n > 1 || (a.n == 1 && a.all))
+			return usage(&x, "%s", "fsck [NAME | --all] [--repair [--quarantine]]");
+		if (a.quarantine && (!a.repair || !a.n))
+			return usage(&x, "%s", "fsck NAME --repair --quarantine: --quarantine needs --repair and the "
+				     "name of the volume, snapshot or image whose unreadable chunks become zeros");
+		rc = store_fsck_run(s, c, &fo, out);
 		if (rc < 0)
 			return fail(&x);
-		if (json)
-			fprintf(out, "{\"name\":\"%s\",\"bad_chunks\":%d}\n", a.pos[0], rc);
-		else
-			fprintf(out, "%s: %d bad chunk(s)%s\n", a.pos[0], rc, rc ? "" : ", all chunks verify");
 		return rc ? 1 : 0;
 	}
 	return usage(&x, "unknown command '%s'", grp[0] ? grp : "(none)");

@@ -88,6 +88,9 @@ void pool_close_final(struct pool *p);
 int pool_ref(struct pool *p, uint64_t slot);
 uint32_t pool_refcount(struct pool *p, uint64_t slot);
 int pool_sync(struct pool *p);
+/* fsck: check the tag table header of a pool's tags file (-EUCLEAN if bad). */
+int pool_header_check(int tags_fd, const uint8_t lineage[static CHUNK_LINEAGE_BYTES], uint32_t *chunk_size,
+		      int *encrypted);
 int map_ref_cb(void *ctx, uint64_t index, uint64_t slot);
 void engine_logf(struct engine *e, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void engine_chunk_error(struct engine *e, const char *vol, uint64_t index, int err);

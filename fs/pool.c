@@ -620,3 +620,21 @@ int pool_sync(struct pool *p)
 		return -errno;
 	return 0;
 }
+
+/* ============================== fsck ================================== */
+
+int pool_header_check(int tags_fd, const uint8_t lineage[static CHUNK_LINEAGE_BYTES], uint32_t *chunk_size,
+		      int *encrypted)
+{
+	struct tags_header h, want;
+
+	if (pread(tags_fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+		return -EUCLEAN;
+	tags_header_fill(&want, h.lineage, le32toh(h.chunk_size), (int)le32toh(h.encrypted));
+	if (memcmp(&h, &want, sizeof(h)) != 0 || memcmp(h.lineage, lineage, CHUNK_LINEAGE_BYTES) != 0 ||
+	    !chunk_size_valid(le32toh(h.chunk_size)))
+		return -EUCLEAN;
+	*chunk_size = le32toh(h.chunk_size);
+	*encrypted = (int)le32toh(h.encrypted);
+	return 0;
+}

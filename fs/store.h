@@ -146,6 +146,20 @@ int store_detach(struct store *s, const struct store_caller *c, const char *name
 /* Verify every chunk of an object; bad chunks reported on out. Returns
  * the number of bad chunks or a negative errno. */
 int store_fsck(struct store *s, const struct store_caller *c, const char *name, FILE *out) STORE_WUR;
+/* evfsctl fsck (store_fsck.c): the whole store (name NULL; root or the
+ * store's owner) or one object and its lineage's pool.  Findings go to out
+ * as text lines or one JSON document.  Nothing is written unless repair
+ * (orphans removed, leaked slots punched) or quarantine (with repair and a
+ * name: unreadable chunks become holes).  Returns the number of problems
+ * left (0: clean) or a negative errno (message in store_error). */
+struct store_fsck_opts {
+	const char *name;
+	int repair;
+	int quarantine;
+	int json;
+};
+int store_fsck_run(struct store *s, const struct store_caller *c, const struct store_fsck_opts *o,
+		   FILE *out) STORE_WUR;
 int store_volume_resize(struct store *s, const struct meta_object *o, uint64_t size) STORE_WUR;
 /* "Enabled", ... for a key id as seen from project (for listings). */
 const char *store_key_state_of(struct store *s, const char *project, const char *key_id);

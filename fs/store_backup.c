@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * store_backup.c - backups, image export and replication, fsck.
+ * store_backup.c - backups, image export and replication (fsck: store_fsck.c).
  *
  * A backup is taken from a point-in-time clone of the volume's map (made
  * and dropped here), so it matches every write the mount acknowledged
@@ -368,59 +368,5 @@ int store_image_replicate(struct store *s, const struct store_caller *c, const c
 	}
 	vol_close(v);
 	store_close(d);
-	return rc;
-}
-
-/* ================================ fsck ================================= */
-
-struct fsck_ctx {
-	FILE *out;
-	const char *name;
-	uint32_t cs;
-};
-
-static void bad_cb(void *ctx, uint64_t index, int err)
-{
-	struct fsck_ctx *f = ctx;
-
-	fprintf(f->out, "%s: chunk %llu (bytes %llu-%llu): %s\n", f->name, (unsigned long long)index,
-		(unsigned long long)(index * f->cs), (unsigned long long)((index + 1) * f->cs - 1),
-		err == -EBADMSG ? "authentication failed (tampered or damaged)" : strerror(-err));
-}
-
-int store_fsck(struct store *s, const struct store_caller *c, const char *name, FILE *out)
-{
-	static const enum meta_kind kinds[] = { META_VOLUME, META_SNAPSHOT, META_IMAGE, META_BACKUP };
-	struct fsck_ctx f = { out, name, s->cfg.chunk_size };
-	struct meta_object o;
-	struct kms_dk *dk = NULL;
-	int rc = -ENOENT;
-
-	for (size_t i = 0; i < 4 && rc == -ENOENT; i++)
-		rc = meta_object_lookup(s->meta, kinds[i], c->project, name, &o);
-	if (rc) {
-		store_seterr(s, "fsck: no volume, snapshot, image or backup named '%s' in project %s", name,
-			     c->project);
-		return rc;
-	}
-	rc = store_lineage_unwrap(s, c, o.project, o.lineage, &dk);
-	if (rc)
-		return rc;
-	if (o.kind == META_BACKUP) {
-		struct backup_info bi;
-
-		if (backup_info_load(o.location, o.id, &bi) == 0)
-			f.cs = bi.chunk_size;
-		rc = backup_verify(o.location, o.id, dk ? kms_dk_bytes(dk) : NULL, bad_cb, &f);
-	} else {
-		struct engine_map_stats st;
-
-		if (engine_map_stats(s->eng, o.lineage, o.id, &st) == 0)
-			f.cs = st.chunk_size;
-		rc = engine_map_verify(s->eng, o.lineage, o.id, dk, bad_cb, &f);
-	}
-	kms_dk_destroy(dk);
-	if (rc < 0)
-		store_seterr(s, "fsck %s: %s", name, strerror(-rc));
 	return rc;
 }

@@ -1,0 +1,750 @@
+// SPDX-License-Identifier: MIT
+/*
+ * engine_fsck.c - consistency checks and repairs of chunk pools and maps.
+ *
+ * What can be wrong with a pool (see pool.c and maps.c for the layout):
+ *
+ *   files     data, tags or maps/ missing; the tag table header damaged or
+ *             naming another lineage; the tag table not header + n * 64.
+ *   maps      a header that fails its checksum, names another lineage or
+ *             another id than its file name; a file shorter than its
+ *             nominal size needs; an entry pointing beyond the tag table or
+ *             beyond the data file, at a slot whose data was punched or
+ *             whose tag is empty (a freed slot), or at a slot whose tag was
+ *             written for another chunk index (moved).
+ *   counts    reference counts are not stored: they are the number of map
+ *             entries naming a slot.  On a pool the engine has open (the
+ *             mount's) they are also held in memory, and the two must
+ *             agree; a referenced slot counted free in memory would be
+ *             handed out again and overwritten.
+ *   leaks     a slot no map references whose data still takes space.  The
+ *             write path leaves the old slot of an overwritten chunk in
+ *             place for reuse, and an interrupted write leaves its new slot
+ *             behind, so leaks are normal and harmless: they are counted,
+ *             and engine_pool_reclaim() punches them.
+ *   chunks    every mapped chunk authenticates under the lineage's key.
+ *
+ * Checking never writes.  A pool the engine has not opened is read from
+ * its files (opening it through pool_get() would delete leftover clones);
+ * one it has open is held so it cannot close, and its writable volumes are
+ * frozen (their rwlock taken exclusive) while the maps are read and counted,
+ * so the counts compare one instant.  Chunk verification of an open volume
+ * takes its locks per chunk, like a read, so I/O goes on meanwhile.
+ *
+ * Repairs are small and separate: punch leaked slots (with the slot marked
+ * busy under the pool lock so the allocator cannot hand it out while its
+ * hole is punched), clear one map entry (quarantine: the chunk reads as
+ * zeros; entry synced before the slot is released), remove an interrupted
+ * clone's temporary file.  Removing orphan maps and pools uses
+ * engine_map_delete() and engine_pool_delete(); deciding what is an orphan
+ * needs the catalog and is done in store_fsck.c.
+ */
+#include "engine_fsck.h"
+
+#include <dirent.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "engine_int.h"
+#include "kms/kms.h"
+#include "maps.h"
+
+/* A pool as the checker sees it: the engine's (held) or files opened here. */
+struct chk {
+	struct engine *e;
+	struct pool *open;                   /* the engine's pool (users raised) or NULL */
+	struct pool *local;                  /* files opened here when not open */
+	struct pool *p;                      /* open or local */
+	const struct chunk_tag *tags;        /* local: the whole tag table mapped */
+	size_t tags_map_len;
+	uint64_t nslots;
+	uint64_t data_bytes;
+	uint8_t *has_data;                   /* bitmap: slot holds data blocks */
+	uint32_t *refs;                      /* entries naming each slot */
+	engine_fsck_cb cb;
+	void *ctx;
+	int problems;
+	const char *map;                     /* map being scanned */
+};
+
+static const uint8_t zero_mac[CHUNK_TAG_BYTES];
+
+const char *engine_fsck_what_str(enum engine_fsck_what w)
+{
+	switch (w) {
+	case ENGINE_FSCK_POOL_FILES: return "pool files missing or unreadable";
+	case ENGINE_FSCK_POOL_HEADER: return "tag table header damaged or of another lineage";
+	case ENGINE_FSCK_POOL_TAGS_LEN: return "tag table length is not a whole number of entries";
+	case ENGINE_FSCK_MAP_HEADER: return "map header damaged (checksum, lineage or id)";
+	case ENGINE_FSCK_MAP_SHORT: return "map file shorter than its volume size needs";
+	case ENGINE_FSCK_MAP_RANGE: return "map entry points beyond the tag table";
+	case ENGINE_FSCK_SLOT_BEYOND: return "map entry points beyond the end of the data file";
+	case ENGINE_FSCK_SLOT_EMPTY: return "map entry points at a freed slot (no data or empty tag)";
+	case ENGINE_FSCK_SLOT_INDEX: return "slot holds another chunk (moved)";
+	case ENGINE_FSCK_SLOT_FREE: return "referenced slot is counted free in memory (would be reused)";
+	case ENGINE_FSCK_REFCOUNT: return "in-memory reference count differs from the maps";
+	case ENGINE_FSCK_TMP_MAP: return "interrupted clone left a temporary map";
+	case ENGINE_FSCK_CHUNK_BAD: return "chunk failed authentication or could not be read";
+	}
+	return "unknown";
+}
+
+static void report(struct chk *c, enum engine_fsck_what w, uint64_t index, uint64_t slot, uint64_t count, int err)
+{
+	struct engine_fsck_issue is = { w, c->p ? c->p->lineage_hex : NULL, c->map, index, slot, count, err,
+					c->p ? c->p->chunk_size : 0 };
+
+	c->problems++;
+	if (c->cb)
+		c->cb(c->ctx, &is);
+}
+
+/* ============================ listing ================================== */
+
+int engine_pool_list(struct engine *e, int (*cb)(void *ctx, const char *lineage), void *ctx)
+{
+	uint8_t lin[CHUNK_LINEAGE_BYTES];
+	DIR *d = opendir(e->dir);
+	struct dirent *de;
+	int n = 0, err = 0;
+
+	if (!d)
+		return -errno;
+	while (!err && (de = readdir(d)))
+		if (engine_lineage_parse(de->d_name, lin) == 0 && (err = cb(ctx, de->d_name)) == 0)
+			n++;
+	closedir(d);
+	return err < 0 ? err : n;
+}
+
+static int maps_dir_open(struct engine *e, const char *lineage)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s/maps", e->dir, lineage);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* "<id>.map" -> id (tmp 0); ".tmp-<id>.map" -> id (tmp 1); else -1. */
+static int map_file_id(const char *name, char id[static ENGINE_ID_MAX])
+{
+	size_t l = strlen(name);
+	int tmp = strncmp(name, ".tmp-", 5) == 0;
+	size_t skip = tmp ? 5 : 0;
+
+	if (l <= skip + 4 || strcmp(name + l - 4, ".map") != 0 || l - skip - 4 >= ENGINE_ID_MAX ||
+	    (!tmp && name[0] == '.'))
+		return -1;
+	memcpy(id, name + skip, l - skip - 4);
+	id[l - skip - 4] = 0;
+	return tmp;
+}
+
+int engine_map_list(struct engine *e, const char *lineage, int (*cb)(void *ctx, const char *id, int tmp), void *ctx)
+{
+	char id[ENGINE_ID_MAX];
+	int fd = maps_dir_open(e, lineage), n = 0, err = 0, tmp;
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0)
+		return fd;
+	d = fdopendir(fd);
+	if (!d) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	while (!err && (de = readdir(d))) {
+		if ((tmp = map_file_id(de->d_name, id)) < 0)
+			continue;
+		if ((err = cb(ctx, id, tmp)) == 0)
+			n++;
+	}
+	closedir(d);
+	return err < 0 ? err : n;
+}
+
+/* ========================== holding a pool ============================= */
+
+static struct pool *pool_find_open(struct engine *e, const char *lineage)
+{
+	struct pool *p;
+
+	pthread_mutex_lock(&e->lock);
+	for (p = e->pools; p; p = p->next)
+		if (strcmp(p->lineage_hex, lineage) == 0)
+			break;
+	if (p)
+		p->users++;
+	pthread_mutex_unlock(&e->lock);
+	return p;
+}
+
+static void chk_fini(struct chk *c)
+{
+	if (c->open)
+		pool_put(c->open);
+	if (c->tags)
+		munmap((void *)((const uint8_t *)c->tags - POOL_HDR_BYTES), c->tags_map_len);
+	if (c->local) {
+		if (c->local->data_fd >= 0)
+			close(c->local->data_fd);
+		if (c->local->tags_fd >= 0)
+			close(c->local->tags_fd);
+		if (c->local->dir_fd >= 0)
+			close(c->local->dir_fd);
+		free(c->local);
+	}
+	free(c->has_data);
+	free(c->refs);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Mark the slots whose data range holds allocated blocks. */
+static int data_extents(struct chk *c)
+{
+	int fd = c->p->data_fd;
+	unsigned shift = c->p->chunk_shift;
+	off_t pos = 0, end = (off_t)c->data_bytes;
+
+	c->has_data = calloc(c->nslots / 8 + 1, 1);
+	if (!c->has_data)
+		return -ENOMEM;
+	while (pos < end) {
+		off_t d = lseek(fd, pos, SEEK_DATA), h;
+
+		if (d < 0)
+			return errno == ENXIO ? 0 : -errno;
+		h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0)
+			h = end;
+		for (uint64_t s = (uint64_t)d >> shift; s < c->nslots && (s << shift) < (uint64_t)h; s++)
+			c->has_data[s / 8] |= (uint8_t)(1u << (s % 8));
+		pos = h;
+	}
+	return 0;
+}
+
+static int has_data(const struct chk *c, uint64_t slot)
+{
+	return slot < c->nslots && (c->has_data[slot / 8] >> (slot % 8) & 1);
+}
+
+static const struct chunk_tag *tag_at(const struct chk *c, uint64_t slot)
+{
+	if (slot >= c->nslots)
+		return NULL;
+	if (c->open)
+		return pool_tag(c->open, slot);
+	return &c->tags[slot];
+}
+
+/* Hold the pool of `lineage` for checking: the engine's if open, else its
+ * files read-only.  Problems with the files are reported. */
+static int chk_init(struct chk *c, struct engine *e, const char *lineage, engine_fsck_cb cb, void *ctx)
+{
+	char path[4096];
+	struct stat st;
+	uint8_t lin[CHUNK_LINEAGE_BYTES];
+	struct pool *l;
+	int err;
+
+	memset(c, 0, sizeof(*c));
+	c->e = e;
+	c->cb = cb;
+	c->ctx = ctx;
+	if (engine_lineage_parse(lineage, lin) < 0)
+		return -EINVAL;
+	c->open = pool_find_open(e, lineage);
+	if (c->open) {
+		c->p = c->open;
+	} else {
+		l = c->local = calloc(1, sizeof(*l));
+		if (!l)
+			return -ENOMEM;
+		l->eng = e;
+		l->data_fd = l->tags_fd = -1;
+		memcpy(l->lineage, lin, sizeof(lin));
+		memcpy(l->lineage_hex, lineage, 33);
+		c->p = l;
+		snprintf(path, sizeof(path), "%s/%s", e->dir, lineage);
+		l->dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (l->dir_fd < 0)
+			return -errno;
+		l->data_fd = openat(l->dir_fd, "data", O_RDONLY | O_CLOEXEC);
+		l->tags_fd = openat(l->dir_fd, "tags", O_RDONLY | O_CLOEXEC);
+		if (l->data_fd < 0 || l->tags_fd < 0) {
+			report(c, ENGINE_FSCK_POOL_FILES, 0, 0, 0, -ENOENT);
+			return -EUCLEAN;
+		}
+		err = pool_header_check(l->tags_fd, lin, &l->chunk_size, &l->encrypted);
+		if (err) {
+			report(c, ENGINE_FSCK_POOL_HEADER, 0, 0, 0, err);
+			return -EUCLEAN;
+		}
+		l->chunk_shift = (unsigned)__builtin_ctz(l->chunk_size);
+	}
+	if (fstat(c->p->tags_fd, &st) < 0)
+		return -errno;
+	if (st.st_size < POOL_HDR_BYTES || (st.st_size - POOL_HDR_BYTES) % sizeof(struct chunk_tag))
+		report(c, ENGINE_FSCK_POOL_TAGS_LEN, 0, 0, (uint64_t)st.st_size, 0);
+	c->nslots = st.st_size > POOL_HDR_BYTES ? ((uint64_t)st.st_size - POOL_HDR_BYTES) / sizeof(struct chunk_tag)
+						: 0;
+	if (c->open && c->nslots > c->open->nslots)
+		c->nslots = c->open->nslots;          /* tail being extended right now */
+	if (!c->open && c->nslots) {
+		void *m;
+
+		c->tags_map_len = (size_t)(POOL_HDR_BYTES + c->nslots * sizeof(struct chunk_tag));
+		m = mmap(NULL, c->tags_map_len, PROT_READ, MAP_SHARED, c->p->tags_fd, 0);
+		if (m == MAP_FAILED)
+			return -errno;
+		c->tags = (const struct chunk_tag *)((const uint8_t *)m + POOL_HDR_BYTES);
+	}
+	if (fstat(c->p->data_fd, &st) < 0)
+		return -errno;
+	c->data_bytes = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* ============================ pool check =============================== */
+
+static int count_cb(void *ctx, uint64_t index, uint64_t slot)
+{
+	struct chk *c = ctx;
+	const struct chunk_tag *t;
+
+	if (slot >= c->nslots) {
+		report(c, ENGINE_FSCK_MAP_RANGE, index, slot, c->nslots, 0);
+		return 0;
+	}
+	if (c->refs[slot] < UINT32_MAX - 1)
+		c->refs[slot]++;
+	t = tag_at(c, slot);
+	if ((slot + 1) << c->p->chunk_shift > c->data_bytes)
+		report(c, ENGINE_FSCK_SLOT_BEYOND, index, slot, 0, 0);
+	else if (!has_data(c, slot) || !t || memcmp(t->mac, zero_mac, sizeof(zero_mac)) == 0)
+		report(c, ENGINE_FSCK_SLOT_EMPTY, index, slot, 0, 0);
+	else if (le64toh(t->index_le) != index)
+		report(c, ENGINE_FSCK_SLOT_INDEX, index, slot, le64toh(t->index_le), 0);
+	return 0;
+}
+
+static void map_scan(struct chk *c, int dfd, const char *name, const char *id, struct engine_pool_report *r)
+{
+	struct map_header h;
+	struct stat st;
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC), err;
+
+	c->map = id;
+	if (fd < 0) {
+		report(c, ENGINE_FSCK_MAP_HEADER, 0, 0, 0, -errno);
+		goto out;
+	}
+	err = map_header_load(c->p, fd, id, &h);
+	if (err) {
+		report(c, ENGINE_FSCK_MAP_HEADER, 0, 0, 0, err);
+		goto out;
+	}
+	r->maps++;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < map_entry_off(chunk_count(h.size, c->p->chunk_size))) {
+		report(c, ENGINE_FSCK_MAP_SHORT, 0, 0, (uint64_t)st.st_size, 0);
+		goto out;
+	}
+	err = map_fd_foreach(c->p, fd, count_cb, c);
+	if (err)
+		report(c, ENGINE_FSCK_MAP_SHORT, 0, 0, (uint64_t)st.st_size, err);
+out:
+	if (fd >= 0)
+		close(fd);
+	c->map = NULL;
+}
+
+/* Open writable volumes of pool p, users raised, frozen (rwlock exclusive). */
+static struct vol **freeze(struct engine *e, struct pool *p, size_t *n)
+{
+	struct vol **list = NULL, **nl;
+	size_t k = 0;
+
+	pthread_mutex_lock(&e->lock);
+	for (struct vol *v = e->vols; v; v = v->next) {
+		if (v->pool != p || !v->writable)
+			continue;
+		nl = realloc(list, (k + 1) * sizeof(*nl));
+		if (!nl)
+			break;
+		list = nl;
+		v->users++;
+		list[k++] = v;
+	}
+	pthread_mutex_unlock(&e->lock);
+	for (size_t i = 0; i < k; i++)
+		pthread_rwlock_wrlock(&list[i]->lock);
+	*n = k;
+	return list;
+}
+
+static void thaw(struct vol **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		pthread_rwlock_unlock(&list[i]->lock);
+		vol_close(list[i]);
+	}
+	free(list);
+}
+
+/* Compare the maps' counts with the open pool's memory; count leaks. */
+static void counts_compare(struct chk *c, struct engine_pool_report *r)
+{
+	struct pool *p = c->open;
+
+	if (p)
+		pthread_mutex_lock(&p->lock);
+	for (uint64_t s = 0; s < c->nslots; s++) {
+		uint32_t disk = c->refs[s], mem = p && s < p->nslots ? p->refs[s] : 0;
+
+		r->referenced += disk > 0;
+		if (p && disk && (mem == 0 || mem == POOL_PENDING))
+			report(c, ENGINE_FSCK_SLOT_FREE, 0, s, mem, 0);
+		else if (p && mem != POOL_PENDING && mem != disk)
+			report(c, ENGINE_FSCK_REFCOUNT, 0, s, mem, 0);
+		else if (!disk && mem == 0 && has_data(c, s)) {
+			r->leaked++;
+			r->leaked_bytes += c->p->chunk_size;
+		}
+	}
+	if (p)
+		pthread_mutex_unlock(&p->lock);
+}
+
+int engine_pool_check(struct engine *e, const char *lineage, engine_fsck_cb cb, void *ctx,
+		      struct engine_pool_report *r)
+{
+	struct vol **frozen = NULL;
+	size_t nfrozen = 0;
+	struct chk c;
+	struct dirent *de;
+	char id[ENGINE_ID_MAX];
+	DIR *d = NULL;
+	int err, dfd, tmp;
+
+	memset(r, 0, sizeof(*r));
+	err = chk_init(&c, e, lineage, cb, ctx);
+	if (err) {
+		int problems = c.problems;
+
+		chk_fini(&c);
+		return err == -EUCLEAN ? problems : err;
+	}
+	r->open = c.open != NULL;
+	r->chunk_size = c.p->chunk_size;
+	r->encrypted = c.p->encrypted;
+	r->usable = c.problems == 0;
+	dfd = maps_dir_open(e, lineage);
+	if (dfd < 0) {
+		c.map = NULL;
+		report(&c, ENGINE_FSCK_POOL_FILES, 0, 0, 0, dfd);
+		r->usable = 0;
+		goto out;
+	}
+	d = fdopendir(dfd);
+	if (!d) {
+		err = -errno;
+		close(dfd);
+		goto out;
+	}
+	if (c.open)
+		frozen = freeze(e, c.open, &nfrozen);
+	/* Lengths are read with the writers frozen. */
+	{
+		struct stat st;
+
+		if (fstat(c.p->data_fd, &st) == 0)
+			c.data_bytes = (uint64_t)st.st_size;
+		if (c.open) {
+			pthread_mutex_lock(&c.open->lock);
+			if (c.nslots > c.open->nslots)
+				c.nslots = c.open->nslots;
+			pthread_mutex_unlock(&c.open->lock);
+		}
+	}
+	r->slots = c.nslots;
+	r->data_bytes = c.data_bytes;
+	c.refs = calloc(c.nslots + 1, sizeof(*c.refs));
+	err = c.refs ? data_extents(&c) : -ENOMEM;
+	while (!err && (de = readdir(d))) {
+		if ((tmp = map_file_id(de->d_name, id)) < 0)
+			continue;
+		if (tmp) {
+			c.map = id;
+			report(&c, ENGINE_FSCK_TMP_MAP, 0, 0, 0, 0);
+			c.map = NULL;
+			continue;
+		}
+		map_scan(&c, dirfd(d), de->d_name, id, r);
+	}
+	if (!err)
+		counts_compare(&c, r);
+	if (frozen)
+		thaw(frozen, nfrozen);
+out:
+	if (d)
+		closedir(d);
+	err = err ? err : c.problems;
+	chk_fini(&c);
+	return err;
+}
+
+/* =========================== chunk check =============================== */
+
+struct verify {
+	struct chk *c;
+	const uint8_t *key;
+	uint8_t *buf;
+	int bad;
+};
+
+static int chunk_check(struct verify *vf, struct pool *p, const struct chunk_tag *t, uint64_t index, uint64_t slot)
+{
+	int err = t ? pool_chunk_load(p, slot, vf->buf) : -EUCLEAN;
+
+	if (!err)
+		err = chunk_decrypt(vf->key, p->lineage, index, vf->buf, vf->buf, p->chunk_size, t);
+	sodium_memzero(vf->buf, p->chunk_size);
+	if (err) {
+		vf->bad++;
+		report(vf->c, ENGINE_FSCK_CHUNK_BAD, index, slot, 0, err);
+	}
+	return 0;
+}
+
+static int verify_cb(void *ctx, uint64_t index, uint64_t slot)
+{
+	struct verify *vf = ctx;
+
+	return chunk_check(vf, vf->c->p, tag_at(vf->c, slot), index, slot);
+}
+
+/* An open volume: per chunk under its locks, skipping holes of the map
+ * file (reading them through the mapping would allocate them). */
+static int check_open_vol(struct verify *vf, struct vol *v)
+{
+	uint64_t idx = 0;
+	int err = 0;
+
+	for (;;) {
+		uint64_t end;
+		off_t pos, d;
+
+		pthread_rwlock_rdlock(&v->lock);
+		if (idx >= v->nchunks) {
+			pthread_rwlock_unlock(&v->lock);
+			break;
+		}
+		pos = (off_t)map_entry_off(idx);
+		d = lseek(v->map_fd, pos, SEEK_DATA);
+		if (d < 0) {
+			err = errno == ENXIO ? 0 : -errno;
+			pthread_rwlock_unlock(&v->lock);
+			break;
+		}
+		if (d > pos) {
+			idx = ((uint64_t)d - MAP_HDR_BYTES) / 8;
+			pthread_rwlock_unlock(&v->lock);
+			continue;
+		}
+		end = (idx | 511) + 1 < v->nchunks ? (idx | 511) + 1 : v->nchunks;
+		for (; idx < end; idx++) {
+			pthread_rwlock_t *st = &v->stripe[idx % VOL_STRIPES];
+			uint64_t e;
+
+			pthread_rwlock_rdlock(st);
+			e = le64toh(__atomic_load_n(&v->map[idx], __ATOMIC_ACQUIRE));
+			if (e)
+				chunk_check(vf, v->pool, e - 1 < v->pool->nslots ? pool_tag(v->pool, e - 1) : NULL, idx,
+					    e - 1);
+			pthread_rwlock_unlock(st);
+		}
+		pthread_rwlock_unlock(&v->lock);
+	}
+	return err;
+}
+
+int engine_map_check(struct engine *e, const char *lineage, const char *id, const struct kms_dk *dk,
+		     engine_fsck_cb cb, void *ctx)
+{
+	struct verify vf = { 0 };
+	struct vol *v = NULL;
+	struct chk c;
+	char name[ENGINE_ID_MAX + 8];
+	int err, fd = -1, dfd;
+
+	if (!id || !*id || strchr(id, '/') || strlen(id) >= ENGINE_ID_MAX)
+		return -EINVAL;
+	err = chk_init(&c, e, lineage, NULL, NULL);
+	if (err) {
+		chk_fini(&c);
+		return err;
+	}
+	c.cb = cb;
+	c.ctx = ctx;
+	c.map = id;
+	vf.c = &c;
+	if (c.p->encrypted && !dk) {
+		err = -ENOKEY;
+		goto out;
+	}
+	vf.key = dk ? kms_dk_bytes(dk) : NULL;
+	vf.buf = sodium_malloc(c.p->chunk_size);
+	if (!vf.buf) {
+		err = -ENOMEM;
+		goto out;
+	}
+	if (vol_lookup(&v, e, id) == 0) {
+		if (strcmp(v->pool->lineage_hex, lineage) == 0)
+			err = check_open_vol(&vf, v);
+		else
+			err = -EUCLEAN;
+		vol_close(v);
+		goto out;
+	}
+	dfd = maps_dir_open(e, lineage);
+	if (dfd < 0) {
+		err = dfd;
+		goto out;
+	}
+	snprintf(name, sizeof(name), "%s.map", id);
+	fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+	err = fd < 0 ? -errno : 0;
+	close(dfd);
+	if (!err)
+		err = map_fd_foreach(c.p, fd, verify_cb, &vf);
+out:
+	if (fd >= 0)
+		close(fd);
+	sodium_free(vf.buf);
+	chk_fini(&c);
+	return err < 0 ? err : vf.bad;
+}
+
+/* ============================== repairs ================================ */
+
+int engine_pool_reclaim(struct engine *e, const char *lineage, uint64_t *slots)
+{
+	struct pool *p;
+	struct chk c;
+	int err;
+
+	*slots = 0;
+	err = pool_get(&p, e, lineage);
+	if (err)
+		return err;
+	err = chk_init(&c, e, lineage, NULL, NULL);      /* finds p open: holds it */
+	if (!err)
+		err = data_extents(&c);
+	for (uint64_t s = 0; !err && s < c.nslots; s++) {
+		int mine = 0;
+
+		if (!has_data(&c, s))
+			continue;
+		/* Busy while punched: the allocator skips it meanwhile. */
+		pthread_mutex_lock(&p->lock);
+		if (s < p->nslots && p->refs[s] == 0) {
+			p->refs[s] = POOL_PENDING;
+			p->nfree--;
+			mine = 1;
+		}
+		pthread_mutex_unlock(&p->lock);
+		if (!mine)
+			continue;
+		if (fallocate(p->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(s << p->chunk_shift),
+			      (off_t)p->chunk_size) < 0)
+			err = -errno;
+		else
+			(*slots)++;
+		pool_free_pending(p, &s, 1);
+	}
+	chk_fini(&c);
+	pool_put(p);
+	return err;
+}
+
+int engine_map_quarantine(struct engine *e, const char *lineage, const char *id, uint64_t index)
+{
+	struct map_header h;
+	struct pool *p;
+	struct vol *v = NULL;
+	char name[ENGINE_ID_MAX + 8];
+	uint64_t ent = 0, zero = 0;
+	int err, fd = -1, dfd;
+
+	if (!id || !*id || strchr(id, '/') || strlen(id) >= ENGINE_ID_MAX)
+		return -EINVAL;
+	err = pool_get(&p, e, lineage);
+	if (err)
+		return err;
+	dfd = openat(p->dir_fd, "maps", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		err = -errno;
+		goto out;
+	}
+	snprintf(name, sizeof(name), "%s.map", id);
+	fd = openat(dfd, name, O_RDWR | O_CLOEXEC);
+	err = fd < 0 ? -errno : 0;
+	close(dfd);
+	if (err)
+		goto out;
+	if (vol_lookup(&v, e, id) == 0)
+		pthread_rwlock_wrlock(&v->lock);        /* readers and writers wait */
+	err = map_header_load(p, fd, id, &h);
+	if (!err && index >= chunk_count(h.size, p->chunk_size))
+		err = -EINVAL;
+	if (!err && pread(fd, &ent, sizeof(ent), (off_t)map_entry_off(index)) != (ssize_t)sizeof(ent))
+		err = -EUCLEAN;
+	ent = le64toh(ent);
+	if (!err && ent) {
+		if (pwrite(fd, &zero, sizeof(zero), (off_t)map_entry_off(index)) != (ssize_t)sizeof(zero) ||
+		    fdatasync(fd) < 0)
+			err = errno ? -errno : -EIO;
+		else if (pool_unref(p, ent - 1)) {        /* the map is durable: release now */
+			pool_punch(p, ent - 1);
+			pool_free_pending(p, (uint64_t[]){ ent - 1 }, 1);
+		}
+	}
+	if (v) {
+		pthread_rwlock_unlock(&v->lock);
+		vol_close(v);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	pool_put(p);
+	return err ? err : ent != 0;
+}
+
+int engine_map_tmp_remove(struct engine *e, const char *lineage, const char *id)
+{
+	char name[ENGINE_ID_MAX + 16];
+	int dfd = maps_dir_open(e, lineage), err = 0;
+
+	if (dfd < 0)
+		return dfd;
+	if (!*id || strchr(id, '/') || strlen(id) >= ENGINE_ID_MAX)
+		err = -EINVAL;
+	snprintf(name, sizeof(name), ".tmp-%s.map", id);
+	if (!err && (unlinkat(dfd, name, 0) < 0 || fsync(dfd) < 0))
+		err = -errno;
+	close(dfd);
+	return err;
+}
