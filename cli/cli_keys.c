@@ -203,46 +203,62 @@ static int klist_cb(void *ctx, const struct kms_key_info *k)
 	return 0;
 }
 
+/* The lineages under a key, collected first: a catalog list callback must
+ * not write the catalog (it would get -EDEADLK). */
 struct rewrap_ctx {
-	struct cmdctx *x;
-	const char *key_id;
-	int n, err;
+	struct meta_lineage *v;
+	size_t n, cap;
 };
 
-static int rewrap_cb(void *ctx, const struct meta_lineage *l)
+static int rewrap_collect(void *ctx, const struct meta_lineage *l)
 {
 	struct rewrap_ctx *r = ctx;
-	struct kms_caller kc = kcaller(r->x, NULL);
+
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 16;
+		struct meta_lineage *nv = realloc(r->v, cap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		r->v = nv;
+		r->cap = cap;
+	}
+	r->v[r->n++] = *l;
+	return 0;
+}
+
+/* Re-wrap one lineage's DK under the key's newest version, in the catalog. */
+static int rewrap_one(struct cmdctx *x, const char *key_id, const struct meta_lineage *l)
+{
+	struct kms_caller kc = kcaller(x, NULL);
 	uint8_t out[KMS_WRAPPED_MAX], lin[16];
 	size_t outlen;
+	int rc;
 
 	if (sodium_hex2bin(lin, sizeof(lin), l->id, strlen(l->id), NULL, NULL, NULL) < 0)
 		return -EUCLEAN;
-	r->err = kms_dk_rewrap(store_kms(r->x->s), &kc, r->key_id, lin, sizeof(lin), l->wrapped, l->wrapped_len, out,
-			       &outlen);
-	if (r->err)
-		return r->err;
-	r->err = meta_lineage_set_wrapped(store_meta(r->x->s), l->id, out, outlen);
-	r->n++;
-	return r->err;
+	rc = kms_dk_rewrap(store_kms(x->s), &kc, key_id, lin, sizeof(lin), l->wrapped, l->wrapped_len, out, &outlen);
+	return rc ? rc : meta_lineage_set_wrapped(store_meta(x->s), l->id, out, outlen);
 }
 
 static int key_rewrap(struct cmdctx *x, const char *name)
 {
 	struct kms_caller kc = kcaller(x, NULL);
 	struct kms_key_info k;
-	struct rewrap_ctx r = { x, NULL, 0, 0 };
+	struct rewrap_ctx r = { NULL, 0, 0 };
 	int rc = kms_key_lookup(store_kms(x->s), &kc, name, &k);
 
 	if (rc)
 		return kerr(x, rc, "rewrap", name);
-	r.key_id = k.id;
 	rc = meta_begin(store_meta(x->s));
 	if (!rc) {
-		rc = meta_lineage_list(store_meta(x->s), k.id, rewrap_cb, &r);
-		if (rc < 0 || r.err) {
+		rc = meta_lineage_list(store_meta(x->s), k.id, rewrap_collect, &r);
+		for (size_t i = 0; rc >= 0 && i < r.n; i++)
+			rc = rewrap_one(x, k.id, &r.v[i]);
+		free(r.v);
+		if (rc < 0) {
 			meta_rollback(store_meta(x->s));
-			return kerr(x, r.err ? r.err : rc, "rewrap", name);
+			return kerr(x, rc, "rewrap", name);
 		}
 		rc = meta_commit(store_meta(x->s));
 	}
@@ -252,9 +268,9 @@ static int key_rewrap(struct cmdctx *x, const char *name)
 	if (rc < 0)
 		return kerr(x, rc, "retire old versions of", name);
 	if (x->json)
-		fprintf(x->out, "{\"key\":\"%s\",\"rewrapped\":%d,\"versions_retired\":%d}\n", k.id, r.n, rc);
+		fprintf(x->out, "{\"key\":\"%s\",\"rewrapped\":%zu,\"versions_retired\":%d}\n", k.id, r.n, rc);
 	else
-		fprintf(x->out, "key %s: %d data key(s) rewrapped under version %u; %d old version(s) destroyed\n",
+		fprintf(x->out, "key %s: %zu data key(s) rewrapped under version %u; %d old version(s) destroyed\n",
 			k.alias, r.n, k.version, rc);
 	return 0;
 }
