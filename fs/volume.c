@@ -531,16 +531,50 @@ static void pending_add(struct vol *v, uint64_t slot)
 	pthread_mutex_unlock(&v->pending_lock);
 }
 
-/* Store new map entries for [first, first+count) and release old slots. */
-static int map_store(struct vol *v, struct scratch *sc, uint64_t first, uint64_t count, int punch)
+/*
+ * Store new map entries for [first, first+count) and release old slots.
+ * Nothing is written when no entry changes (a discard of a thin range must
+ * not allocate map blocks, nor fail on a full disk).  If the file system
+ * stops the pwrite part-way (ENOSPC), the entries it wrote are in effect:
+ * their old slots are released as on success and *stored (if not NULL)
+ * tells the caller how many entries keep their new slot.
+ */
+static int map_store(struct vol *v, struct scratch *sc, uint64_t first, uint64_t count, int punch,
+		     uint64_t *stored)
 {
-	int err;
+	size_t len = count * sizeof(uint64_t), w = 0;
+	int err = 0, changed = 0;
 
-	for (uint64_t k = 0; k < count; k++)
+	for (uint64_t k = 0; k < count; k++) {
 		sc->le[k] = htole64(sc->ent[k]);
-	err = pwrite_all(v->map_fd, sc->le, count * sizeof(uint64_t), map_entry_off(first));
-	if (err)
-		return err;
+		changed |= sc->ent[k] != sc->old[k];
+	}
+	while (changed && w < len) {
+		ssize_t n = pwrite(v->map_fd, (const uint8_t *)sc->le + w, len - w, (off_t)(map_entry_off(first) + w));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			err = n < 0 ? -errno : -ENOSPC;
+			break;
+		}
+		w += (size_t)n;
+	}
+	count = err ? w / sizeof(uint64_t) : count;
+	if (stored)
+		*stored = count;
+	if (w % sizeof(uint64_t)) {
+		/* A torn entry: put its old value back (its page is allocated);
+		 * failing that keep both its slots (leaked, never reused). */
+		uint64_t le = htole64(sc->old[count]);
+
+		if (pwrite(v->map_fd, &le, sizeof(le), (off_t)map_entry_off(first + count)) != (ssize_t)sizeof(le)) {
+			engine_logf(v->eng, 3, "volume %s: map entry of chunk %llu torn by a failed write; run fsck",
+				    v->id, (unsigned long long)(first + count));
+			if (stored)
+				*stored = count + 1;
+		}
+	}
 	for (uint64_t k = 0; k < count; k++) {
 		if (sc->old[k] && sc->old[k] != sc->ent[k] && pool_unref(v->pool, sc->old[k] - 1)) {
 			if (punch)
@@ -548,14 +582,14 @@ static int map_store(struct vol *v, struct scratch *sc, uint64_t first, uint64_t
 			pending_add(v, sc->old[k] - 1);
 		}
 	}
-	return 0;
+	return err;
 }
 
 static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, size_t len, uint64_t off)
 {
 	struct pool *p = v->pool;
 	uint32_t cs = p->chunk_size;
-	uint64_t first, count, nz = 0;
+	uint64_t first, count, nz = 0, stored = 0;
 	int err = 0;
 
 	chunk_range(off, len, cs, &first, &count);
@@ -611,9 +645,17 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 	for (uint64_t j = 0; j < nz; j++)
 		sc->ent[sc->which[j]] = sc->slots[j] + 1;
 	if (!err)
-		err = map_store(v, sc, first, count, 0);
-	if (err)
-		pool_release_new(p, sc->slots, nz);   /* map unchanged: old data intact */
+		err = map_store(v, sc, first, count, 0, &stored);
+	if (err) {
+		/* Entries from `stored` on are unchanged (old data intact):
+		 * give their new slots back; the stored ones keep theirs. */
+		uint64_t nrel = 0;
+
+		for (uint64_t j = 0; j < nz; j++)
+			if (sc->which[j] >= stored)
+				sc->slots[nrel++] = sc->slots[j];
+		pool_release_new(p, sc->slots, nrel);
+	}
 	stripes_unlock(v, first, count);
 	return err;
 }
@@ -682,6 +724,7 @@ int vol_discard(struct vol *v, uint64_t off, uint64_t len)
 		uint32_t cs = v->pool->chunk_size;
 		uint64_t seg = len < SEG_MAX ? len : SEG_MAX, first, count;
 		uint64_t head = off & (cs - 1);
+		int hole = 0;
 
 		if (head || seg < cs) {
 			/* Partial chunk: write zeros through the normal path. */
@@ -694,10 +737,13 @@ int vol_discard(struct vol *v, uint64_t off, uint64_t len)
 			chunk_range(off, seg, cs, &first, &count);
 			stripes_lock(v, first, count, 1);
 			for (uint64_t k = 0; k < count; k++) {
-				sc->old[k] = map_get(v, first + k);
+				/* Holes of the map file stay holes (not faulted in). */
+				if (k == 0 || ((first + k) & 511) == 0)
+					hole = map_page_is_hole(v, first + k);
+				sc->old[k] = hole ? 0 : map_get(v, first + k);
 				sc->ent[k] = 0;
 			}
-			err = map_store(v, sc, first, count, 1);
+			err = map_store(v, sc, first, count, 1, NULL);
 			stripes_unlock(v, first, count);
 		}
 		off += seg;

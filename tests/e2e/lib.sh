@@ -15,7 +15,11 @@ PASS=0
 cleanup() {
   set +e
   mountpoint -q "$FSMNT" && { umount "$FSMNT" || umount -l "$FSMNT"; }
-  for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null; done
+  # losetup_add usually runs in $(...), so its LOOPS+= is lost: $T/loops has them all.
+  # Only devices still backed by a file of this test are detached (never another test's).
+  for l in "${LOOPS[@]}" $(cat "$T/loops" 2>/dev/null); do
+    case "$(losetup -nO BACK-FILE "$l" 2>/dev/null)" in "$T"/*) losetup -d "$l" 2>/dev/null;; esac
+  done
   if mountpoint -q "$MNT"; then fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT"; fi
   pkill -f "evfs $STORE" 2>/dev/null
   rm -rf "$T"
@@ -31,5 +35,5 @@ die() { echo "FAIL: $*" >&2; exit 1; }
 expect_fail() { local want=$1; shift; set +e; "$@" 2>"$T/err"; local rc=$?; set -e; cat "$T/err";
   [ "$rc" = "$want" ] || die "expected exit $want from: $* (got $rc)"; }
 new_store() { ctl init --keyfile "$T/root.key" >/dev/null; ctl kms grant >/dev/null; }
-losetup_add() { local l; l=$(losetup -f --show "$1"); LOOPS+=("$l"); echo "$l"; }
+losetup_add() { local l; l=$(losetup -f --show "$1"); LOOPS+=("$l"); echo "$l" >>"$T/loops"; echo "$l"; }
 finish() { echo "$PASS passed, 0 failed"; }

@@ -4,14 +4,17 @@
  * and reads at chunk boundaries and odd offsets (against an in-memory
  * reference), a seeded random sequence of writes / reads / discards, the end
  * of the volume, attach / detach, raw chunk access, zero chunks as holes,
- * discard and the space it returns.
+ * discard and the space it returns (none spent discarding a thin range), a
+ * write whose map update is cut short.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <sodium.h>
@@ -499,6 +502,114 @@ START_TEST(test_discard)
 }
 END_TEST
 
+/*
+ * Regression: a map update cut short by the file system (ENOSPC on a full
+ * disk; here RLIMIT_FSIZE makes the map pwrite stop at 1 MiB, half-way
+ * through the entries of one write) left the entries already written
+ * pointing at slots the failed write then handed back to the allocator:
+ * the next write reused them and those chunks read another chunk's data
+ * (plain) or EIO (encrypted), and their old slots leaked.  Each chunk of a
+ * failed write must read its old or its new content, and keep it.
+ */
+START_TEST(test_map_write_cut_short)
+{
+	struct fx f;
+	const uint32_t cs = 4096;
+	const uint64_t lim = MiB;
+	const uint64_t i0 = (lim - 4096) / 8 - 2;    /* entries i0, i0+1 below lim, i0+2, i0+3 above */
+	const uint64_t size = (i0 + 64) * cs;
+	uint8_t *a = xmalloc(4 * cs), *b = xmalloc(4 * cs), *other = xmalloc(16 * cs);
+	uint8_t *got = xmalloc(16 * cs), *after = xmalloc(4 * cs);
+	uint64_t seed = 4242, slots[20];
+	struct rlimit old, rl;
+	struct vol *v;
+	ssize_t r;
+
+	fx_init(&f, _i);
+	fx_create(&f, 0, "vol1", size);
+	v = fx_open(&f, "vol1", 1);
+	rnd_fill(&seed, a, 4 * cs);
+	rnd_fill(&seed, b, 4 * cs);
+	rnd_fill(&seed, other, 16 * cs);
+	xwrite(v, a, 4 * cs, i0 * cs);
+	ck_assert_int_eq(vol_sync(v), 0);
+
+	signal(SIGXFSZ, SIG_IGN);
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	rl = old;
+	rl.rlim_cur = lim;
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	r = vol_write(v, b, 4 * cs, i0 * cs);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	ck_assert_msg(r == -EFBIG, "write with the map cut short: %zd (want -EFBIG)", r);
+
+	xread(v, after, 4 * cs, i0 * cs);
+	for (unsigned k = 0; k < 4; k++)
+		ck_assert_msg(memcmp(after + k * cs, a + k * cs, cs) == 0 || memcmp(after + k * cs, b + k * cs, cs) == 0,
+			      "chunk %u of the failed write reads neither its old nor its new content", k);
+	ck_assert_msg(memcmp(after + 2 * cs, a + 2 * cs, 2 * cs) == 0, "entries past the cut must keep the old data");
+
+	/* New writes must not take the slots the map still points at. */
+	ck_assert_int_eq(vol_sync(v), 0);
+	xwrite(v, other, 16 * cs, 0);
+	ck_assert_int_eq(vol_sync(v), 0);
+	xread(v, got, 4 * cs, i0 * cs);
+	ck_assert_msg(memcmp(got, after, 4 * cs) == 0, "the failed write's chunks changed after later writes");
+	xread(v, got, 16 * cs, 0);
+	ck_assert(memcmp(got, other, 16 * cs) == 0);
+	for (unsigned k = 0; k < 20; k++) {
+		slots[k] = fx_slot(&f, 0, "vol1", k < 16 ? k : i0 + k - 16);
+		for (unsigned j = 0; j < k; j++)
+			ck_assert_msg(slots[j] != slots[k], "chunks share slot %llu", (unsigned long long)slots[k]);
+	}
+	vol_close(v);
+
+	/* Reopened (refcounts rebuilt from the maps): the same bytes. */
+	fx_engine_restart(&f);
+	v = fx_open(&f, "vol1", 1);
+	xread(v, got, 4 * cs, i0 * cs);
+	ck_assert(memcmp(got, after, 4 * cs) == 0);
+	xread(v, got, 16 * cs, 0);
+	ck_assert(memcmp(got, other, 16 * cs) == 0);
+	vol_close(v);
+	free(a);
+	free(b);
+	free(other);
+	free(got);
+	free(after);
+	fx_fini(&f);
+}
+END_TEST
+
+/* Discarding a range never written changes no map entry: it must write
+ * nothing (no map blocks allocated, no ENOSPC on a full disk). */
+START_TEST(test_discard_thin_range)
+{
+	struct fx f;
+	char map[PATH_MAX + 128];
+	uint8_t buf[4096];
+	int64_t b0;
+	struct vol *v;
+
+	fx_init(&f, _i);
+	fx_create(&f, 0, "vol1", GiB);
+	fx_map_path(&f, 0, "vol1", map, sizeof(map));
+	v = fx_open(&f, "vol1", 1);
+	memset(buf, 0x5a, sizeof(buf));
+	xwrite(v, buf, sizeof(buf), 0);
+	ck_assert_int_eq(vol_sync(v), 0);
+	b0 = file_blocks(map);
+	ck_assert_int_eq(vol_discard(v, 512 * MiB, 256 * MiB), 0);
+	ck_assert_int_eq(vol_sync(v), 0);
+	ck_assert_msg(file_blocks(map) == b0, "discarding 256 MiB never written grew the map from %lld to %lld KiB",
+		      (long long)(b0 / 2), (long long)(file_blocks(map) / 2));
+	xread(v, buf, sizeof(buf), 0);
+	ck_assert(all_byte(buf, sizeof(buf), 0x5a));
+	vol_close(v);
+	fx_fini(&f);
+}
+END_TEST
+
 void volume_add_io(TCase *tc)
 {
 	tcase_add_loop_test(tc, test_unwritten_zeros, 0, 2);
@@ -509,4 +620,6 @@ void volume_add_io(TCase *tc)
 	tcase_add_loop_test(tc, test_chunk_load, 0, 2);
 	tcase_add_loop_test(tc, test_zero_chunks_are_holes, 0, 2);
 	tcase_add_loop_test(tc, test_discard, 0, 2);
+	tcase_add_loop_test(tc, test_map_write_cut_short, 0, 2);
+	tcase_add_loop_test(tc, test_discard_thin_range, 0, 2);
 }
