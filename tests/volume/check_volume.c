@@ -19,6 +19,7 @@
  *   tamper       volume_tamper.c
  *   concurrency  volume_concurrency.c
  *   persistence  volume_persistence.c
+ *   fsck         volume_fsck.c
  * Run one with CK_RUN_CASE=<name>; CK_VERBOSITY=verbose lists every test.
  */
 #include <stdio.h>
@@ -57,6 +58,11 @@ static Suite *volume_suite(void)
 
 	tc = tcase_create("persistence");
 	volume_add_persistence(tc);
+	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fsck");
+	volume_add_fsck(tc);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;

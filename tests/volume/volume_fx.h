@@ -101,5 +101,6 @@ void volume_add_cow(TCase *tc);            /* cow (volume_cow.c) */
 void volume_add_tamper(TCase *tc);         /* tamper (volume_tamper.c) */
 void volume_add_concurrency(TCase *tc);    /* concurrency (volume_concurrency.c) */
 void volume_add_persistence(TCase *tc);    /* persistence (volume_persistence.c) */
+void volume_add_fsck(TCase *tc);           /* fsck (volume_fsck.c) */
 
 #endif
