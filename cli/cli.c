@@ -89,7 +89,12 @@ int usage(struct cmdctx *x, const char *fmt, ...)
 
 int fail(struct cmdctx *x)
 {
-	fprintf(x->err, "evfsctl: %s\n", store_error(x->s));
+	const char *e = store_error(x->s);
+	/* A full disk can surface from any layer: name the remedy once. */
+	int nospc = strstr(e, strerror(ENOSPC)) && !strstr(e, "free space");
+
+	fprintf(x->err, "evfsctl: %s%s\n", e,
+		nospc ? "; the filesystem holding the store is full: free space on it and retry" : "");
 	return 1;
 }
 

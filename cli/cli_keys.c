@@ -49,6 +49,9 @@ static int kerr(struct cmdctx *x, int rc, const char *op, const char *key)
 	case -EINVAL:
 		why = "invalid value (aliases: 1-63 of A-Z a-z 0-9 / _ . -, not starting with evs/; days 7..1096)";
 		break;
+	case -ENOSPC:
+		why = "No space left on device: the filesystem holding the store is full; free space on it and retry";
+		break;
 	default:
 		why = strerror(-rc);
 	}

@@ -113,8 +113,13 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 		o.stored_bytes = bi.own_chunks * vol_chunk_size(h);
 	}
 	vol_close(h);
-	if (engine_map_delete(s->eng, v.lineage, tmp.id) < 0)
-		store_logf(s, 4, "backup %s: temporary clone %s not removed", name, tmp.id);
+	{
+		int d = engine_map_delete(s->eng, v.lineage, tmp.id);
+
+		/* -ENOENT: the clone itself failed (a full disk): nothing to remove. */
+		if (d < 0 && d != -ENOENT)
+			store_logf(s, 4, "backup %s: temporary clone %s not removed", name, tmp.id);
+	}
 	if (rc) {
 		store_seterr(s, "backup %s of volume %s failed: %s%s", name, vol, strerror(-rc),
 			     rc == -ENOSPC ? " (the backup directory is full; free space or set backup_dir)" : "");

@@ -225,7 +225,11 @@ static int create_reencrypted(struct store *s, const struct store_caller *c, str
 		vol_close(sv);
 	}
 	progress_end(&pr, rc == 0);
-	if (rc && !s->err[0])
+	if (rc && !s->err[0] && src->kind == META_BACKUP && (rc == -EUCLEAN || rc == -EBADMSG))
+		store_seterr(s, "volume %s: copying from backup %s failed: %s (the backup file %s/%s.evb is damaged; "
+			     "restore it from a copy, or use another backup)", o->name, src->name, strerror(-rc),
+			     src->location, src->id);
+	else if (rc && !s->err[0])
 		store_seterr(s, "volume %s: copying from %s %s failed: %s%s", o->name, meta_kind_name(src->kind),
 			     src->name, strerror(-rc), rc == -EBADMSG ? " (source data damaged: run evfsctl fsck)" : "");
 out:
@@ -511,8 +515,15 @@ int store_attach(struct store *s, const struct store_caller *c, const char *name
 	rc = store_attach_object(s, c, &o);
 	if (rc == -EALREADY)
 		return 0;
-	if (!rc)
+	if (!rc) {
 		rc = meta_object_set_attached(s->meta, o.id, 1);
+		if (rc) {
+			/* All or nothing: not attached unless recorded (R21). */
+			(void)store_detach_object(s, o.id);
+			store_seterr(s, "attach %s: the catalog could not record it (%s); the volume stays detached", name,
+				     strerror(-rc));
+		}
+	}
 	if (rc && !s->err[0])
 		store_seterr(s, "attach %s: %s", name, strerror(-rc));
 	return rc;
@@ -523,7 +534,7 @@ int store_detach(struct store *s, const struct store_caller *c, const char *name
 	struct meta_object o;
 	struct kms_key_info ki;
 	struct kms_caller kc;
-	int rc = store_object_find(s, c, META_VOLUME, name, &o);
+	int rc = store_object_find(s, c, META_VOLUME, name, &o), sync_rc;
 
 	if (!rc)
 		rc = store_owner_check(s, c, &o, "detach volume");
@@ -542,12 +553,17 @@ int store_detach(struct store *s, const struct store_caller *c, const char *name
 		fprintf(warn, "warning: volume %s detached while its key %s is %s: it cannot be re-attached until "
 			"the key is Enabled again (R18)\n", name, o.key_id, state);
 	}
-	rc = store_detach_object(s, o.id);
-	if (rc == -ENOENT)
-		rc = 0;       /* not attached in this process: just record it */
-	if (!rc)
-		rc = meta_object_set_attached(s->meta, o.id, 0);
+	/* The data key is wiped whatever fails after this point: say so. */
+	sync_rc = store_detach_object(s, o.id);
+	if (sync_rc == -ENOENT)
+		sync_rc = 0;  /* not attached in this process: just record it */
+	rc = meta_object_set_attached(s->meta, o.id, 0);
 	if (rc)
-		store_seterr(s, "detach %s: %s", name, strerror(-rc));
+		store_seterr(s, "volume %s is detached (its data key is wiped) but the catalog could not record it: %s; "
+			     "the next mount re-attaches it unless 'evfsctl detach %s' is run again", name, strerror(-rc),
+			     name);
+	else if (sync_rc)
+		store_seterr(s, "volume %s is detached (its data key is wiped) but syncing its last writes failed: %s; "
+			     "writes since its last fsync may be lost", name, strerror(-(rc = sync_rc)));
 	return rc;
 }
