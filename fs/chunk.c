@@ -18,8 +18,9 @@
  * to another index or another lineage fails to authenticate.
  *
  * Unencrypted lineages (key == NULL) store the plaintext and, in the tag
- * slot, a BLAKE2b-128 checksum over AD | data: corruption and misplaced
- * chunks are still detected and read as EIO, never as other data.
+ * slot, a BLAKE2b-128 checksum over AD | data, with an all-zero nonce field
+ * (checked on read): corruption and misplaced chunks are still detected and
+ * read as EIO, never as other data.
  *
  * Not protected: a chunk can be replaced by an older version of the same
  * chunk (same lineage, same index).  See docs/format.md.
@@ -117,8 +118,10 @@ int chunk_decrypt(const uint8_t *key, const uint8_t lineage[static CHUNK_LINEAGE
 	if (!key) {
 		uint8_t sum[CHUNK_TAG_BYTES];
 
+		/* The nonce field is unused here and must be zero: a damaged tag
+		 * entry is caught whichever of its 40 bytes changed. */
 		checksum(sum, ad, cipher, len);
-		if (sodium_memcmp(sum, tag->mac, sizeof(sum)) != 0) {
+		if (sodium_memcmp(sum, tag->mac, sizeof(sum)) != 0 || !sodium_is_zero(tag->nonce, CHUNK_NONCE_BYTES)) {
 			memset(plain, 0, len);
 			return -EBADMSG;
 		}

@@ -18,6 +18,7 @@
 #define MAP_HDR_BYTES 4096u
 #define VOL_STRIPES 64u
 #define VOL_PENDING_SYNC 16384u               /* sync after this many deferred frees */
+#define VOL_PENDING_PUNCH (1ull << 63)        /* pending entry: punch the slot once freed */
 
 struct engine {
 	char *dir;                                /* STORE/pools */
@@ -88,6 +89,11 @@ void pool_close_final(struct pool *p);
 int pool_ref(struct pool *p, uint64_t slot);
 uint32_t pool_refcount(struct pool *p, uint64_t slot);
 int pool_sync(struct pool *p);
+/* volume.c: fdatasync the map of every open writable volume of the pool
+ * (but `except`); then slots that only an older map state referenced may
+ * be reused.  pool_punch_free: that, then punch and free `slots` (PENDING). */
+int pool_maps_sync(struct pool *p, const struct vol *except);
+void pool_punch_free(struct pool *p, const uint64_t *slots, size_t n);
 /* fsck: check the tag table header of a pool's tags file (-EUCLEAN if bad). */
 int pool_header_check(int tags_fd, const uint8_t lineage[static CHUNK_LINEAGE_BYTES], uint32_t *chunk_size,
 		      int *encrypted);

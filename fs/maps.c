@@ -213,16 +213,44 @@ static int ref_cb(void *ctx, uint64_t index, uint64_t slot)
 	return pool_ref(ctx, slot);
 }
 
+/* Slots a dropped map referenced last: PENDING until pool_punch_free(). */
+struct unref_ctx {
+	struct pool *pool;
+	uint64_t *slots;
+	size_t n, cap;
+};
+
 static int unref_cb(void *ctx, uint64_t index, uint64_t slot)
 {
-	struct pool *p = ctx;
+	struct unref_ctx *u = ctx;
 
 	(void)index;
-	if (pool_unref(p, slot)) {
-		pool_punch(p, slot);
-		pool_free_pending(p, &slot, 1);
+	if (!pool_unref(u->pool, slot))
+		return 0;
+	if (u->n == u->cap) {
+		size_t cap = u->cap ? 2 * u->cap : 1024;
+		uint64_t *n = realloc(u->slots, cap * sizeof(*n));
+
+		if (!n)
+			return 0;       /* stays PENDING: leaked until the pool is reopened */
+		u->slots = n;
+		u->cap = cap;
 	}
+	u->slots[u->n++] = slot;
 	return 0;
+}
+
+/* Drop the references of the (already unlinked or replaced) map open as
+ * fd.  The freed slots are reused, and punched, only once every open map
+ * of the pool is durable: one of them may have dropped a shared slot in a
+ * write not yet synced, and its durable state still points at it. */
+static void map_fd_unref(struct pool *p, int fd)
+{
+	struct unref_ctx u = { .pool = p };
+
+	(void)map_fd_foreach(p, fd, unref_cb, &u);
+	pool_punch_free(p, u.slots, u.n);
+	free(u.slots);
 }
 
 /* Copy the data extents of a map file (entries only; header rewritten). */
@@ -281,6 +309,9 @@ int engine_map_clone(struct engine *e, const char *lineage, const char *src_id, 
 		return err;
 	if (vol_lookup(&sv, e, src_id) < 0)     /* holds a reference while frozen */
 		sv = NULL;
+	/* Flush most of the pool's dirty data before freezing the source, so
+	 * the sync under the freeze (below) has little left to write. */
+	(void)pool_sync(p);
 	if (sv)
 		pthread_rwlock_wrlock(&sv->lock);   /* freeze the source */
 	dfd = maps_dir(p);
@@ -313,6 +344,10 @@ int engine_map_clone(struct engine *e, const char *lineage, const char *src_id, 
 		goto out;
 	}
 	err = copy_entries(sfd, tfd, chunk_count(h.size, p->chunk_size));
+	/* The chunks the clone points at must be durable before the clone is:
+	 * writes acknowledged but not yet fsynced sit in the page cache. */
+	if (!err)
+		err = pool_sync(p);
 	if (!err && fsync(tfd) < 0)
 		err = -errno;
 	if (!err && renameat(dfd, tname, dfd, dname) < 0)
@@ -326,13 +361,15 @@ int engine_map_clone(struct engine *e, const char *lineage, const char *src_id, 
 	/* The clone is durable: count its references, drop the old ones. */
 	if (map_fd_foreach(p, tfd, ref_cb, p) < 0)
 		engine_logf(e, 3, "pool %s: clone %s references a slot outside the pool", lineage, dst_id);
-	if (ofd >= 0)
-		(void)map_fd_foreach(p, ofd, unref_cb, p);
 out:
 	if (sv) {
 		pthread_rwlock_unlock(&sv->lock);
 		vol_close(sv);
 	}
+	/* Replaced: the old map's slots (after the unlock: syncing the open
+	 * maps takes the engine table lock, which comes first). */
+	if (!err && ofd >= 0)
+		map_fd_unref(p, ofd);
 	if (tfd >= 0)
 		close(tfd);
 	if (ofd >= 0)
@@ -369,7 +406,7 @@ int engine_map_delete(struct engine *e, const char *lineage, const char *id)
 	} else if (unlinkat(dfd, name, 0) < 0 || fsync(dfd) < 0) {
 		err = -errno;
 	} else {
-		(void)map_fd_foreach(p, fd, unref_cb, p);
+		map_fd_unref(p, fd);
 	}
 	if (fd >= 0)
 		close(fd);

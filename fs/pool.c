@@ -22,7 +22,11 @@
  * freed by a write may be reused only after the map that stopped pointing at
  * it is durable, else a power cut could leave the durable map pointing at
  * another chunk's data.  Freed slots therefore wait in their volume's
- * pending list (refcount POOL_PENDING) until vol_sync() has synced that map.
+ * pending list (refcount POOL_PENDING) until vol_sync() has synced that map
+ * and every other open map of the pool (a clone may have dropped the same
+ * shared slot in a write not yet synced).  Discarded slots are punched only
+ * then, and slots of a deleted or replaced map only once the open maps are
+ * synced (pool_punch_free), for the same reason.
  *
  * Allocation is next-fit over the refcount array, falling back to the end of
  * the pool; a multi-chunk write tends to get consecutive slots and so one
@@ -189,6 +193,15 @@ int engine_pool_create(struct engine *e, const char *lineage, uint32_t chunk_siz
 	snprintf(path, sizeof(path), "%s/%s", e->dir, lineage);
 	if (mkdir(path, 0700) < 0)
 		return -errno;
+	/* The new directory's entry must survive a power cut, like its files. */
+	dfd = open(e->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) < 0) {
+		err = -errno;
+		if (dfd >= 0)
+			close(dfd);
+		return err;
+	}
+	close(dfd);
 	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return -errno;

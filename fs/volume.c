@@ -576,11 +576,11 @@ static int map_store(struct vol *v, struct scratch *sc, uint64_t first, uint64_t
 		}
 	}
 	for (uint64_t k = 0; k < count; k++) {
-		if (sc->old[k] && sc->old[k] != sc->ent[k] && pool_unref(v->pool, sc->old[k] - 1)) {
-			if (punch)
-				pool_punch(v->pool, sc->old[k] - 1);
-			pending_add(v, sc->old[k] - 1);
-		}
+		/* Discarded slots are punched by vol_sync once this map is
+		 * durable, not now: after a power cut the durable map could
+		 * still point at them (a failed chunk, not the old content). */
+		if (sc->old[k] && sc->old[k] != sc->ent[k] && pool_unref(v->pool, sc->old[k] - 1))
+			pending_add(v, (sc->old[k] - 1) | (punch ? VOL_PENDING_PUNCH : 0));
 	}
 	return err;
 }
@@ -768,10 +768,76 @@ int vol_sync(struct vol *v)
 	err = pool_sync(v->pool);
 	if (!err && v->writable && fdatasync(v->map_fd) < 0)
 		err = -errno;
-	if (!err)
-		pool_free_pending(v->pool, list, n);   /* the maps no longer need them */
+	/* A slot this map freed may still be in the durable state of another
+	 * open map of the pool that dropped it earlier (a clone that shared
+	 * it): those must be durable too before the slot is reused. */
+	if (!err && n)
+		err = pool_maps_sync(v->pool, v);
+	if (!err) {
+		/* No durable map refers to them any more. */
+		for (size_t i = 0; i < n; i++) {
+			if (list[i] & VOL_PENDING_PUNCH) {
+				list[i] &= ~VOL_PENDING_PUNCH;
+				pool_punch(v->pool, list[i]);
+			}
+		}
+		pool_free_pending(v->pool, list, n);
+	}
 	free(list);                               /* on error they stay PENDING: never reused */
 	return err;
+}
+
+int pool_maps_sync(struct pool *p, const struct vol *except)
+{
+	struct engine *e = p->eng;
+	int *fds = NULL, nfd = 0, cap = 0, err = 0;
+
+	/* dup() the map fds under the table lock, sync outside it: no I/O
+	 * under engine->lock. */
+	pthread_mutex_lock(&e->lock);
+	for (struct vol *o = e->vols; o && !err; o = o->next) {
+		if (o->pool != p || !o->writable || o == except)
+			continue;
+		if (nfd == cap) {
+			int *n = realloc(fds, (size_t)(cap = cap ? 2 * cap : 8) * sizeof(*fds));
+
+			if (!n) {
+				err = -ENOMEM;
+				break;
+			}
+			fds = n;
+		}
+		fds[nfd] = dup(o->map_fd);
+		if (fds[nfd] < 0)
+			err = -errno;
+		else
+			nfd++;
+	}
+	pthread_mutex_unlock(&e->lock);
+	for (int i = 0; i < nfd; i++) {
+		if (!err && fdatasync(fds[i]) < 0)
+			err = -errno;
+		close(fds[i]);
+	}
+	free(fds);
+	return err;
+}
+
+void pool_punch_free(struct pool *p, const uint64_t *slots, size_t n)
+{
+	int err;
+
+	if (!n)
+		return;
+	err = pool_maps_sync(p, NULL);
+	if (err) {
+		engine_logf(p->eng, 3, "pool %s: syncing its open maps failed (%s); %zu freed chunks stay unused until "
+			    "the pool is reopened", p->lineage_hex, strerror(-err), n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		pool_punch(p, slots[i]);
+	pool_free_pending(p, slots, n);
 }
 
 int vol_extend(struct vol *v, uint64_t new_size)

@@ -65,6 +65,11 @@ static Suite *volume_suite(void)
 	volume_add_fsck(tc);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
+
+	tc = tcase_create("crash");
+	volume_add_crash(tc);
+	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
 	return s;
 }
 
