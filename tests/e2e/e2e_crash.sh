@@ -31,9 +31,24 @@ snap_loop() {
   done
 }
 
+# fsck NAME must be clean.  The one problem a kill may leave is the map of a
+# snapshot whose catalog entry was never committed (killed between the two):
+# tolerated only in snapshot rounds, removed with --repair, then clean.
+fsck_clean() {
+  ctl fsck "$1" >"$T/f" 2>&1 && return 0
+  if [ "$snaps" != no ] && grep -q '^problem:' "$T/f" &&
+     ! grep '^problem:' "$T/f" | grep -vq 'has no catalog object (left by an interrupted command)'; then
+    echo "# round $R: $(grep -c '^problem:' "$T/f") orphan snapshot map(s) from the kill; fsck --repair"
+    ctl fsck --repair >"$T/f2" 2>&1 || { cat "$T/f2"; die "round $R: fsck --repair failed"; }
+    ctl fsck "$1" >"$T/f" 2>&1 && return 0
+  fi
+  cat "$T/f"; die "round $R: fsck $1 not clean"
+}
+
 # One round: writers on both volumes, optional snapshot churn, kill -9 the daemon.
 crash_round() {
-  local discard=$1 fsync_every=$2 snaps=$3 ms pid spid=""
+  local discard=$1 fsync_every=$2 ms pid spid=""
+  snaps=$3
   rm -f "$T/stop"
   "$CRASHIO_BIN" write "$MNT/volumes/cv" "$T/j.cv" --blocks 6144 --threads 3 --seconds 30 \
     --discard "$discard" --fsync-every "$fsync_every" --seed $((SEED + R)) >"$T/w.cv" 2>&1 &
@@ -63,8 +78,7 @@ crash_round() {
   "$CRASHIO_BIN" verify "$MNT/volumes/cv" "$T/j.cv" >"$T/v.cv" || { cat "$T/v.cv"; die "round $R: encrypted volume lost fsynced data or reads bad chunks"; }
   "$CRASHIO_BIN" verify "$MNT/volumes/cp" "$T/j.cp" >"$T/v.cp" || { cat "$T/v.cp"; die "round $R: unencrypted volume lost fsynced data or reads bad chunks"; }
   sed 's/^crashio verify [^:]*: /# /' "$T/v.cv" "$T/v.cp"
-  ctl fsck cv >"$T/f" 2>&1 || { cat "$T/f"; die "round $R: fsck cv not clean"; }
-  ctl fsck cp >"$T/f" 2>&1 || { cat "$T/f"; die "round $R: fsck cp not clean"; }
+  fsck_clean cv; fsck_clean cp
   if [ "$snaps" != no ]; then
     local n=0
     for s in $(ctl --json snapshot list | grep -o '"name":"[^"]*"' | sed 's/"name":"\(.*\)"/\1/'); do
