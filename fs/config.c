@@ -127,6 +127,12 @@ static int parse_value(struct evfs_config *c, int k, const char *v, const char *
 
 	if (!len && d->optional)
 		return field[0] = '\0', 0;
+	for (p = v; *p; p++) /* a stray CR from a DOS editor, an escape sequence, ... */
+		if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f) {
+			snprintf(why, n, "contains the control character 0x%02x; remove it (%s)", (unsigned char)*p,
+				 d->fix);
+			return -EINVAL;
+		}
 	switch (d->kind) {
 	case NAME:
 		if (name_ok(v, len, d->size - 1))
@@ -265,7 +271,8 @@ static char *read_line(char *str, int num, void *stream)
 	for (i = 0; end && i < NSECTIONS && (strlen(sections[i]) != name || memcmp(sections[i], s + 1, name)); i++)
 		;
 	if (end && i == NSECTIONS)
-		fail(l, -EINVAL, l->lineno, "[%.*s]: unknown section; valid sections are " SECTIONS_TEXT,
+		fail(l, -EINVAL, l->lineno,
+		     "[%.*s]: unknown section; valid sections are " SECTIONS_TEXT " (fix or remove it)",
 		     (int)(name < SHOW_MAX ? name : SHOW_MAX), s + 1);
 	if (len <= room) {
 		memcpy(str, s, len + 1);
@@ -299,14 +306,17 @@ static int on_pair(void *user, const char *section, const char *name, const char
 		return fail(l, -ENOMEM, 0, "out of memory");
 	const char *v = clean(dup);
 	snprintf(shown, sizeof shown, "%.*s%s", SHOW_MAX, v, strlen(v) > SHOW_MAX ? "..." : "");
+	for (char *q = shown; *q; q++) /* quoted in a one-line message on a terminal */
+		if ((unsigned char)*q < 0x20 || *q == 0x7f)
+			*q = '?';
 	for (k = 0; k < NKEYS && (strcmp(keys[k].section, section) || strcmp(keys[k].name, name)); k++)
 		if (!strcmp(keys[k].section, section))
 			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", *list ? ", " : "", keys[k].name);
 	if (!*section)
 		fail(l, -EINVAL, line, "%s = %s: key outside any section; put it under " SECTIONS_TEXT, name, shown);
 	else if (k == NKEYS) /* (an unknown section was reported at its header) */
-		fail(l, -EINVAL, line, "[%s] %s = %s: unknown key; valid keys in [%s] are %s", section, name, shown,
-		     section, list);
+		fail(l, -EINVAL, line, "[%s] %s = %s: unknown key; valid keys in [%s] are %s (fix or remove the line)",
+		     section, name, shown, section, list);
 	else if (l->seen[k])
 		fail(l, -EINVAL, line, "[%s] %s = %s: duplicate key (first set on line %u); keep only one", section,
 		     name, shown, l->seen[k]);

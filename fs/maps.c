@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <sodium.h>
 
@@ -60,8 +61,8 @@ int map_header_load(struct pool *p, int fd, const char *id, struct map_header *h
 {
 	struct map_header want;
 
-	if (pread(fd, h, sizeof(*h), 0) != (ssize_t)sizeof(*h))
-		return -EUCLEAN;
+	if (pread(fd, h, sizeof(*h), 0) != (ssize_t)sizeof(*h) || !memchr(h->id, 0, sizeof(h->id)))
+		return -EUCLEAN; /* short, or an id that is not a string (header_fill reads it as one) */
 	header_fill(p, &want, h->id, le64toh(h->size));
 	if (memcmp(h, &want, sizeof(want)) != 0 || (id && strncmp(h->id, id, sizeof(h->id)) != 0))
 		return -EUCLEAN;
@@ -74,11 +75,19 @@ int map_fd_foreach(struct pool *p, int fd, map_entry_cb cb, void *ctx)
 	uint64_t buf[SCAN_BYTES / sizeof(uint64_t)];
 	struct map_header h;
 	off_t pos = MAP_HDR_BYTES, end;
+	struct stat st;
 	int err = map_header_load(p, fd, NULL, &h);
 
 	if (err)
 		return err;
 	end = (off_t)map_entry_off(chunk_count(h.size, p->chunk_size));
+	/* Maps are never shorter than their header says (extend grows the
+	 * file first): a short one lost entries, whose slots must not be
+	 * taken for free. */
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_size < end)
+		return -EUCLEAN;
 	while (pos < end) {
 		off_t data = lseek(fd, pos, SEEK_DATA), hole;
 

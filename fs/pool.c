@@ -262,9 +262,14 @@ static int pool_scan_maps(struct pool *p)
 		if (l < 5 || strcmp(de->d_name + l - 4, ".map") != 0)
 			continue;
 		err = map_file_foreach(p, dirfd(d), de->d_name, map_ref_cb, p);
+		if (err == -ERANGE) {   /* map_ref_cb said why */
+			err = -EUCLEAN;
+			break;
+		}
 		if (err < 0) {
-			engine_logf(p->eng, 3, "pool %s: map %s unreadable: %s", p->lineage_hex, de->d_name,
-				    strerror(-err));
+			engine_logf(p->eng, 3, "pool %s: chunk map %s/%s/maps/%s is damaged or unreadable (%s); restore "
+				    "the file from a copy: the lineage's volumes, snapshots and images are refused until "
+				    "then", p->lineage_hex, p->eng->dir, p->lineage_hex, de->d_name, strerror(-err));
 			break;
 		}
 	}
@@ -290,6 +295,8 @@ static int pool_grow_refs(struct pool *p, uint64_t want)
 	return 0;
 }
 
+/* Count one reference of a map to slot (pool open); -ERANGE, logged, for a
+ * slot past the end of the tag table. */
 int map_ref_cb(void *ctx, uint64_t index, uint64_t slot)
 {
 	struct pool *p = ctx;
@@ -297,9 +304,11 @@ int map_ref_cb(void *ctx, uint64_t index, uint64_t slot)
 
 	(void)index;
 	if (slot >= p->nslots) {
-		engine_logf(p->eng, 3, "pool %s: map references slot %llu beyond the tag table (%llu slots)",
-			    p->lineage_hex, (unsigned long long)slot, (unsigned long long)p->nslots);
-		return -EUCLEAN;
+		engine_logf(p->eng, 3, "pool %s: a chunk map references slot %llu beyond the end of the tag table "
+			    "%s/%s/tags (%llu slots): the tags file is truncated (or a map damaged); restore it from a "
+			    "copy: the lineage's volumes, snapshots and images are refused until then", p->lineage_hex,
+			    (unsigned long long)slot, p->eng->dir, p->lineage_hex, (unsigned long long)p->nslots);
+		return -ERANGE;
 	}
 	err = pool_grow_refs(p, slot + 1);
 	if (err)
@@ -331,7 +340,7 @@ static int pool_open(struct pool **out, struct engine *e, const char *lineage)
 	struct tags_header h, want;
 	char path[4096];
 	struct stat st;
-	int err;
+	int err, ok;
 
 	if (!p)
 		return -ENOMEM;
@@ -354,14 +363,19 @@ static int pool_open(struct pool **out, struct engine *e, const char *lineage)
 		err = -errno;
 		goto fail;
 	}
-	if (pread(p->tags_fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || fstat(p->tags_fd, &st) < 0) {
-		err = -EUCLEAN;
+	if (fstat(p->tags_fd, &st) < 0) {
+		err = -errno;
 		goto fail;
 	}
-	tags_header_fill(&want, h.lineage, le32toh(h.chunk_size), (int)le32toh(h.encrypted));
-	if (memcmp(&h, &want, sizeof(h)) != 0 || memcmp(h.lineage, p->lineage, CHUNK_LINEAGE_BYTES) != 0 ||
-	    !chunk_size_valid(le32toh(h.chunk_size))) {
-		engine_logf(e, 3, "pool %s: tag table header damaged or not an evfs pool", lineage);
+	ok = pread(p->tags_fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h);
+	if (ok)
+		tags_header_fill(&want, h.lineage, le32toh(h.chunk_size), (int)le32toh(h.encrypted));
+	if (!ok || memcmp(&h, &want, sizeof(h)) != 0 || memcmp(h.lineage, p->lineage, CHUNK_LINEAGE_BYTES) != 0 ||
+	    !chunk_size_valid(le32toh(h.chunk_size)) || st.st_size < (off_t)POOL_HDR_BYTES ||
+	    (uint64_t)st.st_size > POOL_HDR_BYTES + POOL_MAX_SEGS * POOL_SEG_BYTES) {
+		engine_logf(e, 3, "pool %s: tag table %s/tags is damaged or not an evfs pool (bad header or size); "
+			    "restore the file from a copy: the lineage's volumes, snapshots and images are refused "
+			    "until then", lineage, path);
 		err = -EUCLEAN;
 		goto fail;
 	}

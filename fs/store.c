@@ -48,6 +48,16 @@ void store_seterr(struct store *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(s->err, sizeof(s->err), fmt, ap);
 	va_end(ap);
+	/* "Structure needs cleaning" alone does not say which file: add what
+	 * the lower layer logged (it names the file and the remedy). */
+	pthread_mutex_lock(&s->cause_lock);
+	if (s->cause[0] && !strstr(s->err, s->cause)) {
+		size_t n = strlen(s->err);
+
+		snprintf(s->err + n, sizeof(s->err) - n, " [%s]", s->cause);
+	}
+	s->cause[0] = '\0';
+	pthread_mutex_unlock(&s->cause_lock);
 }
 
 void store_logf(struct store *s, int level, const char *fmt, ...)
@@ -66,6 +76,12 @@ void store_logf(struct store *s, int level, const char *fmt, ...)
 static void sub_log(void *ctx, int level, const char *msg)
 {
 	struct store *s = ctx;
+
+	if (level <= 3) {
+		pthread_mutex_lock(&s->cause_lock);
+		snprintf(s->cause, sizeof(s->cause), "%s", msg);
+		pthread_mutex_unlock(&s->cause_lock);
+	}
 
 	if (s->log)
 		s->log(s->log_ctx, level, msg);
@@ -264,6 +280,7 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 	s->log_ctx = log_ctx;
 	s->mounted = mountpoint != NULL;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->cause_lock, NULL);
 	s->dir = strdup(realpath(dir, real) ? real : dir);
 	if (!s->dir) {
 		rc = -ENOMEM;
@@ -283,6 +300,12 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 	rc = config_load(&s->cfg, path, s->dir, err, errsz);
 	if (rc)
 		goto fail;
+	if (!s->cfg.key_source[0]) { /* allowed by the syntax, not by a store (e.g. a truncated file) */
+		rc = -EINVAL;
+		snprintf(err, errsz, "%s: [kms] key_source and key_path are missing (the root key cannot be found); "
+			 "restore the file from a copy or add them as evfsctl init wrote them", path);
+		goto fail;
+	}
 	rc = take_lock(s, mountpoint, err, errsz);
 	if (rc) {
 		if (rc != -EBUSY)
@@ -307,7 +330,7 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 		else
 			snprintf(err, errsz, "store %s: key store %s cannot be opened (root key from %s %s): %s%s",
 				 s->dir, path, s->cfg.key_source, s->cfg.key_path, strerror(-rc),
-				 rc == -EUCLEAN ? " (damaged or not an evfs key store)" : "");
+				 rc == -EUCLEAN ? " (damaged or not an evfs key store; restore it from a copy)" : "");
 		goto fail;
 	}
 	join(path, sizeof(path), s->dir, "pools");
@@ -339,6 +362,7 @@ void store_close(struct store *s)
 		close(s->lock_fd);
 	}
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->cause_lock);
 	free(s->dir);
 	free(s);
 }
@@ -693,4 +717,7 @@ struct kms *store_kms(struct store *s)
 void store_seterr_clear(struct store *s)
 {
 	s->err[0] = 0;
+	pthread_mutex_lock(&s->cause_lock);
+	s->cause[0] = '\0';
+	pthread_mutex_unlock(&s->cause_lock);
 }

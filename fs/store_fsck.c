@@ -755,7 +755,8 @@ int store_fsck_run(struct store *s, const struct store_caller *c, const struct s
 		if (target->kind != META_BACKUP && pool_exists(&f, target->lineage))
 			pool_fsck(&f, target->lineage);
 		object_files(&f, target);
-		qsort(f.seen, f.nseen, sizeof(*f.seen), seen_cmp);
+		if (f.nseen) /* qsort(NULL, 0, ...) is undefined (found by fuzz_cli) */
+			qsort(f.seen, f.nseen, sizeof(*f.seen), seen_cmp);
 		rc = object_chunks(&f, target, o->quarantine);
 		if (rc == 1) {
 			summary(&f);
@@ -783,7 +784,8 @@ int store_fsck_run(struct store *s, const struct store_caller *c, const struct s
 			if (!seen)
 				backup_dir_orphans(&f, f.objs[i].location);
 		}
-		qsort(f.seen, f.nseen, sizeof(*f.seen), seen_cmp);
+		if (f.nseen) /* qsort(NULL, 0, ...) is undefined (found by fuzz_cli) */
+			qsort(f.seen, f.nseen, sizeof(*f.seen), seen_cmp);
 		for (size_t i = 0; i < f.nobj; i++)
 			(void)object_chunks(&f, &f.objs[i], 0);
 	}

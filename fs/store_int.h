@@ -26,6 +26,9 @@ struct store {
 	store_log_fn log;
 	void *log_ctx;
 	char err[1024];                 /* last message; commands run one at a time */
+	pthread_mutex_t cause_lock;     /* protects `cause` (logged from any thread) */
+	char cause[512];                /* last error the engine, catalog or KMS logged during
+					   the current command: store_seterr appends it */
 	pthread_mutex_t lock;           /* protects `attached` */
 	struct attachment *attached;
 };

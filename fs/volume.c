@@ -202,7 +202,8 @@ int vol_open(struct vol **out, struct engine *e, const char *lineage, const char
 		goto fail;
 	err = map_header_load(v->pool, v->map_fd, id, &h);
 	if (err) {
-		engine_logf(e, 3, "volume %s: map header damaged (pool %s)", id, lineage);
+		engine_logf(e, 3, "volume %s: chunk map %s/%s/maps/%s is damaged (bad header or checksum); restore "
+			    "the file from a copy", id, e->dir, lineage, name);
 		goto fail;
 	}
 	v->size = h.size;
@@ -214,7 +215,8 @@ int vol_open(struct vol **out, struct engine *e, const char *lineage, const char
 		 * mapping: refuse it as damaged. */
 		if (fstat(v->map_fd, &st) < 0 || (uint64_t)st.st_size < map_entry_off(v->nchunks) ||
 		    v->nchunks > (SIZE_MAX - MAP_HDR_BYTES) / 8) {
-			engine_logf(e, 3, "volume %s: map file truncated (pool %s); restore it or run fsck", id, lineage);
+			engine_logf(e, 3, "volume %s: chunk map %s/%s/maps/%s is truncated; restore the file from a "
+				    "copy", id, e->dir, lineage, name);
 			err = -EUCLEAN;
 			goto fail;
 		}
