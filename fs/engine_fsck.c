@@ -653,27 +653,33 @@ int engine_pool_reclaim(struct engine *e, const char *lineage, uint64_t *slots)
 	err = chk_init(&c, e, lineage, NULL, NULL);      /* finds p open: holds it */
 	if (!err)
 		err = data_extents(&c);
-	for (uint64_t s = 0; !err && s < c.nslots; s++) {
-		int mine = 0;
+	for (uint64_t s = 0; !err && s < c.nslots;) {
+		uint64_t run = 0;
 
-		if (!has_data(&c, s))
-			continue;
-		/* Busy while punched: the allocator skips it meanwhile. */
+		/* A run of leaked slots, busy while punched (the allocator
+		 * skips them meanwhile), then one punch for the run. */
 		pthread_mutex_lock(&p->lock);
-		if (s < p->nslots && p->refs[s] == 0) {
-			p->refs[s] = POOL_PENDING;
+		while (s + run < c.nslots && s + run < p->nslots && has_data(&c, s + run) && p->refs[s + run] == 0) {
+			p->refs[s + run] = POOL_PENDING;
 			p->nfree--;
-			mine = 1;
+			run++;
 		}
 		pthread_mutex_unlock(&p->lock);
-		if (!mine)
+		if (!run) {
+			s++;
 			continue;
+		}
 		if (fallocate(p->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(s << p->chunk_shift),
-			      (off_t)p->chunk_size) < 0)
+			      (off_t)(run << p->chunk_shift)) < 0)
 			err = -errno;
 		else
-			(*slots)++;
-		pool_free_pending(p, &s, 1);
+			*slots += run;
+		for (uint64_t k = 0; k < run; k++) {
+			uint64_t x = s + k;
+
+			pool_free_pending(p, &x, 1);
+		}
+		s += run;
 	}
 	chk_fini(&c);
 	pool_put(p);

@@ -81,6 +81,7 @@ void pool_release_new(struct pool *p, const uint64_t *slots, uint64_t n);
 int pool_unref(struct pool *p, uint64_t slot);   /* returns 1 if now unreferenced */
 void pool_free_pending(struct pool *p, const uint64_t *slots, size_t n);
 void pool_punch(struct pool *p, uint64_t slot);
+void pool_punch_run(struct pool *p, uint64_t first, uint64_t count);   /* slots first..first+count-1 */
 const struct chunk_tag *pool_tag(struct pool *p, uint64_t slot);
 int pool_tags_store(struct pool *p, uint64_t slot, const struct chunk_tag *tags, uint64_t n);
 int pool_get(struct pool **out, struct engine *e, const char *lineage);

@@ -837,8 +837,11 @@ void pool_punch_free(struct pool *p, const uint64_t *slots, size_t n)
 			    "the pool is reopened", p->lineage_hex, strerror(-err), n);
 		return;
 	}
-	for (size_t i = 0; i < n; i++)
-		pool_punch(p, slots[i]);
+	for (size_t i = 0, run; i < n; i += run) {          /* consecutive slots: one punch */
+		for (run = 1; i + run < n && slots[i + run] == slots[i] + run; run++)
+			;
+		pool_punch_run(p, slots[i], run);
+	}
 	pool_free_pending(p, slots, n);
 }
 
