@@ -9,6 +9,8 @@
 # (punch-hole through the mount, deleting a volume) writing works again and
 # everything survives a remount.
 . "$(dirname "$0")/lib.sh"
+command -v mkfs.ext4 >/dev/null && losetup -f >/dev/null 2>&1 ||
+  { echo "SKIPPED: e2e_fullfs needs mkfs.ext4 and a free loop device" >&2; exit 77; }
 DISK=$T/disk
 mkdir -p "$DISK"
 fullfs_cleanup() {
