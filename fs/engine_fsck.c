@@ -723,10 +723,8 @@ int engine_map_quarantine(struct engine *e, const char *lineage, const char *id,
 		if (pwrite(fd, &zero, sizeof(zero), (off_t)map_entry_off(index)) != (ssize_t)sizeof(zero) ||
 		    fdatasync(fd) < 0)
 			err = errno ? -errno : -EIO;
-		else if (pool_unref(p, ent - 1)) {        /* the map is durable: release now */
-			pool_punch(p, ent - 1);
-			pool_free_pending(p, (uint64_t[]){ ent - 1 }, 1);
-		}
+		else if (pool_unref(p, ent - 1))          /* durable; once every open map is: reuse */
+			pool_punch_free(p, (uint64_t[]){ ent - 1 }, 1);
 	}
 	if (v) {
 		pthread_rwlock_unlock(&v->lock);
