@@ -39,6 +39,7 @@ verify=crc32c
 verify_fatal=1
 do_verify=1
 verify_backlog=512
+verify_state_save=0
 group_reporting=1
 [small]
 bs=4k
