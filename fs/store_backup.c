@@ -199,11 +199,16 @@ int store_backup_delete(struct store *s, const struct meta_object *o)
 	rc = meta_object_delete(s->meta, o->id);
 	snprintf(setting, sizeof(setting), "backup.last.%s", o->parent_id);
 	if (!rc && meta_setting_get(s->meta, setting, last, sizeof(last)) == 0 && strcmp(last, o->id) == 0) {
-		struct backup_info bi;
+		const struct meta_object *base = NULL;
 
-		/* The chain's newest is gone: its parent becomes the base. */
-		if (backup_info_load(o->location, o->id, &bi) == 0 || nk == 0)
-			rc = meta_setting_set(s->meta, setting, "");
+		/* The volume's newest backup is gone: the newest remaining one
+		 * (whole again after the merge) is the next incremental's base. */
+		for (size_t i = 0; i < ch.n; i++)
+			if (strcmp(ch.list[i].id, o->id) != 0 && (!base || ch.list[i].created > base->created ||
+								 (ch.list[i].created == base->created &&
+								  strcmp(ch.list[i].id, base->id) > 0)))
+				base = &ch.list[i];
+		rc = meta_setting_set(s->meta, setting, base ? base->id : "");
 	}
 	if (rc)
 		store_seterr(s, "backup %s: catalog update failed: %s", o->name, strerror(-rc));

@@ -49,6 +49,11 @@ ok "R4: restores keep the backup's key or take the user's choice, and equal the 
 ctl backup delete b1 >/dev/null
 cmp "$MNT/backups/b2" "$T/v_at_b2" || die "chain broken by deleting b1"
 ok "R25: deleting the first backup of a chain keeps the incremental restorable"
+dd if=/dev/urandom of="$MNT/volumes/v" bs=4k count=2 seek=300 conv=notrunc,fsync status=none
+ctl backup create v b3 --incremental >/dev/null; ctl backup delete b3 >/dev/null
+ctl backup create v b4 --incremental >/dev/null
+cmp "$MNT/backups/b4" "$MNT/volumes/v" || die "incremental after deleting the newest backup"
+ok "R25: after the newest backup is deleted, the next incremental builds on the newest remaining one"
 # R9, R6, R3: images
 ctl image create v ie >/dev/null; ctl image create p ip >/dev/null
 [ "$(enc image ie)" = true ] || die "R9 encrypted image"
