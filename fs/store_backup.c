@@ -121,8 +121,11 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 			store_logf(s, 4, "backup %s: temporary clone %s not removed", name, tmp.id);
 	}
 	if (rc) {
-		store_seterr(s, "backup %s of volume %s failed: %s%s", name, vol, strerror(-rc),
-			     rc == -ENOSPC ? " (the backup directory is full; free space or set backup_dir)" : "");
+		store_seterr(s, "backup %s of volume %s failed: %s%s%s%s", name, vol, strerror(-rc),
+			     rc == -ENOSPC ? " (free space in the backup directory " : "",
+			     rc == -ENOSPC ? s->cfg.backup_dir : "",
+			     rc == -ENOSPC ? " and on the filesystem holding the store, or set backup_dir to another "
+					     "disk; nothing was kept)" : "");
 		return rc;
 	}
 	rc = meta_object_insert(s->meta, &o);

@@ -760,7 +760,11 @@ int store_fsck_run(struct store *s, const struct store_caller *c, const struct s
 		rc = object_chunks(&f, target, o->quarantine);
 		if (rc == 1) {
 			summary(&f);
-			store_seterr(s, "fsck %s: its chunks could not be checked: %s", o->name, s->err);
+			char why[sizeof(s->err)];
+
+			/* s->err is the destination: never also a source. */
+			snprintf(why, sizeof(why), "%s", s->err);
+			store_seterr(s, "fsck %s: its chunks could not be checked: %s", o->name, why);
 			rc = -ENOKEY;
 			goto out;
 		}
