@@ -119,11 +119,12 @@ static int dep_cb(void *ctx, const struct meta_object *o)
 	return 0;
 }
 
-/* R20: everything encrypted under the key. */
-static void dependents(struct cmdctx *x, const struct kms_key_info *k, const char *intro)
+/* R20: everything encrypted under the key (in `project` only, if given:
+ * unsharing affects only the project the share is withdrawn from). */
+static void dependents(struct cmdctx *x, const struct kms_key_info *k, const char *project, const char *intro)
 {
 	struct dep_ctx d = { x, 0 };
-	struct meta_filter f = { .key_id = k->id };
+	struct meta_filter f = { .key_id = k->id, .project = project };
 
 	if (x->json)
 		fputs("\"dependents\":[", x->out);
@@ -182,8 +183,13 @@ static int key_change(struct cmdctx *x, const char *sub, struct args *a)
 	if (strcmp(sub, "disable") == 0 || strcmp(sub, "schedule-deletion") == 0 || strcmp(sub, "unshare") == 0) {
 		if (x->json)
 			fputc(',', x->out);
-		dependents(x, &k, "objects that depend on this key (attached volumes keep working; they cannot be "
-				  "re-attached or read otherwise until the key is Enabled again):");
+		int un = strcmp(sub, "unshare") == 0;
+
+		dependents(x, &k, un ? a->with : NULL,
+			   un ? "objects of that project that depend on this key (attached volumes keep working; they "
+				"cannot be re-attached or read otherwise until the key is shared again):"
+			      : "objects that depend on this key (attached volumes keep working; they cannot be "
+				"re-attached or read otherwise until the key is Enabled again):");
 	}
 	if (x->json)
 		fputs("}\n", x->out);
@@ -319,7 +325,7 @@ int cmd_key(struct cmdctx *x, const char *sub, struct args *a)
 		key_print(x, &k, 1);
 		if (x->json)
 			fputc(',', x->out);
-		dependents(x, &k, "  used by:");
+		dependents(x, &k, NULL, "  used by:");
 		if (x->json)
 			fputs("}\n", x->out);
 		return 0;

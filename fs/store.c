@@ -413,25 +413,21 @@ int store_key_error(struct store *s, int err, const char *what, const struct kms
 int store_key_choose(struct store *s, const struct store_caller *c, const char *name, struct kms_key_info *ki)
 {
 	struct kms_caller kc;
-	int rc = kms_is_granted(s->kms, c->project);
+	const char *n = name ? name : KMS_DEFAULT_ALIAS;
+	int rc;
 
+	/* Ask the KMS (which audits a refusal) before any work is done. */
 	store_kcaller(c, &kc, NULL);
-	if (rc < 0) {
-		store_seterr(s, "key store: %s", strerror(-rc));
-		return rc;
-	}
-	if (rc == 0) {
+	rc = kms_key_use_check(s->kms, &kc, n, ki);
+	if (rc == 0)
+		return 0;
+	if (rc == -EACCES && kms_is_granted(s->kms, c->project) == 0) {
 		store_seterr(s, "project %s has no KMS grant, so it cannot use encryption yet (R10); ask a security "
 			     "administrator (%s) to run 'evfsctl kms grant --project %s'", c->project,
 			     s->cfg.security_admins, c->project);
 		return -EACCES;
 	}
-	rc = kms_key_lookup(s->kms, &kc, name ? name : KMS_DEFAULT_ALIAS, ki);
-	if (rc)
-		return store_key_error(s, rc, "encrypt", NULL, name ? name : KMS_DEFAULT_ALIAS);
-	if (ki->state != KMS_KEY_ENABLED)
-		return store_key_error(s, -ENOKEY, "encrypt", ki, NULL);
-	return 0;
+	return store_key_error(s, rc, "encrypt", ki->id[0] ? ki : NULL, n);
 }
 
 static int key_info_by_id(struct store *s, const struct store_caller *c, const char *project, const char *id,

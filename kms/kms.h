@@ -182,6 +182,12 @@ int kms_key_rotate(struct kms *k, const struct kms_caller *c, const char *name, 
 int kms_key_retire_old(struct kms *k, const struct kms_caller *c, const char *key_id) KMS_WUR;
 
 /* --- data keys (R14, R15) ---------------------------------------------- */
+/* Would kms_dk_generate() with KEY succeed for c?  The same checks, in the
+ * same order, without touching key material; a refusal is audited as a
+ * refused "dk.generate".  *ki is filled as far as the key resolved (for
+ * the caller's message: state, alias). */
+int kms_key_use_check(struct kms *k, const struct kms_caller *c, const char *name,
+		      struct kms_key_info *ki) KMS_WUR;
 /* Generate a fresh random DK and wrap it under the key's newest version.
  * The key must be Enabled (-ENOKEY), the caller's project granted
  * (-EACCES) and the key its own or shared with it (-EACCES).  `context`

@@ -187,6 +187,22 @@ static int newest_cmk_load(struct kms *k, const struct kms_key_info *ki, uint8_t
 	return rc == -ENOENT ? -EUCLEAN : rc;
 }
 
+int kms_key_use_check(struct kms *k, const struct kms_caller *c, const char *name, struct kms_key_info *ki)
+{
+	int rc;
+
+	memset(ki, 0, sizeof(*ki));
+	if (!k)
+		return -EINVAL;
+	if ((rc = kms_enter(k)) < 0)
+		return rc;
+	rc = kms_check_caller(c) < 0 || kms_check_name(name) < 0 ? -EINVAL : use_check(k, c, name, ki);
+	if (rc < 0)   /* a refusal is an attempt to encrypt: audited as one */
+		rc = kms_finish(k, c, NULL, "dk.generate", ki->id[0] ? ki->id : NULL, rc);
+	kms_leave(k);
+	return rc;
+}
+
 int kms_dk_generate(struct kms *k, const struct kms_caller *c, const char *key_id, const void *context,
 		    size_t context_len, uint8_t wrapped[static KMS_WRAPPED_MAX], size_t *wrapped_len,
 		    struct kms_dk **dk)

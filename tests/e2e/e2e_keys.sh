@@ -86,8 +86,48 @@ if command -v faketime >/dev/null; then
 else
   echo "SKIPPED R19 part: faketime not installed" >&2
 fi
-# audit log
+# R14: only an Enabled key wraps a new DK; the refusal names the state and is audited
+ctl key create k4 >/dev/null; ctl key disable k4 >/dev/null
+expect_fail 1 "$EVFSCTL_BIN" volume create w1 --size 8M --encrypt --key k4
+grep -q "k4.*Disabled" "$T/err" || die "R14 message must name the key and its state"
+expect_fail 1 "$EVFSCTL_BIN" volume show w1
+ctl kms audit --key k4 > "$T/audit"
+grep -q "dk.generate.*Required key not available" "$T/audit" || die "R14: the refused wrap must be audited"
+ok "R14: a Disabled key cannot wrap a new DK; the refusal names key and state and is audited"
+# R20: every kind of dependent, in text and JSON; unshare lists the other project's objects only
+ctl key enable k4 >/dev/null; ctl volume create w2 --size 8M --encrypt --key k4 >/dev/null
+ctl snapshot create w2 w2s >/dev/null; ctl backup create w2 w2b >/dev/null; ctl image create w2 w2i >/dev/null
+ctl kms grant --project p4 >/dev/null; ctl key share k4 --with p4 >/dev/null
+K4=$(ctl --json key show k4 | sed 's/.*"id":"\([^"]*\)".*/\1/')
+ctl --project p4 volume create w3 --size 8M --encrypt --key "$K4" >/dev/null
+ctl key disable k4 > "$T/out"
+for d in "volume *w2" "snapshot *w2s" "backup *w2b" "image *w2i" "volume *w3"; do
+  grep -q "$d" "$T/out" || die "R20: disable must list $d"; done
+ctl key enable k4 >/dev/null
+ctl --json key schedule-deletion k4 --days 30 > "$T/out"
+for d in '"kind":"volume","name":"w2"' '"kind":"snapshot","name":"w2s"' '"kind":"backup","name":"w2b"' \
+         '"kind":"image","name":"w2i"'; do grep -q "$d" "$T/out" || die "R20: --json must list $d"; done
+ctl key cancel-deletion k4 >/dev/null; ctl key enable k4 >/dev/null
+grep -q "w2s" <<<"$(ctl key show k4)" || die "R20: key show must list dependents"
+ctl key unshare k4 --with p4 > "$T/out"
+grep -q "volume *w3 (project p4)" "$T/out" && ! grep -q "w2" "$T/out" || die "R20: unshare lists that project's objects"
+ok "R20: disable, schedule-deletion (--json), unshare and key show list volumes, snapshots, backups and images"
+# R15: attached DKs live in locked (mlock'd), non-dumpable memory of the mount, released at detach
+mnt; pid=$(pgrep -f "evfs $STORE $MNT" | head -1)
+lck() { awk '/^VmLck/ {print $2}' "/proc/$pid/status"; }
+ctl volume create m1 --size 8M --encrypt >/dev/null; ctl volume create m2 --size 8M --encrypt >/dev/null
+l0=$(lck); ctl attach m1 >/dev/null; ctl attach m2 >/dev/null; l1=$(lck)
+ctl detach m1 >/dev/null; ctl detach m2 >/dev/null; l2=$(lck); umnt
+[ $((l1 - l0)) -ge 8 ] && [ "$l2" -lt "$l1" ] || die "R15: VmLck $l0 -> $l1 -> $l2 kB"
+ok "R15: each attach adds a locked page to the mount (VmLck $l0 -> $l1 kB), detach releases it ($l2 kB)"
+# audit log: complete and tamper-evident
 ctl kms audit --verify >/dev/null
 grep -q "dk.unwrap" <<<"$(ctl kms audit)" || die "audit must record unwraps"
-ok "audit log records KMS operations and verifies"
+ctl --json kms audit --key k4 | grep -q '"op":"key.share"' || die "audit --key --json"
+cp "$STORE/kms.db" "$T/kms.bak"
+sqlite3 "$STORE/kms.db" "UPDATE audit SET result=0 WHERE op='dk.generate' AND result<>0"
+expect_fail 1 "$EVFSCTL_BIN" kms audit --verify
+cp "$T/kms.bak" "$STORE/kms.db"; rm -f "$STORE/kms.db-wal" "$STORE/kms.db-shm"
+ctl kms audit --verify >/dev/null
+ok "audit log records KMS operations (--key, --json) and --verify detects an edited entry"
 finish

@@ -760,6 +760,32 @@ START_TEST(test_disabled_key_dk)
 }
 END_TEST
 
+/* kms_key_use_check: the checks of dk.generate without key material; a
+ * refusal is audited, a success is not (the real generate will be). */
+START_TEST(test_use_check)
+{
+	struct kms_key_info ki, got;
+	struct kms_caller other = alice;
+	int64_t bad = -1;
+	const char *refused = "SELECT count(*) FROM audit WHERE op = 'dk.generate' AND result <> 0";
+
+	setup_granted();
+	new_key(&alice, "vol", &ki);
+	ck_assert_int_eq(kms_key_use_check(K, &alice, "vol", &got), 0);
+	ck_assert_str_eq(got.id, ki.id);
+	ck_assert_int_eq(sql_int(refused), 0);
+	ck_assert_int_eq(kms_key_disable(K, &alice, "vol", NULL), 0);
+	ck_assert_int_eq(kms_key_use_check(K, &alice, "vol", &got), -ENOKEY);
+	ck_assert_int_eq(got.state, KMS_KEY_DISABLED);               /* for the caller's message */
+	ck_assert_int_eq(kms_key_use_check(K, &alice, "nosuch", &got), -ENOENT);
+	other.project = "ungranted";
+	ck_assert_int_eq(kms_key_use_check(K, &other, "vol", &got), -EACCES);
+	ck_assert_int_eq(sql_int(refused), 3);
+	ck_assert_int_eq(kms_audit_verify(K, &bad), 0);
+	teardown();
+}
+END_TEST
+
 /* ------------------------------------------------------------------------
  * grants
  * ------------------------------------------------------------------------ */
@@ -1223,6 +1249,7 @@ static Suite *kms_suite(void)
 	tcase_add_test(tc, test_alias_rules);
 	tcase_add_test(tc, test_expiry_shreds);
 	tcase_add_test(tc, test_disabled_key_dk);
+	tcase_add_test(tc, test_use_check);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("grants");
