@@ -50,22 +50,17 @@
  * a forged index can drop entries (zeros) or roll a chunk back, as a forged
  * map can, but never make a chunk read as other data.
  *
- * Secrets and threads: plaintext only lives in the caller's buffer or in
- * guarded buffers wiped after use; a reader's key copy is sodium_malloc'd,
- * read-only, wiped on close.  A reader is shared by threads: data is read
- * with pread only, and its holder table and spare buffers sit under its
- * mutex (never held across I/O other than opening a holder file).  This
- * file does not talk to the KMS or the catalog: callers unwrap keys and
+ * Reading (the reader behind backups/NAME and restores, verify, header
+ * info) is in backup_read.c; the structures both share are in backup_int.h.
+ * This file does not talk to the KMS or the catalog: callers unwrap keys and
  * record chains.
  */
-#include "backup.h"
+#include "backup_int.h"
 
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,58 +69,13 @@
 #include <unistd.h>
 #include <sodium.h>
 
-#define BK_MAGIC "EVFSBAK1"
-#define BK_VERSION 1u
-#define BK_HDR_BYTES 4096u
-#define BK_SUM_BYTES 32u
-#define BK_UUID_BYTES 16u
-#define BK_BATCH (1024u * 1024u)                /* bytes per buffered write / read */
-#define BK_BOUNCE 16u                           /* spare plaintext chunks kept per reader */
-
-/* The header as stored (little-endian), checksummed up to `sum`. */
-struct bk_header {
-	char magic[8];
-	uint32_t version, chunk_size;
-	uint8_t lineage[CHUNK_LINEAGE_BYTES];
-	uint64_t size;
-	uint32_t encrypted, wrapped_len;
-	char key_id[40];
-	uint8_t wrapped[BACKUP_WRAPPED_MAX];
-	int64_t created;
-	uint8_t id[BK_UUID_BYTES], parent[BK_UUID_BYTES];
-	uint64_t n_entries, n_records, index_off, data_off;
-	uint8_t isum[BK_SUM_BYTES];             /* BLAKE2b-256 of the index region */
-	uint8_t sum[BK_SUM_BYTES];              /* BLAKE2b-256 of the bytes above */
-};
-_Static_assert(sizeof(struct bk_header) == 352 && offsetof(struct bk_header, created) == 216 &&
-		       offsetof(struct bk_header, n_entries) == 256 && offsetof(struct bk_header, sum) == 320,
-	       "backup header layout");
-
-/* An index entry as stored (integers little-endian); host order in memory. */
-struct entry {
-	uint64_t index;
-	uint8_t holder[BK_UUID_BYTES];          /* zero: this file */
-	uint64_t record;
-	uint8_t nonce[CHUNK_NONCE_BYTES];
-	uint8_t mac[CHUNK_TAG_BYTES];
-};
-_Static_assert(sizeof(struct entry) == 72 && offsetof(struct entry, nonce) == 32, "backup index entry layout");
-
-/* One backup file: header (host order), index if loaded, open fd. */
-struct bfile {
-	struct bk_header h;
-	struct entry *ent;
-	size_t cap;
-	int fd;
-};
-
 static const uint8_t zero_id[BK_UUID_BYTES];
 
 /* ============================= helpers ================================= */
 
 /* Whole-buffer pread/pwrite: a short read means a damaged (truncated) file,
  * a write that makes no progress a full disk. */
-static int io_all(int fd, void *buf, size_t len, uint64_t off, int wr)
+int bk_io_all(int fd, void *buf, size_t len, uint64_t off, int wr)
 {
 	while (len) {
 		ssize_t n = wr ? pwrite(fd, buf, len, (off_t)off) : pread(fd, buf, len, (off_t)off);
@@ -141,7 +91,7 @@ static int io_all(int fd, void *buf, size_t len, uint64_t off, int wr)
 	return 0;
 }
 
-static void uuid_format(const uint8_t in[static BK_UUID_BYTES], char out[static BACKUP_ID_LEN + 1])
+void bk_uuid_format(const uint8_t in[static BK_UUID_BYTES], char out[static BACKUP_ID_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t j = 0;
@@ -155,7 +105,7 @@ static void uuid_format(const uint8_t in[static BK_UUID_BYTES], char out[static 
 	out[j] = '\0';
 }
 
-static int is_zero_id(const uint8_t *id)
+int bk_is_zero_id(const uint8_t *id)
 {
 	return !memcmp(id, zero_id, BK_UUID_BYTES);
 }
@@ -170,8 +120,8 @@ static int uuid_parse(const char *s, uint8_t u[static BK_UUID_BYTES])
 		   &u[1], &u[2], &u[3], &u[4], &u[5], &u[6], &u[7], &u[8], &u[9], &u[10], &u[11], &u[12], &u[13],
 		   &u[14], &u[15]) != BK_UUID_BYTES)
 		return -EINVAL;
-	uuid_format(u, back);
-	return strcmp(back, s) || is_zero_id(u) ? -EINVAL : 0;
+	bk_uuid_format(u, back);
+	return strcmp(back, s) || bk_is_zero_id(u) ? -EINVAL : 0;
 }
 
 static int bk_path(char out[static PATH_MAX], const char *dir, const char *prefix, const char *id)
@@ -181,7 +131,7 @@ static int bk_path(char out[static PATH_MAX], const char *dir, const char *prefi
 	return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
 }
 
-static void bfile_close(struct bfile *f)
+void bfile_close(struct bfile *f)
 {
 	if (f->fd >= 0)
 		close(f->fd);
@@ -190,7 +140,7 @@ static void bfile_close(struct bfile *f)
 	f->fd = -1;
 }
 
-static int same_lineage(const struct bfile *a, const struct bfile *b)
+int bk_same_lineage(const struct bfile *a, const struct bfile *b)
 {
 	return !memcmp(a->h.lineage, b->h.lineage, CHUNK_LINEAGE_BYTES) && a->h.chunk_size == b->h.chunk_size &&
 	       a->h.encrypted == b->h.encrypted;
@@ -229,7 +179,7 @@ static int hdr_check(const struct bk_header *h, uint64_t fsize)
 	    h->size > UINT64_MAX - CHUNK_MAX_BYTES || h->n_entries > chunk_count(h->size, (uint32_t)cs) ||
 	    h->data_off != BK_HDR_BYTES || h->n_records > fsize / cs || h->n_entries > fsize / es ||
 	    h->index_off != h->data_off + h->n_records * cs || h->index_off > fsize ||
-	    fsize - h->index_off != h->n_entries * es || is_zero_id(h->id))
+	    fsize - h->index_off != h->n_entries * es || bk_is_zero_id(h->id))
 		return -EUCLEAN;
 	return 0;
 }
@@ -245,7 +195,7 @@ static int index_load(struct bfile *f)
 	if (!f->ent)
 		return -ENOMEM;
 	f->cap = (size_t)n;
-	err = io_all(f->fd, f->ent, (size_t)n * sizeof(*f->ent), f->h.index_off, 0);
+	err = bk_io_all(f->fd, f->ent, (size_t)n * sizeof(*f->ent), f->h.index_off, 0);
 	if (err)
 		return err;
 	crypto_generichash(sum, sizeof(sum), (const uint8_t *)f->ent, (size_t)n * sizeof(*f->ent), NULL, 0);
@@ -258,14 +208,14 @@ static int index_load(struct bfile *f)
 		if (!memcmp(e->holder, f->h.id, BK_UUID_BYTES))
 			memset(e->holder, 0, BK_UUID_BYTES);
 		if (e->index >= nchunks || (i && e->index <= e[-1].index) ||
-		    (is_zero_id(e->holder) && e->record >= f->h.n_records))
+		    (bk_is_zero_id(e->holder) && e->record >= f->h.n_records))
 			return -EUCLEAN;
 	}
 	return 0;
 }
 
 /* Open dir/<id>.evb and check its header (and index if asked). */
-static int bfile_open(struct bfile *f, const char *dir, const char *id, int with_index)
+int bfile_open(struct bfile *f, const char *dir, const char *id, int with_index)
 {
 	uint8_t raw[BK_HDR_BYTES], want[BK_UUID_BYTES], sum[BK_SUM_BYTES];
 	char path[PATH_MAX];
@@ -284,7 +234,7 @@ static int bfile_open(struct bfile *f, const char *dir, const char *id, int with
 	else if (sb.st_size < (off_t)BK_HDR_BYTES)
 		err = -EUCLEAN;
 	if (!err)
-		err = io_all(f->fd, raw, sizeof(raw), 0, 0);
+		err = bk_io_all(f->fd, raw, sizeof(raw), 0, 0);
 	if (!err) {
 		crypto_generichash(sum, sizeof(sum), raw, offsetof(struct bk_header, sum), NULL, 0);
 		memcpy(&f->h, raw, sizeof(f->h));
@@ -326,14 +276,14 @@ static int index_header_store(int fd, struct bfile *f)
 
 	ents_le(f->ent, f->h.n_entries);
 	crypto_generichash(f->h.isum, BK_SUM_BYTES, p, len, NULL, 0);
-	err = io_all(fd, (void *)p, len, f->h.index_off, 1);
+	err = bk_io_all(fd, (void *)p, len, f->h.index_off, 1);
 	ents_le(f->ent, f->h.n_entries);
 	le = f->h;
 	hdr_le(&le);
 	memcpy(raw, &le, sizeof(le));
 	crypto_generichash(raw + offsetof(struct bk_header, sum), BK_SUM_BYTES, raw, offsetof(struct bk_header, sum),
 			   NULL, 0);
-	return err ? err : io_all(fd, raw, sizeof(raw), 0, 1);
+	return err ? err : bk_io_all(fd, raw, sizeof(raw), 0, 1);
 }
 
 static int tmp_create(const char *tmp)
@@ -370,307 +320,6 @@ static int tmp_commit(int fd, struct bfile *f, const char *dir, const char *tmp,
 	return err ? err : dir_sync(dir);
 }
 
-/* ============================== reader ================================= */
-
-struct backup_reader {
-	struct bfile f;                          /* immutable after open */
-	char *dir;
-	uint8_t *key;                            /* guarded, read-only; NULL if unencrypted */
-	pthread_mutex_t lock;
-	struct bfile **hold;                     /* holder files (headers); protected by lock */
-	size_t nhold;                            /* protected by lock */
-	uint8_t *bounce[BK_BOUNCE];              /* free plaintext chunks; protected by lock */
-	size_t nbounce;                          /* protected by lock */
-};
-
-/* The file holding the records of `id` (zero: this one); holder files are
- * opened on first use and kept until close. */
-static int holder_get(struct backup_reader *r, const uint8_t *id, const struct bfile **out)
-{
-	char text[BACKUP_ID_LEN + 1];
-	struct bfile *g = NULL, **n;
-	size_t k;
-	int err = 0;
-
-	*out = &r->f;
-	if (is_zero_id(id))
-		return 0;
-	pthread_mutex_lock(&r->lock);
-	for (k = 0; k < r->nhold && memcmp(r->hold[k]->h.id, id, BK_UUID_BYTES); k++)
-		;
-	if (k == r->nhold) {
-		uuid_format(id, text);
-		n = realloc(r->hold, (k + 1) * sizeof(*n));
-		r->hold = n ? n : r->hold;
-		err = n && (g = calloc(1, sizeof(*g))) ? bfile_open(g, r->dir, text, 0) : -ENOMEM;
-		if (!err && !same_lineage(g, &r->f))
-			err = -EUCLEAN;
-		if (err && g)
-			bfile_close(g);
-		if (err)
-			free(g);
-		else
-			r->hold[r->nhold++] = g;
-	}
-	if (!err)
-		*out = r->hold[k];
-	pthread_mutex_unlock(&r->lock);
-	return err;
-}
-
-static uint8_t *bounce_get(struct backup_reader *r)
-{
-	uint8_t *b = NULL;
-
-	pthread_mutex_lock(&r->lock);
-	if (r->nbounce)
-		b = r->bounce[--r->nbounce];
-	pthread_mutex_unlock(&r->lock);
-	return b ? b : sodium_malloc(r->f.h.chunk_size);
-}
-
-static void bounce_put(struct backup_reader *r, uint8_t *b)
-{
-	sodium_memzero(b, r->f.h.chunk_size);
-	pthread_mutex_lock(&r->lock);
-	if (r->nbounce < BK_BOUNCE) {
-		r->bounce[r->nbounce++] = b;
-		b = NULL;
-	}
-	pthread_mutex_unlock(&r->lock);
-	sodium_free(b);
-}
-
-/* Read and open n entries whose records are consecutive in one holder into
- * dst (one pread).  Each bad chunk is reported to bad() and counted in
- * *nbad when given; returns the first error. */
-static int load_run(struct backup_reader *r, const struct entry *e, size_t n, uint8_t *dst, engine_bad_cb bad,
-		    void *ctx, int *nbad)
-{
-	uint32_t cs = r->f.h.chunk_size;
-	const struct bfile *h;
-	int err = holder_get(r, e->holder, &h), first = 0;
-
-	if (!err && (e->record >= h->h.n_records || h->h.n_records - e->record < n))
-		err = -EUCLEAN;
-	if (!err)
-		err = io_all(h->fd, dst, n * cs, h->h.data_off + e->record * cs, 0);
-	for (size_t j = 0; j < n; j++) {
-		struct chunk_tag t = { .index_le = htole64(e[j].index) };
-		int rc = err;
-
-		memcpy(t.nonce, e[j].nonce, CHUNK_NONCE_BYTES);
-		memcpy(t.mac, e[j].mac, CHUNK_TAG_BYTES);
-		if (!rc)
-			rc = chunk_decrypt(r->key, r->f.h.lineage, e[j].index, dst + j * cs, dst + j * cs, cs, &t);
-		if (rc) {
-			first = first ? first : rc;
-			if (nbad)
-				(*nbad)++;
-			if (bad)
-				bad(ctx, e[j].index, rc);
-		}
-	}
-	return first;
-}
-
-/* Entries from e[0] on (at most max) whose records follow each other in
- * one holder; with dense set, also at consecutive chunk indexes. */
-static size_t run_len(const struct entry *e, size_t avail, size_t max, int dense)
-{
-	size_t n = 1;
-
-	while (n < avail && n < max && e[n].record == e[0].record + n &&
-	       !memcmp(e[n].holder, e[0].holder, BK_UUID_BYTES) && (!dense || e[n].index == e[0].index + n))
-		n++;
-	return n;
-}
-
-/* Open header + index, and take a copy of the key unless nokey (used to
- * look at a parent: entries and holders only, nothing decrypted). */
-static int reader_open(struct backup_reader **out, const char *dir, const char *id, const uint8_t *key, int nokey)
-{
-	struct backup_reader *r = calloc(1, sizeof(*r));
-	int err;
-
-	if (!r)
-		return -ENOMEM;
-	pthread_mutex_init(&r->lock, NULL);
-	err = bfile_open(&r->f, dir, id, 1);
-	if (!err && !(r->dir = strdup(dir)))
-		err = -ENOMEM;
-	if (!err && r->f.h.encrypted && !nokey) {        /* unencrypted: the key is ignored */
-		if (!key)
-			err = -ENOKEY;
-		else if (!(r->key = sodium_malloc(CHUNK_KEY_BYTES)))
-			err = -ENOMEM;
-		if (!err) {
-			memcpy(r->key, key, CHUNK_KEY_BYTES);
-			sodium_mprotect_readonly(r->key);
-		}
-	}
-	if (err)
-		backup_reader_close(r);
-	else
-		*out = r;
-	return err;
-}
-
-int backup_reader_open(struct backup_reader **out, const char *dir, const char *id, const uint8_t *key)
-{
-	return reader_open(out, dir, id, key, 0);
-}
-
-void backup_reader_close(struct backup_reader *r)
-{
-	if (!r)
-		return;
-	for (size_t k = 0; k < r->nhold; k++) {
-		bfile_close(r->hold[k]);
-		free(r->hold[k]);
-	}
-	for (size_t k = 0; k < r->nbounce; k++)
-		sodium_free(r->bounce[k]);
-	sodium_free(r->key);                     /* wipes */
-	bfile_close(&r->f);
-	pthread_mutex_destroy(&r->lock);
-	free(r->hold);
-	free(r->dir);
-	free(r);
-}
-
-uint64_t backup_reader_size(const struct backup_reader *r)
-{
-	return r->f.h.size;
-}
-
-ssize_t backup_reader_read(struct backup_reader *r, void *buf, size_t len, uint64_t off)
-{
-	uint32_t cs = r->f.h.chunk_size;
-	uint64_t size = r->f.h.size, first, count;
-	uint8_t *out = buf;
-	size_t pos;
-	int err = 0;
-
-	if (off >= size)
-		return 0;
-	if (len > size - off)
-		len = (size_t)(size - off);
-	if (len > SSIZE_MAX)
-		len = SSIZE_MAX;
-	chunk_range(off, len, cs, &first, &count);
-	pos = 0;
-	for (size_t hi = (size_t)r->f.h.n_entries; pos < hi;) {    /* first entry with index >= first */
-		size_t mid = pos + (hi - pos) / 2;
-
-		if (r->f.ent[mid].index < first)
-			pos = mid + 1;
-		else
-			hi = mid;
-	}
-	for (uint64_t k = 0; k < count && !err;) {
-		const struct entry *e = pos < r->f.h.n_entries ? &r->f.ent[pos] : NULL;
-		uint64_t idx = first + k, in_buf;
-		uint32_t in_chunk, n;
-		size_t run = 1;
-
-		chunk_piece(off, len, cs, idx, &in_chunk, &n, &in_buf);
-		if (!e || e->index != idx) {
-			memset(out + in_buf, 0, n);          /* absent: zeros */
-			k++;
-			continue;
-		}
-		if (n < cs) {
-			uint8_t *b = bounce_get(r);
-
-			err = b ? load_run(r, e, 1, b, NULL, NULL, NULL) : -ENOMEM;
-			if (!err)
-				memcpy(out + in_buf, b + in_chunk, n);
-			if (b)
-				bounce_put(r, b);
-		} else {
-			/* whole chunks from idx on: one pread per run of records */
-			run = run_len(e, (size_t)(r->f.h.n_entries - pos), (size_t)((off + len) / cs - idx), 1);
-			err = load_run(r, e, run, out + in_buf, NULL, NULL, NULL);
-		}
-		pos += run;
-		k += run;
-	}
-	if (err) {
-		sodium_memzero(buf, len);                /* never partial plaintext */
-		return err;
-	}
-	return (ssize_t)len;
-}
-
-/* Every entry, in runs through a guarded batch buffer: to cb (foreach), or
- * counting bad chunks (verify, nbad set). */
-static int walk(struct backup_reader *r, backup_chunk_cb cb, void *ctx, engine_bad_cb bad, void *bctx, int *nbad)
-{
-	uint32_t cs = r->f.h.chunk_size;
-	uint8_t *b = sodium_malloc(BK_BATCH);
-	int err = 0;
-
-	if (!b)
-		return -ENOMEM;
-	for (size_t i = 0; i < r->f.h.n_entries && !err;) {
-		const struct entry *e = &r->f.ent[i];
-		size_t run = run_len(e, (size_t)(r->f.h.n_entries - i), BK_BATCH / cs, 0);
-
-		err = load_run(r, e, run, b, bad, bctx, nbad);
-		if (nbad)
-			err = 0;                         /* verify: count and go on */
-		for (size_t j = 0; j < run && !err && cb; j++)
-			err = cb(ctx, e[j].index, b + j * cs, cs);
-		sodium_memzero(b, run * cs);
-		i += run;
-	}
-	sodium_free(b);
-	return err;
-}
-
-int backup_reader_foreach(struct backup_reader *r, backup_chunk_cb cb, void *ctx)
-{
-	return walk(r, cb, ctx, NULL, NULL, NULL);
-}
-
-int backup_verify(const char *dir, const char *id, const uint8_t *key, engine_bad_cb cb, void *ctx)
-{
-	struct backup_reader *r;
-	int nbad = 0, err = backup_reader_open(&r, dir, id, key);
-
-	if (err)
-		return err;
-	err = walk(r, NULL, NULL, cb, ctx, &nbad);
-	backup_reader_close(r);
-	return err < 0 ? err : nbad;
-}
-
-int backup_info_load(const char *dir, const char *id, struct backup_info *in)
-{
-	struct bfile f;
-	int err = bfile_open(&f, dir, id, 0);
-
-	if (err)
-		return err;
-	memset(in, 0, sizeof(*in));
-	uuid_format(f.h.id, in->id);
-	if (!is_zero_id(f.h.parent))
-		uuid_format(f.h.parent, in->parent_id);
-	memcpy(in->lineage, f.h.lineage, CHUNK_LINEAGE_BYTES);
-	in->chunk_size = f.h.chunk_size;
-	in->size = f.h.size;
-	in->encrypted = (int)f.h.encrypted;
-	memcpy(in->key_id, f.h.key_id, sizeof(in->key_id) - 1);
-	memcpy(in->wrapped, f.h.wrapped, f.h.wrapped_len);
-	in->wrapped_len = f.h.wrapped_len;
-	in->created = f.h.created;
-	in->chunks = f.h.n_entries;
-	in->own_chunks = f.h.n_records;
-	bfile_close(&f);
-	return 0;
-}
-
 /* ============================== create ================================= */
 
 /* Same chunk as the parent's at this index (the engine never reuses a
@@ -685,7 +334,7 @@ static int parent_ref(const struct backup_reader *par, size_t *pi, struct entry 
 	if (!p || p->index != e->index || sodium_memcmp(p->nonce, e->nonce, CHUNK_NONCE_BYTES) ||
 	    sodium_memcmp(p->mac, e->mac, CHUNK_TAG_BYTES))
 		return 0;
-	memcpy(e->holder, is_zero_id(p->holder) ? par->f.h.id : p->holder, BK_UUID_BYTES);
+	memcpy(e->holder, bk_is_zero_id(p->holder) ? par->f.h.id : p->holder, BK_UUID_BYTES);
 	e->record = p->record;
 	return 1;
 }
@@ -694,7 +343,7 @@ static int parent_ref(const struct backup_reader *par, size_t *pi, struct entry 
 static int parent_open(struct backup_reader **par, const char *dir, const struct backup_info *info, struct vol *v)
 {
 	const struct bfile *h;
-	int err = reader_open(par, dir, info->parent_id, NULL, 1);
+	int err = bk_reader_open(par, dir, info->parent_id, NULL, 1);
 
 	if (!err && (memcmp((*par)->f.h.lineage, vol_lineage(v), CHUNK_LINEAGE_BYTES) ||
 		     (*par)->f.h.chunk_size != vol_chunk_size(v) || (*par)->f.h.encrypted != !!info->encrypted))
@@ -702,7 +351,8 @@ static int parent_open(struct backup_reader **par, const char *dir, const struct
 	for (uint64_t i = 0; !err && i < (*par)->f.h.n_entries; i++) {
 		const struct entry *e = &(*par)->f.ent[i];
 
-		if (!is_zero_id(e->holder) && !(err = holder_get(*par, e->holder, &h)) && e->record >= h->h.n_records)
+		if (!bk_is_zero_id(e->holder) && !(err = bk_holder_get(*par, e->holder, &h)) &&
+		    e->record >= h->h.n_records)
 			err = -EUCLEAN;
 	}
 	return err;
@@ -773,7 +423,7 @@ int backup_create(struct vol *v, const char *dir, struct backup_info *info, back
 			e.record = out.h.n_records++;       /* a record of this file */
 			fill += cs;
 			if (fill == BK_BATCH) {
-				err = io_all(fd, buf, fill, wpos, 1);
+				err = bk_io_all(fd, buf, fill, wpos, 1);
 				wpos += fill;
 				fill = 0;
 			}
@@ -794,7 +444,7 @@ next:
 		}
 	}
 	if (!err && fill)
-		err = io_all(fd, buf, fill, wpos, 1);
+		err = bk_io_all(fd, buf, fill, wpos, 1);
 	out.h.index_off = out.h.data_off + out.h.n_records * cs;
 	err = tmp_commit(fd, &out, dir, tmp, final, err);
 	if (!err) {
@@ -826,10 +476,10 @@ static int copy_range(int in, uint64_t ioff, int out, uint64_t ooff, uint64_t le
 		len -= (uint64_t)c;
 	while (len) {                            /* EXDEV, ENOSYS, ... or a real error: by hand */
 		size_t n = len < BK_BATCH ? (size_t)len : BK_BATCH;
-		int err = io_all(in, buf, n, (uint64_t)io, 0);
+		int err = bk_io_all(in, buf, n, (uint64_t)io, 0);
 
 		if (!err)
-			err = io_all(out, buf, n, (uint64_t)oo, 1);
+			err = bk_io_all(out, buf, n, (uint64_t)oo, 1);
 		if (err)
 			return err;
 		io += (loff_t)n;
@@ -851,7 +501,7 @@ static int bfile_rewrite(const char *dir, struct bfile *f, const uint8_t *parent
 	size_t fill = 0;
 	int fd, err;
 
-	uuid_format(f->h.id, id);
+	bk_uuid_format(f->h.id, id);
 	if (!buf || (err = bk_path(tmp, dir, ".tmp-", id)) || (err = bk_path(final, dir, "", id)) ||
 	    (err = fd = tmp_create(tmp)) < 0) {
 		free(buf);
@@ -859,10 +509,10 @@ static int bfile_rewrite(const char *dir, struct bfile *f, const uint8_t *parent
 	}
 	err = copy_range(f->fd, f->h.data_off, fd, BK_HDR_BYTES, f->h.n_records * cs, buf);
 	for (uint64_t k = 0; !err && k < nextra; k++) {
-		err = io_all(src->fd, buf + fill, cs, src->h.data_off + extra[k] * cs, 0);
+		err = bk_io_all(src->fd, buf + fill, cs, src->h.data_off + extra[k] * cs, 0);
 		fill += cs;
 		if (!err && (fill == BK_BATCH || k + 1 == nextra)) {
-			err = io_all(fd, buf, fill, wpos, 1);
+			err = bk_io_all(fd, buf, fill, wpos, 1);
 			wpos += fill;
 			fill = 0;
 		}
@@ -897,7 +547,7 @@ int backup_delete(const char *dir, const char *id, const char *const *children, 
 				err = -EINVAL;           /* listed twice */
 		if (!err)
 			err = strcmp(children[i], id) ? bfile_open(&kid[i], dir, children[i], 1) : -EINVAL;
-		if (!err && !same_lineage(&kid[i], &vic))
+		if (!err && !bk_same_lineage(&kid[i], &vic))
 			err = -EINVAL;
 	}
 	/* Victim records any child uses: map[rec] = its number in kid[0] + 1. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* engine_int.h - structures shared by pool.c and volume.c (private to fs/). */
+/* engine_int.h - structures shared by pool.c, volume.c, vol_handle.c and engine_fsck.c (private to fs/). */
 #ifndef EVFS_ENGINE_INT_H
 #define EVFS_ENGINE_INT_H
 

@@ -4,19 +4,18 @@
  * checked against each other, and every chunk against its tag.
  *
  * The engine (engine_fsck.c) knows pools and maps; it cannot tell an orphan
- * from an object.  This file holds the catalog's side:
+ * from an object.  The catalog's side is checked in two files:
  *
- *   objects   every volume, snapshot and image has its map in the pool of
- *             its lineage; every backup has its file, of its lineage, with
- *             its lineage's wrapped data key in the catalog and, if
- *             incremental, the backup it builds on.
- *   orphans   a map, pool, lineage row or backup file no catalog object
- *             refers to.  Commands write data first and the catalog last,
- *             so an interrupted one leaves exactly these; --repair removes
- *             them (never anything a catalog object refers to).
+ *   objects   (store_fsck_scan.c) every object has its files; see there.
+ *   orphans   (store_fsck_scan.c) maps, pools, lineage rows and backup
+ *             files no catalog object refers to; see there.
  *   chunks    every chunk of every object authenticates under the data key
  *             (unwrapped through the KMS for the object's project; objects
  *             whose key is not Enabled are listed as not checked).
+ *
+ * This file holds the driver, the findings (text lines or JSON, counted
+ * by severity) and the chunk checks.  The run's state, struct fsck, is in
+ * store_fsck_int.h.
  *
  * Findings are "problem" (counts toward exit status 1), "warning" (leaked
  * slots: harmless, space not yet given back), "repaired", "unchecked".
@@ -28,41 +27,15 @@
  * Run inside the mount when the store is mounted (evfsctl forwards it), so
  * the engine's open pools and volumes are checked as the mount sees them.
  */
-#include "store_int.h"
+#include "store_fsck_int.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "backup.h"
-#include "engine_fsck.h"
-
-struct fsck {
-	struct store *s;
-	const struct store_caller *c;
-	const struct store_fsck_opts *o;
-	FILE *out;
-	struct meta_object *objs;
-	size_t nobj, capobj;
-	struct meta_lineage *lins;
-	size_t nlin, caplin;
-	char (*pools)[META_LINEAGE_LEN + 1];
-	size_t npool, cappool;
-	const struct meta_object *cur;     /* object whose chunks are verified */
-	const char *pool;                  /* pool being checked */
-	uint32_t cs;
-	struct seen { size_t obj; uint64_t index; } *seen;   /* chunks with a broken map entry */
-	size_t nseen, capseen;
-	uint64_t *bad;                     /* bad chunk indexes of cur (quarantine) */
-	size_t nbad, capbad;
-	int items;
-	unsigned problems, repaired, warnings, checked, unchecked, bad_chunks, damaged_maps;
-	uint64_t leaked, leaked_bytes;
-};
 
 /* ============================== output ================================= */
 
@@ -83,10 +56,8 @@ static void json_escape(FILE *out, const char *s)
 }
 
 /* One finding: a text line, or one element of the JSON "items" array. */
-static void emit(struct fsck *f, const char *sev, const char *code, const struct meta_object *o, int range,
-		 uint64_t index, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
-static void emit(struct fsck *f, const char *sev, const char *code, const struct meta_object *o, int range,
-		 uint64_t index, const char *fmt, ...)
+void fsck_emit(struct fsck *f, const char *sev, const char *code, const struct meta_object *o, int range,
+	       uint64_t index, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
@@ -210,7 +181,7 @@ static int pool_cb(void *ctx, const char *lineage)
 	return 0;
 }
 
-static const struct meta_object *obj_by_id(const struct fsck *f, const char *id)
+const struct meta_object *fsck_obj_by_id(const struct fsck *f, const char *id)
 {
 	for (size_t i = 0; i < f->nobj; i++)
 		if (strcmp(f->objs[i].id, id) == 0)
@@ -218,7 +189,7 @@ static const struct meta_object *obj_by_id(const struct fsck *f, const char *id)
 	return NULL;
 }
 
-static const struct meta_lineage *lin_by_id(const struct fsck *f, const char *id)
+const struct meta_lineage *fsck_lin_by_id(const struct fsck *f, const char *id)
 {
 	for (size_t i = 0; i < f->nlin; i++)
 		if (strcmp(f->lins[i].id, id) == 0)
@@ -226,7 +197,7 @@ static const struct meta_lineage *lin_by_id(const struct fsck *f, const char *id
 	return NULL;
 }
 
-static int pool_exists(const struct fsck *f, const char *lineage)
+int fsck_pool_exists(const struct fsck *f, const char *lineage)
 {
 	for (size_t i = 0; i < f->npool; i++)
 		if (strcmp(f->pools[i], lineage) == 0)
@@ -234,33 +205,7 @@ static int pool_exists(const struct fsck *f, const char *lineage)
 	return 0;
 }
 
-/* Objects with a map (not backups) in lineage; backups counted apart. */
-static int lineage_users(const struct fsck *f, const char *lineage, int *backups)
-{
-	int maps = 0;
-
-	*backups = 0;
-	for (size_t i = 0; i < f->nobj; i++) {
-		if (strcmp(f->objs[i].lineage, lineage) != 0)
-			continue;
-		if (f->objs[i].kind == META_BACKUP)
-			(*backups)++;
-		else
-			maps++;
-	}
-	return maps;
-}
-
-static int pool_dir_present(struct store *s, const char *lineage)
-{
-	char path[4096];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "%s/pools/%s", s->dir, lineage);
-	return stat(path, &st) == 0;
-}
-
-static int map_present(struct store *s, const struct meta_object *o)
+int fsck_map_present(struct store *s, const struct meta_object *o)
 {
 	char path[4096];
 	struct stat st;
@@ -269,12 +214,12 @@ static int map_present(struct store *s, const struct meta_object *o)
 	return stat(path, &st) == 0;
 }
 
-/* ============================ pool checks ============================== */
+/* =========================== engine findings =========================== */
 
-static void issue_cb(void *ctx, const struct engine_fsck_issue *is)
+void fsck_issue_cb(void *ctx, const struct engine_fsck_issue *is)
 {
 	struct fsck *f = ctx;
-	const struct meta_object *o = is->map ? obj_by_id(f, is->map) : NULL;
+	const struct meta_object *o = is->map ? fsck_obj_by_id(f, is->map) : NULL;
 	char who[256];
 
 	if (is->chunk_size)
@@ -295,10 +240,10 @@ static void issue_cb(void *ctx, const struct engine_fsck_issue *is)
 			f->bad[f->nbad++] = is->index;
 		if (seen_has(f, f->cur, is->index))
 			return;
-		emit(f, "problem", "bad_chunk", f->cur, 1, is->index, "%s %s: chunk %llu (bytes %llu-%llu): %s",
-		     meta_kind_name(f->cur->kind), f->cur->name, (unsigned long long)is->index,
-		     (unsigned long long)(is->index * f->cs), (unsigned long long)((is->index + 1) * f->cs - 1),
-		     errword(is->err));
+		fsck_emit(f, "problem", "bad_chunk", f->cur, 1, is->index, "%s %s: chunk %llu (bytes %llu-%llu): %s",
+			  meta_kind_name(f->cur->kind), f->cur->name, (unsigned long long)is->index,
+			  (unsigned long long)(is->index * f->cs), (unsigned long long)((is->index + 1) * f->cs - 1),
+			  errword(is->err));
 		return;
 	}
 	if (is->what == ENGINE_FSCK_MAP_HEADER || is->what == ENGINE_FSCK_MAP_SHORT)
@@ -317,285 +262,26 @@ static void issue_cb(void *ctx, const struct engine_fsck_issue *is)
 	case ENGINE_FSCK_SLOT_INDEX:
 		if (o)
 			seen_add(f, o, is->index);
-		emit(f, "problem", "map_entry", o, o != NULL, is->index,
-		     "%s: chunk %llu (bytes %llu-%llu) -> slot %llu: %s%s", who, (unsigned long long)is->index,
-		     (unsigned long long)(is->index * f->cs), (unsigned long long)((is->index + 1) * f->cs - 1),
-		     (unsigned long long)is->slot, engine_fsck_what_str(is->what),
-		     o && o->kind != META_BACKUP ? "; fsck --repair --quarantine NAME turns it into zeros" : "");
+		fsck_emit(f, "problem", "map_entry", o, o != NULL, is->index,
+			  "%s: chunk %llu (bytes %llu-%llu) -> slot %llu: %s%s", who, (unsigned long long)is->index,
+			  (unsigned long long)(is->index * f->cs), (unsigned long long)((is->index + 1) * f->cs - 1),
+			  (unsigned long long)is->slot, engine_fsck_what_str(is->what),
+			  o && o->kind != META_BACKUP ? "; fsck --repair --quarantine NAME turns it into zeros" : "");
 		break;
 	case ENGINE_FSCK_SLOT_FREE:
 	case ENGINE_FSCK_REFCOUNT:
-		emit(f, "problem", "refcount", NULL, 0, 0, "%s: slot %llu: %s (memory says %llu); remount to rebuild "
-		     "the counts", who, (unsigned long long)is->slot, engine_fsck_what_str(is->what),
-		     (unsigned long long)is->count);
+		fsck_emit(f, "problem", "refcount", NULL, 0, 0, "%s: slot %llu: %s (memory says %llu); remount to "
+			  "rebuild the counts", who, (unsigned long long)is->slot, engine_fsck_what_str(is->what),
+			  (unsigned long long)is->count);
 		break;
 	case ENGINE_FSCK_TMP_MAP:
 		break;                               /* handled with the map list */
 	default:
-		emit(f, "problem", "pool", o, 0, 0, "%s: %s%s%s", who, engine_fsck_what_str(is->what),
-		     is->err ? ": " : "", is->err ? strerror(-is->err) : "");
+		fsck_emit(f, "problem", "pool", o, 0, 0, "%s: %s%s%s", who, engine_fsck_what_str(is->what),
+			  is->err ? ": " : "", is->err ? strerror(-is->err) : "");
 	}
 }
 
-struct maplist {
-	struct fsck *f;
-	const char *lineage;
-	char (*ids)[ENGINE_ID_MAX];
-	int *tmp;
-	size_t n, cap;
-};
-
-static int maplist_cb(void *ctx, const char *id, int tmp)
-{
-	struct maplist *m = ctx;
-
-	if (m->n == m->cap) {
-		size_t cap = m->cap ? m->cap * 2 : 32;
-		char (*n)[ENGINE_ID_MAX] = realloc(m->ids, cap * sizeof(*n));
-		int *t = n ? realloc(m->tmp, cap * sizeof(*t)) : NULL;
-
-		if (n)
-			m->ids = n;
-		if (!t)
-			return -ENOMEM;
-		m->tmp = t;
-		m->cap = cap;
-	}
-	snprintf(m->ids[m->n], ENGINE_ID_MAX, "%s", id);
-	m->tmp[m->n++] = tmp;
-	return 0;
-}
-
-/* Maps with no catalog object, leftovers of clones; whole orphan pools. */
-static void pool_orphans(struct fsck *f, const char *lineage, int whole_orphan)
-{
-	struct store *s = f->s;
-	struct maplist m = { f, lineage, NULL, NULL, 0, 0 };
-	int rc = engine_map_list(s->eng, lineage, maplist_cb, &m), left = 0;
-
-	for (size_t i = 0; rc >= 0 && i < m.n; i++) {
-		const struct meta_object *o = obj_by_id(f, m.ids[i]);
-
-		if (m.tmp[i]) {
-			emit(f, "problem", "tmp_map", NULL, 0, 0, "pool %s: temporary map .tmp-%s.map left by an "
-			     "interrupted snapshot/clone%s", lineage, m.ids[i], f->o->repair ? "" : "; --repair removes it");
-			if (f->o->repair && ((rc = engine_map_tmp_remove(s->eng, lineage, m.ids[i])) == 0 ||
-					     rc == -ENOENT))
-				emit(f, "repaired", "tmp_map", NULL, 0, 0, "removed .tmp-%s.map from pool %s", m.ids[i],
-				     lineage);
-			rc = 0;
-			continue;
-		}
-		if (o && o->kind != META_BACKUP && strcmp(o->lineage, lineage) == 0)
-			continue;
-		if (o) {
-			emit(f, "problem", "misplaced_map", o, 0, 0, "map %s in pool %s belongs to %s %s of lineage %s; "
-			     "not removed", m.ids[i], lineage, meta_kind_name(o->kind), o->name, o->lineage);
-			left++;
-			continue;
-		}
-		emit(f, "problem", "orphan_map", NULL, 0, 0, "pool %s: map %s has no catalog object (left by an "
-		     "interrupted command)%s", lineage, m.ids[i], f->o->repair ? "" : "; --repair removes it");
-		if (!f->o->repair) {
-			left++;
-			continue;
-		}
-		rc = engine_map_delete(s->eng, lineage, m.ids[i]);
-		if (rc == 0)
-			emit(f, "repaired", "orphan_map", NULL, 0, 0, "removed orphan map %s from pool %s (its "
-			     "unshared chunks freed)", m.ids[i], lineage);
-		else
-			emit(f, "problem", "repair_failed", NULL, 0, 0, "orphan map %s of pool %s not removed: %s%s",
-			     m.ids[i], lineage, strerror(-rc), rc == -EBUSY ? " (open in the mount; close it and retry)"
-									    : "");
-		left += rc != 0;
-		rc = 0;
-	}
-	if (rc < 0)
-		emit(f, "problem", "pool", NULL, 0, 0, "pool %s: cannot list its maps: %s", lineage, strerror(-rc));
-	if (whole_orphan && rc >= 0) {
-		emit(f, "problem", "orphan_pool", NULL, 0, 0, "pool %s belongs to no volume, snapshot or image (left "
-		     "by an interrupted command)%s", lineage, f->o->repair ? "" : "; --repair removes it");
-		if (f->o->repair && !left) {
-			rc = engine_pool_delete(s->eng, lineage);
-			if (rc == 0)
-				emit(f, "repaired", "orphan_pool", NULL, 0, 0, "removed orphan pool %s", lineage);
-			else
-				emit(f, "problem", "repair_failed", NULL, 0, 0, "orphan pool %s not removed: %s",
-				     lineage, strerror(-rc));
-		}
-	}
-	free(m.ids);
-	free(m.tmp);
-}
-
-/* Structure, counts, orphans and leaks of one pool. */
-static void pool_fsck(struct fsck *f, const char *lineage)
-{
-	struct store *s = f->s;
-	struct engine_pool_report r;
-	int backups, users = lineage_users(f, lineage, &backups), rc, missing = 0;
-	unsigned damaged = f->damaged_maps;
-
-	f->pool = lineage;
-	f->cs = s->cfg.chunk_size;
-	rc = engine_pool_check(s->eng, lineage, issue_cb, f, &r);
-	if (rc < 0) {
-		emit(f, "problem", "pool", NULL, 0, 0, "pool %s cannot be checked: %s", lineage, strerror(-rc));
-		f->pool = NULL;
-		return;
-	}
-	if (r.chunk_size)
-		f->cs = r.chunk_size;
-	pool_orphans(f, lineage, users == 0);
-	for (size_t i = 0; i < f->nobj; i++)
-		missing += f->objs[i].kind != META_BACKUP && strcmp(f->objs[i].lineage, lineage) == 0 &&
-			   !map_present(s, &f->objs[i]);
-	if (r.leaked && users > 0) {
-		int hold = missing || f->damaged_maps != damaged;
-
-		emit(f, "warning", "leaked", NULL, 0, 0, "pool %s: %llu slot(s) (%llu bytes) hold data no map "
-		     "references (overwritten or interrupted writes)%s", lineage, (unsigned long long)r.leaked,
-		     (unsigned long long)r.leaked_bytes,
-		     hold ? "; kept: a map of this lineage is missing or damaged" :
-		     f->o->repair ? "" : "; --repair gives the space back");
-		f->leaked += r.leaked;
-		f->leaked_bytes += r.leaked_bytes;
-		if (f->o->repair && !hold) {
-			uint64_t n = 0;
-
-			rc = engine_pool_reclaim(s->eng, lineage, &n);
-			if (rc)
-				emit(f, "problem", "repair_failed", NULL, 0, 0, "pool %s: leaked slots not reclaimed: %s",
-				     lineage, strerror(-rc));
-			else
-				emit(f, "repaired", "leaked", NULL, 0, 0, "pool %s: punched %llu leaked slot(s) (%llu "
-				     "bytes given back)", lineage, (unsigned long long)n,
-				     (unsigned long long)(n * r.chunk_size));
-		}
-	}
-	f->pool = NULL;
-}
-
-/* ============================ catalog checks =========================== */
-
-static void object_files(struct fsck *f, const struct meta_object *o)
-{
-	struct store *s = f->s;
-	const struct meta_lineage *l = lin_by_id(f, o->lineage);
-	struct backup_info bi;
-	int rc;
-
-	if (!l)
-		emit(f, "problem", "lineage_missing", o, 0, 0, "%s %s: its lineage %s (with the wrapped data key) is "
-		     "missing from the catalog; its data cannot be decrypted", meta_kind_name(o->kind), o->name,
-		     o->lineage);
-	if (o->kind != META_BACKUP) {
-		if (!map_present(s, o))
-			emit(f, "problem", "map_missing", o, 0, 0, "%s %s: its map pools/%s/maps/%s.map is missing: "
-			     "its data is lost; restore it from a backup (evfsctl volume create --from-backup) or "
-			     "delete it", meta_kind_name(o->kind), o->name, o->lineage, o->id);
-		return;
-	}
-	rc = backup_info_load(o->location, o->id, &bi);
-	if (rc) {
-		emit(f, "problem", "backup_file", o, 0, 0, "backup %s: its file %s/%s.evb is %s; take a new backup "
-		     "and delete this one", o->name, o->location, o->id,
-		     rc == -ENOENT ? "missing" : "damaged or unreadable");
-		return;
-	}
-	{
-		char hex[META_LINEAGE_LEN + 1];
-
-		engine_lineage_format(bi.lineage, hex);
-		if (strcmp(hex, o->lineage) != 0)
-			emit(f, "problem", "backup_file", o, 0, 0, "backup %s: its file belongs to lineage %s, the "
-			     "catalog says %s", o->name, hex, o->lineage);
-	}
-	if (o->encrypted && (!l || l->wrapped_len == 0) && bi.wrapped_len == 0)
-		emit(f, "problem", "wrapped_key_missing", o, 0, 0, "backup %s: no wrapped data key in the catalog "
-		     "or the file: it cannot be restored", o->name);
-	if (bi.parent_id[0]) {
-		const struct meta_object *p = obj_by_id(f, bi.parent_id);
-		struct backup_info pi;
-
-		if (!p || p->kind != META_BACKUP)
-			emit(f, "problem", "chain_parent", o, 0, 0, "backup %s: the backup %s it builds on is not in "
-			     "the catalog", o->name, bi.parent_id);
-		if (backup_info_load(p ? p->location : o->location, bi.parent_id, &pi) < 0)
-			emit(f, "problem", "chain_parent", o, 0, 0, "backup %s: the file of the backup %s it builds "
-			     "on is missing or damaged; it cannot be restored", o->name, bi.parent_id);
-	}
-}
-
-/* Backup files no catalog object refers to, and interrupted writes. */
-static void backup_dir_orphans(struct fsck *f, const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		const char *n = de->d_name;
-		size_t l = strlen(n);
-		int tmp = strncmp(n, ".tmp-", 5) == 0;
-		char id[META_ID_LEN + 1], path[4096];
-		const struct meta_object *o;
-		struct backup_info bi;
-		char hex[META_LINEAGE_LEN + 1];
-
-		if (l != (tmp ? 5u : 0u) + META_ID_LEN + 4 || strcmp(n + l - 4, ".evb") != 0)
-			continue;
-		snprintf(id, sizeof(id), "%.*s", (int)META_ID_LEN, n + (tmp ? 5 : 0));
-		snprintf(path, sizeof(path), "%s/%s", dir, n);
-		o = obj_by_id(f, id);
-		if (!tmp && o && o->kind == META_BACKUP)
-			continue;
-		if (!tmp && backup_info_load(dir, id, &bi) == 0) {
-			engine_lineage_format(bi.lineage, hex);
-			if (!lin_by_id(f, hex) && !pool_exists(f, hex)) {
-				emit(f, "warning", "foreign_backup", NULL, 0, 0, "%s: a backup file of lineage %s, unknown "
-				     "to this store (another store's?); left alone", path, hex);
-				continue;
-			}
-		}
-		emit(f, "problem", tmp ? "tmp_backup" : "orphan_backup", NULL, 0, 0, "%s: %s%s", path,
-		     tmp ? "partial backup file left by an interrupted backup create/delete"
-			 : "backup file with no catalog object (left by an interrupted backup create)",
-		     f->o->repair ? "" : "; --repair removes it");
-		if (f->o->repair) {
-			if (unlink(path) == 0)
-				emit(f, "repaired", tmp ? "tmp_backup" : "orphan_backup", NULL, 0, 0, "removed %s", path);
-			else
-				emit(f, "problem", "repair_failed", NULL, 0, 0, "%s not removed: %s", path,
-				     strerror(errno));
-		}
-	}
-	closedir(d);
-}
-
-/* Lineage rows no object refers to (an interrupted create). */
-static void lineage_orphans(struct fsck *f)
-{
-	for (size_t i = 0; i < f->nlin; i++) {
-		const char *id = f->lins[i].id;
-		int b, rc;
-
-		if (lineage_users(f, id, &b) || b || pool_dir_present(f->s, id))
-			continue;
-		emit(f, "problem", "orphan_lineage", NULL, 0, 0, "lineage %s: catalog row (wrapped data key) used by "
-		     "no object (left by an interrupted command)%s", id, f->o->repair ? "" : "; --repair removes it");
-		if (!f->o->repair)
-			continue;
-		rc = meta_lineage_delete(f->s->meta, id);
-		if (rc == 0)
-			emit(f, "repaired", "orphan_lineage", NULL, 0, 0, "removed lineage row %s", id);
-		else
-			emit(f, "problem", "repair_failed", NULL, 0, 0, "lineage row %s not removed: %s", id,
-			     strerror(-rc));
-	}
-}
 
 /* ============================ chunk checks ============================= */
 
@@ -603,7 +289,7 @@ static void bk_bad_cb(void *ctx, uint64_t index, int err)
 {
 	struct engine_fsck_issue is = { .what = ENGINE_FSCK_CHUNK_BAD, .index = index, .err = err };
 
-	issue_cb(ctx, &is);
+	fsck_issue_cb(ctx, &is);
 }
 
 /* Returns 0 checked, 1 not checked (key), <0 error (reported). */
@@ -614,13 +300,13 @@ static int object_chunks(struct fsck *f, const struct meta_object *o, int quaran
 	unsigned before = f->bad_chunks;
 	int rc;
 
-	if ((o->kind != META_BACKUP && !map_present(s, o)) || !lin_by_id(f, o->lineage))
-		return 0;                          /* reported by object_files */
+	if ((o->kind != META_BACKUP && !fsck_map_present(s, o)) || !fsck_lin_by_id(f, o->lineage))
+		return 0;                          /* reported by fsck_object_files */
 	rc = store_lineage_unwrap(s, f->c, o->project, o->lineage, &dk);
 	if (rc) {
 		f->unchecked++;
-		emit(f, "unchecked", "key_unusable", o, 0, 0, "%s %s: chunks not checked: %s", meta_kind_name(o->kind),
-		     o->name, s->err);
+		fsck_emit(f, "unchecked", "key_unusable", o, 0, 0, "%s %s: chunks not checked: %s",
+			  meta_kind_name(o->kind), o->name, s->err);
 		return 1;
 	}
 	f->cur = o;
@@ -632,29 +318,29 @@ static int object_chunks(struct fsck *f, const struct meta_object *o, int quaran
 		f->cs = backup_info_load(o->location, o->id, &bi) == 0 ? bi.chunk_size : s->cfg.chunk_size;
 		rc = backup_verify(o->location, o->id, dk ? kms_dk_bytes(dk) : NULL, bk_bad_cb, f);
 	} else {
-		rc = engine_map_check(s->eng, o->lineage, o->id, dk, issue_cb, f);
+		rc = engine_map_check(s->eng, o->lineage, o->id, dk, fsck_issue_cb, f);
 	}
 	kms_dk_destroy(dk);
 	f->checked++;
 	if (rc < 0)
-		emit(f, "problem", "unreadable", o, 0, 0, "%s %s: chunks could not be checked: %s",
-		     meta_kind_name(o->kind), o->name, strerror(-rc));
+		fsck_emit(f, "problem", "unreadable", o, 0, 0, "%s %s: chunks could not be checked: %s",
+			  meta_kind_name(o->kind), o->name, strerror(-rc));
 	for (size_t i = 0; quarantine && rc >= 0 && i < f->nbad; i++) {
 		uint64_t ix = f->bad[i];
 		int q = engine_map_quarantine(s->eng, o->lineage, o->id, ix);
 
 		if (q >= 0)
-			emit(f, "repaired", "quarantined", o, 1, ix, "%s %s: chunk %llu (bytes %llu-%llu) replaced by "
-			     "zeros", meta_kind_name(o->kind), o->name, (unsigned long long)ix,
-			     (unsigned long long)(ix * f->cs), (unsigned long long)((ix + 1) * f->cs - 1));
+			fsck_emit(f, "repaired", "quarantined", o, 1, ix, "%s %s: chunk %llu (bytes %llu-%llu) "
+				  "replaced by zeros", meta_kind_name(o->kind), o->name, (unsigned long long)ix,
+				  (unsigned long long)(ix * f->cs), (unsigned long long)((ix + 1) * f->cs - 1));
 		else
-			emit(f, "problem", "repair_failed", o, 1, ix, "%s %s: chunk %llu not quarantined: %s",
-			     meta_kind_name(o->kind), o->name, (unsigned long long)ix, strerror(-q));
+			fsck_emit(f, "problem", "repair_failed", o, 1, ix, "%s %s: chunk %llu not quarantined: %s",
+				  meta_kind_name(o->kind), o->name, (unsigned long long)ix, strerror(-q));
 	}
 	if (f->bad_chunks > before && !quarantine && o->kind != META_BACKUP)
-		emit(f, "warning", "hint", o, 0, 0, "%s %s: %u bad chunk(s); restore the data from a backup, or "
-		     "'evfsctl fsck %s --repair --quarantine' to make them read as zeros", meta_kind_name(o->kind),
-		     o->name, f->bad_chunks - before, o->name);
+		fsck_emit(f, "warning", "hint", o, 0, 0, "%s %s: %u bad chunk(s); restore the data from a backup, or "
+			  "'evfsctl fsck %s --repair --quarantine' to make them read as zeros", meta_kind_name(o->kind),
+			  o->name, f->bad_chunks - before, o->name);
 	f->cur = NULL;
 	f->pool = NULL;
 	return 0;
@@ -752,9 +438,9 @@ int store_fsck_run(struct store *s, const struct store_caller *c, const struct s
 		fputs(",\"items\":[", out);
 	}
 	if (target) {
-		if (target->kind != META_BACKUP && pool_exists(&f, target->lineage))
-			pool_fsck(&f, target->lineage);
-		object_files(&f, target);
+		if (target->kind != META_BACKUP && fsck_pool_exists(&f, target->lineage))
+			fsck_pool(&f, target->lineage);
+		fsck_object_files(&f, target);
 		if (f.nseen) /* qsort(NULL, 0, ...) is undefined (found by fuzz_cli) */
 			qsort(f.seen, f.nseen, sizeof(*f.seen), seen_cmp);
 		rc = object_chunks(&f, target, o->quarantine);
@@ -770,23 +456,23 @@ int store_fsck_run(struct store *s, const struct store_caller *c, const struct s
 		}
 	} else {
 		for (size_t i = 0; i < f.npool; i++)
-			pool_fsck(&f, f.pools[i]);
+			fsck_pool(&f, f.pools[i]);
 		for (size_t i = 0; i < f.nobj; i++) {
-			object_files(&f, &f.objs[i]);
-			if (f.objs[i].kind != META_BACKUP && !pool_exists(&f, f.objs[i].lineage) &&
-			    map_present(s, &f.objs[i]))
-				emit(&f, "problem", "pool", &f.objs[i], 0, 0, "pool of %s %s is unreadable",
-				     meta_kind_name(f.objs[i].kind), f.objs[i].name);
+			fsck_object_files(&f, &f.objs[i]);
+			if (f.objs[i].kind != META_BACKUP && !fsck_pool_exists(&f, f.objs[i].lineage) &&
+			    fsck_map_present(s, &f.objs[i]))
+				fsck_emit(&f, "problem", "pool", &f.objs[i], 0, 0, "pool of %s %s is unreadable",
+					  meta_kind_name(f.objs[i].kind), f.objs[i].name);
 		}
-		lineage_orphans(&f);
-		backup_dir_orphans(&f, s->cfg.backup_dir);
+		fsck_lineage_orphans(&f);
+		fsck_backup_dir_orphans(&f, s->cfg.backup_dir);
 		for (size_t i = 0; i < f.nobj; i++) {
 			int seen = f.objs[i].kind != META_BACKUP || strcmp(f.objs[i].location, s->cfg.backup_dir) == 0;
 
 			for (size_t j = 0; j < i && !seen; j++)
 				seen = f.objs[j].kind == META_BACKUP && strcmp(f.objs[j].location, f.objs[i].location) == 0;
 			if (!seen)
-				backup_dir_orphans(&f, f.objs[i].location);
+				fsck_backup_dir_orphans(&f, f.objs[i].location);
 		}
 		if (f.nseen) /* qsort(NULL, 0, ...) is undefined (found by fuzz_cli) */
 			qsort(f.seen, f.nseen, sizeof(*f.seen), seen_cmp);

@@ -1,0 +1,316 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vol_handle.c - the lifecycle of open volumes: open, look up, close,
+ * attach, detach, extend, and the accessors.
+ *
+ * A struct vol is an open map plus, while attached, the lineage's data key.
+ * Handles are shared and refcounted in the engine table (one per map id),
+ * so the FUSE file handles, the attach state and control operations all see
+ * one object.  Opening maps the chunk map read-only (after checking that the
+ * file is as long as its header says: a short map would SIGBUS through the
+ * mapping); a lost race with another opener hands back the winner's handle.
+ * The last close syncs a writable volume (vol_sync, volume.c) and frees it.
+ *
+ * Locks (order and rules: volume.c): engine->lock guards only the table and
+ * the refcounts, never held across I/O; attach, detach and extend take
+ * vol->lock exclusive, so no I/O runs while the key or the mapping changes.
+ * The data key is owned by the handle once attached and wiped on detach or
+ * on the last close.  The I/O path itself is in volume.c.
+ */
+#include "engine_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kms/kms.h"
+#include "maps.h"
+
+/* ============================ handles ================================== */
+
+static int vol_map_mmap(struct vol *v)
+{
+	size_t len = (size_t)map_entry_off(v->nchunks);
+	void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, v->map_fd, 0);
+
+	if (m == MAP_FAILED)
+		return -errno;
+	v->map = (const uint64_t *)((const uint8_t *)m + MAP_HDR_BYTES);
+	v->map_len = len;
+	return 0;
+}
+
+static void vol_map_unmap(struct vol *v)
+{
+	if (v->map)
+		munmap((uint8_t *)v->map - MAP_HDR_BYTES, v->map_len);
+	v->map = NULL;
+}
+
+static void vol_free(struct vol *v)
+{
+	vol_map_unmap(v);
+	if (v->map_fd >= 0)
+		close(v->map_fd);
+	kms_dk_destroy(v->dk);
+	for (unsigned i = 0; i < VOL_STRIPES; i++)
+		pthread_rwlock_destroy(&v->stripe[i]);
+	pthread_rwlock_destroy(&v->lock);
+	pthread_mutex_destroy(&v->pending_lock);
+	if (v->pool)
+		pool_put(v->pool);
+	free(v->pending);
+	free(v);
+}
+
+int vol_lookup(struct vol **out, struct engine *e, const char *id)
+{
+	struct vol *v;
+
+	pthread_mutex_lock(&e->lock);
+	for (v = e->vols; v; v = v->next)
+		if (strcmp(v->id, id) == 0)
+			break;
+	if (v)
+		v->users++;
+	pthread_mutex_unlock(&e->lock);
+	*out = v;
+	return v ? 0 : -ENOENT;
+}
+
+int vol_open(struct vol **out, struct engine *e, const char *lineage, const char *id, int writable)
+{
+	struct map_header h;
+	struct vol *v;
+	char name[128];
+	int dfd, err;
+
+	if (strlen(id) >= ENGINE_ID_MAX || strchr(id, '/'))
+		return -EINVAL;
+	if (vol_lookup(out, e, id) == 0)
+		return 0;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->eng = e;
+	v->map_fd = -1;
+	v->writable = writable;
+	snprintf(v->id, sizeof(v->id), "%s", id);
+	{
+		/* Writer preference: detach and extend must not starve behind a
+		 * stream of I/O. */
+		pthread_rwlockattr_t ra;
+
+		pthread_rwlockattr_init(&ra);
+		pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&v->lock, &ra);
+		pthread_rwlockattr_destroy(&ra);
+	}
+	pthread_mutex_init(&v->pending_lock, NULL);
+	for (unsigned i = 0; i < VOL_STRIPES; i++)
+		pthread_rwlock_init(&v->stripe[i], NULL);
+	err = pool_get(&v->pool, e, lineage);
+	if (err)
+		goto fail;
+	dfd = openat(v->pool->dir_fd, "maps", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		err = -errno;
+		goto fail;
+	}
+	snprintf(name, sizeof(name), "%s.map", id);
+	v->map_fd = openat(dfd, name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	err = v->map_fd < 0 ? -errno : 0;
+	close(dfd);
+	if (err)
+		goto fail;
+	err = map_header_load(v->pool, v->map_fd, id, &h);
+	if (err) {
+		engine_logf(e, 3, "volume %s: chunk map %s/%s/maps/%s is damaged (bad header or checksum); restore "
+			    "the file from a copy", id, e->dir, lineage, name);
+		goto fail;
+	}
+	v->size = h.size;
+	v->nchunks = chunk_count(h.size, v->pool->chunk_size);
+	{
+		struct stat st;
+
+		/* A map shorter than its header says would SIGBUS through the
+		 * mapping: refuse it as damaged. */
+		if (fstat(v->map_fd, &st) < 0 || (uint64_t)st.st_size < map_entry_off(v->nchunks) ||
+		    v->nchunks > (SIZE_MAX - MAP_HDR_BYTES) / 8) {
+			engine_logf(e, 3, "volume %s: chunk map %s/%s/maps/%s is truncated; restore the file from a "
+				    "copy", id, e->dir, lineage, name);
+			err = -EUCLEAN;
+			goto fail;
+		}
+	}
+	err = vol_map_mmap(v);
+	if (err)
+		goto fail;
+	pthread_mutex_lock(&e->lock);
+	/* Lost a race with another opener?  Use theirs. */
+	for (struct vol *o = e->vols; o; o = o->next) {
+		if (strcmp(o->id, id) == 0) {
+			o->users++;
+			pthread_mutex_unlock(&e->lock);
+			vol_free(v);
+			*out = o;
+			return 0;
+		}
+	}
+	v->users = 1;
+	v->next = e->vols;
+	e->vols = v;
+	pthread_mutex_unlock(&e->lock);
+	*out = v;
+	return 0;
+fail:
+	vol_free(v);
+	return err;
+}
+
+void vol_close(struct vol *v)
+{
+	struct engine *e;
+
+	if (!v)
+		return;
+	e = v->eng;
+	pthread_mutex_lock(&e->lock);
+	if (--v->users > 0) {
+		pthread_mutex_unlock(&e->lock);
+		return;
+	}
+	for (struct vol **pp = &e->vols; *pp; pp = &(*pp)->next) {
+		if (*pp == v) {
+			*pp = v->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (v->writable && vol_sync(v) < 0)
+		engine_logf(e, 3, "volume %s: final sync failed; writes since the last fsync may be lost", v->id);
+	vol_free(v);
+}
+
+int vol_attach(struct vol *v, struct kms_dk *dk)
+{
+	int err = 0;
+
+	pthread_rwlock_wrlock(&v->lock);
+	if (v->attached)
+		err = -EALREADY;
+	else if (v->pool->encrypted != (dk != NULL))
+		err = -EINVAL;
+	if (!err) {
+		v->dk = dk;
+		v->attached = 1;
+	}
+	pthread_rwlock_unlock(&v->lock);
+	return err;
+}
+
+int vol_detach(struct vol *v)
+{
+	int err = 0;
+
+	pthread_rwlock_wrlock(&v->lock);
+	if (!v->attached) {
+		err = -ENOKEY;
+	} else {
+		kms_dk_destroy(v->dk);          /* wipes the data key */
+		v->dk = NULL;
+		v->attached = 0;
+	}
+	pthread_rwlock_unlock(&v->lock);
+	return err;
+}
+
+int vol_is_attached(struct vol *v)
+{
+	int a;
+
+	pthread_rwlock_rdlock(&v->lock);
+	a = v->attached;
+	pthread_rwlock_unlock(&v->lock);
+	return a;
+}
+
+uint64_t vol_size(struct vol *v)
+{
+	uint64_t s;
+
+	pthread_rwlock_rdlock(&v->lock);
+	s = v->size;
+	pthread_rwlock_unlock(&v->lock);
+	return s;
+}
+
+const char *vol_id(const struct vol *v)
+{
+	return v->id;
+}
+
+uint32_t vol_chunk_size(const struct vol *v)
+{
+	return v->pool->chunk_size;
+}
+
+const uint8_t *vol_lineage(const struct vol *v)
+{
+	return v->pool->lineage;
+}
+
+const uint8_t *vol_key(const struct vol *v)
+{
+	return v->dk ? kms_dk_bytes(v->dk) : NULL;
+}
+/* ============================== extend ================================= */
+
+int vol_extend(struct vol *v, uint64_t new_size)
+{
+	uint64_t nchunks = chunk_count(new_size, v->pool->chunk_size), old_size;
+	size_t len;
+	void *m;
+	int err = 0;
+
+	pthread_rwlock_wrlock(&v->lock);
+	old_size = v->size;
+	if (!v->writable) {
+		err = -EROFS;
+	} else if (new_size < v->size || nchunks > (SIZE_MAX - MAP_HDR_BYTES) / 8) {
+		err = -EINVAL;
+	} else if (ftruncate(v->map_fd, (off_t)map_entry_off(nchunks)) < 0) {
+		err = -errno;
+	} else {
+		len = (size_t)map_entry_off(nchunks);
+		m = mmap(NULL, len, PROT_READ, MAP_SHARED, v->map_fd, 0);
+		if (m == MAP_FAILED)
+			err = -errno;
+		if (!err)
+			err = map_header_store(v->pool, v->map_fd, v->id, new_size);
+		if (!err && fdatasync(v->map_fd) < 0)
+			err = -errno;
+		if (err) {
+			if (m != MAP_FAILED)
+				munmap(m, len);
+			/* Put the file back as it was; the old mapping stays. */
+			if (ftruncate(v->map_fd, (off_t)map_entry_off(v->nchunks)) < 0 ||
+			    map_header_store(v->pool, v->map_fd, v->id, old_size) < 0)
+				engine_logf(v->eng, 3, "volume %s: could not undo a failed extend", v->id);
+		} else {
+			vol_map_unmap(v);
+			v->map = (const uint64_t *)((const uint8_t *)m + MAP_HDR_BYTES);
+			v->map_len = len;
+			v->size = new_size;
+			v->nchunks = nchunks;
+		}
+	}
+	pthread_rwlock_unlock(&v->lock);
+	return err;
+}
