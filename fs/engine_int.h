@@ -20,6 +20,8 @@
 #define VOL_PENDING_SYNC 16384u               /* sync after this many deferred frees */
 #define VOL_PENDING_PUNCH (1ull << 63)        /* pending entry: punch the slot once freed */
 
+struct par;
+
 struct engine {
 	char *dir;                                /* STORE/pools */
 	engine_log_fn log;
@@ -28,6 +30,7 @@ struct engine {
 	struct pool *pools;                       /* open pools */
 	struct vol *vols;                         /* open volume handles */
 	atomic_uint log_budget;                   /* rate limit of chunk error logs */
+	struct par *par;                          /* crypto helpers for large requests (par.h) */
 };
 
 struct pool {

@@ -52,6 +52,7 @@
 #include <sodium.h>
 
 #include "maps.h"
+#include "par.h"
 
 #define TAGS_MAGIC "EVFSTAG1"
 
@@ -113,6 +114,14 @@ int engine_create(struct engine **out, const char *pools_dir, engine_log_fn log,
 	e->log = log;
 	e->log_ctx = log_ctx;
 	pthread_mutex_init(&e->lock, NULL);
+	{
+		/* One helper per extra core (up to 3); without them large
+		 * requests are encrypted inline, which is only slower. */
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+		if (par_create(&e->par, cpus > 4 ? 3u : cpus > 1 ? (unsigned)cpus - 1 : 0u) < 0)
+			e->par = NULL;
+	}
 	*out = e;
 	return 0;
 }
@@ -121,6 +130,8 @@ void engine_destroy(struct engine *e)
 {
 	if (!e)
 		return;
+	par_destroy(e->par);
+	e->par = NULL;
 	if (e->vols)
 		engine_logf(e, 4, "engine destroyed with open volume %s", e->vols->id);
 	while (e->pools) {

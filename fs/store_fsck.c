@@ -238,6 +238,10 @@ void fsck_issue_cb(void *ctx, const struct engine_fsck_issue *is)
 		}
 		if (f->bad && f->nbad < f->capbad)
 			f->bad[f->nbad++] = is->index;
+		else if (f->bad)   /* never a silent skip of a chunk the user asked to quarantine */
+			fsck_emit(f, "problem", "repair_failed", f->cur, 1, is->index, "%s %s: chunk %llu not "
+				  "quarantined: out of memory; run the command again", meta_kind_name(f->cur->kind),
+				  f->cur->name, (unsigned long long)is->index);
 		if (seen_has(f, f->cur, is->index))
 			return;
 		fsck_emit(f, "problem", "bad_chunk", f->cur, 1, is->index, "%s %s: chunk %llu (bytes %llu-%llu): %s",

@@ -39,9 +39,11 @@
 #include <sodium.h>
 
 #include "maps.h"
+#include "par.h"
 
 #define SEG_MAX (1024u * 1024u)                               /* bytes per pass */
 #define SEG_CHUNKS (SEG_MAX / CHUNK_MIN_BYTES + 2u)
+#define PAR_MIN_CHUNKS 32u                                    /* split passes of >= 2 x 128 KiB */
 
 static const uint8_t zeros[CHUNK_MAX_BYTES];
 
@@ -57,6 +59,7 @@ struct scratch {
 	uint64_t le[SEG_CHUNKS];             /* map entries as stored */
 	uint32_t which[SEG_CHUNKS];
 	uint8_t nonces[SEG_CHUNKS][CHUNK_NONCE_BYTES];   /* one getrandom a pass, not one a chunk */
+	const uint8_t *src[SEG_CHUNKS];      /* whole chunks still to encrypt (NULL: done) */
 };
 
 static pthread_key_t scratch_key;
@@ -342,6 +345,31 @@ static int map_store(struct vol *v, struct scratch *sc, uint64_t first, uint64_t
 	return err;
 }
 
+/* The whole chunks of one write pass, encrypted by par_for() parts. */
+struct encrypt_job {
+	struct scratch *sc;
+	const uint8_t *key;
+	const uint8_t *lineage;
+	uint64_t first;
+	uint32_t cs;
+};
+
+static void encrypt_part(void *arg, size_t from, size_t to)
+{
+	const struct encrypt_job *ej = arg;
+	struct scratch *sc = ej->sc;
+
+	for (size_t j = from; j < to; j++) {
+		uint32_t k = sc->which[j];
+
+		if (sc->src[j]) {   /* cannot fail: cs <= CHUNK_MAX_BYTES */
+			int rc = chunk_encrypt_nonce(ej->key, ej->lineage, ej->first + k, sc->nonces[k], sc->src[j],
+						     sc->cipher + j * ej->cs, ej->cs, &sc->tags[j]);
+			(void)rc;
+		}
+	}
+}
+
 static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, size_t len, uint64_t off)
 {
 	struct pool *p = v->pool;
@@ -374,12 +402,21 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 			plain = sc->bounce;
 		}
 		if (!err && !chunk_is_zero(plain, cs)) {
-			err = chunk_encrypt_nonce(vol_key(v), p->lineage, idx, sc->nonces[k], plain,
-						  sc->cipher + nz * cs, cs, &sc->tags[nz]);
+			/* Edge chunks (in the bounce buffer) now; whole ones
+			 * below, split over the crypto helpers. */
+			sc->src[nz] = plain == sc->bounce ? NULL : plain;
+			if (!sc->src[nz])
+				err = chunk_encrypt_nonce(vol_key(v), p->lineage, idx, sc->nonces[k], plain,
+							  sc->cipher + nz * cs, cs, &sc->tags[nz]);
 			sc->which[nz++] = (uint32_t)k;
 		}
 		if (plain == sc->bounce)
 			sodium_memzero(sc->bounce, cs);
+	}
+	if (!err && nz) {
+		struct encrypt_job ej = { sc, vol_key(v), p->lineage, first, cs };
+
+		par_for(v->eng->par, nz, PAR_MIN_CHUNKS, encrypt_part, &ej);
 	}
 	if (!err && nz)
 		err = pool_alloc(p, nz, sc->slots);

@@ -17,7 +17,7 @@
  *   core         volume_io.c, volume_layout.c
  *   cow          volume_cow.c
  *   tamper       volume_tamper.c
- *   concurrency  volume_concurrency.c
+ *   concurrency  volume_concurrency.c, volume_par.c (the crypto helpers' pool)
  *   persistence  volume_persistence.c
  *   fsck         volume_fsck.c
  * Run one with CK_RUN_CASE=<name>; CK_VERBOSITY=verbose lists every test.
@@ -53,6 +53,7 @@ static Suite *volume_suite(void)
 
 	tc = tcase_create("concurrency");
 	volume_add_concurrency(tc);
+	volume_add_par(tc);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 

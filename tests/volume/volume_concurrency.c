@@ -581,7 +581,7 @@ static void *race_worker(void *arg)
 	return NULL;
 }
 
-/* Regression (found by this suite, since fixed): fs/volume.c vol_open()
+/* Regression (found by this suite, since fixed): fs/vol_handle.c vol_open()
  * initialised v->lock with default attributes; glibc's default rwlock
  * prefers readers, so with several threads doing I/O (each holding v->lock
  * shared) vol_detach()'s wrlock never got in: it blocked 1-2.8 s, until the

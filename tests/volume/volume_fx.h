@@ -100,6 +100,7 @@ void volume_add_layout(TCase *tc);         /* core: size, seek, handles (volume_
 void volume_add_cow(TCase *tc);            /* cow (volume_cow.c) */
 void volume_add_tamper(TCase *tc);         /* tamper (volume_tamper.c) */
 void volume_add_concurrency(TCase *tc);    /* concurrency (volume_concurrency.c) */
+void volume_add_par(TCase *tc);            /* concurrency (volume_par.c) */
 void volume_add_persistence(TCase *tc);    /* persistence (volume_persistence.c) */
 void volume_add_fsck(TCase *tc);           /* fsck (volume_fsck.c) */
 void volume_add_crash(TCase *tc);          /* crash (volume_crash.c): power-cut ordering */

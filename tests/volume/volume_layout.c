@@ -85,7 +85,7 @@ END_TEST
 
 /* An extension the engine cannot map must fail cleanly and leave the
  * volume usable at its old size. */
-/* Regression (found by this suite, since fixed): fs/volume.c vol_extend()
+/* Regression (found by this suite, since fixed): fs/vol_handle.c vol_extend()
  * used to unmap the old map and set v->size before mapping the grown file;
  * when that mmap failed (new_size 2^60 on tmpfs: ftruncate to 2 PiB works,
  * mmap fails with ENOMEM) it left v->map NULL with the new size in memory

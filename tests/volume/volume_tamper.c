@@ -413,7 +413,7 @@ START_TEST(test_damaged_headers)
 END_TEST
 
 /* A map file shorter than its header's size says (header intact). */
-/* Regression (found by this suite, since fixed): fs/volume.c vol_open()
+/* Regression (found by this suite, since fixed): fs/vol_handle.c vol_open()
  * did not compare the map file's length with the size in its header; it
  * mapped map_entry_off(nchunks) bytes of the shorter file and the first
  * access to an entry in a page past EOF (vol_read of chunk 10000 of a
