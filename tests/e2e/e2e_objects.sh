@@ -20,6 +20,16 @@ head -c 1M /dev/urandom | dd of="$MNT/volumes/v" conv=notrunc,fsync status=none
 cmp "$MNT/snapshots/s1" "$T/v_at_s1" || die "snapshot content changed"
 ! cmp -s "$MNT/volumes/v" "$T/v_at_s1" || die "volume did not change"
 ok "R8/R24: snapshot keeps the volume's key and stays frozen while the volume changes"
+# R24: a snapshot's space follows the data written, not the nominal size
+ctl volume create huge --size 100G --encrypt >/dev/null; ctl attach huge >/dev/null
+head -c 1M /dev/urandom | dd of="$MNT/volumes/huge" bs=1M seek=51200 conv=notrunc,fsync status=none
+HL=$(ctl --json volume show huge | sed 's/.*"lineage":"\([^"]*\)".*/\1/')
+m0=$(du -sk "$STORE/pools/$HL/maps" | cut -f1); ctl snapshot create huge hsnap >/dev/null
+m1=$(du -sk "$STORE/pools/$HL/maps" | cut -f1)
+[ $((m1 - m0)) -le 64 ] || die "R24: snapshot of a 100 GiB volume with 1 MiB written took $((m1 - m0)) KiB of maps"
+cmp -n 1048576 -i 53687091200 "$MNT/snapshots/hsnap" "$MNT/volumes/huge" || die "R24 content"
+ctl detach huge >/dev/null; ctl snapshot delete hsnap >/dev/null; ctl volume delete huge >/dev/null
+ok "R24: snapshotting a 100 GiB thin volume with 1 MiB written adds $((m1 - m0)) KiB of map (time: tests/bench)"
 # R5: volume from snapshot
 ctl volume create vs --from-snapshot s1 >/dev/null; ctl attach vs >/dev/null
 [ "$(key volume vs)" = "$KB" ] || die "R5 key"; cmp "$MNT/volumes/vs" "$T/v_at_s1" || die "R5 content"
