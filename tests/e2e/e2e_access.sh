@@ -21,7 +21,10 @@ OUID=$(id -u "$OTHER")
 # itself stays 0700.
 chmod 711 "$T"
 as_other() { runuser -u "$OTHER" -- env EVFS_STORE="$STORE" "$@"; }
-octl() { as_other "$EVFSCTL_BIN" "$@"; }
+# The build tree may sit under a private directory (a fresh clone in a
+# mktemp -d): give the other user its own copy of evfsctl.
+mkdir -m 755 "$T/bin"; install -m 755 "$EVFSCTL_BIN" "$T/bin/evfsctl"
+octl() { as_other "$T/bin/evfsctl" "$@"; }
 # open_as_other PATH MODE: the errno name of open(2) by the other user, or OK.
 open_as_other() { as_other python3 -c '
 import errno, os, sys

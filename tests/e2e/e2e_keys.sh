@@ -6,8 +6,9 @@ ctl init --keyfile "$T/root.key" >/dev/null
 expect_fail 1 "$EVFSCTL_BIN" volume create e0 --size 8M --encrypt
 grep -q "security administrator" "$T/err" || die "R10 message"
 id nobody >/dev/null 2>&1 || useradd -M nobody
-chmod 755 "$T"
-expect_fail 1 setpriv --reuid nobody --regid nogroup --clear-groups "$EVFSCTL_BIN" kms grant
+chmod 755 "$T"; mkdir -m 755 "$T/bin"; install -m 755 "$EVFSCTL_BIN" "$T/bin/evfsctl"   # build tree may be private
+expect_fail 1 setpriv --reuid nobody --regid nogroup --clear-groups "$T/bin/evfsctl" kms grant
+grep -q "evfsctl: store .*permission denied" "$T/err" || die "a non-admin must be refused by the store, not by exec"
 ok "R10: no encryption before a grant; a non-admin cannot reach or grant"
 ctl kms grant >/dev/null
 # R11: evs/default exists and cannot be disabled or scheduled
