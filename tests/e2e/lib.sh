@@ -30,10 +30,12 @@ mnt() { "$EVFS_BIN" "$STORE" "$MNT" "$@"; for _ in $(seq 50); do mountpoint -q "
 # Unmount and wait for the daemon to finish closing the store (it holds the store lock until then).
 umnt() { fusermount3 -u "$MNT"; for _ in $(seq 100); do mountpoint -q "$MNT" || pgrep -f "evfs $STORE $MNT" >/dev/null || return 0; sleep 0.1; done; return 1; }
 ok() { PASS=$((PASS + 1)); echo "ok $PASS - $*"; }
-die() { echo "FAIL: $*" >&2; exit 1; }
+# On failure, the end of the mount's log says why (new_store points it at $T/evfs.log).
+die() { echo "FAIL: $*" >&2; [ -s "$T/evfs.log" ] && { echo "--- end of the mount's log:" >&2; tail -25 "$T/evfs.log" >&2; }; exit 1; }
 # expect_fail CODE CMD...: CMD must exit with CODE; prints its stderr.
 expect_fail() { local want=$1; shift; set +e; "$@" 2>"$T/err"; local rc=$?; set -e; cat "$T/err";
   [ "$rc" = "$want" ] || die "expected exit $want from: $* (got $rc)"; }
-new_store() { ctl init --keyfile "$T/root.key" >/dev/null; ctl kms grant >/dev/null; }
+new_store() { ctl init --keyfile "$T/root.key" >/dev/null; ctl kms grant >/dev/null
+  sed -i "s|^log_file =.*|log_file = $T/evfs.log|" "$STORE/evfs.ini"; }
 losetup_add() { local l; l=$(losetup -f --show "$1"); LOOPS+=("$l"); echo "$l" >>"$T/loops"; echo "$l"; }
 finish() { echo "$PASS passed, 0 failed"; }
