@@ -209,9 +209,16 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 		rc = -errno;
 		goto undo;
 	}
-	if (mkdir(cfg.backup_dir, 0700) < 0 && errno != EEXIST) {
+	/* The default backup_dir is relative to the store, not to the cwd. */
+	if (snprintf(path, sizeof(path), "%s%s%s", cfg.backup_dir[0] == '/' ? "" : dir,
+		     cfg.backup_dir[0] == '/' ? "" : "/", cfg.backup_dir) >= (int)sizeof(path)) {
+		rc = -ENAMETOOLONG;
+		snprintf(err, errsz, "init: the backup directory path under %s is too long", dir);
+		goto undo;
+	}
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
-		snprintf(err, errsz, "init: cannot create backup directory %s: %s", cfg.backup_dir, strerror(-rc));
+		snprintf(err, errsz, "init: cannot create backup directory %s: %s", path, strerror(-rc));
 		goto undo;
 	}
 	return 0;
