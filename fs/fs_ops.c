@@ -190,9 +190,14 @@ static int io_err(const struct fs_file *ff, const char *op, uint64_t off, size_t
 	struct fs_ctx *ctx;
 	char buf[128];
 
-	if (err != -EBADMSG && err != -EUCLEAN && err != -ENOKEY)
-		return err;
 	ctx = ctx_get();
+	if (err != -EBADMSG && err != -EUCLEAN && err != -ENOKEY) {
+		/* EFBIG, ENOSPC, EROFS...: passed on as they are, but said
+		 * once in the log too, so no failed I/O goes unexplained. */
+		fs_log_rl(ctx, &ctx->rl_io, LOG_WARNING, "%s /%s/%s at offset %llu (+%zu): %s", op, ff->dir->name,
+			  ff->e.name, (unsigned long long)off, len, fs_strerror(err, buf, sizeof(buf)));
+		return err;
+	}
 	if (err == -ENOKEY) {
 		fs_log_rl(ctx, &ctx->rl_io, LOG_WARNING, "%s /%s/%s: %s%s%s", op, ff->dir->name, ff->e.name,
 			  fs_strerror(err, buf, sizeof(buf)), vol ? "; attach it with: evfsctl attach " : "",

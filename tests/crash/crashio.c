@@ -60,6 +60,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/xattr.h>
 
 #define SECT 512u
 #define MAGIC "CRASHIO1"
@@ -294,10 +295,24 @@ static int gone(int err)
 	return err == ENOTCONN || err == ECONNABORTED;
 }
 
+/* A request whose reply the daemon was writing when SIGKILL hit ends with
+ * EIO in the kernel (the reply copy fails), not ENOTCONN.  Such an EIO is
+ * the kill only if the mount is gone right after: ask the daemon something
+ * the kernel never caches (an xattr). */
+static int killed_mid_reply(const struct writer *w, int err)
+{
+	char v[8];
+
+	return err == EIO && getxattr(w->file, "user.evfs.attached", v, sizeof(v)) < 0 && gone(errno);
+}
+
 static int thread_stop(struct writer *w, unsigned tid, const char *what, uint64_t off, uint64_t len, int err)
 {
 	jappend(w, "E %u %s %s at %" PRIu64 "+%" PRIu64 "\n", tid, what, strerror(err), off, len);
-	if (!gone(err)) {
+	if (killed_mid_reply(w, err))
+		fprintf(stderr, "crashio: thread %u: %s at offset %" PRIu64 " got EIO as the mount died (reply cut "
+			"by the kill); counted as the mount going away\n", tid, what, off);
+	else if (!gone(err)) {
 		fprintf(stderr, "crashio: thread %u: %s at offset %" PRIu64 " (+%" PRIu64 ") failed: %s\n", tid,
 			what, off, len, strerror(err));
 		atomic_store(&w->failed, 1);
