@@ -44,6 +44,7 @@
 #define SEG_MAX (1024u * 1024u)                               /* bytes per pass */
 #define SEG_CHUNKS (SEG_MAX / CHUNK_MIN_BYTES + 2u)
 #define PAR_MIN_CHUNKS 32u                                    /* split passes of >= 2 x 128 KiB */
+#define SEAL_PIECE 32u                                        /* encrypt-then-write unit of a part */
 
 static const uint8_t zeros[CHUNK_MAX_BYTES];
 
@@ -345,27 +346,54 @@ static int map_store(struct vol *v, struct scratch *sc, uint64_t first, uint64_t
 	return err;
 }
 
-/* The whole chunks of one write pass, encrypted by par_for() parts. */
-struct encrypt_job {
+/* Sealing one write pass: the whole chunks are encrypted and every chunk's
+ * ciphertext and tag written to its fresh slot, by par_for() parts.  Each
+ * part goes in pieces (encrypt a piece, write it), so one thread's writes
+ * into the page cache (which serialise on the file) overlap the other's
+ * encryption.  The map is not touched here: a failed part leaves only
+ * unreferenced fresh slots, which the caller gives back. */
+struct seal_job {
 	struct scratch *sc;
+	struct pool *p;
 	const uint8_t *key;
-	const uint8_t *lineage;
 	uint64_t first;
-	uint32_t cs;
+	atomic_int err;                      /* first error of any part */
 };
 
-static void encrypt_part(void *arg, size_t from, size_t to)
+static void seal_part(void *arg, size_t from, size_t to)
 {
-	const struct encrypt_job *ej = arg;
-	struct scratch *sc = ej->sc;
+	struct seal_job *sj = arg;
+	struct scratch *sc = sj->sc;
+	struct pool *p = sj->p;
+	uint32_t cs = p->chunk_size;
 
-	for (size_t j = from; j < to; j++) {
-		uint32_t k = sc->which[j];
+	for (size_t lo = from; lo < to && !atomic_load(&sj->err); lo += SEAL_PIECE) {
+		size_t hi = to - lo < SEAL_PIECE ? to : lo + SEAL_PIECE;
+		int err = 0;
 
-		if (sc->src[j]) {   /* cannot fail: cs <= CHUNK_MAX_BYTES */
-			int rc = chunk_encrypt_nonce(ej->key, ej->lineage, ej->first + k, sc->nonces[k], sc->src[j],
-						     sc->cipher + j * ej->cs, ej->cs, &sc->tags[j]);
-			(void)rc;
+		for (size_t j = lo; j < hi; j++) {
+			uint32_t k = sc->which[j];
+
+			if (sc->src[j]) {   /* cannot fail: cs <= CHUNK_MAX_BYTES */
+				int rc = chunk_encrypt_nonce(sj->key, p->lineage, sj->first + k, sc->nonces[k],
+							     sc->src[j], sc->cipher + j * cs, cs, &sc->tags[j]);
+				(void)rc;
+			}
+		}
+		for (size_t j = lo; j < hi && !err;) {
+			size_t run = 1;
+
+			while (j + run < hi && sc->slots[j + run] == sc->slots[j] + run)
+				run++;
+			err = pwrite_all(p->data_fd, sc->cipher + j * cs, run * cs, sc->slots[j] << p->chunk_shift);
+			if (!err)
+				err = pool_tags_store(p, sc->slots[j], &sc->tags[j], run);
+			j += run;
+		}
+		if (err) {
+			int none = 0;
+
+			atomic_compare_exchange_strong(&sj->err, &none, err);
 		}
 	}
 }
@@ -403,7 +431,7 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 		}
 		if (!err && !chunk_is_zero(plain, cs)) {
 			/* Edge chunks (in the bounce buffer) now; whole ones
-			 * below, split over the crypto helpers. */
+			 * in seal_part(), split over the crypto helpers. */
 			sc->src[nz] = plain == sc->bounce ? NULL : plain;
 			if (!sc->src[nz])
 				err = chunk_encrypt_nonce(vol_key(v), p->lineage, idx, sc->nonces[k], plain,
@@ -413,28 +441,17 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 		if (plain == sc->bounce)
 			sodium_memzero(sc->bounce, cs);
 	}
-	if (!err && nz) {
-		struct encrypt_job ej = { sc, vol_key(v), p->lineage, first, cs };
-
-		par_for(v->eng->par, nz, PAR_MIN_CHUNKS, encrypt_part, &ej);
-	}
 	if (!err && nz)
 		err = pool_alloc(p, nz, sc->slots);
 	if (err) {
 		stripes_unlock(v, first, count);
 		return err;
 	}
-	for (uint64_t j = 0; j < nz;) {
-		uint64_t run = 1;
+	if (nz) {
+		struct seal_job sj = { .sc = sc, .p = p, .key = vol_key(v), .first = first };
 
-		while (j + run < nz && sc->slots[j + run] == sc->slots[j] + run)
-			run++;
-		err = pwrite_all(p->data_fd, sc->cipher + j * cs, run * cs, sc->slots[j] << p->chunk_shift);
-		if (!err)
-			err = pool_tags_store(p, sc->slots[j], &sc->tags[j], run);
-		if (err)
-			break;
-		j += run;
+		par_for(v->eng->par, nz, PAR_MIN_CHUNKS, seal_part, &sj);
+		err = atomic_load(&sj.err);
 	}
 	for (uint64_t j = 0; j < nz; j++)
 		sc->ent[sc->which[j]] = sc->slots[j] + 1;
