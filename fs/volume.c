@@ -16,11 +16,14 @@
  *   4. pool->lock     allocator bookkeeping only (pool.c).
  * No global lock is held on the data path; crypto runs under 2 and 3 only.
  *
- * Write: every chunk of the request is sealed into a per-thread buffer,
- * new slots are allocated (consecutive when possible), the ciphertext goes
- * out in one pwrite per run of consecutive slots, then the tag entries, then
- * the map entries in one pwrite.  Only then are the old slots released: a
- * crash at any point leaves each chunk old or new.  All-zero chunks become
+ * Write: new slots are allocated for the request's non-zero chunks
+ * (consecutive when possible); the chunks are sealed into a per-thread
+ * buffer and written out, ciphertext in one pwrite per run of consecutive
+ * slots, then their tag entries.  Large requests are split over the crypto
+ * helpers (par.c) in 128 KiB pieces, so one thread's writes overlap
+ * another's encryption (seal_part).  Then the map entries go out in one
+ * pwrite, and only then are the old slots released: a crash at any point
+ * leaves each chunk old or new.  All-zero chunks become
  * holes.  Read: the map and tag table are read through mappings, runs of
  * consecutive slots are read with one pread straight into the caller's
  * buffer and opened in place.
