@@ -164,22 +164,6 @@ int want_pos(struct cmdctx *x, const struct args *a, int n, const char *what)
 	return 0;
 }
 
-void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
 void fmt_time(int64_t t, char *buf, size_t n)
 {
 	time_t tt = (time_t)t;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "json.h"
 
 #define EXIT_USAGE 2
 
@@ -27,7 +28,6 @@ struct cmdctx {
 int usage(struct cmdctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int fail(struct cmdctx *x);
 int want_pos(struct cmdctx *x, const struct args *a, int n, const char *what);
-void json_str(FILE *f, const char *s);
 void fmt_time(int64_t t, char *buf, size_t n);
 void object_print(struct cmdctx *x, const struct meta_object *o, int detail);
 int done(struct cmdctx *x, int rc, const struct meta_object *o, const char *verb);

@@ -27,6 +27,7 @@
  * Run inside the mount when the store is mounted (evfsctl forwards it), so
  * the engine's open pools and volumes are checked as the mount sees them.
  */
+#include "json.h"
 #include "store_fsck_int.h"
 
 #include <errno.h>
@@ -38,22 +39,6 @@
 #include "backup.h"
 
 /* ============================== output ================================= */
-
-static void json_escape(FILE *out, const char *s)
-{
-	fputc('"', out);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			fprintf(out, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(out, "\\u%04x", ch);
-		else
-			fputc(ch, out);
-	}
-	fputc('"', out);
-}
 
 /* One finding: a text line, or one element of the JSON "items" array. */
 void fsck_emit(struct fsck *f, const char *sev, const char *code, const struct meta_object *o, int range,
@@ -78,9 +63,9 @@ void fsck_emit(struct fsck *f, const char *sev, const char *code, const struct m
 	fprintf(f->out, "%s{\"severity\":\"%s\",\"code\":\"%s\"", f->items++ ? "," : "", sev, code);
 	if (o) {
 		fprintf(f->out, ",\"kind\":\"%s\",\"name\":", meta_kind_name(o->kind));
-		json_escape(f->out, o->name);
+		json_str(f->out, o->name);
 		fprintf(f->out, ",\"id\":\"%s\",\"project\":", o->id);
-		json_escape(f->out, o->project);
+		json_str(f->out, o->project);
 	}
 	if (f->pool)
 		fprintf(f->out, ",\"lineage\":\"%s\"", f->pool);
@@ -88,7 +73,7 @@ void fsck_emit(struct fsck *f, const char *sev, const char *code, const struct m
 		fprintf(f->out, ",\"chunk\":%llu,\"offset\":%llu,\"length\":%u", (unsigned long long)index,
 			(unsigned long long)(index * f->cs), (unsigned)f->cs);
 	fputs(",\"message\":", f->out);
-	json_escape(f->out, msg);
+	json_str(f->out, msg);
 	fputc('}', f->out);
 }
 
@@ -126,6 +111,22 @@ static const char *errword(int err)
 {
 	return err == -EBADMSG ? "authentication failed (tampered, moved or damaged)" :
 	       err == -EUCLEAN ? "missing or short on disk" : strerror(-err);
+}
+
+/* NAME as fsck takes it: a volume, else a snapshot, image or backup of the
+ * caller's project. */
+static int object_find_named(struct store *s, const struct store_caller *c, const char *name,
+			     struct meta_object *o)
+{
+	static const enum meta_kind kinds[] = { META_VOLUME, META_SNAPSHOT, META_IMAGE, META_BACKUP };
+	int rc = -ENOENT;
+
+	for (size_t i = 0; i < 4 && rc == -ENOENT; i++)
+		rc = meta_object_lookup(s->meta, kinds[i], c->project, name, o);
+	if (rc)
+		store_seterr(s, "fsck: no volume, snapshot, image or backup named '%s' in project %s", name,
+			     c->project);
+	return rc;
 }
 
 /* ============================ collecting =============================== */
@@ -227,7 +228,6 @@ void fsck_issue_cb(void *ctx, const struct engine_fsck_issue *is)
 
 	if (is->what == ENGINE_FSCK_CHUNK_BAD) {
 		f->bad_chunks++;
-		f->cs = is->chunk_size ? is->chunk_size : f->cs;
 		if (f->bad && f->nbad == f->capbad) {
 			uint64_t *n = realloc(f->bad, f->capbad * 2 * sizeof(*n));
 
@@ -411,16 +411,14 @@ int store_fsck_run(struct store *s, const struct store_caller *c, const struct s
 	if (rc)
 		goto out;
 	if (o->name) {
-		static const enum meta_kind kinds[] = { META_VOLUME, META_SNAPSHOT, META_IMAGE, META_BACKUP };
+		struct meta_object want;
 
+		if ((rc = object_find_named(s, c, o->name, &want)) != 0)
+			goto out;
 		for (size_t i = 0; i < f.nobj && !target; i++)
-			for (size_t k = 0; k < 4 && !target; k++)
-				if (f.objs[i].kind == kinds[k] && strcmp(f.objs[i].name, o->name) == 0 &&
-				    strcmp(f.objs[i].project, c->project) == 0)
-					target = &f.objs[i];
-		if (!target) {
-			store_seterr(s, "fsck: no volume, snapshot, image or backup named '%s' in project %s", o->name,
-				     c->project);
+			if (strcmp(f.objs[i].id, want.id) == 0)
+				target = &f.objs[i];
+		if (!target) {   /* commands run one at a time: cannot vanish */
 			rc = -ENOENT;
 			goto out;
 		}
@@ -438,7 +436,7 @@ int store_fsck_run(struct store *s, const struct store_caller *c, const struct s
 	f.capbad = f.bad ? 64 : 0;
 	if (o->json) {
 		fputs("{\"scope\":", out);
-		json_escape(out, o->name ? o->name : "all");
+		json_str(out, o->name ? o->name : "all");
 		fputs(",\"items\":[", out);
 	}
 	if (target) {
@@ -512,19 +510,13 @@ static void bad_cb(void *ctx, uint64_t index, int err)
 
 int store_fsck(struct store *s, const struct store_caller *c, const char *name, FILE *out)
 {
-	static const enum meta_kind kinds[] = { META_VOLUME, META_SNAPSHOT, META_IMAGE, META_BACKUP };
 	struct verify_ctx f = { out, name, s->cfg.chunk_size };
 	struct meta_object o;
 	struct kms_dk *dk = NULL;
-	int rc = -ENOENT;
+	int rc = object_find_named(s, c, name, &o);
 
-	for (size_t i = 0; i < 4 && rc == -ENOENT; i++)
-		rc = meta_object_lookup(s->meta, kinds[i], c->project, name, &o);
-	if (rc) {
-		store_seterr(s, "fsck: no volume, snapshot, image or backup named '%s' in project %s", name,
-			     c->project);
+	if (rc)
 		return rc;
-	}
 	rc = store_lineage_unwrap(s, c, o.project, o.lineage, &dk);
 	if (rc)
 		return rc;
