@@ -16,7 +16,7 @@ if command -v apt-get >/dev/null && [ -z "${EVFS_NO_APT:-}" ]; then
 fi
 echo "== building"
 cmake -S . -B build >/dev/null && cmake --build build -j2 >/dev/null
-EVFS=$ROOT/build/fs/evfs; CTL=$ROOT/build/cli/evfsctl
+EVFS=$ROOT/build/fs/fuse/evfs; CTL=$ROOT/build/cli/evfsctl
 
 WORK=$(mktemp -d /tmp/evfs-quickstart.XXXXXX)
 STORE=$WORK/store MNT=$WORK/mnt FSMNT=$WORK/ext4 LOOP=

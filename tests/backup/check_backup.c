@@ -24,8 +24,8 @@
 #include <unistd.h>
 #include <sodium.h>
 
-#include "fs/backup.h"
-#include "fs/engine.h"
+#include "backup.h"
+#include "engine.h"
 #include "kms/kms.h"
 
 #define MIB (1024u * 1024u)

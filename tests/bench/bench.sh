@@ -8,7 +8,7 @@
 #   env: SIZE (file size, default 1G), RUNTIME (random tests, default 20), ONLY=snap (R24 part only)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-EVFS=${EVFS_BIN:-$ROOT/build/fs/evfs} CTL=${EVFSCTL_BIN:-$ROOT/build/cli/evfsctl}
+EVFS=${EVFS_BIN:-$ROOT/build/fs/fuse/evfs} CTL=${EVFSCTL_BIN:-$ROOT/build/cli/evfsctl}
 BASE=${1:-/var/tmp}; SIZE=${SIZE:-1G}; RUNTIME=${RUNTIME:-20}
 command -v fio >/dev/null || { echo "bench: install fio"; exit 1; }
 W=$(mktemp -d "$BASE/evfs-bench.XXXXXX")

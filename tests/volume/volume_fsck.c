@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fs/engine_fsck.h"
+#include "engine_fsck.h"
 #include "volume_fx.h"
 
 #define MAXI 64

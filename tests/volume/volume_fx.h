@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "fs/engine.h"
+#include "engine.h"
 #include "kms/kms.h"
 
 #define KiB 1024ull
