@@ -71,184 +71,7 @@
 
 static const uint8_t zero_id[BK_UUID_BYTES];
 
-/* ============================= helpers ================================= */
-
-/* Whole-buffer pread/pwrite: a short read means a damaged (truncated) file,
- * a write that makes no progress a full disk. */
-int bk_io_all(int fd, void *buf, size_t len, uint64_t off, int wr)
-{
-	while (len) {
-		ssize_t n = wr ? pwrite(fd, buf, len, (off_t)off) : pread(fd, buf, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : wr ? -ENOSPC : -EUCLEAN;
-		buf = (uint8_t *)buf + n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-void bk_uuid_format(const uint8_t in[static BK_UUID_BYTES], char out[static BACKUP_ID_LEN + 1])
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t j = 0;
-
-	for (size_t i = 0; i < BK_UUID_BYTES; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[j++] = '-';
-		out[j++] = hex[in[i] >> 4];
-		out[j++] = hex[in[i] & 15];
-	}
-	out[j] = '\0';
-}
-
-int bk_is_zero_id(const uint8_t *id)
-{
-	return !memcmp(id, zero_id, BK_UUID_BYTES);
-}
-
-/* Canonical lowercase UUID text -> 16 bytes; the nil UUID is refused. */
-static int uuid_parse(const char *s, uint8_t u[static BK_UUID_BYTES])
-{
-	char back[BACKUP_ID_LEN + 1];
-
-	if (!s || strlen(s) != BACKUP_ID_LEN ||
-	    sscanf(s, "%2hhx%2hhx%2hhx%2hhx-%2hhx%2hhx-%2hhx%2hhx-%2hhx%2hhx-%2hhx%2hhx%2hhx%2hhx%2hhx%2hhx", &u[0],
-		   &u[1], &u[2], &u[3], &u[4], &u[5], &u[6], &u[7], &u[8], &u[9], &u[10], &u[11], &u[12], &u[13],
-		   &u[14], &u[15]) != BK_UUID_BYTES)
-		return -EINVAL;
-	bk_uuid_format(u, back);
-	return strcmp(back, s) || bk_is_zero_id(u) ? -EINVAL : 0;
-}
-
-static int bk_path(char out[static PATH_MAX], const char *dir, const char *prefix, const char *id)
-{
-	int n = snprintf(out, PATH_MAX, "%s/%s%s.evb", dir, prefix, id);
-
-	return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
-}
-
-void bfile_close(struct bfile *f)
-{
-	if (f->fd >= 0)
-		close(f->fd);
-	free(f->ent);
-	memset(f, 0, sizeof(*f));
-	f->fd = -1;
-}
-
-int bk_same_lineage(const struct bfile *a, const struct bfile *b)
-{
-	return !memcmp(a->h.lineage, b->h.lineage, CHUNK_LINEAGE_BYTES) && a->h.chunk_size == b->h.chunk_size &&
-	       a->h.encrypted == b->h.encrypted;
-}
-
-/* ========================= header and index ============================ */
-
-/* Little-endian <-> host, in place (the same swap both ways). */
-static void hdr_le(struct bk_header *h)
-{
-	uint32_t *w[] = { &h->version, &h->chunk_size, &h->encrypted, &h->wrapped_len };
-	uint64_t *d[] = { &h->size, (uint64_t *)&h->created, &h->n_entries, &h->n_records, &h->index_off, &h->data_off };
-
-	for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++)
-		*w[i] = htole32(*w[i]);
-	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++)
-		*d[i] = htole64(*d[i]);
-}
-
-static void ents_le(struct entry *e, uint64_t n)
-{
-	for (uint64_t i = 0; i < n; i++) {
-		e[i].index = htole64(e[i].index);
-		e[i].record = htole64(e[i].record);
-	}
-}
-
-/* Every count and offset against the file size (so no later read or
- * allocation can go out of bounds): -EUCLEAN if inconsistent. */
-static int hdr_check(const struct bk_header *h, uint64_t fsize)
-{
-	uint64_t cs = h->chunk_size, es = sizeof(struct entry);
-
-	if (memcmp(h->magic, BK_MAGIC, 8) || h->version != BK_VERSION || !chunk_size_valid(cs) ||
-	    h->encrypted > 1 || h->wrapped_len > BACKUP_WRAPPED_MAX || !memchr(h->key_id, 0, sizeof(h->key_id)) ||
-	    h->size > UINT64_MAX - CHUNK_MAX_BYTES || h->n_entries > chunk_count(h->size, (uint32_t)cs) ||
-	    h->data_off != BK_HDR_BYTES || h->n_records > fsize / cs || h->n_entries > fsize / es ||
-	    h->index_off != h->data_off + h->n_records * cs || h->index_off > fsize ||
-	    fsize - h->index_off != h->n_entries * es || bk_is_zero_id(h->id))
-		return -EUCLEAN;
-	return 0;
-}
-
-/* Read, checksum and check the index: sorted, in range, records present. */
-static int index_load(struct bfile *f)
-{
-	uint64_t n = f->h.n_entries, nchunks = chunk_count(f->h.size, f->h.chunk_size);
-	uint8_t sum[BK_SUM_BYTES];
-	int err;
-
-	f->ent = malloc(n ? (size_t)n * sizeof(*f->ent) : 1);
-	if (!f->ent)
-		return -ENOMEM;
-	f->cap = (size_t)n;
-	err = bk_io_all(f->fd, f->ent, (size_t)n * sizeof(*f->ent), f->h.index_off, 0);
-	if (err)
-		return err;
-	crypto_generichash(sum, sizeof(sum), (const uint8_t *)f->ent, (size_t)n * sizeof(*f->ent), NULL, 0);
-	if (sodium_memcmp(sum, f->h.isum, sizeof(sum)) != 0)
-		return -EUCLEAN;
-	ents_le(f->ent, n);
-	for (uint64_t i = 0; i < n; i++) {
-		struct entry *e = &f->ent[i];
-
-		if (!memcmp(e->holder, f->h.id, BK_UUID_BYTES))
-			memset(e->holder, 0, BK_UUID_BYTES);
-		if (e->index >= nchunks || (i && e->index <= e[-1].index) ||
-		    (bk_is_zero_id(e->holder) && e->record >= f->h.n_records))
-			return -EUCLEAN;
-	}
-	return 0;
-}
-
-/* Open dir/<id>.evb and check its header (and index if asked). */
-int bfile_open(struct bfile *f, const char *dir, const char *id, int with_index)
-{
-	uint8_t raw[BK_HDR_BYTES], want[BK_UUID_BYTES], sum[BK_SUM_BYTES];
-	char path[PATH_MAX];
-	struct stat sb;
-	int err;
-
-	memset(f, 0, sizeof(*f));
-	f->fd = -1;
-	if ((err = uuid_parse(id, want)) || (err = bk_path(path, dir, "", id)))
-		return err;
-	f->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (f->fd < 0)
-		return -errno;
-	if (fstat(f->fd, &sb) < 0)
-		err = -errno;
-	else if (sb.st_size < (off_t)BK_HDR_BYTES)
-		err = -EUCLEAN;
-	if (!err)
-		err = bk_io_all(f->fd, raw, sizeof(raw), 0, 0);
-	if (!err) {
-		crypto_generichash(sum, sizeof(sum), raw, offsetof(struct bk_header, sum), NULL, 0);
-		memcpy(&f->h, raw, sizeof(f->h));
-		hdr_le(&f->h);
-		if (sodium_memcmp(sum, f->h.sum, sizeof(sum)) != 0 || hdr_check(&f->h, (uint64_t)sb.st_size) ||
-		    memcmp(f->h.id, want, BK_UUID_BYTES) != 0)       /* renamed or misplaced file */
-			err = -EUCLEAN;
-	}
-	if (!err && with_index)
-		err = index_load(f);
-	if (err)
-		bfile_close(f);
-	return err;
-}
+/* ============================ writing ================================== */
 
 static int ent_push(struct bfile *f, const struct entry *e)
 {
@@ -274,16 +97,16 @@ static int index_header_store(int fd, struct bfile *f)
 	struct bk_header le;
 	int err;
 
-	ents_le(f->ent, f->h.n_entries);
+	bfile_entries_le(f->ent, f->h.n_entries);
 	crypto_generichash(f->h.isum, BK_SUM_BYTES, p, len, NULL, 0);
-	err = bk_io_all(fd, (void *)p, len, f->h.index_off, 1);
-	ents_le(f->ent, f->h.n_entries);
+	err = bfile_io_all(fd, (void *)p, len, f->h.index_off, 1);
+	bfile_entries_le(f->ent, f->h.n_entries);
 	le = f->h;
-	hdr_le(&le);
+	bfile_header_le(&le);
 	memcpy(raw, &le, sizeof(le));
 	crypto_generichash(raw + offsetof(struct bk_header, sum), BK_SUM_BYTES, raw, offsetof(struct bk_header, sum),
 			   NULL, 0);
-	return err ? err : bk_io_all(fd, raw, sizeof(raw), 0, 1);
+	return err ? err : bfile_io_all(fd, raw, sizeof(raw), 0, 1);
 }
 
 static int tmp_create(const char *tmp)
@@ -334,7 +157,7 @@ static int parent_ref(const struct backup_reader *par, size_t *pi, struct entry 
 	if (!p || p->index != e->index || sodium_memcmp(p->nonce, e->nonce, CHUNK_NONCE_BYTES) ||
 	    sodium_memcmp(p->mac, e->mac, CHUNK_TAG_BYTES))
 		return 0;
-	memcpy(e->holder, bk_is_zero_id(p->holder) ? par->f.h.id : p->holder, BK_UUID_BYTES);
+	memcpy(e->holder, bfile_id_is_zero(p->holder) ? par->f.h.id : p->holder, BK_UUID_BYTES);
 	e->record = p->record;
 	return 1;
 }
@@ -343,7 +166,7 @@ static int parent_ref(const struct backup_reader *par, size_t *pi, struct entry 
 static int parent_open(struct backup_reader **par, const char *dir, const struct backup_info *info, struct vol *v)
 {
 	const struct bfile *h;
-	int err = bk_reader_open(par, dir, info->parent_id, NULL, 1);
+	int err = backup_reader_open_index(par, dir, info->parent_id, NULL, 1);
 
 	if (!err && (memcmp((*par)->f.h.lineage, vol_lineage(v), CHUNK_LINEAGE_BYTES) ||
 		     (*par)->f.h.chunk_size != vol_chunk_size(v) || (*par)->f.h.encrypted != !!info->encrypted))
@@ -351,7 +174,7 @@ static int parent_open(struct backup_reader **par, const char *dir, const struct
 	for (uint64_t i = 0; !err && i < (*par)->f.h.n_entries; i++) {
 		const struct entry *e = &(*par)->f.ent[i];
 
-		if (!bk_is_zero_id(e->holder) && !(err = bk_holder_get(*par, e->holder, &h)) &&
+		if (!bfile_id_is_zero(e->holder) && !(err = backup_reader_holder(*par, e->holder, &h)) &&
 		    e->record >= h->h.n_records)
 			err = -EUCLEAN;
 	}
@@ -371,13 +194,13 @@ int backup_create(struct vol *v, const char *dir, struct backup_info *info, back
 	int fd = -1, err;
 	int64_t s;
 
-	if ((err = uuid_parse(info->id, out.h.id)) || (err = bk_path(tmp, dir, ".tmp-", info->id)) ||
-	    (err = bk_path(final, dir, "", info->id)))
+	if ((err = bfile_uuid_parse(info->id, out.h.id)) || (err = bfile_path(tmp, dir, ".tmp-", info->id)) ||
+	    (err = bfile_path(final, dir, "", info->id)))
 		return err;
 	if (info->wrapped_len > BACKUP_WRAPPED_MAX || !memchr(info->key_id, 0, sizeof(info->key_id)) ||
 	    (info->encrypted && !info->wrapped_len) || (vol_key(v) && !info->encrypted))
 		return -EINVAL;
-	if (info->parent_id[0] && ((err = uuid_parse(info->parent_id, out.h.parent)) ||
+	if (info->parent_id[0] && ((err = bfile_uuid_parse(info->parent_id, out.h.parent)) ||
 				   (err = parent_open(&par, dir, info, v))))
 		goto out;
 	if (access(final, F_OK) == 0) {
@@ -423,7 +246,7 @@ int backup_create(struct vol *v, const char *dir, struct backup_info *info, back
 			e.record = out.h.n_records++;       /* a record of this file */
 			fill += cs;
 			if (fill == BK_BATCH) {
-				err = bk_io_all(fd, buf, fill, wpos, 1);
+				err = bfile_io_all(fd, buf, fill, wpos, 1);
 				wpos += fill;
 				fill = 0;
 			}
@@ -444,7 +267,7 @@ next:
 		}
 	}
 	if (!err && fill)
-		err = bk_io_all(fd, buf, fill, wpos, 1);
+		err = bfile_io_all(fd, buf, fill, wpos, 1);
 	out.h.index_off = out.h.data_off + out.h.n_records * cs;
 	err = tmp_commit(fd, &out, dir, tmp, final, err);
 	if (!err) {
@@ -476,10 +299,10 @@ static int copy_range(int in, uint64_t ioff, int out, uint64_t ooff, uint64_t le
 		len -= (uint64_t)c;
 	while (len) {                            /* EXDEV, ENOSYS, ... or a real error: by hand */
 		size_t n = len < BK_BATCH ? (size_t)len : BK_BATCH;
-		int err = bk_io_all(in, buf, n, (uint64_t)io, 0);
+		int err = bfile_io_all(in, buf, n, (uint64_t)io, 0);
 
 		if (!err)
-			err = bk_io_all(out, buf, n, (uint64_t)oo, 1);
+			err = bfile_io_all(out, buf, n, (uint64_t)oo, 1);
 		if (err)
 			return err;
 		io += (loff_t)n;
@@ -501,18 +324,18 @@ static int bfile_rewrite(const char *dir, struct bfile *f, const uint8_t *parent
 	size_t fill = 0;
 	int fd, err;
 
-	bk_uuid_format(f->h.id, id);
-	if (!buf || (err = bk_path(tmp, dir, ".tmp-", id)) || (err = bk_path(final, dir, "", id)) ||
+	bfile_uuid_format(f->h.id, id);
+	if (!buf || (err = bfile_path(tmp, dir, ".tmp-", id)) || (err = bfile_path(final, dir, "", id)) ||
 	    (err = fd = tmp_create(tmp)) < 0) {
 		free(buf);
 		return buf ? err : -ENOMEM;
 	}
 	err = copy_range(f->fd, f->h.data_off, fd, BK_HDR_BYTES, f->h.n_records * cs, buf);
 	for (uint64_t k = 0; !err && k < nextra; k++) {
-		err = bk_io_all(src->fd, buf + fill, cs, src->h.data_off + extra[k] * cs, 0);
+		err = bfile_io_all(src->fd, buf + fill, cs, src->h.data_off + extra[k] * cs, 0);
 		fill += cs;
 		if (!err && (fill == BK_BATCH || k + 1 == nextra)) {
-			err = bk_io_all(fd, buf, fill, wpos, 1);
+			err = bfile_io_all(fd, buf, fill, wpos, 1);
 			wpos += fill;
 			fill = 0;
 		}
@@ -531,7 +354,7 @@ int backup_delete(const char *dir, const char *id, const char *const *children, 
 	char path[PATH_MAX];
 	int err;
 
-	if ((err = uuid_parse(id, vic.h.id)) || (err = bk_path(path, dir, "", id)))
+	if ((err = bfile_uuid_parse(id, vic.h.id)) || (err = bfile_path(path, dir, "", id)))
 		return err;
 	if (nchildren) {
 		err = bfile_open(&vic, dir, id, 1);
@@ -547,7 +370,7 @@ int backup_delete(const char *dir, const char *id, const char *const *children, 
 				err = -EINVAL;           /* listed twice */
 		if (!err)
 			err = strcmp(children[i], id) ? bfile_open(&kid[i], dir, children[i], 1) : -EINVAL;
-		if (!err && !bk_same_lineage(&kid[i], &vic))
+		if (!err && !bfile_same_lineage(&kid[i], &vic))
 			err = -EINVAL;
 	}
 	/* Victim records any child uses: map[rec] = its number in kid[0] + 1. */

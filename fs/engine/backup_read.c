@@ -30,7 +30,7 @@
 
 /* The file holding the records of `id` (zero: this one); holder files are
  * opened on first use and kept until close. */
-int bk_holder_get(struct backup_reader *r, const uint8_t *id, const struct bfile **out)
+int backup_reader_holder(struct backup_reader *r, const uint8_t *id, const struct bfile **out)
 {
 	char text[BACKUP_ID_LEN + 1];
 	struct bfile *g = NULL, **n;
@@ -38,17 +38,17 @@ int bk_holder_get(struct backup_reader *r, const uint8_t *id, const struct bfile
 	int err = 0;
 
 	*out = &r->f;
-	if (bk_is_zero_id(id))
+	if (bfile_id_is_zero(id))
 		return 0;
 	pthread_mutex_lock(&r->lock);
 	for (k = 0; k < r->nhold && memcmp(r->hold[k]->h.id, id, BK_UUID_BYTES); k++)
 		;
 	if (k == r->nhold) {
-		bk_uuid_format(id, text);
+		bfile_uuid_format(id, text);
 		n = realloc(r->hold, (k + 1) * sizeof(*n));
 		r->hold = n ? n : r->hold;
 		err = n && (g = calloc(1, sizeof(*g))) ? bfile_open(g, r->dir, text, 0) : -ENOMEM;
-		if (!err && !bk_same_lineage(g, &r->f))
+		if (!err && !bfile_same_lineage(g, &r->f))
 			err = -EUCLEAN;
 		if (err && g)
 			bfile_close(g);
@@ -94,12 +94,12 @@ static int load_run(struct backup_reader *r, const struct entry *e, size_t n, ui
 {
 	uint32_t cs = r->f.h.chunk_size;
 	const struct bfile *h;
-	int err = bk_holder_get(r, e->holder, &h), first = 0;
+	int err = backup_reader_holder(r, e->holder, &h), first = 0;
 
 	if (!err && (e->record >= h->h.n_records || h->h.n_records - e->record < n))
 		err = -EUCLEAN;
 	if (!err)
-		err = bk_io_all(h->fd, dst, n * cs, h->h.data_off + e->record * cs, 0);
+		err = bfile_io_all(h->fd, dst, n * cs, h->h.data_off + e->record * cs, 0);
 	for (size_t j = 0; j < n; j++) {
 		struct chunk_tag t = { .index_le = htole64(e[j].index) };
 		int rc = err;
@@ -133,7 +133,7 @@ static size_t run_len(const struct entry *e, size_t avail, size_t max, int dense
 
 /* Open header + index, and take a copy of the key unless nokey (used to
  * look at a parent: entries and holders only, nothing decrypted). */
-int bk_reader_open(struct backup_reader **out, const char *dir, const char *id, const uint8_t *key, int nokey)
+int backup_reader_open_index(struct backup_reader **out, const char *dir, const char *id, const uint8_t *key, int nokey)
 {
 	struct backup_reader *r = calloc(1, sizeof(*r));
 	int err;
@@ -163,7 +163,7 @@ int bk_reader_open(struct backup_reader **out, const char *dir, const char *id, 
 
 int backup_reader_open(struct backup_reader **out, const char *dir, const char *id, const uint8_t *key)
 {
-	return bk_reader_open(out, dir, id, key, 0);
+	return backup_reader_open_index(out, dir, id, key, 0);
 }
 
 void backup_reader_close(struct backup_reader *r)
@@ -299,9 +299,9 @@ int backup_info_load(const char *dir, const char *id, struct backup_info *in)
 	if (err)
 		return err;
 	memset(in, 0, sizeof(*in));
-	bk_uuid_format(f.h.id, in->id);
-	if (!bk_is_zero_id(f.h.parent))
-		bk_uuid_format(f.h.parent, in->parent_id);
+	bfile_uuid_format(f.h.id, in->id);
+	if (!bfile_id_is_zero(f.h.parent))
+		bfile_uuid_format(f.h.parent, in->parent_id);
 	memcpy(in->lineage, f.h.lineage, CHUNK_LINEAGE_BYTES);
 	in->chunk_size = f.h.chunk_size;
 	in->size = f.h.size;

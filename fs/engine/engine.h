@@ -82,10 +82,12 @@ int engine_map_verify(struct engine *e, const char *lineage, const char *id, con
  * returns the same vol with its refcount raised.  writable=0 gives a
  * read-only handle (snapshots, images); a writable open of a map already
  * open read-only upgrades nothing (-EROFS on write). */
-int vol_open(struct vol **out, struct engine *e, const char *lineage, const char *id, int writable) ENGINE_WUR;
+int engine_vol_open(struct vol **out, struct engine *e, const char *lineage, const char *id,
+		    int writable) ENGINE_WUR;
 /* Find an open handle (refcount raised) or -ENOENT. */
-int vol_lookup(struct vol **out, struct engine *e, const char *id) ENGINE_WUR;
-void vol_close(struct vol *v);           /* drop one reference */
+int engine_vol_lookup(struct vol **out, struct engine *e, const char *id) ENGINE_WUR;
+/* Drop one reference; the last one syncs a writable volume and frees it. */
+void engine_vol_close(struct vol *v);
 
 /* Give the handle its data key (ownership moves to the vol; NULL for an
  * unencrypted lineage).  -EALREADY if attached. */

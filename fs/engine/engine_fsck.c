@@ -25,7 +25,7 @@
  *   chunks    every mapped chunk authenticates under the lineage's key.
  *
  * Checking never writes.  A pool the engine has not opened is read from
- * its files (opening it through pool_get() would delete leftover clones);
+ * its files (opening it through engine_pool_get() would delete leftover clones);
  * one it has open is held so it cannot close, and its writable volumes are
  * frozen (their rwlock taken exclusive) while the maps are read and counted,
  * so the counts compare one instant.  Chunk verification of an open volume
@@ -55,7 +55,6 @@
 
 #include "engine_int.h"
 #include "kms/kms.h"
-#include "maps.h"
 
 /* A pool as the checker sees it: the engine's (held) or files opened here. */
 struct chk {
@@ -177,24 +176,10 @@ int engine_map_list(struct engine *e, const char *lineage, int (*cb)(void *ctx, 
 
 /* ========================== holding a pool ============================= */
 
-static struct pool *pool_find_open(struct engine *e, const char *lineage)
-{
-	struct pool *p;
-
-	pthread_mutex_lock(&e->lock);
-	for (p = e->pools; p; p = p->next)
-		if (strcmp(p->lineage_hex, lineage) == 0)
-			break;
-	if (p)
-		p->users++;
-	pthread_mutex_unlock(&e->lock);
-	return p;
-}
-
 static void chk_fini(struct chk *c)
 {
 	if (c->open)
-		pool_put(c->open);
+		engine_pool_put(c->open);
 	if (c->tags)
 		munmap((void *)((const uint8_t *)c->tags - POOL_HDR_BYTES), c->tags_map_len);
 	if (c->local) {
@@ -241,6 +226,11 @@ static int has_data(const struct chk *c, uint64_t slot)
 	return slot < c->nslots && (c->has_data[slot / 8] >> (slot % 8) & 1);
 }
 
+static int has_data_cb(void *ctx, uint64_t slot)
+{
+	return has_data(ctx, slot);
+}
+
 static const struct chunk_tag *tag_at(const struct chk *c, uint64_t slot)
 {
 	if (slot >= c->nslots)
@@ -266,7 +256,7 @@ static int chk_init(struct chk *c, struct engine *e, const char *lineage, engine
 	c->ctx = ctx;
 	if (engine_lineage_parse(lineage, lin) < 0)
 		return -EINVAL;
-	c->open = pool_find_open(e, lineage);
+	c->open = engine_pool_find(e, lineage);
 	if (c->open) {
 		c->p = c->open;
 	} else {
@@ -371,35 +361,22 @@ out:
 	c->map = NULL;
 }
 
-/* Open writable volumes of pool p, users raised, frozen (rwlock exclusive). */
+/* Open writable volumes of pool p, users raised, frozen. */
 static struct vol **freeze(struct engine *e, struct pool *p, size_t *n)
 {
-	struct vol **list = NULL, **nl;
-	size_t k = 0;
+	struct vol **list;
 
-	pthread_mutex_lock(&e->lock);
-	for (struct vol *v = e->vols; v; v = v->next) {
-		if (v->pool != p || !v->writable)
-			continue;
-		nl = realloc(list, (k + 1) * sizeof(*nl));
-		if (!nl)
-			break;
-		list = nl;
-		v->users++;
-		list[k++] = v;
-	}
-	pthread_mutex_unlock(&e->lock);
-	for (size_t i = 0; i < k; i++)
-		pthread_rwlock_wrlock(&list[i]->lock);
-	*n = k;
+	(void)engine_vols_of_pool(e, p, &list, n);     /* short of memory: those listed */
+	for (size_t i = 0; i < *n; i++)
+		vol_freeze(list[i]);
 	return list;
 }
 
 static void thaw(struct vol **list, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		pthread_rwlock_unlock(&list[i]->lock);
-		vol_close(list[i]);
+		vol_thaw(list[i]);
+		engine_vol_close(list[i]);
 	}
 	free(list);
 }
@@ -408,11 +385,10 @@ static void thaw(struct vol **list, size_t n)
 static void counts_compare(struct chk *c, struct engine_pool_report *r)
 {
 	struct pool *p = c->open;
+	uint64_t open_slots = p ? pool_nslots(p) : 0;
 
-	if (p)
-		pthread_mutex_lock(&p->lock);
 	for (uint64_t s = 0; s < c->nslots; s++) {
-		uint32_t disk = c->refs[s], mem = p && s < p->nslots ? p->refs[s] : 0;
+		uint32_t disk = c->refs[s], mem = p && s < open_slots ? pool_refcount(p, s) : 0;
 
 		r->referenced += disk > 0;
 		if (p && disk && (mem == 0 || mem == POOL_PENDING))
@@ -424,8 +400,6 @@ static void counts_compare(struct chk *c, struct engine_pool_report *r)
 			r->leaked_bytes += c->p->chunk_size;
 		}
 	}
-	if (p)
-		pthread_mutex_unlock(&p->lock);
 }
 
 int engine_pool_check(struct engine *e, const char *lineage, engine_fsck_cb cb, void *ctx,
@@ -472,12 +446,8 @@ int engine_pool_check(struct engine *e, const char *lineage, engine_fsck_cb cb, 
 
 		if (fstat(c.p->data_fd, &st) == 0)
 			c.data_bytes = (uint64_t)st.st_size;
-		if (c.open) {
-			pthread_mutex_lock(&c.open->lock);
-			if (c.nslots > c.open->nslots)
-				c.nslots = c.open->nslots;
-			pthread_mutex_unlock(&c.open->lock);
-		}
+		if (c.open && c.nslots > pool_nslots(c.open))
+			c.nslots = pool_nslots(c.open);
 	}
 	r->slots = c.nslots;
 	r->data_bytes = c.data_bytes;
@@ -536,49 +506,20 @@ static int verify_cb(void *ctx, uint64_t index, uint64_t slot)
 	return chunk_check(vf, vf->c->p, tag_at(vf->c, slot), index, slot);
 }
 
-/* An open volume: per chunk under its locks, skipping holes of the map
- * file (reading them through the mapping would allocate them). */
+static int open_vol_cb(void *ctx, uint64_t index, uint64_t slot)
+{
+	struct verify *vf = ctx;
+	struct pool *p = vf->c->p;
+
+	(void)chunk_check(vf, p, slot < pool_nslots(p) ? pool_tag(p, slot) : NULL, index, slot);
+	return 0;
+}
+
+/* An open volume: chunk by chunk under its locks (vol_chunks_foreach), so
+ * the mount keeps running. */
 static int check_open_vol(struct verify *vf, struct vol *v)
 {
-	uint64_t idx = 0;
-	int err = 0;
-
-	for (;;) {
-		uint64_t end;
-		off_t pos, d;
-
-		pthread_rwlock_rdlock(&v->lock);
-		if (idx >= v->nchunks) {
-			pthread_rwlock_unlock(&v->lock);
-			break;
-		}
-		pos = (off_t)map_entry_off(idx);
-		d = lseek(v->map_fd, pos, SEEK_DATA);
-		if (d < 0) {
-			err = errno == ENXIO ? 0 : -errno;
-			pthread_rwlock_unlock(&v->lock);
-			break;
-		}
-		if (d > pos) {
-			idx = ((uint64_t)d - MAP_HDR_BYTES) / 8;
-			pthread_rwlock_unlock(&v->lock);
-			continue;
-		}
-		end = (idx | 511) + 1 < v->nchunks ? (idx | 511) + 1 : v->nchunks;
-		for (; idx < end; idx++) {
-			pthread_rwlock_t *st = &v->stripe[idx % VOL_STRIPES];
-			uint64_t e;
-
-			pthread_rwlock_rdlock(st);
-			e = le64toh(__atomic_load_n(&v->map[idx], __ATOMIC_ACQUIRE));
-			if (e)
-				chunk_check(vf, v->pool, e - 1 < v->pool->nslots ? pool_tag(v->pool, e - 1) : NULL, idx,
-					    e - 1);
-			pthread_rwlock_unlock(st);
-		}
-		pthread_rwlock_unlock(&v->lock);
-	}
-	return err;
+	return vol_chunks_foreach(v, open_vol_cb, vf);
 }
 
 int engine_map_check(struct engine *e, const char *lineage, const char *id, const struct kms_dk *dk,
@@ -611,12 +552,12 @@ int engine_map_check(struct engine *e, const char *lineage, const char *id, cons
 		err = -ENOMEM;
 		goto out;
 	}
-	if (vol_lookup(&v, e, id) == 0) {
+	if (engine_vol_lookup(&v, e, id) == 0) {
 		if (strcmp(v->pool->lineage_hex, lineage) == 0)
 			err = check_open_vol(&vf, v);
 		else
 			err = -EUCLEAN;
-		vol_close(v);
+		engine_vol_close(v);
 		goto out;
 	}
 	dfd = maps_dir_open(e, lineage);
@@ -647,31 +588,25 @@ int engine_pool_reclaim(struct engine *e, const char *lineage, uint64_t *slots)
 	int err;
 
 	*slots = 0;
-	err = pool_get(&p, e, lineage);
+	err = engine_pool_get(&p, e, lineage);
 	if (err)
 		return err;
 	err = chk_init(&c, e, lineage, NULL, NULL);      /* finds p open: holds it */
 	if (!err)
 		err = data_extents(&c);
 	for (uint64_t s = 0; !err && s < c.nslots;) {
-		uint64_t run = 0;
-
 		/* A run of leaked slots, busy while punched (the allocator
 		 * skips them meanwhile), then one punch for the run. */
-		pthread_mutex_lock(&p->lock);
-		while (s + run < c.nslots && s + run < p->nslots && has_data(&c, s + run) && p->refs[s + run] == 0) {
-			p->refs[s + run] = POOL_PENDING;
-			p->nfree--;
-			run++;
-		}
-		pthread_mutex_unlock(&p->lock);
+		uint64_t run = pool_claim_run(p, s, c.nslots - s, has_data_cb, &c);
+		int perr;
+
 		if (!run) {
 			s++;
 			continue;
 		}
-		if (fallocate(p->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(s << p->chunk_shift),
-			      (off_t)(run << p->chunk_shift)) < 0)
-			err = -errno;
+		perr = pool_punch_run(p, s, run);
+		if (perr)
+			err = perr;
 		else
 			*slots += run;
 		for (uint64_t k = 0; k < run; k++) {
@@ -682,7 +617,7 @@ int engine_pool_reclaim(struct engine *e, const char *lineage, uint64_t *slots)
 		s += run;
 	}
 	chk_fini(&c);
-	pool_put(p);
+	engine_pool_put(p);
 	return err;
 }
 
@@ -697,7 +632,7 @@ int engine_map_quarantine(struct engine *e, const char *lineage, const char *id,
 
 	if (!id || !*id || strchr(id, '/') || strlen(id) >= ENGINE_ID_MAX)
 		return -EINVAL;
-	err = pool_get(&p, e, lineage);
+	err = engine_pool_get(&p, e, lineage);
 	if (err)
 		return err;
 	dfd = openat(p->dir_fd, "maps", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -711,8 +646,8 @@ int engine_map_quarantine(struct engine *e, const char *lineage, const char *id,
 	close(dfd);
 	if (err)
 		goto out;
-	if (vol_lookup(&v, e, id) == 0)
-		pthread_rwlock_wrlock(&v->lock);        /* readers and writers wait */
+	if (engine_vol_lookup(&v, e, id) == 0)
+		vol_freeze(v);        /* readers and writers wait */
 	err = map_header_load(p, fd, id, &h);
 	if (!err && index >= chunk_count(h.size, p->chunk_size))
 		err = -EINVAL;
@@ -727,13 +662,13 @@ int engine_map_quarantine(struct engine *e, const char *lineage, const char *id,
 			pool_punch_free(p, (uint64_t[]){ ent - 1 }, 1);
 	}
 	if (v) {
-		pthread_rwlock_unlock(&v->lock);
-		vol_close(v);
+		vol_thaw(v);
+		engine_vol_close(v);
 	}
 out:
 	if (fd >= 0)
 		close(fd);
-	pool_put(p);
+	engine_pool_put(p);
 	return err ? err : ent != 0;
 }
 

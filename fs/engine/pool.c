@@ -36,7 +36,7 @@
  * (readers take no lock), and written with pwrite so a full disk is an
  * ENOSPC error, never a SIGBUS.
  */
-#include "engine_int.h"
+#include "pool.h"
 
 #include <dirent.h>
 #include <endian.h>
@@ -51,8 +51,6 @@
 #include <unistd.h>
 #include <sodium.h>
 
-#include "maps.h"
-#include "par.h"
 
 #define TAGS_MAGIC "EVFSTAG1"
 
@@ -67,84 +65,7 @@ struct tags_header {
 };
 _Static_assert(sizeof(struct tags_header) == 72, "tags header");
 
-/* ===================== engine table and logging ======================= */
-
-void engine_logf(struct engine *e, int level, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (!e->log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	e->log(e->log_ctx, level, msg);
-}
-
-void engine_chunk_error(struct engine *e, const char *vol, uint64_t index, int err)
-{
-	/* At most 100 lines, then one every 1000 errors. */
-	unsigned n = atomic_fetch_add(&e->log_budget, 1);
-
-	if (n < 100 || n % 1000 == 0)
-		engine_logf(e, 3, "volume %s: chunk %llu (offset %llu chunks in) failed %s; returning EIO",
-			    vol, (unsigned long long)index, (unsigned long long)index,
-			    err == -EBADMSG ? "authentication (tampered, moved or wrong key)" :
-					      "to read (store file damaged or truncated)");
-}
-
-int engine_create(struct engine **out, const char *pools_dir, engine_log_fn log, void *log_ctx)
-{
-	struct engine *e = calloc(1, sizeof(*e));
-
-	if (!e)
-		return -ENOMEM;
-	if (mkdir(pools_dir, 0700) < 0 && errno != EEXIST) {
-		int err = -errno;
-
-		free(e);
-		return err;
-	}
-	e->dir = strdup(pools_dir);
-	if (!e->dir) {
-		free(e);
-		return -ENOMEM;
-	}
-	e->log = log;
-	e->log_ctx = log_ctx;
-	pthread_mutex_init(&e->lock, NULL);
-	{
-		/* One helper per extra core (up to 3); without them large
-		 * requests are encrypted inline, which is only slower. */
-		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-
-		if (par_create(&e->par, cpus > 4 ? 3u : cpus > 1 ? (unsigned)cpus - 1 : 0u) < 0)
-			e->par = NULL;
-	}
-	*out = e;
-	return 0;
-}
-
-void engine_destroy(struct engine *e)
-{
-	if (!e)
-		return;
-	par_destroy(e->par);
-	e->par = NULL;
-	if (e->vols)
-		engine_logf(e, 4, "engine destroyed with open volume %s", e->vols->id);
-	while (e->pools) {
-		struct pool *p = e->pools;
-
-		e->pools = p->next;
-		p->users = 0;
-		pool_close_final(p);
-	}
-	pthread_mutex_destroy(&e->lock);
-	free(e->dir);
-	free(e);
-}
+/* ============================ pool files =============================== */
 
 static int hexval(char c)
 {
@@ -155,7 +76,7 @@ static int hexval(char c)
 	return -1;
 }
 
-int engine_lineage_parse(const char *hex, uint8_t out[static CHUNK_LINEAGE_BYTES])
+int pool_lineage_parse(const char *hex, uint8_t out[static CHUNK_LINEAGE_BYTES])
 {
 	if (!hex || strlen(hex) != 2 * CHUNK_LINEAGE_BYTES)
 		return -EINVAL;
@@ -169,18 +90,6 @@ int engine_lineage_parse(const char *hex, uint8_t out[static CHUNK_LINEAGE_BYTES
 	return 0;
 }
 
-void engine_lineage_format(const uint8_t lin[static CHUNK_LINEAGE_BYTES], char out[static 33])
-{
-	sodium_bin2hex(out, 33, lin, CHUNK_LINEAGE_BYTES);
-}
-
-void engine_lineage_generate(uint8_t out[static CHUNK_LINEAGE_BYTES])
-{
-	randombytes_buf(out, CHUNK_LINEAGE_BYTES);
-}
-
-/* ============================ pool files =============================== */
-
 static void tags_header_fill(struct tags_header *h, const uint8_t *lin, uint32_t chunk_size, int encrypted)
 {
 	memset(h, 0, sizeof(*h));
@@ -192,20 +101,20 @@ static void tags_header_fill(struct tags_header *h, const uint8_t *lin, uint32_t
 	crypto_generichash(h->sum, sizeof(h->sum), (const uint8_t *)h, offsetof(struct tags_header, sum), NULL, 0);
 }
 
-int engine_pool_create(struct engine *e, const char *lineage, uint32_t chunk_size, int encrypted)
+int pool_files_create(const char *pools_dir, const char *lineage, uint32_t chunk_size, int encrypted)
 {
 	uint8_t lin[CHUNK_LINEAGE_BYTES];
 	char path[4096];
 	struct tags_header h;
 	int dfd = -1, fd = -1, err;
 
-	if (engine_lineage_parse(lineage, lin) < 0 || !chunk_size_valid(chunk_size))
+	if (pool_lineage_parse(lineage, lin) < 0 || !chunk_size_valid(chunk_size))
 		return -EINVAL;
-	snprintf(path, sizeof(path), "%s/%s", e->dir, lineage);
+	snprintf(path, sizeof(path), "%s/%s", pools_dir, lineage);
 	if (mkdir(path, 0700) < 0)
 		return -errno;
 	/* The new directory's entry must survive a power cut, like its files. */
-	dfd = open(e->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dfd = open(pools_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0 || fsync(dfd) < 0) {
 		err = -errno;
 		if (dfd >= 0)
@@ -246,48 +155,6 @@ out:
 	return err;
 }
 
-/* Read the refcounts of every map of the pool. */
-static int pool_scan_maps(struct pool *p)
-{
-	int mfd = openat(p->dir_fd, "maps", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d;
-	struct dirent *de;
-	int err = 0;
-
-	if (mfd < 0)
-		return -errno;
-	d = fdopendir(mfd);
-	if (!d) {
-		err = -errno;
-		close(mfd);
-		return err;
-	}
-	while ((de = readdir(d))) {
-		size_t l = strlen(de->d_name);
-
-		if (de->d_name[0] == '.' && strncmp(de->d_name, ".tmp-", 5) == 0) {
-			/* A clone interrupted before its rename: never in use. */
-			(void)unlinkat(dirfd(d), de->d_name, 0);
-			continue;
-		}
-		if (l < 5 || strcmp(de->d_name + l - 4, ".map") != 0)
-			continue;
-		err = map_file_foreach(p, dirfd(d), de->d_name, map_ref_cb, p);
-		if (err == -ERANGE) {   /* map_ref_cb said why */
-			err = -EUCLEAN;
-			break;
-		}
-		if (err < 0) {
-			engine_logf(p->eng, 3, "pool %s: chunk map %s/%s/maps/%s is damaged or unreadable (%s); restore "
-				    "the file from a copy: the lineage's volumes, snapshots and images are refused until "
-				    "then", p->lineage_hex, p->eng->dir, p->lineage_hex, de->d_name, strerror(-err));
-			break;
-		}
-	}
-	closedir(d);
-	return err;
-}
-
 static int pool_grow_refs(struct pool *p, uint64_t want)
 {
 	uint64_t cap = p->cap ? p->cap : 4096;
@@ -306,19 +173,15 @@ static int pool_grow_refs(struct pool *p, uint64_t want)
 	return 0;
 }
 
-/* Count one reference of a map to slot (pool open); -ERANGE, logged, for a
- * slot past the end of the tag table. */
-int map_ref_cb(void *ctx, uint64_t index, uint64_t slot)
+int pool_ref_load(struct pool *p, uint64_t slot)
 {
-	struct pool *p = ctx;
 	int err;
 
-	(void)index;
 	if (slot >= p->nslots) {
-		engine_logf(p->eng, 3, "pool %s: a chunk map references slot %llu beyond the end of the tag table "
+		elog_printf(p->log, 3, "pool %s: a chunk map references slot %llu beyond the end of the tag table "
 			    "%s/%s/tags (%llu slots): the tags file is truncated (or a map damaged); restore it from a "
 			    "copy: the lineage's volumes, snapshots and images are refused until then", p->lineage_hex,
-			    (unsigned long long)slot, p->eng->dir, p->lineage_hex, (unsigned long long)p->nslots);
+			    (unsigned long long)slot, p->pools_dir, p->lineage_hex, (unsigned long long)p->nslots);
 		return -ERANGE;
 	}
 	err = pool_grow_refs(p, slot + 1);
@@ -345,7 +208,7 @@ static int pool_map_segment(struct pool *p, uint64_t slot)
 	return 0;
 }
 
-static int pool_open(struct pool **out, struct engine *e, const char *lineage)
+int pool_open(struct pool **out, const char *pools_dir, const char *lineage, struct elog *log)
 {
 	struct pool *p = calloc(1, sizeof(*p));
 	struct tags_header h, want;
@@ -355,14 +218,15 @@ static int pool_open(struct pool **out, struct engine *e, const char *lineage)
 
 	if (!p)
 		return -ENOMEM;
-	p->eng = e;
+	p->log = log;
+	p->pools_dir = pools_dir;
 	p->dir_fd = p->data_fd = p->tags_fd = -1;
 	pthread_mutex_init(&p->lock, NULL);
-	err = engine_lineage_parse(lineage, p->lineage);
+	err = pool_lineage_parse(lineage, p->lineage);
 	if (err)
 		goto fail;
 	memcpy(p->lineage_hex, lineage, 33);
-	snprintf(path, sizeof(path), "%s/%s", e->dir, lineage);
+	snprintf(path, sizeof(path), "%s/%s", pools_dir, lineage);
 	p->dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (p->dir_fd < 0) {
 		err = -errno;
@@ -384,7 +248,7 @@ static int pool_open(struct pool **out, struct engine *e, const char *lineage)
 	if (!ok || memcmp(&h, &want, sizeof(h)) != 0 || memcmp(h.lineage, p->lineage, CHUNK_LINEAGE_BYTES) != 0 ||
 	    !chunk_size_valid(le32toh(h.chunk_size)) || st.st_size < (off_t)POOL_HDR_BYTES ||
 	    (uint64_t)st.st_size > POOL_HDR_BYTES + POOL_MAX_SEGS * POOL_SEG_BYTES) {
-		engine_logf(e, 3, "pool %s: tag table %s/tags is damaged or not an evfs pool (bad header or size); "
+		elog_printf(log, 3, "pool %s: tag table %s/tags is damaged or not an evfs pool (bad header or size); "
 			    "restore the file from a copy: the lineage's volumes, snapshots and images are refused "
 			    "until then", lineage, path);
 		err = -EUCLEAN;
@@ -397,11 +261,6 @@ static int pool_open(struct pool **out, struct engine *e, const char *lineage)
 	err = pool_grow_refs(p, p->nslots + 1);
 	if (err)
 		goto fail;
-	err = pool_scan_maps(p);
-	if (err)
-		goto fail;
-	for (uint64_t s = 0; s < p->nslots; s++)
-		p->nfree += p->refs[s] == 0;
 	if (p->nslots) {
 		for (uint64_t k = 0; k <= (p->nslots - 1) >> POOL_SEG_SHIFT; k++) {
 			err = pool_map_segment(p, k << POOL_SEG_SHIFT);
@@ -412,11 +271,20 @@ static int pool_open(struct pool **out, struct engine *e, const char *lineage)
 	*out = p;
 	return 0;
 fail:
-	pool_close_final(p);
+	pool_close(p);
 	return err;
 }
 
-void pool_close_final(struct pool *p)
+void pool_refs_loaded(struct pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->nfree = 0;
+	for (uint64_t s = 0; s < p->nslots; s++)
+		p->nfree += p->refs[s] == 0;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void pool_close(struct pool *p)
 {
 	for (unsigned k = 0; k < POOL_MAX_SEGS; k++) {
 		const struct chunk_tag *m = atomic_load(&p->seg[k]);
@@ -435,69 +303,12 @@ void pool_close_final(struct pool *p)
 	free(p);
 }
 
-int pool_get(struct pool **out, struct engine *e, const char *lineage)
-{
-	struct pool *p;
-	int err;
-
-	pthread_mutex_lock(&e->lock);
-	for (p = e->pools; p; p = p->next) {
-		if (strcmp(p->lineage_hex, lineage) == 0) {
-			p->users++;
-			pthread_mutex_unlock(&e->lock);
-			*out = p;
-			return 0;
-		}
-	}
-	/* Opening scans maps; done under the table lock so two threads never
-	 * build two pools for one lineage.  Only control paths open pools. */
-	err = pool_open(&p, e, lineage);
-	if (!err) {
-		p->users = 1;
-		p->next = e->pools;
-		e->pools = p;
-		*out = p;
-	}
-	pthread_mutex_unlock(&e->lock);
-	return err;
-}
-
-void pool_put(struct pool *p)
-{
-	struct engine *e = p->eng;
-	struct pool **pp;
-
-	pthread_mutex_lock(&e->lock);
-	if (--p->users > 0) {
-		pthread_mutex_unlock(&e->lock);
-		return;
-	}
-	for (pp = &e->pools; *pp; pp = &(*pp)->next) {
-		if (*pp == p) {
-			*pp = p->next;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&e->lock);
-	pool_close_final(p);
-}
-
-int engine_pool_delete(struct engine *e, const char *lineage)
+int pool_files_remove(const char *pools_dir, const char *lineage)
 {
 	char path[4096];
 	int dfd, err = 0;
-	uint8_t lin[CHUNK_LINEAGE_BYTES];
 
-	if (engine_lineage_parse(lineage, lin) < 0)
-		return -EINVAL;
-	pthread_mutex_lock(&e->lock);
-	for (struct pool *p = e->pools; p; p = p->next)
-		if (strcmp(p->lineage_hex, lineage) == 0)
-			err = -EBUSY;
-	pthread_mutex_unlock(&e->lock);
-	if (err)
-		return err;
-	snprintf(path, sizeof(path), "%s/%s", e->dir, lineage);
+	snprintf(path, sizeof(path), "%s/%s", pools_dir, lineage);
 	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return errno == ENOENT ? 0 : -errno;
@@ -642,12 +453,39 @@ void pool_punch(struct pool *p, uint64_t slot)
 			(off_t)p->chunk_size);
 }
 
-void pool_punch_run(struct pool *p, uint64_t first, uint64_t count)
+int pool_punch_run(struct pool *p, uint64_t first, uint64_t count)
 {
 	/* One call per run: punched slot by slot, each call took ~0.35 ms
 	 * on ext4 (deleting a 200 MiB volume: 18 s; by runs: 0.2 s). */
-	(void)fallocate(p->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first << p->chunk_shift),
-			(off_t)(count << p->chunk_shift));
+	if (fallocate(p->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first << p->chunk_shift),
+		      (off_t)(count << p->chunk_shift)) < 0)
+		return -errno;
+	return 0;
+}
+
+uint64_t pool_nslots(struct pool *p)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&p->lock);
+	n = p->nslots;
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+uint64_t pool_claim_run(struct pool *p, uint64_t first, uint64_t max, int (*want)(void *ctx, uint64_t slot),
+			void *ctx)
+{
+	uint64_t run = 0;
+
+	pthread_mutex_lock(&p->lock);
+	while (run < max && first + run < p->nslots && want(ctx, first + run) && p->refs[first + run] == 0) {
+		p->refs[first + run] = POOL_PENDING;
+		p->nfree--;
+		run++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return run;
 }
 
 int pool_tags_store(struct pool *p, uint64_t slot, const struct chunk_tag *tags, uint64_t n)
@@ -665,6 +503,41 @@ int pool_sync(struct pool *p)
 	if (fdatasync(p->data_fd) < 0 || fdatasync(p->tags_fd) < 0)
 		return -errno;
 	return 0;
+}
+
+int pool_chunk_load(struct pool *p, uint64_t slot, uint8_t *cipher)
+{
+	ssize_t r = pread(p->data_fd, cipher, p->chunk_size, (off_t)(slot << p->chunk_shift));
+
+	if (r < 0)
+		return -errno;
+	return r == (ssize_t)p->chunk_size ? 0 : -EUCLEAN;
+}
+
+int pool_maps_sync(struct pool *p, const struct vol *except)
+{
+	/* The open maps are the engine's to know (engine.c sets the hook). */
+	return p->maps_sync ? p->maps_sync(p->maps_sync_ctx, p, except) : 0;
+}
+
+void pool_punch_free(struct pool *p, const uint64_t *slots, size_t n)
+{
+	int err;
+
+	if (!n)
+		return;
+	err = pool_maps_sync(p, NULL);
+	if (err) {
+		elog_printf(p->log, 3, "pool %s: syncing its open maps failed (%s); %zu freed chunks stay unused until "
+			    "the pool is reopened", p->lineage_hex, strerror(-err), n);
+		return;
+	}
+	for (size_t i = 0, run; i < n; i += run) {          /* consecutive slots: one punch */
+		for (run = 1; i + run < n && slots[i + run] == slots[i] + run; run++)
+			;
+		(void)pool_punch_run(p, slots[i], run);   /* best effort: a failure leaves space unused */
+	}
+	pool_free_pending(p, slots, n);
 }
 
 /* ============================== fsck ================================== */

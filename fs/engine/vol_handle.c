@@ -1,23 +1,24 @@
 // SPDX-License-Identifier: MIT
 /*
- * vol_handle.c - the lifecycle of open volumes: open, look up, close,
+ * vol_handle.c - the lifecycle of a volume handle: create, destroy, freeze,
  * attach, detach, extend, and the accessors.
  *
  * A struct vol is an open map plus, while attached, the lineage's data key.
- * Handles are shared and refcounted in the engine table (one per map id),
- * so the FUSE file handles, the attach state and control operations all see
- * one object.  Opening maps the chunk map read-only (after checking that the
- * file is as long as its header says: a short map would SIGBUS through the
- * mapping); a lost race with another opener hands back the winner's handle.
- * The last close syncs a writable volume (vol_sync, volume.c) and frees it.
+ * vol_create() maps the chunk map read-only (after checking that the file
+ * is as long as its header says: a short map would SIGBUS through the
+ * mapping).  Sharing handles between openers (one per map id, refcounted)
+ * is the engine table's business (engine.c), which calls vol_create and
+ * vol_destroy.
  *
- * Locks (order and rules: volume.c): engine->lock guards only the table and
- * the refcounts, never held across I/O; attach, detach and extend take
- * vol->lock exclusive, so no I/O runs while the key or the mapping changes.
+ * Locks (order and rules: volume.c): vol->lock and the chunk stripes are
+ * taken only by this file and volume.c.  Attach, detach and extend take
+ * vol->lock exclusive, so no I/O runs while the key or the mapping changes;
+ * other files that need the volume still (a snapshot, fsck) call
+ * vol_freeze()/vol_thaw().
  * The data key is owned by the handle once attached and wiped on detach or
  * on the last close.  The I/O path itself is in volume.c.
  */
-#include "engine_int.h"
+#include "vol.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +30,6 @@
 #include <unistd.h>
 
 #include "kms/kms.h"
-#include "maps.h"
 
 /* ============================ handles ================================== */
 
@@ -52,7 +52,7 @@ static void vol_map_unmap(struct vol *v)
 	v->map = NULL;
 }
 
-static void vol_free(struct vol *v)
+void vol_destroy(struct vol *v)
 {
 	vol_map_unmap(v);
 	if (v->map_fd >= 0)
@@ -62,28 +62,11 @@ static void vol_free(struct vol *v)
 		pthread_rwlock_destroy(&v->stripe[i]);
 	pthread_rwlock_destroy(&v->lock);
 	pthread_mutex_destroy(&v->pending_lock);
-	if (v->pool)
-		pool_put(v->pool);
 	free(v->pending);
 	free(v);
 }
 
-int vol_lookup(struct vol **out, struct engine *e, const char *id)
-{
-	struct vol *v;
-
-	pthread_mutex_lock(&e->lock);
-	for (v = e->vols; v; v = v->next)
-		if (strcmp(v->id, id) == 0)
-			break;
-	if (v)
-		v->users++;
-	pthread_mutex_unlock(&e->lock);
-	*out = v;
-	return v ? 0 : -ENOENT;
-}
-
-int vol_open(struct vol **out, struct engine *e, const char *lineage, const char *id, int writable)
+int vol_create(struct vol **out, struct pool *p, const char *id, int writable, struct elog *log, struct par *par)
 {
 	struct map_header h;
 	struct vol *v;
@@ -92,12 +75,12 @@ int vol_open(struct vol **out, struct engine *e, const char *lineage, const char
 
 	if (strlen(id) >= ENGINE_ID_MAX || strchr(id, '/'))
 		return -EINVAL;
-	if (vol_lookup(out, e, id) == 0)
-		return 0;
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	v->eng = e;
+	v->pool = p;
+	v->log = log;
+	v->par = par;
 	v->map_fd = -1;
 	v->writable = writable;
 	snprintf(v->id, sizeof(v->id), "%s", id);
@@ -114,10 +97,7 @@ int vol_open(struct vol **out, struct engine *e, const char *lineage, const char
 	pthread_mutex_init(&v->pending_lock, NULL);
 	for (unsigned i = 0; i < VOL_STRIPES; i++)
 		pthread_rwlock_init(&v->stripe[i], NULL);
-	err = pool_get(&v->pool, e, lineage);
-	if (err)
-		goto fail;
-	dfd = openat(v->pool->dir_fd, "maps", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dfd = openat(p->dir_fd, "maps", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
 		err = -errno;
 		goto fail;
@@ -128,14 +108,14 @@ int vol_open(struct vol **out, struct engine *e, const char *lineage, const char
 	close(dfd);
 	if (err)
 		goto fail;
-	err = map_header_load(v->pool, v->map_fd, id, &h);
+	err = map_header_load(p, v->map_fd, id, &h);
 	if (err) {
-		engine_logf(e, 3, "volume %s: chunk map %s/%s/maps/%s is damaged (bad header or checksum); restore "
-			    "the file from a copy", id, e->dir, lineage, name);
+		elog_printf(log, 3, "volume %s: chunk map %s/%s/maps/%s is damaged (bad header or checksum); restore "
+			    "the file from a copy", id, p->pools_dir, p->lineage_hex, name);
 		goto fail;
 	}
 	v->size = h.size;
-	v->nchunks = chunk_count(h.size, v->pool->chunk_size);
+	v->nchunks = chunk_count(h.size, p->chunk_size);
 	{
 		struct stat st;
 
@@ -143,8 +123,8 @@ int vol_open(struct vol **out, struct engine *e, const char *lineage, const char
 		 * mapping: refuse it as damaged. */
 		if (fstat(v->map_fd, &st) < 0 || (uint64_t)st.st_size < map_entry_off(v->nchunks) ||
 		    v->nchunks > (SIZE_MAX - MAP_HDR_BYTES) / 8) {
-			engine_logf(e, 3, "volume %s: chunk map %s/%s/maps/%s is truncated; restore the file from a "
-				    "copy", id, e->dir, lineage, name);
+			elog_printf(log, 3, "volume %s: chunk map %s/%s/maps/%s is truncated; restore the file from a "
+				    "copy", id, p->pools_dir, p->lineage_hex, name);
 			err = -EUCLEAN;
 			goto fail;
 		}
@@ -152,50 +132,36 @@ int vol_open(struct vol **out, struct engine *e, const char *lineage, const char
 	err = vol_map_mmap(v);
 	if (err)
 		goto fail;
-	pthread_mutex_lock(&e->lock);
-	/* Lost a race with another opener?  Use theirs. */
-	for (struct vol *o = e->vols; o; o = o->next) {
-		if (strcmp(o->id, id) == 0) {
-			o->users++;
-			pthread_mutex_unlock(&e->lock);
-			vol_free(v);
-			*out = o;
-			return 0;
-		}
-	}
-	v->users = 1;
-	v->next = e->vols;
-	e->vols = v;
-	pthread_mutex_unlock(&e->lock);
 	*out = v;
 	return 0;
 fail:
-	vol_free(v);
+	vol_destroy(v);
 	return err;
 }
 
-void vol_close(struct vol *v)
+void vol_freeze(struct vol *v)
 {
-	struct engine *e;
+	pthread_rwlock_wrlock(&v->lock);
+}
 
-	if (!v)
-		return;
-	e = v->eng;
-	pthread_mutex_lock(&e->lock);
-	if (--v->users > 0) {
-		pthread_mutex_unlock(&e->lock);
-		return;
-	}
-	for (struct vol **pp = &e->vols; *pp; pp = &(*pp)->next) {
-		if (*pp == v) {
-			*pp = v->next;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&e->lock);
-	if (v->writable && vol_sync(v) < 0)
-		engine_logf(e, 3, "volume %s: final sync failed; writes since the last fsync may be lost", v->id);
-	vol_free(v);
+void vol_thaw(struct vol *v)
+{
+	pthread_rwlock_unlock(&v->lock);
+}
+
+int vol_map_dup(const struct vol *v)
+{
+	int fd;
+
+	if (!v->writable)
+		return -EROFS;
+	fd = dup(v->map_fd);
+	return fd < 0 ? -errno : fd;
+}
+
+int vol_is_writable(const struct vol *v)
+{
+	return v->writable;          /* immutable after vol_create */
 }
 
 int vol_attach(struct vol *v, struct kms_dk *dk)
@@ -302,7 +268,7 @@ int vol_extend(struct vol *v, uint64_t new_size)
 			/* Put the file back as it was; the old mapping stays. */
 			if (ftruncate(v->map_fd, (off_t)map_entry_off(v->nchunks)) < 0 ||
 			    map_header_store(v->pool, v->map_fd, v->id, old_size) < 0)
-				engine_logf(v->eng, 3, "volume %s: could not undo a failed extend", v->id);
+				elog_printf(v->log, 3, "volume %s: could not undo a failed extend", v->id);
 		} else {
 			vol_map_unmap(v);
 			v->map = (const uint64_t *)((const uint8_t *)m + MAP_HDR_BYTES);

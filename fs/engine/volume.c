@@ -6,7 +6,8 @@
  * file is what runs on them: read, write, discard, sync, seek.
  *
  * Locks, always taken in this order:
- *   1. engine->lock   the table of open handles; never held across I/O.
+ *   1. engine->lock   the table of open handles (engine.c); never held
+ *                     across I/O.
  *   2. vol->lock      rwlock; I/O takes it shared; attach, detach, extend
  *                     and a snapshot of this volume take it exclusive.
  *   3. vol->stripe[i] rwlocks over chunk index % 64, taken in ascending
@@ -14,6 +15,8 @@
  *                     writes to different chunks run in parallel and a
  *                     read-modify-write of a partial chunk is atomic.
  *   4. pool->lock     allocator bookkeeping only (pool.c).
+ * Each lock is taken only by the file named with it (2 and 3: this file and
+ * vol_handle.c); others ask vol_freeze()/vol_thaw() or the engine table.
  * No global lock is held on the data path; crypto runs under 2 and 3 only.
  *
  * Write: new slots are allocated for the request's non-zero chunks
@@ -31,7 +34,7 @@
  * Plaintext only ever sits in the caller's buffer or the per-thread bounce
  * chunk, which is wiped after each use and when the thread ends.
  */
-#include "engine_int.h"
+#include "vol.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -41,7 +44,6 @@
 #include <unistd.h>
 #include <sodium.h>
 
-#include "maps.h"
 #include "par.h"
 
 #define SEG_MAX (1024u * 1024u)                               /* bytes per pass */
@@ -156,7 +158,7 @@ static int chunk_load(struct vol *v, uint64_t index, uint64_t slot, uint8_t *out
 	if (!err)
 		err = chunk_decrypt(vol_key(v), p->lineage, index, out, out, p->chunk_size, t);
 	if (err)
-		engine_chunk_error(v->eng, v->id, index, err);
+		elog_chunk_error(v->log, v->id, index, err);
 	return err;
 }
 
@@ -203,7 +205,7 @@ static ssize_t read_locked(struct vol *v, struct scratch *sc, uint8_t *buf, size
 
 			if (r != (ssize_t)(run * cs)) {
 				err = r < 0 ? -errno : -EUCLEAN;
-				engine_chunk_error(v->eng, v->id, idx, err);
+				elog_chunk_error(v->log, v->id, idx, err);
 			}
 		}
 		for (uint64_t j = 0; j < run && !err; j++) {
@@ -213,7 +215,7 @@ static ssize_t read_locked(struct vol *v, struct scratch *sc, uint8_t *buf, size
 						buf + in_buf + j * cs, cs, t)
 				: -EUCLEAN;
 			if (err)
-				engine_chunk_error(v->eng, v->id, idx + j, err);
+				elog_chunk_error(v->log, v->id, idx + j, err);
 		}
 		k += run;
 	}
@@ -333,7 +335,7 @@ static int map_store(struct vol *v, struct scratch *sc, uint64_t first, uint64_t
 		uint64_t le = htole64(sc->old[count]);
 
 		if (pwrite(v->map_fd, &le, sizeof(le), (off_t)map_entry_off(first + count)) != (ssize_t)sizeof(le)) {
-			engine_logf(v->eng, 3, "volume %s: map entry of chunk %llu torn by a failed write; run fsck",
+			elog_printf(v->log, 3, "volume %s: map entry of chunk %llu torn by a failed write; run fsck",
 				    v->id, (unsigned long long)(first + count));
 			if (stored)
 				*stored = count + 1;
@@ -453,7 +455,7 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 	if (nz) {
 		struct seal_job sj = { .sc = sc, .p = p, .key = vol_key(v), .first = first };
 
-		par_for(v->eng->par, nz, PAR_MIN_CHUNKS, seal_part, &sj);
+		par_for(v->par, nz, PAR_MIN_CHUNKS, seal_part, &sj);
 		err = atomic_load(&sj.err);
 	}
 	for (uint64_t j = 0; j < nz; j++)
@@ -601,62 +603,6 @@ int vol_sync(struct vol *v)
 	return err;
 }
 
-int pool_maps_sync(struct pool *p, const struct vol *except)
-{
-	struct engine *e = p->eng;
-	int *fds = NULL, nfd = 0, cap = 0, err = 0;
-
-	/* dup() the map fds under the table lock, sync outside it: no I/O
-	 * under engine->lock. */
-	pthread_mutex_lock(&e->lock);
-	for (struct vol *o = e->vols; o && !err; o = o->next) {
-		if (o->pool != p || !o->writable || o == except)
-			continue;
-		if (nfd == cap) {
-			int *n = realloc(fds, (size_t)(cap = cap ? 2 * cap : 8) * sizeof(*fds));
-
-			if (!n) {
-				err = -ENOMEM;
-				break;
-			}
-			fds = n;
-		}
-		fds[nfd] = dup(o->map_fd);
-		if (fds[nfd] < 0)
-			err = -errno;
-		else
-			nfd++;
-	}
-	pthread_mutex_unlock(&e->lock);
-	for (int i = 0; i < nfd; i++) {
-		if (!err && fdatasync(fds[i]) < 0)
-			err = -errno;
-		close(fds[i]);
-	}
-	free(fds);
-	return err;
-}
-
-void pool_punch_free(struct pool *p, const uint64_t *slots, size_t n)
-{
-	int err;
-
-	if (!n)
-		return;
-	err = pool_maps_sync(p, NULL);
-	if (err) {
-		engine_logf(p->eng, 3, "pool %s: syncing its open maps failed (%s); %zu freed chunks stay unused until "
-			    "the pool is reopened", p->lineage_hex, strerror(-err), n);
-		return;
-	}
-	for (size_t i = 0, run; i < n; i += run) {          /* consecutive slots: one punch */
-		for (run = 1; i + run < n && slots[i + run] == slots[i] + run; run++)
-			;
-		pool_punch_run(p, slots[i], run);
-	}
-	pool_free_pending(p, slots, n);
-}
-
 int64_t vol_seek(struct vol *v, uint64_t off, int whence)
 {
 	int64_t res = -ENXIO;
@@ -727,4 +673,47 @@ int vol_chunk_load(struct vol *v, uint64_t index, uint8_t *cipher, struct chunk_
 	stripes_unlock(v, index, 1);
 	pthread_rwlock_unlock(&v->lock);
 	return err ? err : e != 0;
+}
+
+int vol_chunks_foreach(struct vol *v, int (*cb)(void *ctx, uint64_t index, uint64_t slot), void *ctx)
+{
+	uint64_t idx = 0;
+	int err = 0;
+
+	for (;;) {
+		uint64_t end;
+		off_t pos, d;
+
+		pthread_rwlock_rdlock(&v->lock);
+		if (idx >= v->nchunks) {
+			pthread_rwlock_unlock(&v->lock);
+			break;
+		}
+		pos = (off_t)map_entry_off(idx);
+		d = lseek(v->map_fd, pos, SEEK_DATA);
+		if (d < 0) {
+			err = errno == ENXIO ? 0 : -errno;
+			pthread_rwlock_unlock(&v->lock);
+			break;
+		}
+		if (d > pos) {
+			idx = ((uint64_t)d - MAP_HDR_BYTES) / 8;
+			pthread_rwlock_unlock(&v->lock);
+			continue;
+		}
+		end = (idx | 511) + 1 < v->nchunks ? (idx | 511) + 1 : v->nchunks;
+		for (; !err && idx < end; idx++) {
+			uint64_t e;
+
+			stripes_lock(v, idx, 1, 0);
+			e = map_get(v, idx);
+			if (e)
+				err = cb(ctx, idx, e - 1);
+			stripes_unlock(v, idx, 1);
+		}
+		pthread_rwlock_unlock(&v->lock);
+		if (err)
+			break;
+	}
+	return err;
 }

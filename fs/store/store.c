@@ -590,7 +590,7 @@ int store_attach_object(struct store *s, const struct store_caller *c, const str
 	rc = store_lineage_unwrap(s, c, o->project, o->lineage, &dk);
 	if (rc)
 		return rc;
-	rc = vol_open(&v, s->eng, o->lineage, o->id, 1);
+	rc = engine_vol_open(&v, s->eng, o->lineage, o->id, 1);
 	if (!rc) {
 		rc = vol_attach(v, dk);
 		if (!rc)
@@ -603,7 +603,7 @@ int store_attach_object(struct store *s, const struct store_caller *c, const str
 		kms_dk_destroy(dk);
 		if (v && vol_is_attached(v) && vol_detach(v) < 0)
 			store_logf(s, 3, "volume %s: detach after failed attach failed", o->name);
-		vol_close(v);
+		engine_vol_close(v);
 		if (!s->err[0] || rc == -ENOMEM)
 			store_seterr(s, "attach %s: %s", o->name, strerror(-rc));
 		return rc;
@@ -637,7 +637,7 @@ int store_detach_object(struct store *s, const char *id)
 	rc = vol_sync(a->v);
 	if (vol_detach(a->v) < 0)
 		store_logf(s, 4, "volume %s was not attached", id);
-	vol_close(a->v);
+	engine_vol_close(a->v);
 	free(a);
 	return rc;
 }

@@ -96,7 +96,7 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 	meta_id_generate(tmp.id);
 	rc = engine_map_clone(s->eng, v.lineage, v.id, tmp.id, 0, 0);
 	if (!rc)
-		rc = vol_open(&h, s->eng, v.lineage, tmp.id, 0);
+		rc = engine_vol_open(&h, s->eng, v.lineage, tmp.id, 0);
 	if (!rc) {
 		memset(&bi, 0, sizeof(bi));
 		snprintf(bi.id, sizeof(bi.id), "%s", o.id);
@@ -112,7 +112,7 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 		progress_end(&pr, rc == 0);
 		o.stored_bytes = bi.own_chunks * vol_chunk_size(h);
 	}
-	vol_close(h);
+	engine_vol_close(h);
 	{
 		int d = engine_map_delete(s->eng, v.lineage, tmp.id);
 
@@ -281,9 +281,9 @@ static int image_open_plain(struct store *s, const struct store_caller *c, const
 			     "image instead", img, what);
 		return -EPERM;
 	}
-	rc = vol_open(v, s->eng, o->lineage, o->id, 0);
+	rc = engine_vol_open(v, s->eng, o->lineage, o->id, 0);
 	if (!rc && !vol_is_attached(*v) && (rc = vol_attach(*v, NULL)) != 0)
-		vol_close(*v);
+		engine_vol_close(*v);
 	if (rc)
 		store_seterr(s, "image %s: cannot open its map: %s", img, strerror(-rc));
 	return rc;
@@ -300,7 +300,7 @@ int store_image_export(struct store *s, const struct store_caller *c, const char
 	if (file[0] != '/' && s->mounted) {
 		store_seterr(s, "image export %s: %s is a relative path and the command runs in the mount; give an "
 			     "absolute path", img, file);
-		vol_close(v);
+		engine_vol_close(v);
 		return -EINVAL;
 	}
 	fd = open_as_caller(c, file);
@@ -319,7 +319,7 @@ int store_image_export(struct store *s, const struct store_caller *c, const char
 			(void)unlink(file);
 		}
 	}
-	vol_close(v);
+	engine_vol_close(v);
 	return rc;
 }
 
@@ -342,14 +342,14 @@ int store_image_replicate(struct store *s, const struct store_caller *c, const c
 			store_seterr(s, "image replicate %s: %s is not a store of yours (give the absolute path of a "
 				     "store you created); replication goes only into your own stores (R27)", img,
 				     to_store);
-			vol_close(v);
+			engine_vol_close(v);
 			return -EACCES;
 		}
 	}
 	rc = store_open(&d, to_store, NULL, NULL, NULL, err, sizeof(err));
 	if (rc) {
 		store_seterr(s, "image replicate %s: %s", img, err);
-		vol_close(v);
+		engine_vol_close(v);
 		return rc;
 	}
 	n = o;
@@ -370,7 +370,7 @@ int store_image_replicate(struct store *s, const struct store_caller *c, const c
 		rc = store_copy_data(v, dv, -1, &pr);
 		progress_end(&pr, rc == 0);
 	}
-	vol_close(dv);
+	engine_vol_close(dv);
 	if (!rc)
 		rc = meta_object_insert(d->meta, &n);
 	if (rc) {
@@ -379,7 +379,7 @@ int store_image_replicate(struct store *s, const struct store_caller *c, const c
 		if (n.lineage[0] && engine_map_delete(d->eng, n.lineage, n.id) == 0)
 			store_lineage_gc(d, n.lineage);
 	}
-	vol_close(v);
+	engine_vol_close(v);
 	store_close(d);
 	return rc;
 }

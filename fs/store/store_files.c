@@ -111,7 +111,7 @@ int store_file_open(struct store *s, const struct store_caller *c, enum meta_kin
 	f->kind = kind;
 	if (kind == META_VOLUME) {
 		/* Shares the attached handle; I/O fails with ENOKEY while detached. */
-		rc = vol_open(&f->v, s->eng, o.lineage, o.id, 1);
+		rc = engine_vol_open(&f->v, s->eng, o.lineage, o.id, 1);
 	} else {
 		rc = store_lineage_unwrap(s, c, o.project, o.lineage, &dk);
 		if (rc) {
@@ -120,7 +120,7 @@ int store_file_open(struct store *s, const struct store_caller *c, enum meta_kin
 			rc = backup_reader_open(&f->br, o.location, o.id, dk ? kms_dk_bytes(dk) : NULL);
 			kms_dk_destroy(dk);
 		} else {
-			rc = vol_open(&f->v, s->eng, o.lineage, o.id, 0);
+			rc = engine_vol_open(&f->v, s->eng, o.lineage, o.id, 0);
 			if (!rc && vol_is_attached(f->v))
 				kms_dk_destroy(dk);     /* another open holds the key */
 			else if (!rc && vol_attach(f->v, dk) < 0)
@@ -139,7 +139,7 @@ void store_file_close(struct store_file *f)
 {
 	if (!f)
 		return;
-	vol_close(f->v);
+	engine_vol_close(f->v);
 	backup_reader_close(f->br);
 	free(f);
 }
@@ -189,13 +189,13 @@ int store_volume_resize(struct store *s, const struct meta_object *o, uint64_t s
 			     "never shrunk (R23)", o->name, (unsigned long long)size, (unsigned long long)o->size);
 		return -EINVAL;
 	}
-	rc = vol_open(&v, s->eng, o->lineage, o->id, 1);
+	rc = engine_vol_open(&v, s->eng, o->lineage, o->id, 1);
 	if (rc) {
 		store_seterr(s, "volume %s: cannot open its map: %s", o->name, strerror(-rc));
 		return rc;
 	}
 	rc = vol_extend(v, size);
-	vol_close(v);
+	engine_vol_close(v);
 	if (!rc)
 		rc = meta_object_set_size(s->meta, o->id, size);
 	if (rc)

@@ -161,7 +161,7 @@ int store_copy_data(struct vol *src, struct vol *dst, int fd, struct progress *p
 int store_open_attached(struct store *s, const char *lineage, const char *id, int writable, struct kms_dk *dk,
 			 struct vol **out)
 {
-	int rc = vol_open(out, s->eng, lineage, id, writable);
+	int rc = engine_vol_open(out, s->eng, lineage, id, writable);
 
 	if (rc) {
 		kms_dk_destroy(dk);
@@ -174,7 +174,7 @@ int store_open_attached(struct store *s, const char *lineage, const char *id, in
 	rc = vol_attach(*out, dk);
 	if (rc) {
 		kms_dk_destroy(dk);
-		vol_close(*out);
+		engine_vol_close(*out);
 	}
 	return rc;
 }
@@ -222,7 +222,7 @@ static int create_reencrypted(struct store *s, const struct store_caller *c, str
 		rc = store_open_attached(s, src->lineage, src->id, 0, sdk, &sv);
 		if (!rc)
 			rc = store_copy_data(sv, dv, -1, &pr);
-		vol_close(sv);
+		engine_vol_close(sv);
 	}
 	progress_end(&pr, rc == 0);
 	if (rc && !s->err[0] && src->kind == META_BACKUP && (rc == -EUCLEAN || rc == -EBADMSG))
@@ -233,7 +233,7 @@ static int create_reencrypted(struct store *s, const struct store_caller *c, str
 		store_seterr(s, "volume %s: copying from %s %s failed: %s%s", o->name, meta_kind_name(src->kind),
 			     src->name, strerror(-rc), rc == -EBADMSG ? " (source data damaged: run evfsctl fsck)" : "");
 out:
-	vol_close(dv);
+	engine_vol_close(dv);
 	if (rc) {
 		if (engine_map_delete(s->eng, o->lineage, o->id) < 0)
 			store_logf(s, 4, "volume %s: partial map not removed", o->name);

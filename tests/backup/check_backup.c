@@ -76,7 +76,7 @@ static void env_init(struct env *t, int encrypted, uint32_t cs, uint64_t size)
 	engine_lineage_format(t->lin, t->linhex);
 	ck_assert_int_eq(engine_pool_create(t->e, t->linhex, cs, encrypted), 0);
 	ck_assert_int_eq(engine_map_create(t->e, t->linhex, "vol1", size), 0);
-	ck_assert_int_eq(vol_open(&t->v, t->e, t->linhex, "vol1", 1), 0);
+	ck_assert_int_eq(engine_vol_open(&t->v, t->e, t->linhex, "vol1", 1), 0);
 	if (!encrypted) {
 		ck_assert_int_eq(vol_attach(t->v, NULL), 0);
 		return;
@@ -107,7 +107,7 @@ static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw
 
 static void env_fini(struct env *t)
 {
-	vol_close(t->v);
+	engine_vol_close(t->v);
 	engine_destroy(t->e);
 	kms_close(t->k);
 	nftw(t->root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
@@ -396,7 +396,7 @@ START_TEST(test_self_contained)
 	fill_sparse(&t);
 	img = image(&t);
 	take(&t, &bi, NULL);
-	vol_close(t.v);
+	engine_vol_close(t.v);
 	t.v = NULL;
 	ck_assert_int_eq(engine_map_delete(t.e, t.linhex, "vol1"), 0);
 	ck_assert_int_eq(engine_pool_delete(t.e, t.linhex), 0);

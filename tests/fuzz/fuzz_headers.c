@@ -162,14 +162,14 @@ static void setup_write(struct engine *e, const char *id, const unsigned *chunks
 	struct vol *v;
 	uint8_t buf[CS];
 
-	must(vol_open(&v, e, LIN, id, 1) == 0 && vol_attach(v, NULL) == 0, "vol_open");
+	must(engine_vol_open(&v, e, LIN, id, 1) == 0 && vol_attach(v, NULL) == 0, "vol_open");
 	for (size_t i = 0; i < n; i++) {
 		fill(buf, CS, chunks[i]);
 		must(vol_write(v, buf, CS, (uint64_t)chunks[i] * CS) == CS, "vol_write");
 	}
 	fill(buf, 1000, 99);
 	must(vol_write(v, buf, 1000, 16u * CS) == 1000 && vol_sync(v) == 0, "tail write");
-	vol_close(v);
+	engine_vol_close(v);
 }
 
 static void setup_backup(struct engine *e, const char *id, const char *parent)
@@ -179,9 +179,9 @@ static void setup_backup(struct engine *e, const char *id, const char *parent)
 
 	snprintf(bi.id, sizeof(bi.id), "%s", id);
 	snprintf(bi.parent_id, sizeof(bi.parent_id), "%s", parent);
-	must(vol_open(&v, e, LIN, "vol", 0) == 0, "vol_open");
+	must(engine_vol_open(&v, e, LIN, "vol", 0) == 0, "vol_open");
 	must(backup_create(v, bdir, &bi, NULL, NULL) == 0, "backup_create");
-	vol_close(v);
+	engine_vol_close(v);
 }
 
 static void dump_seeds(const char *dir)
@@ -365,19 +365,19 @@ static void engine_paths(void)
 		abort();
 	(void)sane(engine_map_verify(e, LIN, "vol", NULL, bad_cb, NULL));
 	(void)sane(engine_map_stats(e, LIN, "snap", &st));
-	if (sane(vol_open(&v, e, LIN, "vol", 1)) == 0) {
+	if (sane(engine_vol_open(&v, e, LIN, "vol", 1)) == 0) {
 		(void)sane(vol_attach(v, NULL));
 		read_all(v);
 		fill(buf, sizeof(buf), 7);
 		(void)sane(vol_write(v, buf, sizeof(buf), 2 * CS - 5));
 		(void)sane(vol_discard(v, 7 * CS, CS));
 		(void)sane(vol_sync(v));
-		vol_close(v);
+		engine_vol_close(v);
 	}
-	if (sane(vol_open(&v, e, LIN, "snap", 0)) == 0) {
+	if (sane(engine_vol_open(&v, e, LIN, "snap", 0)) == 0) {
 		(void)sane(vol_attach(v, NULL));
 		read_all(v);
-		vol_close(v);
+		engine_vol_close(v);
 	}
 	if (sane(engine_map_clone(e, LIN, "snap", "clone", 0, 0)) == 0)
 		(void)sane(engine_map_delete(e, LIN, "clone"));

@@ -151,7 +151,7 @@ START_TEST(test_disjoint_writers)
 	       _i ? "encrypted" : "plain", total, sy.syncs);
 	fflush(stdout);
 	ck_assert_uint_gt(total, 4);
-	vol_close(v);
+	engine_vol_close(v);
 	fx_fini(&f);
 }
 END_TEST
@@ -238,7 +238,7 @@ START_TEST(test_partial_writers)
 		ck_assert_msg(memcmp(got, want, sizeof(got)) == 0, "chunk %u: lost update (differs at %lld)", c,
 			      (long long)first_diff(got, want, sizeof(got)));
 	}
-	vol_close(v);
+	engine_vol_close(v);
 	fx_fini(&f);
 }
 END_TEST
@@ -457,7 +457,7 @@ START_TEST(test_readers_vs_writer)
 	fflush(stdout);
 	ck_assert_uint_gt(atomic_load(&g.done), 2);
 	ck_assert_uint_gt(rd[0].reads + rd[1].reads, 10);
-	vol_close(g.v);
+	engine_vol_close(g.v);
 	pthread_mutex_destroy(&g.err_lock);
 	fx_fini(&f);
 }
@@ -497,7 +497,7 @@ START_TEST(test_snapshot_under_writes)
 		xread(s, buf, GEN_CHUNKS * 4096, 0);
 		if (gen_check(buf, 0, GEN_CHUNKS * 4096, gens, why, sizeof(why)) < 0) {
 			gen_fail(&g, "%s: %s", id, why);
-			vol_close(s);
+			engine_vol_close(s);
 			break;
 		}
 		for (unsigned c = 0; c < GEN_CHUNKS; c++) {
@@ -507,7 +507,7 @@ START_TEST(test_snapshot_under_writes)
 				break;
 			}
 		}
-		vol_close(s);
+		engine_vol_close(s);
 		ck_assert_int_eq(engine_map_delete(f.e, f.lhex[0], id), 0);
 		nsnap++;
 		usleep(20000);
@@ -519,7 +519,7 @@ START_TEST(test_snapshot_under_writes)
 	       atomic_load(&g.done));
 	fflush(stdout);
 	ck_assert_int_gt(nsnap, 2);
-	vol_close(g.v);
+	engine_vol_close(g.v);
 	pthread_mutex_destroy(&g.err_lock);
 	free(buf);
 	fx_fini(&f);
@@ -581,7 +581,7 @@ static void *race_worker(void *arg)
 	return NULL;
 }
 
-/* Regression (found by this suite, since fixed): fs/vol_handle.c vol_open()
+/* Regression (found by this suite, since fixed): fs/vol_handle.c engine_vol_open()
  * initialised v->lock with default attributes; glibc's default rwlock
  * prefers readers, so with several threads doing I/O (each holding v->lock
  * shared) vol_detach()'s wrlock never got in: it blocked 1-2.8 s, until the
@@ -641,7 +641,7 @@ START_TEST(test_detach_race)
 		ck_assert_int_eq(engine_map_verify(f.e, f.lhex[0], "vol1", dk, NULL, NULL), 0);
 		kms_dk_destroy(dk);
 	}
-	vol_close(g.v);
+	engine_vol_close(g.v);
 	pthread_mutex_destroy(&g.err_lock);
 	free(buf);
 	fx_fini(&f);
@@ -683,14 +683,14 @@ static void *open_close_worker(void *arg)
 
 	while (!atomic_load(a->stop) && now_s() < a->deadline) {
 		struct vol *v;
-		int r = vol_open(&v, a->f->e, a->f->lhex[0], "vol1", 1);
+		int r = engine_vol_open(&v, a->f->e, a->f->lhex[0], "vol1", 1);
 
 		if (r) {
 			a->err = r;
 			break;
 		}
 		usleep(100);                 /* open long enough to be found */
-		vol_close(v);
+		engine_vol_close(v);
 		a->opens++;
 	}
 	return NULL;
@@ -752,7 +752,7 @@ static void watchdog_stop(struct watchdog *w)
  * handles; the source may be closed (and freed) meanwhile. */
 /* Regression (found by this suite, since fixed): fs/maps.c
  * engine_map_clone() took `sv = open_vol_find(e, src_id)` without a
- * reference and locked/unlocked sv->lock while another thread's vol_close()
+ * reference and locked/unlocked sv->lock while another thread's engine_vol_close()
  * could drop the last reference and vol_free() the handle: a use-after-free
  * (ThreadSanitizer: "destroy of a locked mutex" in vol_free); here it made
  * the clone loop hang within a second.  The watchdog turns a hang into a
@@ -773,7 +773,7 @@ START_TEST(test_clone_vs_close)
 	v = fx_open(&f, "vol1", 1);
 	memset(buf, 0x42, sizeof(buf));
 	xwrite(v, buf, sizeof(buf), 0);
-	vol_close(v);
+	engine_vol_close(v);
 	memset(&a, 0, sizeof(a));
 	a.f = &f;
 	a.stop = &stop;
@@ -810,7 +810,7 @@ START_TEST(test_clone_vs_close)
 	v = fx_open(&f, "vol1", 0);
 	xread(v, got, sizeof(got), 0);
 	ck_assert_mem_eq(got, buf, sizeof(got));
-	vol_close(v);
+	engine_vol_close(v);
 	fx_fini(&f);
 }
 END_TEST

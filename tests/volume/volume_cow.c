@@ -93,9 +93,9 @@ START_TEST(test_snapshot)
 	ref_compare(c, refC, size, "clone1");
 	ref_compare(s, refA, size, "snap1 after writes to clone1");
 	ref_compare(v, refB, size, "vol1 after writes to clone1");
-	vol_close(c);
-	vol_close(s);
-	vol_close(v);
+	engine_vol_close(c);
+	engine_vol_close(s);
+	engine_vol_close(v);
 	free(refA);
 	free(refB);
 	free(refC);
@@ -131,7 +131,7 @@ START_TEST(test_clone_thin)
 			xwrite(v, buf, piece, off);
 		}
 		ck_assert_int_eq(vol_sync(v), 0);
-		vol_close(v);
+		engine_vol_close(v);
 		t0 = now_s();
 		ck_assert_int_eq(engine_map_clone(f.e, f.lhex[0], ids[i], snaps[i], 0, 0), 0);
 		t[i] = now_s() - t0;
@@ -151,7 +151,7 @@ START_TEST(test_clone_thin)
 			REQUIRE(off + 4096 >= sizes[i] || all_zero(got, sizeof(got)), "%s: after piece %llu",
 				snaps[i], (unsigned long long)p);
 		}
-		vol_close(v);
+		engine_vol_close(v);
 	}
 	printf("clone with 64 MiB written (%s): 1 GiB volume %.2f ms (map %lld KiB on disk), "
 	       "100 GiB volume %.2f ms (map %lld KiB on disk)\n",
@@ -173,7 +173,7 @@ START_TEST(test_clone_thin)
 		xread(v, got, sizeof(got), GiB + 4096);
 		ck_assert(all_zero(got, sizeof(got)));
 		xwrite(v, got, 1, 2 * GiB - 1);
-		vol_close(v);
+		engine_vol_close(v);
 	}
 	free(buf);
 	fx_fini(&f);
@@ -207,7 +207,7 @@ START_TEST(test_delete_snapshot_space)
 	s = fx_open(&f, "snap1", 0);
 	ck_assert_int_eq(engine_map_delete(f.e, f.lhex[0], "snap1"), -EBUSY);
 	ref_compare(s, a, size, "snap1");
-	vol_close(s);
+	engine_vol_close(s);
 	ck_assert_int_eq(engine_map_delete(f.e, f.lhex[0], "snap1"), 0);
 	b1 = file_blocks(data);
 	printf("snapshot delete (%s): data file %lld KiB -> %lld KiB\n", _i ? "encrypted" : "plain",
@@ -221,7 +221,7 @@ START_TEST(test_delete_snapshot_space)
 		fx_map_path(&f, 0, "snap1", path, sizeof(path));
 		ck_assert_int_eq(stat(path, &st), -1);
 	}
-	ck_assert_int_eq(vol_open(&s, f.e, f.lhex[0], "snap1", 0), -ENOENT);
+	ck_assert_int_eq(engine_vol_open(&s, f.e, f.lhex[0], "snap1", 0), -ENOENT);
 	ref_compare(v, b, size, "vol1 after snapshot delete");
 	/* The freed slots are reused by new writes: the file does not grow. */
 	rnd_fill(&seed, a, size);
@@ -232,7 +232,7 @@ START_TEST(test_delete_snapshot_space)
 		      (long long)file_size(data));
 	ck_assert_int_le(b2, b0 + 64);
 	ref_compare(v, a, size, "vol1 after rewrite");
-	vol_close(v);
+	engine_vol_close(v);
 	free(a);
 	free(b);
 	fx_fini(&f);
@@ -266,7 +266,7 @@ START_TEST(test_rollback)
 	ck_assert_int_eq(engine_map_clone(f.e, f.lhex[0], "snap1", "vol1", 0, 1), -EBUSY);
 	ref_compare(v, b, size, "vol1 after refused rollback");
 	ck_assert_int_eq(vol_sync(v), 0);
-	vol_close(v);
+	engine_vol_close(v);
 	b0 = file_blocks(data);
 	ck_assert_int_eq(engine_map_clone(f.e, f.lhex[0], "snap1", "nope", 0, 1), -ENOENT);
 	ck_assert_int_eq(engine_map_clone(f.e, f.lhex[0], "snap1", "vol1", 0, 1), 0);
@@ -285,13 +285,13 @@ START_TEST(test_rollback)
 	s = fx_open(&f, "snap1", 0);
 	ref_compare(s, a, size, "snap1 after writes following rollback");
 	ref_compare(v, c, size, "vol1 after writes following rollback");
-	vol_close(s);
-	vol_close(v);
+	engine_vol_close(s);
+	engine_vol_close(v);
 	/* Rolling back twice is fine too. */
 	ck_assert_int_eq(engine_map_clone(f.e, f.lhex[0], "snap1", "vol1", 0, 1), 0);
 	v = fx_open(&f, "vol1", 0);
 	ref_compare(v, a, size, "vol1 after second rollback");
-	vol_close(v);
+	engine_vol_close(v);
 	free(a);
 	free(b);
 	free(c);

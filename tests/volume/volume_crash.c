@@ -151,11 +151,11 @@ START_TEST(test_discard_punch_after_sync)
 		struct vol *v2;
 
 		ck_assert_int_eq(engine_create(&e2, dir, log_cb, &f), 0);
-		ck_assert_int_eq(vol_open(&v2, e2, f.lhex[0], "vol1", 0), 0);
+		ck_assert_int_eq(engine_vol_open(&v2, e2, f.lhex[0], "vol1", 0), 0);
 		ck_assert_int_eq(vol_attach(v2, fx_dk(&f, 0)), 0);
 		ck_assert_int_eq(vol_read(v2, got, sizeof(got), 0), (ssize_t)sizeof(got));
 		ck_assert_mem_eq(got, a, sizeof(a));
-		vol_close(v2);
+		engine_vol_close(v2);
 		engine_destroy(e2);
 	}
 
@@ -168,7 +168,7 @@ START_TEST(test_discard_punch_after_sync)
 	ck_assert_uint_eq(fx_slot(&f, 0, "vol1", 1), s0);
 	xread(v, got, sizeof(got), 0);
 	ck_assert(all_zero(got, sizeof(got)));
-	vol_close(v);
+	engine_vol_close(v);
 	free(durable_map);
 	fx_fini(&f);
 }
@@ -207,8 +207,8 @@ START_TEST(test_shared_slot_waits_for_every_map)
 	/* And with vol2 synced it is reusable. */
 	xwrite(v1, a, sizeof(a), 4096);
 	ck_assert_uint_eq(fx_slot(&f, 0, "vol1", 1), x);
-	vol_close(v2);
-	vol_close(v1);
+	engine_vol_close(v2);
+	engine_vol_close(v1);
 	fx_fini(&f);
 }
 END_TEST
@@ -248,15 +248,15 @@ START_TEST(test_delete_and_clone_sync)
 	ck_assert_int_eq(engine_map_create(f.e, f.lhex[0], "vol3", MiB), 0);
 	s = fx_open(&f, "vol3", 1);
 	xwrite(s, a, sizeof(a), 0);
-	vol_close(s);
+	engine_vol_close(s);
 	sync_log_reset();
 	ck_assert_int_eq(engine_map_clone(f.e, f.lhex[0], "snap2", "vol3", 0, 1), 0);
 	ck_assert_msg(was_synced(map1), "replaced map's slots freed while vol1's map was not durable");
 	s = fx_open(&f, "vol3", 0);
 	xread(s, got, sizeof(got), 0);
 	ck_assert_mem_eq(got, b, sizeof(b));
-	vol_close(s);
-	vol_close(v1);
+	engine_vol_close(s);
+	engine_vol_close(v1);
 	fx_fini(&f);
 }
 END_TEST

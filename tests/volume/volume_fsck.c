@@ -78,7 +78,7 @@ static void setup(struct fx *f, int enc, uint8_t *ref)
 	rnd_fill(&seed, ref, 8 * 4096);
 	memset(ref + 3 * 4096, 0, 4096);
 	xwrite(v, ref, 8 * 4096, 0);
-	vol_close(v);
+	engine_vol_close(v);
 	fx_engine_restart(f);
 }
 
@@ -145,7 +145,7 @@ START_TEST(test_bad_chunk_quarantine)
 	ck_assert_int_eq(map_check(&f, "vol1", &s), 0);
 	ck_assert_int_eq(pool_check(&f, &s, &r), 0);     /* open pool: memory agrees */
 	ck_assert(r.open);
-	vol_close(v);
+	engine_vol_close(v);
 	ck_assert_int_eq(pool_check(&f, &s, &r), 0);
 	ck_assert_uint_eq(r.referenced, 6);
 	fx_fini(&f);
@@ -181,7 +181,7 @@ START_TEST(test_leak_reclaim)
 	memset(ref + 6 * 4096, 0, 4096);
 	xread(v, got, sizeof(got), 0);
 	ck_assert_mem_eq(got, ref, sizeof(got));
-	vol_close(v);
+	engine_vol_close(v);
 	(void)slot;
 	fx_fini(&f);
 }
@@ -247,7 +247,7 @@ START_TEST(test_open_pool_slot_free)
 	ck_assert_int_ge(pool_check(&f, &s, &r), 2);
 	ck_assert_int_eq(seen_count(&s, ENGINE_FSCK_SLOT_FREE), 1);
 	ck_assert_int_eq(seen_count(&s, ENGINE_FSCK_REFCOUNT), 1);   /* the new slot: counted, unnamed */
-	vol_close(v);
+	engine_vol_close(v);
 	fx_fini(&f);
 }
 END_TEST

@@ -341,9 +341,9 @@ void fx_create(struct fx *f, int li, const char *id, uint64_t size)
 struct vol *fx_open_li(struct fx *f, int li, const char *id, int writable)
 {
 	struct vol *v = NULL;
-	int r = vol_open(&v, f->e, f->lhex[li], id, writable);
+	int r = engine_vol_open(&v, f->e, f->lhex[li], id, writable);
 
-	ck_assert_msg(r == 0, "vol_open(%s): %d", id, r);
+	ck_assert_msg(r == 0, "engine_vol_open(%s): %d", id, r);
 	ck_assert_int_eq(vol_attach(v, fx_dk(f, li)), 0);
 	ck_assert(vol_is_attached(v));
 	return v;

@@ -57,7 +57,7 @@ START_TEST(test_unwritten_zeros)
 	ck_assert_uint_eq(st.chunks, 0);
 	ck_assert_uint_eq(st.exclusive, 0);
 	ck_assert_uint_eq(st.chunk_size, 4096);
-	vol_close(v);
+	engine_vol_close(v);
 	free(buf);
 	fx_fini(&f);
 }
@@ -143,7 +143,7 @@ START_TEST(test_boundaries)
 				(unsigned long long)off);
 		}
 	}
-	vol_close(v);
+	engine_vol_close(v);
 	free(ref);
 	free(buf);
 	free(got);
@@ -257,7 +257,7 @@ START_TEST(test_random_ops)
 	printf("random ops (%s): %u writes, %u reads, %u discards, %llu chunks mapped\n", _i ? "encrypted" : "plain",
 	       nw, nr, nd, (unsigned long long)fx_stats(&f, 0, "vol1").chunks);
 	fflush(stdout);
-	vol_close(v);
+	engine_vol_close(v);
 	free(ref);
 	free(buf);
 	free(got);
@@ -303,7 +303,7 @@ START_TEST(test_end_of_volume)
 	ck_assert_int_eq(vol_read(v, got, 100, size - 100), 100);
 	ck_assert_mem_eq(got, buf + 4096 - 100, 50);
 	ck_assert(all_zero(got + 50, 50));
-	vol_close(v);
+	engine_vol_close(v);
 	fx_fini(&f);
 }
 END_TEST
@@ -320,7 +320,7 @@ START_TEST(test_detached)
 
 	fx_init(&f, _i);
 	fx_create(&f, 0, "vol1", MiB);
-	ck_assert_int_eq(vol_open(&v, f.e, f.lhex[0], "vol1", 1), 0);
+	ck_assert_int_eq(engine_vol_open(&v, f.e, f.lhex[0], "vol1", 1), 0);
 	ck_assert(!vol_is_attached(v));
 	ck_assert(vol_key(v) == NULL);
 	ck_assert_int_eq(vol_read(v, got, 10, 0), -ENOKEY);
@@ -363,7 +363,7 @@ START_TEST(test_detached)
 	ck_assert_int_eq(vol_attach(v, fx_dk(&f, 0)), 0);
 	xread(v, got, sizeof(got), 4096);
 	ck_assert_mem_eq(got, buf, sizeof(got));
-	vol_close(v);
+	engine_vol_close(v);
 	fx_fini(&f);
 }
 END_TEST
@@ -398,7 +398,7 @@ START_TEST(test_chunk_load)
 			 -EBADMSG);
 	kms_dk_destroy(dk);
 	ck_assert_int_eq(vol_chunk_load(v, 16, cipher, &tag), 0);
-	vol_close(v);
+	engine_vol_close(v);
 	fx_fini(&f);
 }
 END_TEST
@@ -441,7 +441,7 @@ START_TEST(test_zero_chunks_are_holes)
 	xwrite(v, zero, 96, 40 * 4096 + 4000);
 	ck_assert_uint_eq(fx_stats(&f, 0, "vol1").chunks, 47);
 	ck_assert_uint_eq(fx_map_entry(&f, 0, "vol1", 40), 0);
-	vol_close(v);
+	engine_vol_close(v);
 	free(zero);
 	free(buf);
 	fx_fini(&f);
@@ -496,7 +496,7 @@ START_TEST(test_discard)
 	ck_assert_msg(b2 * 512 <= (int64_t)(64 * KiB), "data file still holds %lld KiB", (long long)(b2 / 2));
 	memset(ref, 0, size);
 	ref_compare(v, ref, size, "after full discard");
-	vol_close(v);
+	engine_vol_close(v);
 	free(ref);
 	fx_fini(&f);
 }
@@ -562,7 +562,7 @@ START_TEST(test_map_write_cut_short)
 		for (unsigned j = 0; j < k; j++)
 			ck_assert_msg(slots[j] != slots[k], "chunks share slot %llu", (unsigned long long)slots[k]);
 	}
-	vol_close(v);
+	engine_vol_close(v);
 
 	/* Reopened (refcounts rebuilt from the maps): the same bytes. */
 	fx_engine_restart(&f);
@@ -571,7 +571,7 @@ START_TEST(test_map_write_cut_short)
 	ck_assert(memcmp(got, after, 4 * cs) == 0);
 	xread(v, got, 16 * cs, 0);
 	ck_assert(memcmp(got, other, 16 * cs) == 0);
-	vol_close(v);
+	engine_vol_close(v);
 	free(a);
 	free(b);
 	free(other);
@@ -605,7 +605,7 @@ START_TEST(test_discard_thin_range)
 		      (long long)(b0 / 2), (long long)(file_blocks(map) / 2));
 	xread(v, buf, sizeof(buf), 0);
 	ck_assert(all_byte(buf, sizeof(buf), 0x5a));
-	vol_close(v);
+	engine_vol_close(v);
 	fx_fini(&f);
 }
 END_TEST

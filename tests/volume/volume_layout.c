@@ -59,7 +59,7 @@ START_TEST(test_extend)
 	xread(v, got, 100, big - 100);
 	ck_assert_mem_eq(got, buf, 100);
 	ck_assert_int_eq(vol_extend(v, big - 1), -EINVAL);
-	vol_close(v);
+	engine_vol_close(v);
 	/* The size is persistent. */
 	fx_engine_restart(&f);
 	v = fx_open(&f, "vol1", 0);
@@ -67,7 +67,7 @@ START_TEST(test_extend)
 	ck_assert_int_eq(vol_extend(v, big + 4096), -EROFS);
 	xread(v, got, 100, big - 100);
 	ck_assert_mem_eq(got, buf, 100);
-	vol_close(v);
+	engine_vol_close(v);
 	/* A map of size 0 can be extended. */
 	fx_create(&f, 0, "empty", 0);
 	v = fx_open(&f, "empty", 1);
@@ -78,7 +78,7 @@ START_TEST(test_extend)
 	xwrite(v, buf, 8192, 0);
 	xread(v, got, 8192, 0);
 	ck_assert_mem_eq(got, buf, 8192);
-	vol_close(v);
+	engine_vol_close(v);
 	fx_fini(&f);
 }
 END_TEST
@@ -119,7 +119,7 @@ START_TEST(test_extend_unmappable)
 		xread(v, got, sizeof(got), 0);
 		ck_assert_mem_eq(got, buf, sizeof(got));
 	}
-	vol_close(v);
+	engine_vol_close(v);
 	fx_fini(&f);
 }
 END_TEST
@@ -143,7 +143,7 @@ START_TEST(test_huge_size)
 	r = engine_map_create(f.e, f.lhex[0], "huge", UINT64_MAX);
 	ck_assert_msg(r == 0 || r == -EINVAL || r == -EFBIG, "engine_map_create(UINT64_MAX) = %d", r);
 	if (r == 0) {
-		r = vol_open(&v, f.e, f.lhex[0], "huge", 1);
+		r = engine_vol_open(&v, f.e, f.lhex[0], "huge", 1);
 		ck_assert_msg(r == 0 || r == -EINVAL || r == -EFBIG || r == -ENOMEM || r == -EUCLEAN,
 			      "vol_open = %d", r);
 	}
@@ -155,7 +155,7 @@ START_TEST(test_huge_size)
 			ck_assert_int_eq(vol_read(v, got, sizeof(got), off), (ssize_t)sizeof(got));
 			ck_assert_mem_eq(got, buf, sizeof(got));
 		}
-		vol_close(v);
+		engine_vol_close(v);
 	}
 	fx_fini(&f);
 }
@@ -210,14 +210,14 @@ START_TEST(test_seek)
 			}
 		}
 		/* Second pass: after a reopen (map read from disk). */
-		vol_close(v);
+		engine_vol_close(v);
 		fx_engine_restart(&f);
 		v = fx_open(&f, "vol1", 0);
 	}
 	ck_assert_int_eq(vol_seek(v, size, SEEK_DATA), -ENXIO);
 	ck_assert_int_eq(vol_seek(v, size, SEEK_HOLE), -ENXIO);
 	ck_assert_int_eq(vol_seek(v, UINT64_MAX, SEEK_DATA), -ENXIO);
-	vol_close(v);
+	engine_vol_close(v);
 	free(is_data);
 	fx_fini(&f);
 }
@@ -261,7 +261,7 @@ START_TEST(test_seek_thin)
 	ck_assert_msg(t < 2.0, "seek took %.3f s", t);
 	ck_assert_msg(file_blocks(map) * 512 <= (int64_t)(64 * KiB),
 		      "SEEK_DATA allocated the map file's holes: %lld KiB on disk", (long long)(file_blocks(map) / 2));
-	vol_close(v);
+	engine_vol_close(v);
 	fx_fini(&f);
 }
 END_TEST
@@ -300,7 +300,7 @@ START_TEST(test_read_holes_thin)
 	fflush(stdout);
 	ck_assert_msg(after * 512 <= (int64_t)(64 * KiB), "reading holes allocated the map file: %lld KiB",
 		      (long long)(after / 2));
-	vol_close(v);
+	engine_vol_close(v);
 	free(buf);
 	fx_fini(&f);
 }
@@ -318,7 +318,7 @@ START_TEST(test_readonly)
 	v = fx_open(&f, "vol1", 1);
 	rnd_fill(&seed, buf, sizeof(buf));
 	xwrite(v, buf, sizeof(buf), 8192);
-	vol_close(v);
+	engine_vol_close(v);
 	v = fx_open(&f, "vol1", 0);
 	ck_assert_int_eq(vol_write(v, buf, sizeof(buf), 0), -EROFS);
 	ck_assert_int_eq(vol_write(v, buf, 1, 8192), -EROFS);
@@ -328,12 +328,12 @@ START_TEST(test_readonly)
 	ck_assert_mem_eq(got, buf, sizeof(got));
 	/* A writable open of a map open read-only gives the same handle and
 	 * upgrades nothing. */
-	ck_assert_int_eq(vol_open(&v2, f.e, f.lhex[0], "vol1", 1), 0);
+	ck_assert_int_eq(engine_vol_open(&v2, f.e, f.lhex[0], "vol1", 1), 0);
 	ck_assert_ptr_eq(v2, v);
 	ck_assert_int_eq(vol_write(v2, buf, sizeof(buf), 0), -EROFS);
-	vol_close(v2);
+	engine_vol_close(v2);
 	ck_assert_int_eq(vol_sync(v), 0);
-	vol_close(v);
+	engine_vol_close(v);
 	/* Read-only also when the map file itself is not writable. */
 	{
 		char path[PATH_MAX + 128];
@@ -343,7 +343,7 @@ START_TEST(test_readonly)
 		v = fx_open(&f, "vol1", 0);
 		xread(v, got, sizeof(got), 8192);
 		ck_assert_mem_eq(got, buf, sizeof(got));
-		vol_close(v);
+		engine_vol_close(v);
 	}
 	fx_fini(&f);
 }
@@ -392,27 +392,27 @@ START_TEST(test_handles)
 	memset(longid, 'x', sizeof(longid) - 1);
 	longid[sizeof(longid) - 1] = '\0';
 	ck_assert_int_eq(engine_map_create(f.e, f.lhex[0], longid, MiB), -EINVAL);
-	ck_assert_int_eq(vol_open(&v, f.e, f.lhex[0], longid, 1), -EINVAL);
-	ck_assert_int_eq(vol_open(&v, f.e, f.lhex[0], "a/b", 1), -EINVAL);
-	ck_assert_int_eq(vol_open(&v, f.e, f.lhex[0], "nope", 1), -ENOENT);
-	ck_assert_int_eq(vol_lookup(&v, f.e, "vol1"), -ENOENT);
+	ck_assert_int_eq(engine_vol_open(&v, f.e, f.lhex[0], longid, 1), -EINVAL);
+	ck_assert_int_eq(engine_vol_open(&v, f.e, f.lhex[0], "a/b", 1), -EINVAL);
+	ck_assert_int_eq(engine_vol_open(&v, f.e, f.lhex[0], "nope", 1), -ENOENT);
+	ck_assert_int_eq(engine_vol_lookup(&v, f.e, "vol1"), -ENOENT);
 	/* Shared, refcounted handles. */
-	ck_assert_int_eq(vol_open(&v, f.e, f.lhex[0], "vol1", 1), 0);
-	ck_assert_int_eq(vol_open(&v2, f.e, f.lhex[0], "vol1", 1), 0);
+	ck_assert_int_eq(engine_vol_open(&v, f.e, f.lhex[0], "vol1", 1), 0);
+	ck_assert_int_eq(engine_vol_open(&v2, f.e, f.lhex[0], "vol1", 1), 0);
 	ck_assert_ptr_eq(v, v2);
-	ck_assert_int_eq(vol_lookup(&v3, f.e, "vol1"), 0);
+	ck_assert_int_eq(engine_vol_lookup(&v3, f.e, "vol1"), 0);
 	ck_assert_ptr_eq(v3, v);
 	ck_assert_int_eq(vol_attach(v, NULL), 0);
 	ck_assert(vol_is_attached(v2));
-	vol_close(v3);
-	vol_close(v2);
-	ck_assert_int_eq(vol_lookup(&v3, f.e, "vol1"), 0);
-	vol_close(v3);
+	engine_vol_close(v3);
+	engine_vol_close(v2);
+	ck_assert_int_eq(engine_vol_lookup(&v3, f.e, "vol1"), 0);
+	engine_vol_close(v3);
 	ck_assert_int_eq(engine_map_delete(f.e, f.lhex[0], "vol1"), -EBUSY);
 	ck_assert_int_eq(engine_pool_delete(f.e, f.lhex[0]), -EBUSY);
-	vol_close(v);
-	ck_assert_int_eq(vol_lookup(&v3, f.e, "vol1"), -ENOENT);
-	vol_close(NULL);
+	engine_vol_close(v);
+	ck_assert_int_eq(engine_vol_lookup(&v3, f.e, "vol1"), -ENOENT);
+	engine_vol_close(NULL);
 	/* Pool deletion: refused while maps remain. */
 	ck_assert_int_eq(engine_pool_delete(f.e, f.lhex[0]), -EBUSY);
 	ck_assert_int_eq(engine_map_delete(f.e, f.lhex[0], "vol1"), 0);

@@ -50,7 +50,7 @@ START_TEST(test_reopen)
 	memcpy(ref + big - 1000, buf, 1000);
 	ck_assert_int_eq(vol_sync(v), 0);
 	st0 = fx_stats(&f, 0, "vol1");
-	vol_close(v);
+	engine_vol_close(v);
 	fx_engine_stop(&f);
 	fx_engine_start(&f);
 	v = fx_open(&f, "vol1", 1);
@@ -67,17 +67,17 @@ START_TEST(test_reopen)
 		ck_assert_int_eq(engine_map_verify(f.e, f.lhex[0], "vol1", dk, NULL, NULL), 0);
 		kms_dk_destroy(dk);
 	}
-	vol_close(v);
+	engine_vol_close(v);
 	/* The same after closing without an explicit vol_sync. */
 	v = fx_open(&f, "vol1", 1);
 	rnd_fill(&seed, buf, 256 * KiB);
 	xwrite(v, buf, 256 * KiB, 12345);
 	memcpy(ref + 12345, buf, 256 * KiB);
-	vol_close(v);
+	engine_vol_close(v);
 	fx_engine_restart(&f);
 	v = fx_open(&f, "vol1", 0);
 	ref_compare(v, ref, big, "after reopen without sync");
-	vol_close(v);
+	engine_vol_close(v);
 	free(ref);
 	free(buf);
 	fx_fini(&f);
@@ -107,7 +107,7 @@ START_TEST(test_refcounts_rebuilt)
 	memset(a, 0, 64 * 4096);
 	ck_assert_int_eq(engine_map_clone(f.e, f.lhex[0], "vol1", "snap1", 0, 0), 0);
 	ck_assert_int_eq(vol_sync(v), 0);
-	vol_close(v);
+	engine_vol_close(v);
 	fx_engine_restart(&f);
 	ck_assert_uint_eq(fx_stats(&f, 0, "snap1").exclusive, 0);
 	ck_assert_uint_eq(fx_stats(&f, 0, "vol1").exclusive, 0);
@@ -121,21 +121,21 @@ START_TEST(test_refcounts_rebuilt)
 	ref_compare(s, a, size, "snap1 after restart and overwrites");
 	ref_compare(v, b, size, "vol1");
 	ck_assert_uint_eq(fx_stats(&f, 0, "snap1").exclusive, fx_stats(&f, 0, "snap1").chunks);
-	vol_close(s);
-	vol_close(v);
+	engine_vol_close(s);
+	engine_vol_close(v);
 	/* And once more across a restart with both maps. */
 	fx_engine_restart(&f);
 	v = fx_open(&f, "vol1", 1);
 	rnd_fill(&seed, b, size);
 	xwrite(v, b, size, 0);
-	vol_close(v);
+	engine_vol_close(v);
 	fx_engine_restart(&f);
 	s = fx_open(&f, "snap1", 0);
 	ref_compare(s, a, size, "snap1 after a second restart");
-	vol_close(s);
+	engine_vol_close(s);
 	v = fx_open(&f, "vol1", 0);
 	ref_compare(v, b, size, "vol1 after a second restart");
-	vol_close(v);
+	engine_vol_close(v);
 	ck_assert_msg(file_size(data) <= (int64_t)(3 * size + 256 * KiB), "data file %lld bytes",
 		      (long long)file_size(data));
 	free(a);
@@ -167,7 +167,7 @@ START_TEST(test_far_slot)
 	v = fx_open(&f, "vol1", 1);
 	rnd_fill(&seed, p0, sizeof(p0));
 	xwrite(v, p0, sizeof(p0), 0);
-	vol_close(v);
+	engine_vol_close(v);
 	fx_engine_stop(&f);
 	rnd_fill(&seed, p3, sizeof(p3));
 	dk = fx_dk(&f, 0);
@@ -195,7 +195,7 @@ START_TEST(test_far_slot)
 	ck_assert_uint_lt(fx_map_entry(&f, 0, "vol1", 3), slot);
 	for (uint64_t c = 4; c < 12; c++)
 		xwrite(v, q, sizeof(q), c * 4096);
-	vol_close(v);
+	engine_vol_close(v);
 	fx_engine_restart(&f);
 	v = fx_open(&f, "vol1", 0);
 	for (uint64_t c = 3; c < 12; c++) {
@@ -204,7 +204,7 @@ START_TEST(test_far_slot)
 		REQUIRE(fx_map_entry(&f, 0, "vol1", c) < slot, "chunk %llu in slot %llu", (unsigned long long)c,
 			(unsigned long long)fx_map_entry(&f, 0, "vol1", c) - 1);
 	}
-	vol_close(v);
+	engine_vol_close(v);
 	fx_fini(&f);
 }
 END_TEST
@@ -259,7 +259,7 @@ START_TEST(test_no_reuse_before_sync)
 		else
 			REQUIRE(memcmp(got, want, sizeof(got)) == 0, "chunk %llu", (unsigned long long)c);
 	}
-	vol_close(v);
+	engine_vol_close(v);
 	fx_fini(&f);
 }
 END_TEST
@@ -280,7 +280,7 @@ START_TEST(test_stray_temporary)
 	v = fx_open(&f, "vol1", 1);
 	rnd_fill(&seed, buf, sizeof(buf));
 	xwrite(v, buf, sizeof(buf), 0);
-	vol_close(v);
+	engine_vol_close(v);
 	fx_engine_stop(&f);
 	fx_map_path(&f, 0, "vol1", path, sizeof(path));
 	snprintf(tmp, sizeof(tmp), "%s/%s/maps/.tmp-snapX.map", f.pools, f.lhex[0]);
@@ -296,7 +296,7 @@ START_TEST(test_stray_temporary)
 	ck_assert_int_eq(stat(tmp, &st), -1);
 	xread(v, got, sizeof(got), 0);
 	ck_assert_mem_eq(got, buf, sizeof(got));
-	vol_close(v);
+	engine_vol_close(v);
 	ck_assert_int_eq(stat(path, &st), 0);
 	fx_fini(&f);
 }

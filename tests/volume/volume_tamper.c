@@ -43,7 +43,7 @@ START_TEST(test_flip_data)
 	rnd_fill(&seed, ref, 8 * 4096);
 	memset(ref + 3 * 4096, 0, 4096);                   /* chunk 3 a hole */
 	xwrite(v, ref, 8 * 4096, 0);
-	vol_close(v);
+	engine_vol_close(v);
 	slot = fx_slot(&f, 0, "vol1", 5);
 	for (size_t i = 0; i < sizeof(flips) / sizeof(flips[0]); i++) {
 		file_flip(data, slot * 4096 + flips[i], 0x04);
@@ -69,12 +69,12 @@ START_TEST(test_flip_data)
 		ck_assert_mem_eq(got, ref + 6 * 4096, 2 * 4096);
 		/* A partial write needs the old content: refused. */
 		ck_assert_int_eq(vol_write(v, buf, 10, 5 * 4096), -EBADMSG);
-		vol_close(v);
+		engine_vol_close(v);
 		file_flip(data, slot * 4096 + flips[i], 0x04);  /* undo */
 		v = reopen(&f, "vol1", 0);
 		xread(v, got, 8 * 4096, 0);
 		ck_assert_mem_eq(got, ref, 8 * 4096);
-		vol_close(v);
+		engine_vol_close(v);
 	}
 	ck_assert(log_has(&f, "vol1"));
 	ck_assert(log_has(&f, "chunk 5"));
@@ -86,7 +86,7 @@ START_TEST(test_flip_data)
 	memcpy(ref + 5 * 4096, buf, 4096);
 	xread(v, got, 8 * 4096, 0);
 	ck_assert_mem_eq(got, ref, 8 * 4096);
-	vol_close(v);
+	engine_vol_close(v);
 	free(ref);
 	free(got);
 	fx_fini(&f);
@@ -115,7 +115,7 @@ START_TEST(test_flip_wipes_whole_request)
 	v = fx_open(&f, "vol1", 1);
 	rnd_fill(&seed, ref, len);
 	xwrite(v, ref, len, 0);
-	vol_close(v);
+	engine_vol_close(v);
 	file_flip(data, fx_slot(&f, 0, "vol1", 300) * 4096 + 17, 0x01);
 	v = reopen(&f, "vol1", 0);
 	memset(got, 0xaa, len);
@@ -128,7 +128,7 @@ START_TEST(test_flip_wipes_whole_request)
 		ck_assert_msg(nz == len, "buffer holds data after -EBADMSG: first non-zero byte at %llu",
 			      (unsigned long long)nz);
 	}
-	vol_close(v);
+	engine_vol_close(v);
 	free(ref);
 	free(got);
 	fx_fini(&f);
@@ -152,7 +152,7 @@ START_TEST(test_flip_tag)
 	v = fx_open(&f, "vol1", 1);
 	rnd_fill(&seed, ref, sizeof(ref));
 	xwrite(v, ref, sizeof(ref), 0);
-	vol_close(v);
+	engine_vol_close(v);
 	slot = fx_slot(&f, 0, "vol1", 2);
 	for (size_t i = 0; i < (_i ? 6 : 3); i++) {
 		unsigned pos = _i ? enc_pos[i] : plain_pos[i];
@@ -164,7 +164,7 @@ START_TEST(test_flip_tag)
 		ck_assert(all_zero(got, sizeof(got)));
 		xread(v, got, 2 * 4096, 0);
 		ck_assert_mem_eq(got, ref, 2 * 4096);
-		vol_close(v);
+		engine_vol_close(v);
 		file_flip(tags, 4096 + 64 * slot + pos, 0x10);
 	}
 	fx_fini(&f);
@@ -200,7 +200,7 @@ START_TEST(test_swap_chunks)
 	v = fx_open(&f, "vol1", 1);
 	rnd_fill(&seed, ref, sizeof(ref));
 	xwrite(v, ref, sizeof(ref), 0);
-	vol_close(v);
+	engine_vol_close(v);
 	/* Chunk 2 moved to chunk 9's place (same lineage). */
 	copy_slot(&f, 0, fx_slot(&f, 0, "vol1", 2), 0, fx_slot(&f, 0, "vol1", 9));
 	v = reopen(&f, "vol1", 0);
@@ -211,13 +211,13 @@ START_TEST(test_swap_chunks)
 	ck_assert_mem_eq(got, ref + 2 * 4096, 4096);
 	ck_assert_int_eq(vol_read(v, got, sizeof(got), 0), -EBADMSG);
 	ck_assert(all_zero(got, sizeof(got)));
-	vol_close(v);
+	engine_vol_close(v);
 	/* Chunk 4 of another lineage put in place of chunk 4 here. */
 	l2 = fx_lineage_add(&f);
 	fx_create(&f, l2, "other", MiB);
 	v = fx_open_li(&f, l2, "other", 1);
 	xwrite(v, ref, sizeof(ref), 0);                    /* same plaintext */
-	vol_close(v);
+	engine_vol_close(v);
 	copy_slot(&f, l2, fx_slot(&f, l2, "other", 4), 0, fx_slot(&f, 0, "vol1", 4));
 	v = reopen(&f, "vol1", 0);
 	memset(got, 0xaa, 4096);
@@ -225,7 +225,7 @@ START_TEST(test_swap_chunks)
 	ck_assert(all_zero(got, 4096));
 	xread(v, got, 4096, 5 * 4096);
 	ck_assert_mem_eq(got, ref + 5 * 4096, 4096);
-	vol_close(v);
+	engine_vol_close(v);
 	fx_fini(&f);
 }
 END_TEST
@@ -244,10 +244,10 @@ START_TEST(test_wrong_key)
 	v = fx_open(&f, "vol1", 1);
 	rnd_fill(&seed, ref, sizeof(ref));
 	xwrite(v, ref, sizeof(ref), 0);
-	vol_close(v);
+	engine_vol_close(v);
 	l2 = fx_lineage_add(&f);
 	fx_engine_restart(&f);
-	ck_assert_int_eq(vol_open(&v, f.e, f.lhex[0], "vol1", 1), 0);
+	ck_assert_int_eq(engine_vol_open(&v, f.e, f.lhex[0], "vol1", 1), 0);
 	ck_assert_int_eq(vol_attach(v, fx_dk(&f, l2)), 0);
 	memset(got, 0xaa, sizeof(got));
 	ck_assert_int_eq(vol_read(v, got, sizeof(got), 0), -EBADMSG);
@@ -260,7 +260,7 @@ START_TEST(test_wrong_key)
 	ck_assert_int_eq(vol_attach(v, fx_dk(&f, 0)), 0);
 	xread(v, got, sizeof(got), 0);
 	ck_assert_mem_eq(got, ref, sizeof(got));
-	vol_close(v);
+	engine_vol_close(v);
 	fx_fini(&f);
 }
 END_TEST
@@ -279,7 +279,7 @@ START_TEST(test_truncate_data)
 	v = fx_open(&f, "vol1", 1);
 	rnd_fill(&seed, ref, sizeof(ref));
 	xwrite(v, ref, sizeof(ref), 0);
-	vol_close(v);
+	engine_vol_close(v);
 	last = fx_slot(&f, 0, "vol1", 5);
 	ck_assert_uint_eq(last, 5);                         /* one run, in order */
 	/* Cut inside the last chunk, then at its start, then everything. */
@@ -313,7 +313,7 @@ START_TEST(test_truncate_data)
 				ck_assert_int_ge(engine_map_verify(f.e, f.lhex[0], "vol1", dk, NULL, NULL), 1);
 				kms_dk_destroy(dk);
 			}
-			vol_close(v);
+			engine_vol_close(v);
 		}
 	}
 	fx_fini(&f);
@@ -339,7 +339,7 @@ START_TEST(test_damaged_headers)
 	v = fx_open(&f, "vol1", 1);
 	rnd_fill(&seed, buf, sizeof(buf));
 	xwrite(v, buf, sizeof(buf), 0);
-	vol_close(v);
+	engine_vol_close(v);
 	/* Each header byte of the map: magic, version, chunk size, lineage,
 	 * id, size, checksum. */
 	for (size_t i = 0; i < sizeof(map_pos) / sizeof(map_pos[0]); i++) {
@@ -348,17 +348,17 @@ START_TEST(test_damaged_headers)
 		file_flip(map, map_pos[i], 0x01);
 		/* Pool not open yet. */
 		fx_engine_restart(&f);
-		r = vol_open(&v, f.e, f.lhex[0], "vol1", 1);
+		r = engine_vol_open(&v, f.e, f.lhex[0], "vol1", 1);
 		ck_assert_msg(r == -EUCLEAN, "map header byte %llu: vol_open = %d", (unsigned long long)map_pos[i], r);
 		/* Pool already open through another map: damage after the scan. */
 		file_flip(map, map_pos[i], 0x01);
 		fx_engine_restart(&f);
-		ck_assert_int_eq(vol_open(&v2, f.e, f.lhex[0], "vol2", 1), 0);
+		ck_assert_int_eq(engine_vol_open(&v2, f.e, f.lhex[0], "vol2", 1), 0);
 		file_flip(map, map_pos[i], 0x01);
-		r = vol_open(&v, f.e, f.lhex[0], "vol1", 1);
+		r = engine_vol_open(&v, f.e, f.lhex[0], "vol1", 1);
 		ck_assert_msg(r == -EUCLEAN, "map header byte %llu (pool open): vol_open = %d",
 			      (unsigned long long)map_pos[i], r);
-		vol_close(v2);
+		engine_vol_close(v2);
 		file_flip(map, map_pos[i], 0x01);
 	}
 	ck_assert(log_has(&f, "vol1"));
@@ -366,7 +366,7 @@ START_TEST(test_damaged_headers)
 	fx_map_path(&f, 0, "vol3", map2, sizeof(map2));
 	ck_assert_int_eq(link(map, map2), 0);
 	fx_engine_restart(&f);
-	ck_assert_int_eq(vol_open(&v, f.e, f.lhex[0], "vol3", 1), -EUCLEAN);
+	ck_assert_int_eq(engine_vol_open(&v, f.e, f.lhex[0], "vol3", 1), -EUCLEAN);
 	ck_assert_int_eq(unlink(map2), 0);
 	/* A truncated map header. */
 	{
@@ -376,7 +376,7 @@ START_TEST(test_damaged_headers)
 		fx_engine_stop(&f);
 		ck_assert_int_eq(truncate(map, 100), 0);
 		fx_engine_start(&f);
-		ck_assert_int_eq(vol_open(&v, f.e, f.lhex[0], "vol1", 1), -EUCLEAN);
+		ck_assert_int_eq(engine_vol_open(&v, f.e, f.lhex[0], "vol1", 1), -EUCLEAN);
 		fx_engine_stop(&f);
 		ck_assert_int_eq(truncate(map, 4096 + 8 * 256), 0);
 		file_pwrite(map, saved, sizeof(saved), 0);
@@ -390,30 +390,30 @@ START_TEST(test_damaged_headers)
 		xread(v, got, sizeof(got), 0);
 		ck_assert_mem_eq(got, buf, sizeof(got));
 	}
-	vol_close(v);
+	engine_vol_close(v);
 	/* The tag table header. */
 	for (uint64_t pos = 0; pos < 72; pos += 9) {
 		file_flip(tags, pos, 0x20);
 		fx_engine_restart(&f);
-		ck_assert_msg(vol_open(&v, f.e, f.lhex[0], "vol1", 1) == -EUCLEAN, "tags header byte %llu",
+		ck_assert_msg(engine_vol_open(&v, f.e, f.lhex[0], "vol1", 1) == -EUCLEAN, "tags header byte %llu",
 			      (unsigned long long)pos);
 		file_flip(tags, pos, 0x20);
 	}
 	/* A tag table cut short of the slots the maps use. */
 	ck_assert_int_eq(truncate(tags, 4096 + 32), 0);
 	fx_engine_restart(&f);
-	ck_assert_int_eq(vol_open(&v, f.e, f.lhex[0], "vol1", 1), -EUCLEAN);
+	ck_assert_int_eq(engine_vol_open(&v, f.e, f.lhex[0], "vol1", 1), -EUCLEAN);
 	/* A map entry pointing beyond the tag table. */
 	ck_assert_int_eq(truncate(tags, 4096 + 64), 0);
 	file_pwrite(map, (uint8_t[8]){ 0x10, 0x27 }, 8, 4096 + 8 * 3);   /* slot 9999 */
 	fx_engine_restart(&f);
-	ck_assert_int_eq(vol_open(&v, f.e, f.lhex[0], "vol1", 1), -EUCLEAN);
+	ck_assert_int_eq(engine_vol_open(&v, f.e, f.lhex[0], "vol1", 1), -EUCLEAN);
 	fx_fini(&f);
 }
 END_TEST
 
 /* A map file shorter than its header's size says (header intact). */
-/* Regression (found by this suite, since fixed): fs/vol_handle.c vol_open()
+/* Regression (found by this suite, since fixed): fs/vol_handle.c engine_vol_open()
  * did not compare the map file's length with the size in its header; it
  * mapped map_entry_off(nchunks) bytes of the shorter file and the first
  * access to an entry in a page past EOF (vol_read of chunk 10000 of a
@@ -435,11 +435,11 @@ START_TEST(test_truncated_map)
 	rnd_fill(&seed, buf, sizeof(buf));
 	xwrite(v, buf, sizeof(buf), 0);
 	xwrite(v, buf, sizeof(buf), 10000 * 4096);
-	vol_close(v);
+	engine_vol_close(v);
 	fx_engine_stop(&f);
 	ck_assert_int_eq(truncate(map, 4096 + 80), 0);
 	fx_engine_start(&f);
-	r = vol_open(&v, f.e, f.lhex[0], "vol1", 1);
+	r = engine_vol_open(&v, f.e, f.lhex[0], "vol1", 1);
 	ck_assert_msg(r == 0 || r == -EUCLEAN, "vol_open = %d", r);
 	if (r == 0) {
 		ssize_t n;
@@ -451,7 +451,7 @@ START_TEST(test_truncated_map)
 		ck_assert_msg(n == -EUCLEAN || n == (ssize_t)sizeof(got), "read past the short map: %zd", n);
 		n = vol_write(v, buf, sizeof(buf), 12000 * 4096);
 		ck_assert_msg(n == -EUCLEAN || n == (ssize_t)sizeof(buf), "write past the short map: %zd", n);
-		vol_close(v);
+		engine_vol_close(v);
 	}
 	fx_fini(&f);
 }
@@ -493,7 +493,7 @@ START_TEST(test_verify)
 	rnd_fill(&seed, ref, sizeof(ref));
 	xwrite(v, ref, sizeof(ref), 0);
 	xwrite(v, ref, 4096, 100 * 4096);
-	vol_close(v);
+	engine_vol_close(v);
 	dk = fx_dk(&f, 0);
 	ck_assert_int_eq(engine_map_verify(f.e, f.lhex[0], "vol1", dk, NULL, NULL), 0);
 	for (size_t i = 0; i < 3; i++)

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * backup_int.h - the backup file format as both halves of the backup code
- * see it (private to backup.c and backup_read.c): the on-disk header and
+ * see it (private to bfile.c, backup_read.c and backup.c): the on-disk header and
  * index entry, an open backup file, an open reader, and the helpers each
- * half lends the other.  Format and writers: backup.c; readers: backup_read.c.
+ * half lends the other.  Format: bfile.c; readers: backup_read.c; writers:
+ * backup.c (the chain is one-way: bfile <- backup_read <- backup).
  */
 #ifndef EVFS_BACKUP_INT_H
 #define EVFS_BACKUP_INT_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -70,24 +72,32 @@ struct backup_reader {
 	size_t nbounce;                          /* protected by lock */
 };
 
-/* backup.c: the format */
+/* bfile.c: the format */
 /* Whole-buffer pread (wr 0) / pwrite (wr 1): -EUCLEAN on a short read,
  * -ENOSPC on a write that makes no progress. */
-int bk_io_all(int fd, void *buf, size_t len, uint64_t off, int wr);
-void bk_uuid_format(const uint8_t in[static BK_UUID_BYTES], char out[static BACKUP_ID_LEN + 1]);
-int bk_is_zero_id(const uint8_t *id);
+int bfile_io_all(int fd, void *buf, size_t len, uint64_t off, int wr);
+void bfile_uuid_format(const uint8_t in[static BK_UUID_BYTES], char out[static BACKUP_ID_LEN + 1]);
+int bfile_id_is_zero(const uint8_t *id);
 /* Same lineage, chunk size and encryption? */
-int bk_same_lineage(const struct bfile *a, const struct bfile *b);
+int bfile_same_lineage(const struct bfile *a, const struct bfile *b);
 /* Open dir/<id>.evb, check its header (and load and check the index if
  * with_index); f->fd is -1 and nothing is held on failure. */
 int bfile_open(struct bfile *f, const char *dir, const char *id, int with_index);
+/* Header / entries between host order and the little-endian file order
+ * (the same swap both ways). */
+void bfile_header_le(struct bk_header *h);
+void bfile_entries_le(struct entry *e, uint64_t n);
+/* Backup id text <-> bytes (-EINVAL if malformed or zero). */
+int bfile_uuid_parse(const char *s, uint8_t u[static BK_UUID_BYTES]);
+/* dir/<prefix><id>.evb into out; -ENAMETOOLONG. */
+int bfile_path(char out[static PATH_MAX], const char *dir, const char *prefix, const char *id);
 void bfile_close(struct bfile *f);
 
-/* backup_read.c: readers */
+/* backup_read.c: readers (used by backup.c to look at a parent) */
 /* backup_reader_open, with nokey: entries and holders only, no key (to
  * look at a parent; nothing is decrypted). */
-int bk_reader_open(struct backup_reader **out, const char *dir, const char *id, const uint8_t *key, int nokey);
+int backup_reader_open_index(struct backup_reader **out, const char *dir, const char *id, const uint8_t *key, int nokey);
 /* The file holding the records of `id` (zero id: r's own file). */
-int bk_holder_get(struct backup_reader *r, const uint8_t *id, const struct bfile **out);
+int backup_reader_holder(struct backup_reader *r, const uint8_t *id, const struct bfile **out);
 
 #endif

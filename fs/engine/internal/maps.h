@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* maps.h - chunk map files (private to fs/). See maps.c. */
+/* maps.h - the chunk map file format (private to fs/engine/; see maps.c).
+ * Above pool.h in the engine's file chain. */
 #ifndef EVFS_MAPS_H
 #define EVFS_MAPS_H
 
-#include "engine_int.h"
+#include "pool.h"
 
 #define MAP_MAGIC "EVFSMAP1"
+#define MAP_HDR_BYTES 4096u
 
 struct map_header {
 	char magic[8];
@@ -32,7 +34,9 @@ int map_header_store(struct pool *p, int fd, const char *id, uint64_t size);
 /* Call cb for every mapped entry of maps/<name> (holes skipped). */
 int map_file_foreach(struct pool *p, int maps_dirfd, const char *name, map_entry_cb cb, void *ctx);
 int map_fd_foreach(struct pool *p, int fd, map_entry_cb cb, void *ctx);
-/* Read the ciphertext of a slot; -EUCLEAN if short. */
-int pool_chunk_load(struct pool *p, uint64_t slot, uint8_t *cipher);
+/* Pool open: count every map's references into p (pool_ref_load) and
+ * remove leftovers of interrupted clones (.tmp-*.map).  -EUCLEAN (logged)
+ * for a damaged map or one pointing beyond the tag table. */
+int map_dir_load_refs(struct pool *p);
 
 #endif

@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: MIT
+/*
+ * engine.c - the engine's table of open pools and open volume handles.
+ *
+ * One struct engine per store.  It owns the only table of what is open:
+ * each lineage's pool at most once (pools are opened on first use and
+ * closed with their last user), each map id's volume handle at most once
+ * (handles are shared and refcounted, so the FUSE file handles, the attach
+ * state and the control commands all see one object).  engine->lock guards
+ * the table and the refcounts only; it is taken here and nowhere else, and
+ * never held across I/O, except that opening a pool (which scans its maps)
+ * runs under it, so two threads never build two pools for one lineage:
+ * only control paths open pools.
+ *
+ * The files below engine.c in the chain (pool.c, maps.c, vol_handle.c,
+ * volume.c) know nothing of this table.  When a pool needs "every open map
+ * of this pool synced" (before a freed slot may be reused) it calls the
+ * hook engine.c installed in it (maps_sync_hook).
+ *
+ * Lock order (the whole engine): engine->lock, then vol->lock, then the
+ * volume's chunk stripes, then pool->lock.  See volume.c.
+ */
+#include "engine_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "par.h"
+
+/* ========================= engine lifetime ============================ */
+
+int engine_create(struct engine **out, const char *pools_dir, engine_log_fn log, void *log_ctx)
+{
+	struct engine *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return -ENOMEM;
+	if (mkdir(pools_dir, 0700) < 0 && errno != EEXIST) {
+		int err = -errno;
+
+		free(e);
+		return err;
+	}
+	e->dir = strdup(pools_dir);
+	if (!e->dir) {
+		free(e);
+		return -ENOMEM;
+	}
+	e->log.fn = log;
+	e->log.ctx = log_ctx;
+	pthread_mutex_init(&e->lock, NULL);
+	{
+		/* One helper per extra core (up to 3); without them large
+		 * requests are encrypted inline, which is only slower. */
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+		if (par_create(&e->par, cpus > 4 ? 3u : cpus > 1 ? (unsigned)cpus - 1 : 0u) < 0)
+			e->par = NULL;
+	}
+	*out = e;
+	return 0;
+}
+
+void engine_destroy(struct engine *e)
+{
+	if (!e)
+		return;
+	par_destroy(e->par);
+	e->par = NULL;
+	if (e->vols)
+		elog_printf(&e->log, 4, "engine destroyed with open volume %s", e->vols->id);
+	while (e->pools) {
+		struct pool *p = e->pools;
+
+		e->pools = p->next;
+		p->users = 0;
+		pool_close(p);
+	}
+	pthread_mutex_destroy(&e->lock);
+	free(e->dir);
+	free(e);
+}
+
+int engine_lineage_parse(const char *hex, uint8_t out[static CHUNK_LINEAGE_BYTES])
+{
+	return pool_lineage_parse(hex, out);
+}
+
+void engine_lineage_format(const uint8_t lin[static CHUNK_LINEAGE_BYTES], char out[static 33])
+{
+	sodium_bin2hex(out, 33, lin, CHUNK_LINEAGE_BYTES);
+}
+
+void engine_lineage_generate(uint8_t out[static CHUNK_LINEAGE_BYTES])
+{
+	randombytes_buf(out, CHUNK_LINEAGE_BYTES);
+}
+
+
+/* =============================== pools ================================ */
+
+/* fdatasync the map of every open writable volume of p but `except`: dup()
+ * the fds under the table lock, sync outside it (no I/O under
+ * engine->lock). */
+static int maps_sync_hook(void *ctx, struct pool *p, const struct vol *except)
+{
+	struct engine *e = ctx;
+	int *fds = NULL, nfd = 0, cap = 0, err = 0;
+
+	pthread_mutex_lock(&e->lock);
+	for (struct vol *o = e->vols; o && !err; o = o->next) {
+		if (o->pool != p || o == except)
+			continue;
+		if (nfd == cap) {
+			int *n = realloc(fds, (size_t)(cap = cap ? 2 * cap : 8) * sizeof(*fds));
+
+			if (!n) {
+				err = -ENOMEM;
+				break;
+			}
+			fds = n;
+		}
+		fds[nfd] = vol_map_dup(o);
+		if (fds[nfd] >= 0)
+			nfd++;
+		else if (fds[nfd] != -EROFS)
+			err = fds[nfd];
+	}
+	pthread_mutex_unlock(&e->lock);
+	for (int i = 0; i < nfd; i++) {
+		if (!err && fdatasync(fds[i]) < 0)
+			err = -errno;
+		close(fds[i]);
+	}
+	free(fds);
+	return err;
+}
+
+int engine_pool_create(struct engine *e, const char *lineage, uint32_t chunk_size, int encrypted)
+{
+	return pool_files_create(e->dir, lineage, chunk_size, encrypted);
+}
+
+int engine_pool_get(struct pool **out, struct engine *e, const char *lineage)
+{
+	struct pool *p;
+	int err;
+
+	pthread_mutex_lock(&e->lock);
+	for (p = e->pools; p; p = p->next) {
+		if (strcmp(p->lineage_hex, lineage) == 0) {
+			p->users++;
+			pthread_mutex_unlock(&e->lock);
+			*out = p;
+			return 0;
+		}
+	}
+	/* Opening scans maps; done under the table lock so two threads never
+	 * build two pools for one lineage.  Only control paths open pools. */
+	err = pool_open(&p, e->dir, lineage, &e->log);
+	if (!err) {
+		err = map_dir_load_refs(p);
+		if (err)
+			pool_close(p);
+	}
+	if (!err) {
+		pool_refs_loaded(p);
+		p->eng = e;
+		p->maps_sync = maps_sync_hook;
+		p->maps_sync_ctx = e;
+		p->users = 1;
+		p->next = e->pools;
+		e->pools = p;
+		*out = p;
+	}
+	pthread_mutex_unlock(&e->lock);
+	return err;
+}
+
+struct pool *engine_pool_find(struct engine *e, const char *lineage)
+{
+	struct pool *p;
+
+	pthread_mutex_lock(&e->lock);
+	for (p = e->pools; p; p = p->next)
+		if (strcmp(p->lineage_hex, lineage) == 0)
+			break;
+	if (p)
+		p->users++;
+	pthread_mutex_unlock(&e->lock);
+	return p;
+}
+
+void engine_pool_put(struct pool *p)
+{
+	struct engine *e = p->eng;
+	struct pool **pp;
+
+	pthread_mutex_lock(&e->lock);
+	if (--p->users > 0) {
+		pthread_mutex_unlock(&e->lock);
+		return;
+	}
+	for (pp = &e->pools; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&e->lock);
+	pool_close(p);
+}
+
+int engine_pool_delete(struct engine *e, const char *lineage)
+{
+	uint8_t lin[CHUNK_LINEAGE_BYTES];
+	int err = 0;
+
+	if (engine_lineage_parse(lineage, lin) < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&e->lock);
+	for (struct pool *p = e->pools; p; p = p->next)
+		if (strcmp(p->lineage_hex, lineage) == 0)
+			err = -EBUSY;
+	pthread_mutex_unlock(&e->lock);
+	return err ? err : pool_files_remove(e->dir, lineage);
+}
+
+/* ========================== volume handles ============================ */
+
+int engine_vol_lookup(struct vol **out, struct engine *e, const char *id)
+{
+	struct vol *v;
+
+	pthread_mutex_lock(&e->lock);
+	for (v = e->vols; v; v = v->next)
+		if (strcmp(v->id, id) == 0)
+			break;
+	if (v)
+		v->users++;
+	pthread_mutex_unlock(&e->lock);
+	*out = v;
+	return v ? 0 : -ENOENT;
+}
+
+int engine_vol_is_open(struct engine *e, const char *id)
+{
+	int open = 0;
+
+	pthread_mutex_lock(&e->lock);
+	for (struct vol *v = e->vols; v && !open; v = v->next)
+		open = strcmp(v->id, id) == 0;
+	pthread_mutex_unlock(&e->lock);
+	return open;
+}
+
+int engine_vol_open(struct vol **out, struct engine *e, const char *lineage, const char *id, int writable)
+{
+	struct pool *p;
+	struct vol *v;
+	int err;
+
+	if (strlen(id) >= ENGINE_ID_MAX || strchr(id, '/'))
+		return -EINVAL;
+	if (engine_vol_lookup(out, e, id) == 0)
+		return 0;
+	err = engine_pool_get(&p, e, lineage);
+	if (err)
+		return err;
+	err = vol_create(&v, p, id, writable, &e->log, e->par);
+	if (err) {
+		engine_pool_put(p);
+		return err;
+	}
+	pthread_mutex_lock(&e->lock);
+	/* Lost a race with another opener?  Use theirs. */
+	for (struct vol *o = e->vols; o; o = o->next) {
+		if (strcmp(o->id, id) == 0) {
+			o->users++;
+			pthread_mutex_unlock(&e->lock);
+			vol_destroy(v);
+			engine_pool_put(p);
+			*out = o;
+			return 0;
+		}
+	}
+	v->eng = e;
+	v->users = 1;
+	v->next = e->vols;
+	e->vols = v;
+	pthread_mutex_unlock(&e->lock);
+	*out = v;
+	return 0;
+}
+
+void engine_vol_close(struct vol *v)
+{
+	struct engine *e;
+	struct pool *p;
+
+	if (!v)
+		return;
+	e = v->eng;
+	pthread_mutex_lock(&e->lock);
+	if (--v->users > 0) {
+		pthread_mutex_unlock(&e->lock);
+		return;
+	}
+	for (struct vol **pp = &e->vols; *pp; pp = &(*pp)->next) {
+		if (*pp == v) {
+			*pp = v->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (vol_is_writable(v) && vol_sync(v) < 0)
+		elog_printf(&e->log, 3, "volume %s: final sync failed; writes since the last fsync may be lost", v->id);
+	p = v->pool;
+	vol_destroy(v);
+	engine_pool_put(p);
+}
+
+int engine_vols_of_pool(struct engine *e, struct pool *p, struct vol ***out, size_t *n)
+{
+	struct vol **list = NULL, **nl;
+	size_t k = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&e->lock);
+	for (struct vol *v = e->vols; v; v = v->next) {
+		if (v->pool != p || !vol_is_writable(v))
+			continue;
+		nl = realloc(list, (k + 1) * sizeof(*nl));
+		if (!nl) {
+			err = -ENOMEM;
+			break;
+		}
+		list = nl;
+		v->users++;
+		list[k++] = v;
+	}
+	pthread_mutex_unlock(&e->lock);
+	*out = list;
+	*n = k;
+	return err;
+}

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool.h - one lineage's chunk pool: data, tag table, slot reference
+ * counts (private to fs/engine/; see pool.c).  Below maps, volumes and the
+ * engine table in the engine's file chain: it knows none of them.
+ */
+#ifndef EVFS_POOL_H
+#define EVFS_POOL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "chunk.h"
+#include "elog.h"
+
+#define POOL_HDR_BYTES 4096u
+#define POOL_SEG_SHIFT 20u                    /* 2^20 tag entries a segment */
+#define POOL_SEG_ENTRIES (1ull << POOL_SEG_SHIFT)
+#define POOL_SEG_BYTES (POOL_SEG_ENTRIES * sizeof(struct chunk_tag))
+#define POOL_MAX_SEGS 4096u                   /* 2^32 slots */
+#define POOL_PENDING UINT32_MAX               /* refcount of a freed, not yet reusable slot */
+
+struct engine;
+struct pool;
+struct vol;
+
+/* fdatasync every open writable map of the pool but `except` (installed
+ * by the engine table, which alone knows the open maps). */
+typedef int (*pool_maps_sync_fn)(void *ctx, struct pool *p, const struct vol *except);
+
+struct pool {
+	/* The engine table's fields (engine.c; protected by engine->lock).
+	 * Nothing below engine.c uses them. */
+	struct engine *eng;
+	struct pool *next;
+	unsigned users;
+	pool_maps_sync_fn maps_sync;              /* immutable once in the table */
+	void *maps_sync_ctx;
+
+	struct elog *log;
+	const char *pools_dir;                    /* STORE/pools, for messages */
+	uint8_t lineage[CHUNK_LINEAGE_BYTES];
+	char lineage_hex[33];
+	uint32_t chunk_size;
+	unsigned chunk_shift;
+	int encrypted;
+	int dir_fd, data_fd, tags_fd;
+	/* Tag segments are mapped read-only once and never unmapped while the
+	 * pool is open; readers load the pointer atomically. */
+	_Atomic(const struct chunk_tag *) seg[POOL_MAX_SEGS];
+	pthread_mutex_t lock;                     /* allocator state below; pool.c only */
+	uint32_t *refs;                           /* per slot; protected by lock */
+	uint64_t nslots;                          /* slots ever allocated; lock */
+	uint64_t cap;                             /* refs capacity; lock */
+	uint64_t nfree;                           /* refs == 0 in [0,nslots); lock */
+	uint64_t cursor;                          /* next-fit scan start; lock */
+};
+
+/* Lineage hex (32 lowercase hex digits) to bytes; -EINVAL if malformed. */
+int pool_lineage_parse(const char *hex, uint8_t out[static CHUNK_LINEAGE_BYTES]);
+/* New pool directory pools_dir/<lineage>/ with data, tags, maps/. */
+int pool_files_create(const char *pools_dir, const char *lineage, uint32_t chunk_size, int encrypted);
+/* Remove an empty pool's files; -EBUSY while maps remain. */
+int pool_files_remove(const char *pools_dir, const char *lineage);
+
+/* Opening takes three steps: pool_open (files, header, tag mappings), then
+ * the owner counts every map's references (pool_ref_load, from
+ * map_dir_load_refs), then pool_refs_loaded.  pools_dir and log must
+ * outlive the pool. */
+int pool_open(struct pool **out, const char *pools_dir, const char *lineage, struct elog *log);
+/* One reference of a map to slot, while loading; -ERANGE (logged) for a
+ * slot beyond the tag table. */
+int pool_ref_load(struct pool *p, uint64_t slot);
+void pool_refs_loaded(struct pool *p);
+void pool_close(struct pool *p);
+
+/* Slots and reference counts (pool->lock inside; never blocks on I/O). */
+int pool_alloc(struct pool *p, uint64_t n, uint64_t *slots);
+void pool_release_new(struct pool *p, const uint64_t *slots, uint64_t n);
+int pool_unref(struct pool *p, uint64_t slot);   /* returns 1 if now unreferenced (PENDING) */
+int pool_ref(struct pool *p, uint64_t slot);
+uint32_t pool_refcount(struct pool *p, uint64_t slot);
+uint64_t pool_nslots(struct pool *p);
+void pool_free_pending(struct pool *p, const uint64_t *slots, size_t n);
+/* fsck reclaim: mark up to max consecutive free slots from `first` for
+ * which want() holds PENDING (the allocator skips them); returns how many. */
+uint64_t pool_claim_run(struct pool *p, uint64_t first, uint64_t max, int (*want)(void *ctx, uint64_t slot),
+			void *ctx);
+
+/* Data and tags. */
+const struct chunk_tag *pool_tag(struct pool *p, uint64_t slot);
+int pool_tags_store(struct pool *p, uint64_t slot, const struct chunk_tag *tags, uint64_t n);
+int pool_chunk_load(struct pool *p, uint64_t slot, uint8_t *cipher);   /* -EUCLEAN if short */
+void pool_punch(struct pool *p, uint64_t slot);
+int pool_punch_run(struct pool *p, uint64_t first, uint64_t count);   /* slots first..first+count-1 */
+int pool_sync(struct pool *p);
+/* Every open writable map of the pool (but `except`) made durable: after
+ * that, slots only an older map state referenced may be reused. */
+int pool_maps_sync(struct pool *p, const struct vol *except);
+/* pool_maps_sync, then punch and free `slots` (which are PENDING). */
+void pool_punch_free(struct pool *p, const uint64_t *slots, size_t n);
+/* fsck: check the tag table header of a pool's tags file (-EUCLEAN if bad). */
+int pool_header_check(int tags_fd, const uint8_t lineage[static CHUNK_LINEAGE_BYTES], uint32_t *chunk_size,
+		      int *encrypted);
+
+#endif
