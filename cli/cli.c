@@ -89,7 +89,7 @@ int usage(struct cmdctx *x, const char *fmt, ...)
 
 int fail(struct cmdctx *x)
 {
-	const char *e = store_error(x->s);
+	const char *e = evfs_err_msg(x->c->err);
 	/* A full disk can surface from any layer: name the remedy once. */
 	int nospc = strstr(e, strerror(ENOSPC)) && !strstr(e, "free space");
 
@@ -256,7 +256,7 @@ static int objects_list(struct cmdctx *x, struct meta_filter *f)
 	if (x->json)
 		fputs("]\n", x->out);
 	if (rc < 0) {
-		fprintf(x->err, "evfsctl: catalog: %s\n", strerror(-rc));
+		fprintf(x->err, "evfsctl: catalog: %s\n", evfs_strerror(rc));
 		return 1;
 	}
 	return 0;
@@ -429,7 +429,9 @@ static int cmd_snapshot_image(struct cmdctx *x, enum meta_kind kind, const char 
 
 int cli_run(struct store *s, const struct store_caller *c, int json, int argc, char **argv, FILE *out, FILE *err)
 {
-	struct cmdctx x = { s, c, json, out, err };
+	struct evfs_err why = { "" };            /* this command's own message */
+	struct store_caller cc = *c;
+	struct cmdctx x = { s, &cc, json, out, err };
 	struct args a;
 	const char *grp = argc > 0 ? argv[0] : "";
 	const char *sub = argc > 1 ? argv[1] : "";
@@ -440,7 +442,9 @@ int cli_run(struct store *s, const struct store_caller *c, int json, int argc, c
 	rc = parse_args(&x, argc > skip ? argc - skip : 0, argv + (argc > skip ? skip : argc), &a);
 	if (rc)
 		return rc;
-	store_seterr_clear(s);
+	cc.err = &why;
+	c = &cc;
+	store_cause_clear(s);
 	if (strcmp(grp, "kms") == 0)
 		return cmd_kms(&x, sub, &a);
 	if (strcmp(grp, "key") == 0)

@@ -53,7 +53,7 @@ static int kerr(struct cmdctx *x, int rc, const char *op, const char *key)
 		why = "No space left on device: the filesystem holding the store is full; free space on it and retry";
 		break;
 	default:
-		why = strerror(-rc);
+		why = evfs_strerror(rc);
 	}
 	fprintf(x->err, "evfsctl: %s %s: %s\n", op, key ? key : "", why);
 	return 1;
@@ -350,7 +350,7 @@ static int audit_cb(void *ctx, const struct kms_audit_entry *e)
 		fprintf(au->x->out, "%s{\"seq\":%lld,\"time\":\"%s\",\"uid\":%u,\"user\":\"%s\",\"project\":\"%s\","
 			"\"op\":\"%s\",\"key\":\"%s\",\"result\":%d}", au->n ? "," : "", (long long)e->seq, t,
 			(unsigned)e->uid, e->user, e->project, e->op, e->key, e->result);
-	else
+	else   /* the audit records the KMS's errno: printed as the C library names it */
 		fprintf(au->x->out, "%6lld %s uid=%-5u %-10s %-12s %-20s %-36s %s\n", (long long)e->seq, t,
 			(unsigned)e->uid, e->user, e->project, e->op, e->key[0] ? e->key : "-",
 			e->result ? strerror(-e->result) : "ok");

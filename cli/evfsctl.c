@@ -72,7 +72,7 @@ static int cmd_init(const char *dir, int argc, char **argv)
 	}
 	rc = store_init(dir, &o, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "evfsctl: %s\n", err[0] ? err : strerror(-rc));
+		fprintf(stderr, "evfsctl: %s\n", err[0] ? err : evfs_strerror(rc));
 		return 1;
 	}
 	printf("created store %s (root key from %s %s)\n", dir, o.keyfile ? "key file" : "passphrase file",
@@ -151,7 +151,7 @@ int main(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	if (rc != -ENOENT) {
-		fprintf(stderr, "evfsctl: cannot talk to the mount of %s: %s\n", dir, strerror(-rc));
+		fprintf(stderr, "evfsctl: cannot talk to the mount of %s: %s\n", dir, evfs_strerror(rc));
 		return 1;
 	}
 	rc = store_open(&s, dir, NULL, log_stderr, NULL, err, sizeof(err));
@@ -166,7 +166,7 @@ int main(int argc, char **argv)
 		rc = -EBUSY;
 	}
 	if (rc) {
-		fprintf(stderr, "evfsctl: %s\n", err[0] ? err : strerror(-rc));
+		fprintf(stderr, "evfsctl: %s\n", err[0] ? err : evfs_strerror(rc));
 		return 1;
 	}
 	store_caller_init(s, &c, getuid(), getgid(), project);

@@ -23,6 +23,8 @@
  */
 #include "maps.h"
 
+#include "err.h"
+
 #include <dirent.h>
 #include <endian.h>
 #include <errno.h>
@@ -170,7 +172,7 @@ int map_dir_load_refs(struct pool *p)
 		if (err < 0) {
 			elog_printf(p->log, 3, "pool %s: chunk map %s/%s/maps/%s is damaged or unreadable (%s); restore "
 				    "the file from a copy: the lineage's volumes, snapshots and images are refused until "
-				    "then", p->lineage_hex, p->pools_dir, p->lineage_hex, de->d_name, strerror(-err));
+				    "then", p->lineage_hex, p->pools_dir, p->lineage_hex, de->d_name, evfs_strerror(err));
 			break;
 		}
 	}

@@ -38,6 +38,8 @@
  */
 #include "pool.h"
 
+#include "err.h"
+
 #include <dirent.h>
 #include <endian.h>
 #include <errno.h>
@@ -529,7 +531,7 @@ void pool_punch_free(struct pool *p, const uint64_t *slots, size_t n)
 	err = pool_maps_sync(p, NULL);
 	if (err) {
 		elog_printf(p->log, 3, "pool %s: syncing its open maps failed (%s); %zu freed chunks stay unused until "
-			    "the pool is reopened", p->lineage_hex, strerror(-err), n);
+			    "the pool is reopened", p->lineage_hex, evfs_strerror(err), n);
 		return;
 	}
 	for (size_t i = 0, run; i < n; i += run) {          /* consecutive slots: one punch */

@@ -295,7 +295,7 @@ int fs_ctx_open(struct fs_ctx *ctx)
 
 	n = store_reattach_all(s);
 	if (n < 0)
-		fs_log(ctx, LOG_WARNING, "re-attaching volumes failed: %s", store_error(s));
+		fs_log(ctx, LOG_WARNING, "re-attaching volumes failed: %s", evfs_strerror(n));
 	else
 		fs_log(ctx, LOG_NOTICE, "re-attached %d volume%s", n, n == 1 ? "" : "s");
 
@@ -568,7 +568,7 @@ static int probe_store(struct fs_ctx *ctx, int *allow_other)
 
 	rc = store_open(&s, ctx->store_dir, ctx->mountpoint, fs_log_store, ctx, err, sizeof(err));
 	if (rc < 0) {
-		fprintf(stderr, "evfs: %s\n", err[0] ? err : strerror(-rc));
+		fprintf(stderr, "evfs: %s\n", err[0] ? err : evfs_strerror(rc));
 		return -1;
 	}
 	cfg = store_config(s);
@@ -760,7 +760,7 @@ int main(int argc, char *argv[])
 	if (ctx->init_err) {
 		fs_log(ctx, LOG_ERR, "mount of %s on %s given up: the store could not be opened", store, mnt);
 	} else if (res < 0) {
-		fs_log(ctx, LOG_ERR, "FUSE loop failed: %s", strerror(-res));
+		fs_log(ctx, LOG_ERR, "FUSE loop failed: %s", evfs_strerror(res));
 	} else {
 		if (res > 0)
 			fs_log(ctx, LOG_NOTICE, "signal %d: unmounting %s", res, mnt);

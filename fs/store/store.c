@@ -41,21 +41,22 @@
 
 /* ============================== messages =============================== */
 
-void store_seterr(struct store *s, const char *fmt, ...)
+void store_seterr(struct store *s, const struct store_caller *c, const char *fmt, ...)
 {
+	struct evfs_err *e = c ? c->err : NULL;
 	va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(s->err, sizeof(s->err), fmt, ap);
-	va_end(ap);
+	/* The cause below is taken even when nobody wants the message, so it
+	 * cannot be appended to a later, unrelated one. */
+	if (e) {
+		va_start(ap, fmt);
+		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+		va_end(ap);
+	}
 	/* "Structure needs cleaning" alone does not say which file: add what
 	 * the lower layer logged (it names the file and the remedy). */
 	pthread_mutex_lock(&s->cause_lock);
-	if (s->cause[0] && !strstr(s->err, s->cause)) {
-		size_t n = strlen(s->err);
-
-		snprintf(s->err + n, sizeof(s->err) - n, " [%s]", s->cause);
-	}
+	evfs_err_append(e, s->cause);
 	s->cause[0] = '\0';
 	pthread_mutex_unlock(&s->cause_lock);
 }
@@ -85,11 +86,6 @@ static void sub_log(void *ctx, int level, const char *msg)
 
 	if (s->log)
 		s->log(s->log_ctx, level, msg);
-}
-
-const char *store_error(const struct store *s)
-{
-	return s->err;
 }
 
 const struct evfs_config *store_config(const struct store *s)
@@ -172,7 +168,7 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
-		snprintf(err, errsz, "init: cannot create store directory %s: %s", dir, strerror(-rc));
+		snprintf(err, errsz, "init: cannot create store directory %s: %s", dir, evfs_strerror(rc));
 		return rc;
 	}
 	join(path, sizeof(path), dir, CONFIG_FILE_NAME);
@@ -184,7 +180,7 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 	(void)chmod(dir, 0700);
 	rc = config_store(&cfg, path);
 	if (rc) {
-		snprintf(err, errsz, "init: cannot write %s: %s", path, strerror(-rc));
+		snprintf(err, errsz, "init: cannot write %s: %s", path, evfs_strerror(rc));
 		return rc;
 	}
 	kms_opts(&cfg, &ko, NULL);
@@ -192,7 +188,7 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 	rc = kms_create(path, &ko);
 	if (rc) {
 		snprintf(err, errsz, "init: cannot create the key store %s with %s %s: %s", path, cfg.key_source,
-			 cfg.key_path, strerror(-rc));
+			 cfg.key_path, evfs_strerror(rc));
 		goto undo;
 	}
 	join(path, sizeof(path), dir, "catalog.db");
@@ -201,7 +197,7 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 		rc = meta_setting_set(db, "store.region", cfg.region);
 	meta_close(db);
 	if (rc) {
-		snprintf(err, errsz, "init: cannot create the catalog %s: %s", path, strerror(-rc));
+		snprintf(err, errsz, "init: cannot create the catalog %s: %s", path, evfs_strerror(rc));
 		goto undo;
 	}
 	join(path, sizeof(path), dir, "pools");
@@ -218,7 +214,7 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 	}
 	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
-		snprintf(err, errsz, "init: cannot create backup directory %s: %s", path, strerror(-rc));
+		snprintf(err, errsz, "init: cannot create backup directory %s: %s", path, evfs_strerror(rc));
 		goto undo;
 	}
 	return 0;
@@ -316,13 +312,13 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 	rc = take_lock(s, mountpoint, err, errsz);
 	if (rc) {
 		if (rc != -EBUSY)
-			snprintf(err, errsz, "store %s: cannot lock %s: %s", s->dir, LOCK_NAME, strerror(-rc));
+			snprintf(err, errsz, "store %s: cannot lock %s: %s", s->dir, LOCK_NAME, evfs_strerror(rc));
 		goto fail;
 	}
 	join(path, sizeof(path), s->dir, "catalog.db");
 	rc = meta_open(&s->meta, path, 0, sub_log, s);
 	if (rc) {
-		snprintf(err, errsz, "store %s: catalog %s cannot be opened: %s%s", s->dir, path, strerror(-rc),
+		snprintf(err, errsz, "store %s: catalog %s cannot be opened: %s%s", s->dir, path, evfs_strerror(rc),
 			 rc == -EUCLEAN ? " (damaged or not an evfs catalog; restore it from a copy)" : "");
 		goto fail;
 	}
@@ -336,14 +332,14 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 				 s->cfg.key_source, s->cfg.key_path);
 		else
 			snprintf(err, errsz, "store %s: key store %s cannot be opened (root key from %s %s): %s%s",
-				 s->dir, path, s->cfg.key_source, s->cfg.key_path, strerror(-rc),
+				 s->dir, path, s->cfg.key_source, s->cfg.key_path, evfs_strerror(rc),
 				 rc == -EUCLEAN ? " (damaged or not an evfs key store; restore it from a copy)" : "");
 		goto fail;
 	}
 	join(path, sizeof(path), s->dir, "pools");
 	rc = engine_create(&s->eng, path, sub_log, s);
 	if (rc) {
-		snprintf(err, errsz, "store %s: cannot open %s: %s", s->dir, path, strerror(-rc));
+		snprintf(err, errsz, "store %s: cannot open %s: %s", s->dir, path, evfs_strerror(rc));
 		goto fail;
 	}
 	(void)mkdir(s->cfg.backup_dir, 0700);
@@ -376,43 +372,43 @@ void store_close(struct store *s)
 
 /* ============================== keys =================================== */
 
-int store_key_error(struct store *s, int err, const char *what, const struct kms_key_info *ki, const char *name)
+int store_key_error(struct store *s, const struct store_caller *c, int err, const char *what, const struct kms_key_info *ki, const char *name)
 {
 	const char *n = ki ? ki->alias : name;
 	const char *id = ki ? ki->id : "";
 
 	switch (err) {
 	case -EACCES:
-		store_seterr(s, "%s: key %s %s is not usable by this project: the project has no KMS grant or the "
+		store_seterr(s, c, "%s: key %s %s is not usable by this project: the project has no KMS grant or the "
 			     "key is not shared with it (R10, R13); ask a security administrator to run "
 			     "'evfsctl kms grant --project P', or the key's owner to share it", what, n, id);
 		break;
 	case -ENOKEY:
 		if (ki && ki->state == KMS_KEY_DELETED)
-			store_seterr(s, "%s: key %s (%s) is Deleted: its material is destroyed and the data it "
+			store_seterr(s, c, "%s: key %s (%s) is Deleted: its material is destroyed and the data it "
 				     "protects can never be read again (R19)", what, n, id);
 		else if (ki)
-			store_seterr(s, "%s: key %s (%s) is %s, only an Enabled key can be used (R14, R17); %s", what,
+			store_seterr(s, c, "%s: key %s (%s) is %s, only an Enabled key can be used (R14, R17); %s", what,
 				     n, id, kms_state_name(ki->state),
 				     ki->state == KMS_KEY_PENDING_DELETION
 					     ? "cancel its deletion with 'evfsctl key cancel-deletion KEY' and then "
 					       "enable it with 'evfsctl key enable KEY'"
 					     : "enable it with 'evfsctl key enable KEY'");
 		else
-			store_seterr(s, "%s: key %s is not available (R14)", what, n);
+			store_seterr(s, c, "%s: key %s is not available (R14)", what, n);
 		break;
 	case -ENOENT:
-		store_seterr(s, "%s: no key named %s in this project (see 'evfsctl key list')", what, n);
+		store_seterr(s, c, "%s: no key named %s in this project (see 'evfsctl key list')", what, n);
 		break;
 	case -ENOTUNIQ:
-		store_seterr(s, "%s: key name %s is ambiguous (several shared keys have it); use the key id", what, n);
+		store_seterr(s, c, "%s: key name %s is ambiguous (several shared keys have it); use the key id", what, n);
 		break;
 	case -EBADMSG:
-		store_seterr(s, "%s: the wrapped data key under %s failed authentication (catalog damaged or "
+		store_seterr(s, c, "%s: the wrapped data key under %s failed authentication (catalog damaged or "
 			     "tampered with)", what, n);
 		break;
 	default:
-		store_seterr(s, "%s: key %s: %s", what, n, strerror(-err));
+		store_seterr(s, c, "%s: key %s: %s", what, n, evfs_strerror(err));
 	}
 	return err;
 }
@@ -429,12 +425,12 @@ int store_key_choose(struct store *s, const struct store_caller *c, const char *
 	if (rc == 0)
 		return 0;
 	if (rc == -EACCES && kms_is_granted(s->kms, c->project) == 0) {
-		store_seterr(s, "project %s has no KMS grant, so it cannot use encryption yet (R10); ask a security "
+		store_seterr(s, c, "project %s has no KMS grant, so it cannot use encryption yet (R10); ask a security "
 			     "administrator (%s) to run 'evfsctl kms grant --project %s'", c->project,
 			     s->cfg.security_admins, c->project);
 		return -EACCES;
 	}
-	return store_key_error(s, rc, "encrypt", ki->id[0] ? ki : NULL, n);
+	return store_key_error(s, c, rc, "encrypt", ki->id[0] ? ki : NULL, n);
 }
 
 static int key_info_by_id(struct store *s, const struct store_caller *c, const char *project, const char *id,
@@ -473,7 +469,7 @@ int store_lineage_new(struct store *s, const struct store_caller *c, int encrypt
 		if (rc) {
 			struct kms_key_info ki;
 
-			return store_key_error(s, rc, "generate data key",
+			return store_key_error(s, c, rc, "generate data key",
 					       key_info_by_id(s, c, NULL, key_id, &ki) == 0 ? &ki : NULL, key_id);
 		}
 	}
@@ -481,7 +477,7 @@ int store_lineage_new(struct store *s, const struct store_caller *c, int encrypt
 	if (!rc)
 		rc = engine_pool_create(s->eng, lineage, s->cfg.chunk_size, encrypted);
 	if (rc) {
-		store_seterr(s, "cannot create the chunk pool of a new lineage: %s", strerror(-rc));
+		store_seterr(s, c, "cannot create the chunk pool of a new lineage: %s", evfs_strerror(rc));
 		if (dk) {
 			kms_dk_destroy(*dk);
 			*dk = NULL;
@@ -501,7 +497,7 @@ int store_lineage_unwrap(struct store *s, const struct store_caller *c, const ch
 
 	*dk = NULL;
 	if (rc) {
-		store_seterr(s, "lineage %s missing from the catalog: %s; run 'evfsctl fsck'", lineage, strerror(-rc));
+		store_seterr(s, c, "lineage %s missing from the catalog: %s; run 'evfsctl fsck'", lineage, evfs_strerror(rc));
 		return rc;
 	}
 	if (!l.encrypted)
@@ -513,7 +509,7 @@ int store_lineage_unwrap(struct store *s, const struct store_caller *c, const ch
 	if (rc) {
 		struct kms_key_info ki;
 
-		store_key_error(s, rc, "unwrap data key", key_info_by_id(s, c, project, l.key_id, &ki) == 0 ? &ki : NULL,
+		store_key_error(s, c, rc, "unwrap data key", key_info_by_id(s, c, project, l.key_id, &ki) == 0 ? &ki : NULL,
 				l.key_id);
 	}
 	return rc;
@@ -546,7 +542,7 @@ void store_lineage_gc(struct store *s, const char *lineage)
 		return;
 	rc = engine_pool_delete(s->eng, lineage);
 	if (rc && rc != -EBUSY)
-		store_logf(s, 4, "lineage %s: pool not removed: %s", lineage, strerror(-rc));
+		store_logf(s, 4, "lineage %s: pool not removed: %s", lineage, evfs_strerror(rc));
 	if (rc == 0 && cc.backups == 0 && meta_lineage_delete(s->meta, lineage) < 0)
 		store_logf(s, 4, "lineage %s: catalog row not removed", lineage);
 }
@@ -557,10 +553,10 @@ int store_object_find(struct store *s, const struct store_caller *c, enum meta_k
 	int rc = meta_object_lookup(s->meta, kind, c->project, name, o);
 
 	if (rc == -ENOENT)
-		store_seterr(s, "no %s named '%s' in project %s (see 'evfsctl %s list')", meta_kind_name(kind), name,
+		store_seterr(s, c, "no %s named '%s' in project %s (see 'evfsctl %s list')", meta_kind_name(kind), name,
 			     c->project, meta_kind_name(kind));
 	else if (rc)
-		store_seterr(s, "%s %s: catalog error: %s", meta_kind_name(kind), name, strerror(-rc));
+		store_seterr(s, c, "%s %s: catalog error: %s", meta_kind_name(kind), name, evfs_strerror(rc));
 	return rc;
 }
 
@@ -604,8 +600,8 @@ int store_attach_object(struct store *s, const struct store_caller *c, const str
 		if (v && vol_is_attached(v) && vol_detach(v) < 0)
 			store_logf(s, 3, "volume %s: detach after failed attach failed", o->name);
 		engine_vol_close(v);
-		if (!s->err[0] || rc == -ENOMEM)
-			store_seterr(s, "attach %s: %s", o->name, strerror(-rc));
+		if (!evfs_err_msg(c->err)[0] || rc == -ENOMEM)
+			store_seterr(s, c, "attach %s: %s", o->name, evfs_strerror(rc));
 		return rc;
 	}
 	snprintf(a->id, sizeof(a->id), "%s", o->id);
@@ -692,15 +688,16 @@ int store_reattach_all(struct store *s)
 
 	for (size_t i = 0; rc >= 0 && i < r.n; i++) {
 		struct store_caller c;
+		struct evfs_err why = { "" };
 
 		store_caller_init(s, &c, r.list[i].owner_uid, 0, r.list[i].project);
-		s->err[0] = 0;
+		c.err = &why;
 		if (store_attach_object(s, &c, &r.list[i]) == 0) {
 			n++;
 			store_logf(s, 6, "volume %s (project %s) re-attached", r.list[i].name, r.list[i].project);
 		} else {
 			store_logf(s, 4, "volume %s (project %s) was attached but cannot be re-attached: %s",
-				   r.list[i].name, r.list[i].project, s->err);
+				   r.list[i].name, r.list[i].project, why.msg);
 		}
 	}
 	free(r.list);
@@ -717,9 +714,8 @@ struct kms *store_kms(struct store *s)
 	return s->kms;
 }
 
-void store_seterr_clear(struct store *s)
+void store_cause_clear(struct store *s)
 {
-	s->err[0] = 0;
 	pthread_mutex_lock(&s->cause_lock);
 	s->cause[0] = '\0';
 	pthread_mutex_unlock(&s->cause_lock);

@@ -9,9 +9,10 @@
  * mounted, evfsctl forwards its command line to the mount's control socket
  * and the mount runs it here, with the caller's credentials.
  *
- * Errors are negative errno values; every failing call also leaves a
- * message for the user in store_error(s) naming the object, the rule and
- * the remedy.  Knows nothing of FUSE.
+ * Errors are negative errno values; every failing call that takes a
+ * caller also leaves a message for the user in the caller's own error
+ * object (c->err) naming the object, the rule and the remedy, so calls
+ * from several threads never share a buffer.  Knows nothing of FUSE.
  */
 #ifndef EVFS_STORE_H
 #define EVFS_STORE_H
@@ -21,6 +22,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "err.h"
 #include "meta/meta.h"
 
 #define STORE_WUR __attribute__((warn_unused_result))
@@ -34,6 +36,7 @@ struct store_caller {
 	char user[64];
 	char project[64];
 	FILE *progress;          /* progress bars of long operations go here; NULL: none */
+	struct evfs_err *err;    /* caller-owned: why the call failed; NULL: not wanted */
 };
 
 typedef void (*store_log_fn)(void *ctx, int level, const char *msg);
@@ -58,8 +61,8 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 /* Detach everything (wiping data keys) and close. */
 void store_close(struct store *s);
 
-const char *store_error(const struct store *s);       /* last message */
-void store_seterr_clear(struct store *s);
+/* Forget what the lower layers logged so far (a command starts). */
+void store_cause_clear(struct store *s);
 const struct evfs_config *store_config(const struct store *s);
 const char *store_dir(const struct store *s);
 /* Fill a caller from uid/gid (user name from the passwd db; project = the
@@ -140,7 +143,7 @@ int store_object_delete(struct store *s, const struct store_caller *c, enum meta
 			const char *name) STORE_WUR;
 int store_backup_create(struct store *s, const struct store_caller *c, const char *vol, const char *name,
 			int incremental, struct meta_object *out) STORE_WUR;
-int store_backup_delete(struct store *s, const struct meta_object *o) STORE_WUR;
+int store_backup_delete(struct store *s, const struct store_caller *c, const struct meta_object *o) STORE_WUR;
 int store_attach(struct store *s, const struct store_caller *c, const char *name) STORE_WUR;
 int store_detach(struct store *s, const struct store_caller *c, const char *name, int force, FILE *warn) STORE_WUR;
 /* Verify every chunk of an object; bad chunks reported on out. Returns
@@ -160,7 +163,8 @@ struct store_fsck_opts {
 };
 int store_fsck_run(struct store *s, const struct store_caller *c, const struct store_fsck_opts *o,
 		   FILE *out) STORE_WUR;
-int store_volume_resize(struct store *s, const struct meta_object *o, uint64_t size) STORE_WUR;
+int store_volume_resize(struct store *s, const struct store_caller *c, const struct meta_object *o,
+			uint64_t size) STORE_WUR;
 /* "Enabled", ... for a key id as seen from project (for listings). */
 const char *store_key_state_of(struct store *s, const char *project, const char *key_id);
 struct meta_db *store_meta(struct store *s);

@@ -49,13 +49,13 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 	if (rc)
 		return rc;
 	if (meta_object_lookup(s->meta, META_BACKUP, c->project, name, &o) == 0) {
-		store_seterr(s, "a backup named '%s' already exists in project %s; choose another name", name,
+		store_seterr(s, c, "a backup named '%s' already exists in project %s; choose another name", name,
 			     c->project);
 		return -EEXIST;
 	}
 	rc = meta_lineage_get(s->meta, v.lineage, &l);
 	if (rc) {
-		store_seterr(s, "volume %s: its lineage is missing from the catalog; run evfsctl fsck", vol);
+		store_seterr(s, c, "volume %s: its lineage is missing from the catalog; run evfsctl fsck", vol);
 		return rc;
 	}
 	snprintf(setting, sizeof(setting), "backup.last.%s", v.id);
@@ -64,7 +64,7 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 
 		if (meta_setting_get(s->meta, setting, last, sizeof(last)) < 0 || !last[0] ||
 		    meta_object_get(s->meta, last, &prev) < 0) {
-			store_seterr(s, "backup %s: volume %s has no previous backup to be incremental to; take a full "
+			store_seterr(s, c, "backup %s: volume %s has no previous backup to be incremental to; take a full "
 				     "backup first (without --incremental)", name, vol);
 			return -ENOENT;
 		}
@@ -83,7 +83,7 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 	snprintf(o.parent_id, sizeof(o.parent_id), "%s", v.id);
 	snprintf(o.vol_type, sizeof(o.vol_type), "%s", v.vol_type);
 	if (strlen(s->cfg.backup_dir) >= sizeof(o.location)) {
-		store_seterr(s, "backup_dir %s is longer than %zu bytes; choose a shorter path in evfs.ini",
+		store_seterr(s, c, "backup_dir %s is longer than %zu bytes; choose a shorter path in evfs.ini",
 			     s->cfg.backup_dir, sizeof(o.location) - 1);
 		return -ENAMETOOLONG;
 	}
@@ -121,7 +121,7 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 			store_logf(s, 4, "backup %s: temporary clone %s not removed", name, tmp.id);
 	}
 	if (rc) {
-		store_seterr(s, "backup %s of volume %s failed: %s%s%s%s", name, vol, strerror(-rc),
+		store_seterr(s, c, "backup %s of volume %s failed: %s%s%s%s", name, vol, evfs_strerror(rc),
 			     rc == -ENOSPC ? " (free space in the backup directory " : "",
 			     rc == -ENOSPC ? s->cfg.backup_dir : "",
 			     rc == -ENOSPC ? " and on the filesystem holding the store, or set backup_dir to another "
@@ -132,7 +132,7 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 	if (!rc)
 		rc = meta_setting_set(s->meta, setting, o.id);
 	if (rc) {
-		store_seterr(s, "backup %s: catalog update failed: %s", name, strerror(-rc));
+		store_seterr(s, c, "backup %s: catalog update failed: %s", name, evfs_strerror(rc));
 		return rc;
 	}
 	if (out)
@@ -162,7 +162,7 @@ static int chain_cb(void *ctx, const struct meta_object *o)
 	return 0;
 }
 
-int store_backup_delete(struct store *s, const struct meta_object *o)
+int store_backup_delete(struct store *s, const struct store_caller *c, const struct meta_object *o)
 {
 	struct chain_ctx ch = { 0 };
 	struct meta_filter f = { .kind = META_BACKUP, .parent_id = o->parent_id };
@@ -196,7 +196,7 @@ int store_backup_delete(struct store *s, const struct meta_object *o)
 	}
 	rc = backup_delete(o->location, o->id, kids, nk);
 	if (rc && rc != -ENOENT) {
-		store_seterr(s, "backup %s: cannot delete: %s (nothing was changed)", o->name, strerror(-rc));
+		store_seterr(s, c, "backup %s: cannot delete: %s (nothing was changed)", o->name, evfs_strerror(rc));
 		goto out;
 	}
 	rc = meta_object_delete(s->meta, o->id);
@@ -214,7 +214,7 @@ int store_backup_delete(struct store *s, const struct meta_object *o)
 		rc = meta_setting_set(s->meta, setting, base ? base->id : "");
 	}
 	if (rc)
-		store_seterr(s, "backup %s: catalog update failed: %s", o->name, strerror(-rc));
+		store_seterr(s, c, "backup %s: catalog update failed: %s", o->name, evfs_strerror(rc));
 	else
 		store_lineage_gc(s, o->lineage);
 out:
@@ -277,7 +277,7 @@ static int image_open_plain(struct store *s, const struct store_caller *c, const
 	if (rc)
 		return rc;
 	if (o->encrypted) {
-		store_seterr(s, "image %s is encrypted: encrypted images cannot be %s (R9); copy an unencrypted "
+		store_seterr(s, c, "image %s is encrypted: encrypted images cannot be %s (R9); copy an unencrypted "
 			     "image instead", img, what);
 		return -EPERM;
 	}
@@ -285,7 +285,7 @@ static int image_open_plain(struct store *s, const struct store_caller *c, const
 	if (!rc && !vol_is_attached(*v) && (rc = vol_attach(*v, NULL)) != 0)
 		engine_vol_close(*v);
 	if (rc)
-		store_seterr(s, "image %s: cannot open its map: %s", img, strerror(-rc));
+		store_seterr(s, c, "image %s: cannot open its map: %s", img, evfs_strerror(rc));
 	return rc;
 }
 
@@ -298,7 +298,7 @@ int store_image_export(struct store *s, const struct store_caller *c, const char
 	if (rc)
 		return rc;
 	if (file[0] != '/' && s->mounted) {
-		store_seterr(s, "image export %s: %s is a relative path and the command runs in the mount; give an "
+		store_seterr(s, c, "image export %s: %s is a relative path and the command runs in the mount; give an "
 			     "absolute path", img, file);
 		engine_vol_close(v);
 		return -EINVAL;
@@ -306,7 +306,7 @@ int store_image_export(struct store *s, const struct store_caller *c, const char
 	fd = open_as_caller(c, file);
 	if (fd < 0) {
 		rc = -errno;
-		store_seterr(s, "image export %s: cannot create %s: %s", img, file, strerror(-rc));
+		store_seterr(s, c, "image export %s: cannot create %s: %s", img, file, evfs_strerror(rc));
 	} else {
 		struct progress pr;
 
@@ -315,7 +315,7 @@ int store_image_export(struct store *s, const struct store_caller *c, const char
 		progress_end(&pr, rc == 0);
 		close(fd);
 		if (rc) {
-			store_seterr(s, "image export %s to %s failed: %s", img, file, strerror(-rc));
+			store_seterr(s, c, "image export %s to %s failed: %s", img, file, evfs_strerror(rc));
 			(void)unlink(file);
 		}
 	}
@@ -339,7 +339,7 @@ int store_image_replicate(struct store *s, const struct store_caller *c, const c
 		/* The mount (root) opens the other store for the caller: only
 		 * into a store the caller owns (R27). */
 		if (to_store[0] != '/' || stat(to_store, &st) != 0 || st.st_uid != c->uid) {
-			store_seterr(s, "image replicate %s: %s is not a store of yours (give the absolute path of a "
+			store_seterr(s, c, "image replicate %s: %s is not a store of yours (give the absolute path of a "
 				     "store you created); replication goes only into your own stores (R27)", img,
 				     to_store);
 			engine_vol_close(v);
@@ -348,7 +348,7 @@ int store_image_replicate(struct store *s, const struct store_caller *c, const c
 	}
 	rc = store_open(&d, to_store, NULL, NULL, NULL, err, sizeof(err));
 	if (rc) {
-		store_seterr(s, "image replicate %s: %s", img, err);
+		store_seterr(s, c, "image replicate %s: %s", img, err);
 		engine_vol_close(v);
 		return rc;
 	}
@@ -374,8 +374,12 @@ int store_image_replicate(struct store *s, const struct store_caller *c, const c
 	if (!rc)
 		rc = meta_object_insert(d->meta, &n);
 	if (rc) {
-		store_seterr(s, "image replicate %s to %s failed: %s%s", img, to_store, strerror(-rc),
-			     d->err[0] ? d->err : "");
+		char why[EVFS_ERR_MAX];
+
+		/* What the destination store said, if anything. */
+		snprintf(why, sizeof(why), "%s", evfs_err_msg(c->err));
+		store_seterr(s, c, "image replicate %s to %s failed: %s%s%s", img, to_store, evfs_strerror(rc),
+			     why[0] ? ": " : "", why);
 		if (n.lineage[0] && engine_map_delete(d->eng, n.lineage, n.id) == 0)
 			store_lineage_gc(d, n.lineage);
 	}

@@ -113,9 +113,15 @@ int store_file_open(struct store *s, const struct store_caller *c, enum meta_kin
 		/* Shares the attached handle; I/O fails with ENOKEY while detached. */
 		rc = engine_vol_open(&f->v, s->eng, o.lineage, o.id, 1);
 	} else {
-		rc = store_lineage_unwrap(s, c, o.project, o.lineage, &dk);
+		/* FUSE worker threads get here: the reason is this call's own. */
+		struct evfs_err why = { "" };
+		struct store_caller wc = *c;
+
+		wc.err = &why;
+		rc = store_lineage_unwrap(s, &wc, o.project, o.lineage, &dk);
 		if (rc) {
-			store_logf(s, 4, "%ss/%s: cannot open: %s", meta_kind_name(kind), name, s->err);
+			store_logf(s, 4, "%ss/%s: cannot open: %s", meta_kind_name(kind), name, why.msg);
+			evfs_err_set(c->err, "%s", why.msg);
 		} else if (kind == META_BACKUP) {
 			rc = backup_reader_open(&f->br, o.location, o.id, dk ? kms_dk_bytes(dk) : NULL);
 			kms_dk_destroy(dk);
@@ -179,19 +185,19 @@ uint64_t store_file_size(struct store_file *f)
 	return f->v ? vol_size(f->v) : backup_reader_size(f->br);
 }
 
-int store_volume_resize(struct store *s, const struct meta_object *o, uint64_t size)
+int store_volume_resize(struct store *s, const struct store_caller *c, const struct meta_object *o, uint64_t size)
 {
 	struct vol *v;
 	int rc;
 
 	if (size < o->size) {
-		store_seterr(s, "volume %s: %llu bytes is smaller than its size %llu; volumes can be extended, "
+		store_seterr(s, c, "volume %s: %llu bytes is smaller than its size %llu; volumes can be extended, "
 			     "never shrunk (R23)", o->name, (unsigned long long)size, (unsigned long long)o->size);
 		return -EINVAL;
 	}
 	rc = engine_vol_open(&v, s->eng, o->lineage, o->id, 1);
 	if (rc) {
-		store_seterr(s, "volume %s: cannot open its map: %s", o->name, strerror(-rc));
+		store_seterr(s, c, "volume %s: cannot open its map: %s", o->name, evfs_strerror(rc));
 		return rc;
 	}
 	rc = vol_extend(v, size);
@@ -199,7 +205,7 @@ int store_volume_resize(struct store *s, const struct meta_object *o, uint64_t s
 	if (!rc)
 		rc = meta_object_set_size(s->meta, o->id, size);
 	if (rc)
-		store_seterr(s, "volume %s: extend failed: %s", o->name, strerror(-rc));
+		store_seterr(s, c, "volume %s: extend failed: %s", o->name, evfs_strerror(rc));
 	return rc;
 }
 
@@ -214,9 +220,17 @@ int store_file_truncate(struct store *s, const struct store_caller *c, const cha
 		return -EACCES;
 	if (size == o.size)
 		return 0;
-	rc = store_volume_resize(s, &o, size);
-	if (rc)
-		store_logf(s, 4, "volumes/%s: %s", name, s->err);
+	{
+		struct evfs_err why = { "" };
+		struct store_caller wc = *c;
+
+		wc.err = &why;
+		rc = store_volume_resize(s, &wc, &o, size);
+		if (rc) {
+			store_logf(s, 4, "volumes/%s: %s", name, why.msg);
+			evfs_err_set(c->err, "%s", why.msg);
+		}
+	}
 	return rc;
 }
 

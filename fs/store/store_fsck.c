@@ -110,7 +110,7 @@ static int seen_has(const struct fsck *f, const struct meta_object *o, uint64_t 
 static const char *errword(int err)
 {
 	return err == -EBADMSG ? "authentication failed (tampered, moved or damaged)" :
-	       err == -EUCLEAN ? "missing or short on disk" : strerror(-err);
+	       err == -EUCLEAN ? "missing or short on disk" : evfs_strerror(err);
 }
 
 /* NAME as fsck takes it: a volume, else a snapshot, image or backup of the
@@ -124,7 +124,7 @@ static int object_find_named(struct store *s, const struct store_caller *c, cons
 	for (size_t i = 0; i < 4 && rc == -ENOENT; i++)
 		rc = meta_object_lookup(s->meta, kinds[i], c->project, name, o);
 	if (rc)
-		store_seterr(s, "fsck: no volume, snapshot, image or backup named '%s' in project %s", name,
+		store_seterr(s, c, "fsck: no volume, snapshot, image or backup named '%s' in project %s", name,
 			     c->project);
 	return rc;
 }
@@ -282,7 +282,7 @@ void fsck_issue_cb(void *ctx, const struct engine_fsck_issue *is)
 		break;                               /* handled with the map list */
 	default:
 		fsck_emit(f, "problem", "pool", o, 0, 0, "%s: %s%s%s", who, engine_fsck_what_str(is->what),
-			  is->err ? ": " : "", is->err ? strerror(-is->err) : "");
+			  is->err ? ": " : "", is->err ? evfs_strerror(is->err) : "");
 	}
 }
 
@@ -306,11 +306,17 @@ static int object_chunks(struct fsck *f, const struct meta_object *o, int quaran
 
 	if ((o->kind != META_BACKUP && !fsck_map_present(s, o)) || !fsck_lin_by_id(f, o->lineage))
 		return 0;                          /* reported by fsck_object_files */
-	rc = store_lineage_unwrap(s, f->c, o->project, o->lineage, &dk);
+	{
+		struct store_caller wc = *f->c;
+
+		wc.err = &f->why;
+		evfs_err_clear(&f->why);
+		rc = store_lineage_unwrap(s, &wc, o->project, o->lineage, &dk);
+	}
 	if (rc) {
 		f->unchecked++;
 		fsck_emit(f, "unchecked", "key_unusable", o, 0, 0, "%s %s: chunks not checked: %s",
-			  meta_kind_name(o->kind), o->name, s->err);
+			  meta_kind_name(o->kind), o->name, f->why.msg);
 		return 1;
 	}
 	f->cur = o;
@@ -328,7 +334,7 @@ static int object_chunks(struct fsck *f, const struct meta_object *o, int quaran
 	f->checked++;
 	if (rc < 0)
 		fsck_emit(f, "problem", "unreadable", o, 0, 0, "%s %s: chunks could not be checked: %s",
-			  meta_kind_name(o->kind), o->name, strerror(-rc));
+			  meta_kind_name(o->kind), o->name, evfs_strerror(rc));
 	for (size_t i = 0; quarantine && rc >= 0 && i < f->nbad; i++) {
 		uint64_t ix = f->bad[i];
 		int q = engine_map_quarantine(s->eng, o->lineage, o->id, ix);
@@ -339,7 +345,7 @@ static int object_chunks(struct fsck *f, const struct meta_object *o, int quaran
 				  (unsigned long long)(ix * f->cs), (unsigned long long)((ix + 1) * f->cs - 1));
 		else
 			fsck_emit(f, "problem", "repair_failed", o, 1, ix, "%s %s: chunk %llu not quarantined: %s",
-				  meta_kind_name(o->kind), o->name, (unsigned long long)ix, strerror(-q));
+				  meta_kind_name(o->kind), o->name, (unsigned long long)ix, evfs_strerror(q));
 	}
 	if (f->bad_chunks > before && !quarantine && o->kind != META_BACKUP)
 		fsck_emit(f, "warning", "hint", o, 0, 0, "%s %s: %u bad chunk(s); restore the data from a backup, or "
@@ -358,7 +364,7 @@ static int may_repair(struct fsck *f)
 
 	if (f->c->uid == 0 || (stat(f->s->dir, &st) == 0 && st.st_uid == f->c->uid))
 		return 0;
-	store_seterr(f->s, "fsck %s: permission denied: only root or the store's owner may check the whole store "
+	store_seterr(f->s, f->c, "fsck %s: permission denied: only root or the store's owner may check the whole store "
 		     "or repair (R27)", f->o->name ? f->o->name : "--all");
 	return -EPERM;
 }
@@ -372,7 +378,7 @@ static int collect(struct fsck *f)
 	if (rc >= 0)
 		rc = engine_pool_list(f->s->eng, pool_cb, f);
 	if (rc < 0)
-		store_seterr(f->s, "fsck: cannot read the catalog or the pools directory: %s", strerror(-rc));
+		store_seterr(f->s, f->c, "fsck: cannot read the catalog or the pools directory: %s", evfs_strerror(rc));
 	return rc < 0 ? rc : 0;
 }
 
@@ -404,7 +410,7 @@ int store_fsck_run(struct store *s, const struct store_caller *c, const struct s
 	if ((!o->name || o->repair) && (rc = may_repair(&f)) != 0)
 		return rc;
 	if (o->quarantine && (!o->repair || !o->name)) {
-		store_seterr(s, "fsck: --quarantine needs --repair and an object name");
+		store_seterr(s, c, "fsck: --quarantine needs --repair and an object name");
 		return -EINVAL;
 	}
 	rc = collect(&f);
@@ -423,7 +429,7 @@ int store_fsck_run(struct store *s, const struct store_caller *c, const struct s
 			goto out;
 		}
 		if (o->quarantine && target->kind == META_BACKUP) {
-			store_seterr(s, "fsck %s: a backup cannot be quarantined (it is an immutable copy); take a new "
+			store_seterr(s, c, "fsck %s: a backup cannot be quarantined (it is an immutable copy); take a new "
 				     "backup and delete this one", o->name);
 			rc = -EINVAL;
 			goto out;
@@ -448,11 +454,7 @@ int store_fsck_run(struct store *s, const struct store_caller *c, const struct s
 		rc = object_chunks(&f, target, o->quarantine);
 		if (rc == 1) {
 			summary(&f);
-			char why[sizeof(s->err)];
-
-			/* s->err is the destination: never also a source. */
-			snprintf(why, sizeof(why), "%s", s->err);
-			store_seterr(s, "fsck %s: its chunks could not be checked: %s", o->name, why);
+			store_seterr(s, c, "fsck %s: its chunks could not be checked: %s", o->name, f.why.msg);
 			rc = -ENOKEY;
 			goto out;
 		}
@@ -535,6 +537,6 @@ int store_fsck(struct store *s, const struct store_caller *c, const char *name, 
 	}
 	kms_dk_destroy(dk);
 	if (rc < 0)
-		store_seterr(s, "fsck %s: %s", name, strerror(-rc));
+		store_seterr(s, c, "fsck %s: %s", name, evfs_strerror(rc));
 	return rc;
 }

@@ -128,14 +128,14 @@ static void pool_orphans(struct fsck *f, const char *lineage, int whole_orphan)
 				  "unshared chunks freed)", m.ids[i], lineage);
 		else
 			fsck_emit(f, "problem", "repair_failed", NULL, 0, 0, "orphan map %s of pool %s not removed: "
-				  "%s%s", m.ids[i], lineage, strerror(-rc),
+				  "%s%s", m.ids[i], lineage, evfs_strerror(rc),
 				  rc == -EBUSY ? " (open in the mount; close it and retry)" : "");
 		left += rc != 0;
 		rc = 0;
 	}
 	if (rc < 0)
 		fsck_emit(f, "problem", "pool", NULL, 0, 0, "pool %s: cannot list its maps: %s", lineage,
-			  strerror(-rc));
+			  evfs_strerror(rc));
 	if (whole_orphan && rc >= 0) {
 		fsck_emit(f, "problem", "orphan_pool", NULL, 0, 0, "pool %s belongs to no volume, snapshot or image "
 			  "(left by an interrupted command)%s", lineage, f->o->repair ? "" : "; --repair removes it");
@@ -145,7 +145,7 @@ static void pool_orphans(struct fsck *f, const char *lineage, int whole_orphan)
 				fsck_emit(f, "repaired", "orphan_pool", NULL, 0, 0, "removed orphan pool %s", lineage);
 			else
 				fsck_emit(f, "problem", "repair_failed", NULL, 0, 0, "orphan pool %s not removed: %s",
-					  lineage, strerror(-rc));
+					  lineage, evfs_strerror(rc));
 		}
 	}
 	free(m.ids);
@@ -164,7 +164,7 @@ void fsck_pool(struct fsck *f, const char *lineage)
 	f->cs = s->cfg.chunk_size;
 	rc = engine_pool_check(s->eng, lineage, fsck_issue_cb, f, &r);
 	if (rc < 0) {
-		fsck_emit(f, "problem", "pool", NULL, 0, 0, "pool %s cannot be checked: %s", lineage, strerror(-rc));
+		fsck_emit(f, "problem", "pool", NULL, 0, 0, "pool %s cannot be checked: %s", lineage, evfs_strerror(rc));
 		f->pool = NULL;
 		return;
 	}
@@ -190,7 +190,7 @@ void fsck_pool(struct fsck *f, const char *lineage)
 			rc = engine_pool_reclaim(s->eng, lineage, &n);
 			if (rc)
 				fsck_emit(f, "problem", "repair_failed", NULL, 0, 0, "pool %s: leaked slots not "
-					  "reclaimed: %s", lineage, strerror(-rc));
+					  "reclaimed: %s", lineage, evfs_strerror(rc));
 			else
 				fsck_emit(f, "repaired", "leaked", NULL, 0, 0, "pool %s: punched %llu leaked slot(s) "
 					  "(%llu bytes given back)", lineage, (unsigned long long)n,
@@ -318,6 +318,6 @@ void fsck_lineage_orphans(struct fsck *f)
 			fsck_emit(f, "repaired", "orphan_lineage", NULL, 0, 0, "removed lineage row %s", id);
 		else
 			fsck_emit(f, "problem", "repair_failed", NULL, 0, 0, "lineage row %s not removed: %s", id,
-				  strerror(-rc));
+				  evfs_strerror(rc));
 	}
 }

@@ -59,12 +59,12 @@ static int check_name(struct store *s, const struct store_caller *c, enum meta_k
 
 	if (n == 0 || n >= META_NAME_MAX || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 						"0123456789._-") != n || name[0] == '.') {
-		store_seterr(s, "%s name '%s' is not valid: use 1-63 letters, digits, '.', '_' or '-', not starting "
+		store_seterr(s, c, "%s name '%s' is not valid: use 1-63 letters, digits, '.', '_' or '-', not starting "
 			     "with '.'", meta_kind_name(kind), name);
 		return -EINVAL;
 	}
 	if (meta_object_lookup(s->meta, kind, c->project, name, &o) == 0) {
-		store_seterr(s, "a %s named '%s' already exists in project %s; choose another name",
+		store_seterr(s, c, "a %s named '%s' already exists in project %s; choose another name",
 			     meta_kind_name(kind), name, c->project);
 		return -EEXIST;
 	}
@@ -75,18 +75,18 @@ int store_owner_check(struct store *s, const struct store_caller *c, const struc
 {
 	if (c->uid == 0 || c->uid == o->owner_uid)
 		return 0;
-	store_seterr(s, "%s %s: permission denied: it belongs to uid %u (R27); ask its owner or root", op, o->name,
+	store_seterr(s, c, "%s %s: permission denied: it belongs to uid %u (R27); ask its owner or root", op, o->name,
 		     (unsigned)o->owner_uid);
 	return -EPERM;
 }
 
 /* Insert o into the catalog; on failure drop its map (pool side first). */
-static int commit_object(struct store *s, struct meta_object *o)
+static int commit_object(struct store *s, const struct store_caller *c, struct meta_object *o)
 {
 	int rc = meta_object_insert(s->meta, o);
 
 	if (rc) {
-		store_seterr(s, "%s %s: catalog insert failed: %s", meta_kind_name(o->kind), o->name, strerror(-rc));
+		store_seterr(s, c, "%s %s: catalog insert failed: %s", meta_kind_name(o->kind), o->name, evfs_strerror(rc));
 		if (o->kind != META_BACKUP && engine_map_delete(s->eng, o->lineage, o->id) < 0)
 			store_logf(s, 3, "%s %s: orphan map left in pool %s", meta_kind_name(o->kind), o->name, o->lineage);
 		store_lineage_gc(s, o->lineage);
@@ -225,13 +225,13 @@ static int create_reencrypted(struct store *s, const struct store_caller *c, str
 		engine_vol_close(sv);
 	}
 	progress_end(&pr, rc == 0);
-	if (rc && !s->err[0] && src->kind == META_BACKUP && (rc == -EUCLEAN || rc == -EBADMSG))
-		store_seterr(s, "volume %s: copying from backup %s failed: %s (the backup file %s/%s.evb is damaged; "
-			     "restore it from a copy, or use another backup)", o->name, src->name, strerror(-rc),
+	if (rc && !evfs_err_msg(c->err)[0] && src->kind == META_BACKUP && (rc == -EUCLEAN || rc == -EBADMSG))
+		store_seterr(s, c, "volume %s: copying from backup %s failed: %s (the backup file %s/%s.evb is damaged; "
+			     "restore it from a copy, or use another backup)", o->name, src->name, evfs_strerror(rc),
 			     src->location, src->id);
-	else if (rc && !s->err[0])
-		store_seterr(s, "volume %s: copying from %s %s failed: %s%s", o->name, meta_kind_name(src->kind),
-			     src->name, strerror(-rc), rc == -EBADMSG ? " (source data damaged: run evfsctl fsck)" : "");
+	else if (rc && !evfs_err_msg(c->err)[0])
+		store_seterr(s, c, "volume %s: copying from %s %s failed: %s%s", o->name, meta_kind_name(src->kind),
+			     src->name, evfs_strerror(rc), rc == -EBADMSG ? " (source data damaged: run evfsctl fsck)" : "");
 out:
 	engine_vol_close(dv);
 	if (rc) {
@@ -258,7 +258,7 @@ int store_volume_create(struct store *s, const struct store_caller *c, const str
 		snprintf(o.vol_type, sizeof(o.vol_type), "%s", sp->type);
 	if (sp->from_kind == META_ANY) {
 		if (sp->size == 0) {
-			store_seterr(s, "volume %s: give --size SIZE (e.g. 10G) for an empty volume", sp->name);
+			store_seterr(s, c, "volume %s: give --size SIZE (e.g. 10G) for an empty volume", sp->name);
 			return -EINVAL;
 		}
 		o.size = sp->size;
@@ -279,7 +279,7 @@ int store_volume_create(struct store *s, const struct store_caller *c, const str
 			/* R5, R6: the source's encryption and key, sharing its chunks. */
 			if (sp->encrypt >= 0 && (sp->encrypt != src.encrypted ||
 						 (sp->key && src.encrypted))) {
-				store_seterr(s, "volume %s: a volume made from %s %s keeps its encryption (%s) (%s); "
+				store_seterr(s, c, "volume %s: a volume made from %s %s keeps its encryption (%s) (%s); "
 					     "drop --encrypt/--no-encrypt/--key", sp->name, meta_kind_name(sp->from_kind),
 					     src.name, src.encrypted ? "encrypted" : "not encrypted",
 					     sp->from_kind == META_SNAPSHOT ? "R5" : "R6");
@@ -297,7 +297,7 @@ int store_volume_create(struct store *s, const struct store_caller *c, const str
 		}
 	}
 	if (sp->encrypt != 1 && sp->key) {
-		store_seterr(s, "volume %s: --key needs --encrypt", sp->name);
+		store_seterr(s, c, "volume %s: --key needs --encrypt", sp->name);
 		return -EINVAL;
 	}
 	if (o.encrypted && !clone) {
@@ -322,14 +322,14 @@ int store_volume_create(struct store *s, const struct store_caller *c, const str
 		snprintf(o.lineage, sizeof(o.lineage), "%s", src.lineage);
 		rc = engine_map_clone(s->eng, src.lineage, src.id, o.id, o.size, 0);
 		if (rc) {
-			store_seterr(s, "volume %s: cloning %s %s failed: %s", sp->name, meta_kind_name(sp->from_kind),
-				     src.name, strerror(-rc));
+			store_seterr(s, c, "volume %s: cloning %s %s failed: %s", sp->name, meta_kind_name(sp->from_kind),
+				     src.name, evfs_strerror(rc));
 			return rc;
 		}
 	} else if (sp->from_kind == META_ANY) {
 		rc = store_lineage_new(s, c, o.encrypted, o.key_id, o.lineage, NULL);
 		if (!rc && (rc = engine_map_create(s->eng, o.lineage, o.id, o.size)) != 0) {
-			store_seterr(s, "volume %s: cannot create its map: %s", sp->name, strerror(-rc));
+			store_seterr(s, c, "volume %s: cannot create its map: %s", sp->name, evfs_strerror(rc));
 			store_lineage_gc(s, o.lineage);
 		}
 		if (rc)
@@ -339,7 +339,7 @@ int store_volume_create(struct store *s, const struct store_caller *c, const str
 		if (rc)
 			return rc;
 	}
-	rc = commit_object(s, &o);
+	rc = commit_object(s, c, &o);
 	if (!rc && out)
 		*out = o;
 	return rc;
@@ -352,7 +352,7 @@ int store_volume_extend(struct store *s, const struct store_caller *c, const cha
 
 	if (!rc)
 		rc = store_owner_check(s, c, &o, "extend volume");
-	return rc ? rc : store_volume_resize(s, &o, size);
+	return rc ? rc : store_volume_resize(s, c, &o, size);
 }
 
 int store_volume_rollback(struct store *s, const struct store_caller *c, const char *name, const char *snap)
@@ -367,20 +367,20 @@ int store_volume_rollback(struct store *s, const struct store_caller *c, const c
 	if (rc)
 		return rc;
 	if (strcmp(sn.parent_id, o.id) != 0) {
-		store_seterr(s, "volume %s: snapshot %s was not taken of it; roll back only to its own snapshots",
+		store_seterr(s, c, "volume %s: snapshot %s was not taken of it; roll back only to its own snapshots",
 			     name, snap);
 		return -EINVAL;
 	}
 	if (store_is_attached(s, o.id)) {
-		store_seterr(s, "volume %s is attached; detach it first ('evfsctl detach %s'), then roll back", name,
+		store_seterr(s, c, "volume %s is attached; detach it first ('evfsctl detach %s'), then roll back", name,
 			     name);
 		return -EBUSY;
 	}
 	rc = engine_map_clone(s->eng, o.lineage, sn.id, o.id, o.size, 1);
 	if (rc == -EBUSY)
-		store_seterr(s, "volume %s is open (a file handle in the mount); close it and detach, then retry", name);
+		store_seterr(s, c, "volume %s is open (a file handle in the mount); close it and detach, then retry", name);
 	else if (rc)
-		store_seterr(s, "volume %s: rollback to %s failed: %s", name, snap, strerror(-rc));
+		store_seterr(s, c, "volume %s: rollback to %s failed: %s", name, snap, evfs_strerror(rc));
 	return rc;
 }
 
@@ -409,10 +409,10 @@ int store_snapshot_create(struct store *s, const struct store_caller *c, enum me
 	snprintf(o.vol_type, sizeof(o.vol_type), "%s", v.vol_type);
 	rc = engine_map_clone(s->eng, v.lineage, v.id, o.id, 0, 0);
 	if (rc) {
-		store_seterr(s, "%s %s of volume %s failed: %s", meta_kind_name(kind), name, vol, strerror(-rc));
+		store_seterr(s, c, "%s %s of volume %s failed: %s", meta_kind_name(kind), name, vol, evfs_strerror(rc));
 		return rc;
 	}
-	rc = commit_object(s, &o);
+	rc = commit_object(s, c, &o);
 	if (!rc && out)
 		*out = o;
 	return rc;
@@ -432,7 +432,7 @@ int store_image_copy(struct store *s, const struct store_caller *c, const char *
 	if (rc)
 		return rc;
 	if (encrypt == 0 && src.encrypted) {
-		store_seterr(s, "image %s is encrypted; encrypted images cannot be turned into unencrypted ones (R9)",
+		store_seterr(s, c, "image %s is encrypted; encrypted images cannot be turned into unencrypted ones (R9)",
 			     img);
 		return -EPERM;
 	}
@@ -454,10 +454,10 @@ int store_image_copy(struct store *s, const struct store_caller *c, const char *
 		snprintf(o.lineage, sizeof(o.lineage), "%s", src.lineage);
 		rc = engine_map_clone(s->eng, src.lineage, src.id, o.id, 0, 0);
 		if (rc)
-			store_seterr(s, "image copy %s -> %s failed: %s", img, name, strerror(-rc));
+			store_seterr(s, c, "image copy %s -> %s failed: %s", img, name, evfs_strerror(rc));
 	}
 	if (!rc)
-		rc = commit_object(s, &o);
+		rc = commit_object(s, c, &o);
 	if (!rc && out)
 		*out = o;
 	return rc;
@@ -473,14 +473,14 @@ int store_object_delete(struct store *s, const struct store_caller *c, enum meta
 	if (rc)
 		return rc;
 	if (kind == META_VOLUME && store_is_attached(s, o.id)) {
-		store_seterr(s, "volume %s is attached; detach it first ('evfsctl detach %s')", name, name);
+		store_seterr(s, c, "volume %s is attached; detach it first ('evfsctl detach %s')", name, name);
 		return -EBUSY;
 	}
 	if (kind == META_BACKUP)
-		return store_backup_delete(s, &o);
+		return store_backup_delete(s, c, &o);
 	rc = meta_object_delete(s->meta, o.id);
 	if (rc) {
-		store_seterr(s, "%s %s: catalog delete failed: %s", meta_kind_name(kind), name, strerror(-rc));
+		store_seterr(s, c, "%s %s: catalog delete failed: %s", meta_kind_name(kind), name, evfs_strerror(rc));
 		return rc;
 	}
 	rc = engine_map_delete(s->eng, o.lineage, o.id);
@@ -490,7 +490,7 @@ int store_object_delete(struct store *s, const struct store_caller *c, enum meta
 		rc = 0;
 	} else if (rc && rc != -ENOENT) {
 		store_logf(s, 4, "%s %s: map not removed (%s); 'evfsctl fsck' will report it", meta_kind_name(kind),
-			   name, strerror(-rc));
+			   name, evfs_strerror(rc));
 	}
 	store_lineage_gc(s, o.lineage);
 	return 0;
@@ -508,7 +508,7 @@ int store_attach(struct store *s, const struct store_caller *c, const char *name
 	if (rc)
 		return rc;
 	if (!s->mounted) {
-		store_seterr(s, "attach %s: the store is not mounted; mount it first (evfs %s MOUNTPOINT), then attach",
+		store_seterr(s, c, "attach %s: the store is not mounted; mount it first (evfs %s MOUNTPOINT), then attach",
 			     name, s->dir);
 		return -ENOTCONN;
 	}
@@ -520,12 +520,12 @@ int store_attach(struct store *s, const struct store_caller *c, const char *name
 		if (rc) {
 			/* All or nothing: not attached unless recorded (R21). */
 			(void)store_detach_object(s, o.id);
-			store_seterr(s, "attach %s: the catalog could not record it (%s); the volume stays detached", name,
-				     strerror(-rc));
+			store_seterr(s, c, "attach %s: the catalog could not record it (%s); the volume stays detached", name,
+				     evfs_strerror(rc));
 		}
 	}
-	if (rc && !s->err[0])
-		store_seterr(s, "attach %s: %s", name, strerror(-rc));
+	if (rc && !evfs_err_msg(c->err)[0])
+		store_seterr(s, c, "attach %s: %s", name, evfs_strerror(rc));
 	return rc;
 }
 
@@ -545,7 +545,7 @@ int store_detach(struct store *s, const struct store_caller *c, const char *name
 		const char *state = kms_key_lookup(s->kms, &kc, o.key_id, &ki) < 0 ? "unavailable"
 										      : kms_state_name(ki.state);
 		if (!force) {
-			store_seterr(s, "detach %s refused: its key %s is %s; once detached the volume cannot be "
+			store_seterr(s, c, "detach %s refused: its key %s is %s; once detached the volume cannot be "
 				     "re-attached until the key is Enabled again (R18). Restore the key first, or "
 				     "use --force to detach anyway", name, o.key_id, state);
 			return -EPERM;
@@ -559,11 +559,11 @@ int store_detach(struct store *s, const struct store_caller *c, const char *name
 		sync_rc = 0;  /* not attached in this process: just record it */
 	rc = meta_object_set_attached(s->meta, o.id, 0);
 	if (rc)
-		store_seterr(s, "volume %s is detached (its data key is wiped) but the catalog could not record it: %s; "
-			     "the next mount re-attaches it unless 'evfsctl detach %s' is run again", name, strerror(-rc),
+		store_seterr(s, c, "volume %s is detached (its data key is wiped) but the catalog could not record it: %s; "
+			     "the next mount re-attaches it unless 'evfsctl detach %s' is run again", name, evfs_strerror(rc),
 			     name);
 	else if (sync_rc)
-		store_seterr(s, "volume %s is detached (its data key is wiped) but syncing its last writes failed: %s; "
-			     "writes since its last fsync may be lost", name, strerror(-(rc = sync_rc)));
+		store_seterr(s, c, "volume %s is detached (its data key is wiped) but syncing its last writes failed: %s; "
+			     "writes since its last fsync may be lost", name, evfs_strerror(rc = sync_rc));
 	return rc;
 }

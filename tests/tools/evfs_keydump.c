@@ -63,6 +63,7 @@ int main(int argc, char **argv)
 	static const enum meta_kind kindv[] = { META_VOLUME, META_SNAPSHOT, META_BACKUP, META_IMAGE };
 	struct store *s;
 	struct store_caller c;
+	struct evfs_err why = { "" };
 	char err[1024] = "";
 	int rc = 1;
 
@@ -94,13 +95,14 @@ int main(int argc, char **argv)
 			return usage();
 		}
 		store_caller_init(s, &c, 0, 0, argc == 6 ? argv[5] : NULL);
+		c.err = &why;
 		if (store_object_find(s, &c, kindv[i], argv[4], &o) == 0 &&
 		    store_lineage_unwrap(s, &c, o.project, o.lineage, &dk) == 0) {
 			if (dk) {
 				hex_line("dk", kms_dk_bytes(dk), KMS_KEY_BYTES);
 				rc = 0;
 			} else {
-				store_seterr(s, "%s %s is not encrypted: it has no data key", argv[3], argv[4]);
+				store_seterr(s, &c, "%s %s is not encrypted: it has no data key", argv[3], argv[4]);
 			}
 		}
 		kms_dk_destroy(dk);
@@ -109,19 +111,20 @@ int main(int argc, char **argv)
 		struct kms_caller kc;
 
 		store_caller_init(s, &c, 0, 0, argc == 5 ? argv[4] : NULL);
+		c.err = &why;
 		store_kcaller(&c, &kc, NULL);
 		rc = kms_key_lookup(s->kms, &kc, argv[3], &ki);
 		if (rc == 0)
 			rc = kms_test_cmk_versions(s->kms, ki.id, cmk_cb, ki.id);
 		if (rc < 0)
-			store_seterr(s, "key %s: %s", argv[3], strerror(-rc));
+			store_seterr(s, &c, "key %s: %s", argv[3], strerror(-rc));
 		rc = rc < 0;
 	} else {
 		store_close(s);
 		return usage();
 	}
 	if (rc)
-		fprintf(stderr, "evfs_keydump: %s\n", store_error(s)[0] ? store_error(s) : "failed");
+		fprintf(stderr, "evfs_keydump: %s\n", why.msg[0] ? why.msg : "failed");
 	fflush(stdout);
 	store_close(s);
 	return rc;

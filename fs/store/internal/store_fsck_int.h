@@ -23,6 +23,7 @@ struct fsck {
 	char (*pools)[META_LINEAGE_LEN + 1];
 	size_t npool, cappool;
 	const struct meta_object *cur;     /* object whose chunks are verified */
+	struct evfs_err why;               /* why the last object's chunks were not checked */
 	const char *pool;                  /* pool being checked */
 	uint32_t cs;
 	struct seen { size_t obj; uint64_t index; } *seen;   /* chunks with a broken map entry */

@@ -25,7 +25,6 @@ struct store {
 	int mounted;                    /* opened by the mount daemon */
 	store_log_fn log;
 	void *log_ctx;
-	char err[1024];                 /* last message; commands run one at a time */
 	pthread_mutex_t cause_lock;     /* protects `cause` (logged from any thread) */
 	char cause[512];                /* last error the engine, catalog or KMS logged during
 					   the current command: store_seterr appends it */
@@ -33,15 +32,18 @@ struct store {
 	struct attachment *attached;
 };
 
-void store_seterr(struct store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The caller's error message (c->err; dropped if c or c->err is NULL),
+ * with what the engine, catalog or KMS last logged appended. */
+void store_seterr(struct store *s, const struct store_caller *c, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 void store_logf(struct store *s, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void store_kcaller(const struct store_caller *c, struct kms_caller *k, const char *project);
 
 /* Resolve the key an encrypted object of project c->project will use
  * (NULL name: evs/default); checks grant and state (R10, R14). */
 int store_key_choose(struct store *s, const struct store_caller *c, const char *name, struct kms_key_info *ki);
-/* Explain a KMS error about key `ki` (or name) in s->err. */
-int store_key_error(struct store *s, int err, const char *what, const struct kms_key_info *ki, const char *name);
+/* Explain a KMS error about key `ki` (or name) in c->err. */
+int store_key_error(struct store *s, const struct store_caller *c, int err, const char *what, const struct kms_key_info *ki, const char *name);
 /* New lineage (pool + catalog row); *dk gets the plaintext DK if dk != NULL. */
 int store_lineage_new(struct store *s, const struct store_caller *c, int encrypted, const char *key_id,
 		      char lineage[static META_LINEAGE_LEN + 1], struct kms_dk **dk);
