@@ -8,6 +8,7 @@
 #   env: SIZE (file size, default 1G), RUNTIME (random tests, default 20), ONLY=snap (R24 part only)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/tests/e2e/json.sh"   # jget
 EVFS=${EVFS_BIN:-$ROOT/build/fs/fuse/evfs} CTL=${EVFSCTL_BIN:-$ROOT/build/cli/evfsctl}
 BASE=${1:-/var/tmp}; SIZE=${SIZE:-1G}; RUNTIME=${RUNTIME:-20}
 command -v fio >/dev/null || { echo "bench: install fio"; exit 1; }
@@ -69,7 +70,7 @@ for sz in 1G 100G; do
     ts+=($(( (e - s) / 1000 )))
   done
   SN[$sz]=$(printf '%s\n' "${ts[@]}" | sort -n | sed -n 3p)
-  lin=$($CTL --json snapshot show "snap$sz.1" | sed 's/.*"lineage":"\([^"]*\)".*/\1/')
+  lin=$($CTL --json snapshot show "snap$sz.1" | jget lineage)
   kib=$(du -k "$EVFS_STORE/pools/$lin/maps" | cut -f1)
   printf "snapshot of a %4s thin volume with 64 MiB written: median %6.1f ms, maps of volume + 5 snapshots %s KiB on disk\n" \
     "$sz" "$(echo "${SN[$sz]}" | awk '{print $1/1000}')" "$kib"

@@ -36,8 +36,8 @@ ok "writes at chunk boundaries and odd offsets read back like a plain file"
 printf 'EVFS-PLAINTEXT-MARKER-%s' {1..300} | dd of="$V" bs=1M seek=10 conv=notrunc,fsync status=none
 printf 'EVFS-PLAINTEXT-MARKER-%s' {1..300} | dd of="$MNT/volumes/plain1" bs=1M seek=1 conv=notrunc,fsync status=none
 grep -q "EVFS-PLAINTEXT-MARKER" "$V" || die "marker not readable through the mount"
-V1LIN=$(ctl --json volume show v1 | sed 's/.*"lineage":"\([0-9a-f]*\)".*/\1/')
-PLIN=$(ctl --json volume show plain1 | sed 's/.*"lineage":"\([0-9a-f]*\)".*/\1/')
+V1LIN=$(ctl --json volume show v1 | jget lineage)
+PLIN=$(ctl --json volume show plain1 | jget lineage)
 ! grep -rqa "EVFS-PLAINTEXT-MARKER" "$STORE/pools/$V1LIN" || die "plaintext marker found in the encrypted pool"
 grep -rqa "EVFS-PLAINTEXT-MARKER" "$STORE/pools/$PLIN" || die "unencrypted pool should hold the marker (control)"
 ok "encrypted pool holds no plaintext (the unencrypted control pool does)"

@@ -20,7 +20,7 @@ expect_refused() {
   sed 's/^/    /' "$T/err" | head -3 | cut -c1-240
 }
 sum() { sha256sum "$1" | cut -d' ' -f1; }
-field() { ctl --json "$1" show "$2" | sed "s/.*\"$3\":\"\\([^\"]*\\)\".*/\\1/"; }
+field() { ctl --json "$1" show "$2" | jget "$3"; }
 
 new_store
 # Mount log in the store, to check what the mount reports.

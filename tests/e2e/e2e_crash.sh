@@ -80,8 +80,9 @@ crash_round() {
   sed 's/^crashio verify [^:]*: /# /' "$T/v.cv" "$T/v.cp"
   fsck_clean cv; fsck_clean cp
   if [ "$snaps" != no ]; then
-    local n=0
-    for s in $(ctl --json snapshot list | grep -o '"name":"[^"]*"' | sed 's/"name":"\(.*\)"/\1/'); do
+    local n=0 names
+    names=$(ctl --json snapshot list | jget '*.name') || die "round $R: snapshot list"
+    for s in $names; do
       "$CRASHIO_BIN" verify "$MNT/snapshots/$s" "$T/j.cv" --any >"$T/v.s" || { cat "$T/v.s"; die "round $R: snapshot $s reads bad data"; }
       ctl fsck "$s" >"$T/f" 2>&1 || { cat "$T/f"; die "round $R: fsck of snapshot $s not clean"; }
       n=$((n + 1))

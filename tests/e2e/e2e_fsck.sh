@@ -7,7 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 command -v sqlite3 >/dev/null || { echo "SKIPPED: e2e_fsck needs the sqlite3 shell (apt-get install sqlite3)" >&2; exit 77; }
 new_store
-field() { sed "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/" <<<"$1"; }
+field() { jget "$2" <<<"$1"; }
 ctl volume create v --size 16M --encrypt >/dev/null
 ctl volume create p --size 8M >/dev/null
 ctl volume create w --size 8M --encrypt >/dev/null

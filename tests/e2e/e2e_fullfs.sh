@@ -134,7 +134,7 @@ grep -q '"name":"v"' "$T/vl" && grep -q '"name":"spare"' "$T/vl" || die "volume 
 ! grep -q '"name":"x"' "$T/vl" || die "a failed volume create left a volume"
 [ "$(ctl snapshot list | wc -l)" -le 1 ] && [ "$(ctl backup list | wc -l)" -le 1 ] || die "failed commands left objects"
 ctl key list >/dev/null && ctl kms audit --verify >/dev/null || die "kms unusable on a full disk"
-VLIN=$(ctl --json volume show v | sed 's/.*"lineage":"\([0-9a-f]*\)".*/\1/')
+VLIN=$(ctl --json volume show v | jget lineage)
 [ "$(ls -A "$STORE/pools/$VLIN/maps" | wc -l)" = 1 ] || die "failed commands left maps: $(ls -A "$STORE/pools/$VLIN/maps")"
 [ -z "$(ls -A "$STORE/backups")" ] || die "a failed backup left files: $(ls -A "$STORE/backups")"
 ok "on a full disk snapshot/backup/volume create fail with a 'no space ... free space' error; nothing half-made; lists and audit intact"

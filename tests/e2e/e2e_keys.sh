@@ -18,7 +18,7 @@ expect_fail 1 "$EVFSCTL_BIN" key schedule-deletion evs/default --days 30
 ok "R11: evs/default created by the grant, cannot be disabled or scheduled for deletion"
 # R2: --encrypt alone uses evs/default
 ctl volume create d1 --size 8M --encrypt >/dev/null
-DEF=$(ctl --json key show evs/default | sed 's/.*"id":"\([^"]*\)".*/\1/')
+DEF=$(ctl --json key show evs/default | jget key.id)
 grep -q "\"key\":\"$DEF\"" <<<"$(ctl --json volume show d1)" || die "R2: default key not used"
 ok "R2: --encrypt without --key uses evs/default"
 # R12 state machine with bad input
@@ -67,7 +67,7 @@ ok "R21: remount re-attaches volumes whose key is Enabled and reports the others
 # R13: share with another project
 ctl kms grant --project p2 >/dev/null
 ctl key share k1 --with p2 >/dev/null
-KID=$(ctl --json key show k1 | sed 's/.*"id":"\([^"]*\)".*/\1/')
+KID=$(ctl --json key show k1 | jget key.id)
 ctl --project p2 volume create pv --size 8M --encrypt --key "$KID" >/dev/null
 ctl key unshare k1 --with p2 >/dev/null
 expect_fail 1 "$EVFSCTL_BIN" --project p2 volume create pv2 --size 8M --encrypt --key "$KID"
@@ -99,7 +99,7 @@ ok "R14: a Disabled key cannot wrap a new DK; the refusal names key and state an
 ctl key enable k4 >/dev/null; ctl volume create w2 --size 8M --encrypt --key k4 >/dev/null
 ctl snapshot create w2 w2s >/dev/null; ctl backup create w2 w2b >/dev/null; ctl image create w2 w2i >/dev/null
 ctl kms grant --project p4 >/dev/null; ctl key share k4 --with p4 >/dev/null
-K4=$(ctl --json key show k4 | sed 's/.*"id":"\([^"]*\)".*/\1/')
+K4=$(ctl --json key show k4 | jget key.id)
 ctl --project p4 volume create w3 --size 8M --encrypt --key "$K4" >/dev/null
 ctl key disable k4 > "$T/out"
 for d in "volume *w2" "snapshot *w2s" "backup *w2b" "image *w2i" "volume *w3"; do

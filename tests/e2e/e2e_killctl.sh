@@ -30,7 +30,7 @@ after_kill() {
   if [ $rc != 0 ]; then
     [ $rc = 1 ] || { cat "$T/fsck"; die "fsck after killing $kind $name: exit $rc"; }
     grep -q "^problem: .*: chunk [0-9]* (bytes" "$T/fsck" && { cat "$T/fsck"; die "kill of $kind $name damaged data"; }
-    { ctl --json fsck 2>/dev/null || true; } | grep -o '"severity":"problem","code":"[a-z_]*"' | cut -d'"' -f8 \
+    { ctl --json fsck 2>/dev/null || true; } | jget 'items.severity=problem.code' \
       | sed "s/^/${kind:-key} /" >> "$T/found"
     ctl fsck --repair > "$T/rep" 2>&1 || { cat "$T/fsck" "$T/rep"; die "--repair after killing $kind $name did not clean up"; }
     ctl fsck >/dev/null || die "fsck not clean after --repair ($kind $name)"

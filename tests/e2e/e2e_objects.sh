@@ -9,9 +9,9 @@ ctl volume create p --size 16M >/dev/null
 mnt; ctl attach v >/dev/null; ctl attach p >/dev/null
 head -c 8M /dev/urandom > "$T/a"; dd if="$T/a" of="$MNT/volumes/v" conv=notrunc,fsync status=none
 dd if="$T/a" of="$MNT/volumes/p" bs=1M count=4 conv=notrunc,fsync status=none
-key() { ctl --json "$1" show "$2" | sed 's/.*"key":"\([^"]*\)".*/\1/'; }
-enc() { ctl --json "$1" show "$2" | sed 's/.*"encrypted":\([a-z]*\).*/\1/'; }
-KB=$(key volume v); KA=$(ctl --json key show ka | sed 's/.*"id":"\([^"]*\)".*/\1/')
+key() { ctl --json "$1" show "$2" | jget key; }
+enc() { ctl --json "$1" show "$2" | jget encrypted; }
+KB=$(key volume v); KA=$(ctl --json key show ka | jget key.id)
 # R8, R24: snapshot is CoW, frozen while the volume changes
 ctl snapshot create v s1 >/dev/null
 [ "$(key snapshot s1)" = "$KB" ] && [ "$(enc snapshot s1)" = true ] || die "R8"
@@ -23,7 +23,7 @@ ok "R8/R24: snapshot keeps the volume's key and stays frozen while the volume ch
 # R24: a snapshot's space follows the data written, not the nominal size
 ctl volume create huge --size 100G --encrypt >/dev/null; ctl attach huge >/dev/null
 head -c 1M /dev/urandom | dd of="$MNT/volumes/huge" bs=1M seek=51200 conv=notrunc,fsync status=none
-HL=$(ctl --json volume show huge | sed 's/.*"lineage":"\([^"]*\)".*/\1/')
+HL=$(ctl --json volume show huge | jget lineage)
 m0=$(du -sk "$STORE/pools/$HL/maps" | cut -f1); ctl snapshot create huge hsnap >/dev/null
 m1=$(du -sk "$STORE/pools/$HL/maps" | cut -f1)
 [ $((m1 - m0)) -le 64 ] || die "R24: snapshot of a 100 GiB volume with 1 MiB written took $((m1 - m0)) KiB of maps"
@@ -45,8 +45,8 @@ ctl backup create v b1 >/dev/null
 dd if=/dev/urandom of="$MNT/volumes/v" bs=4k count=3 seek=100 conv=notrunc,fsync status=none
 cp "$MNT/volumes/v" "$T/v_at_b2"
 ctl backup create v b2 --incremental >/dev/null
-st1=$(ctl --json backup show b1 | sed 's/.*"stored_bytes":\([0-9]*\).*/\1/')
-st2=$(ctl --json backup show b2 | sed 's/.*"stored_bytes":\([0-9]*\).*/\1/')
+st1=$(ctl --json backup show b1 | jget stored_bytes)
+st2=$(ctl --json backup show b2 | jget stored_bytes)
 [ "$st2" -le $((3 * 4096)) ] && [ "$st1" -ge $((8 * 1048576)) ] || die "incremental stored $st2 (full $st1)"
 cmp "$MNT/backups/b2" "$T/v_at_b2" || die "backup file content"
 ok "R7/R25: backups keep the key; the incremental stores only the 3 changed chunks ($st2 bytes) and reads back exactly"

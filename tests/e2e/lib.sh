@@ -1,6 +1,8 @@
 # Common setup for the end-to-end tests: a fresh store, a real FUSE mount,
 # cleanup of mounts and loop devices whatever happens.  Sourced by e2e_*.sh.
 set -euo pipefail
+# jget PATH: a field of `evfsctl --json` output on stdin (json.sh)
+. "$(dirname "${BASH_SOURCE[0]}")/json.sh"
 : "${EVFS_BIN:?}" "${EVFSCTL_BIN:?}"
 if [ "$(id -u)" != 0 ] || [ ! -c /dev/fuse ] || ! command -v fusermount3 >/dev/null; then
   echo "SKIPPED: end-to-end tests need root, /dev/fuse and fusermount3" >&2
