@@ -44,7 +44,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
-#include "fs/store.h"
+#include "store.h"
 
 #ifndef EVFS_GOLDEN_DIR
 #error "EVFS_GOLDEN_DIR (the tests/data/v1 directory) must be defined"
@@ -71,6 +71,7 @@ static struct {
 	char tmp[PATH_MAX], store[PATH_MAX + 8];
 	struct store *s;
 	struct store_caller c;
+	struct evfs_err err;        /* the caller's error object (t.c.err) */
 } t;
 
 /* ============================ store adapter ============================ */
@@ -98,7 +99,7 @@ static const char *why(struct store *s, int rc)
 
 	pthread_mutex_lock(&log_lock);
 	snprintf(buf, sizeof buf, "%s; store: %s; last log: %s", strerror(rc < 0 ? -rc : rc),
-		 s && store_error(s) ? store_error(s) : "", last_log);
+		 s ? evfs_err_msg(&t.err) : "", last_log);
 	pthread_mutex_unlock(&log_lock);
 	return buf;
 }
@@ -112,6 +113,7 @@ static void golden_open(void)
 
 	ck_assert_msg(rc == 0, "store_open %s: %s (%s)", t.store, strerror(-rc), err);
 	store_caller_init(t.s, &t.c, 0, 0, NULL);
+	t.c.err = &t.err;
 }
 
 /* ============================== manifest =============================== */
