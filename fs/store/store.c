@@ -720,3 +720,12 @@ void store_cause_clear(struct store *s)
 	s->cause[0] = '\0';
 	pthread_mutex_unlock(&s->cause_lock);
 }
+
+int store_owner_check(struct store *s, const struct store_caller *c, const struct meta_object *o, const char *op)
+{
+	if (c->uid == 0 || c->uid == o->owner_uid)
+		return 0;
+	store_seterr(s, c, "%s %s: permission denied: it belongs to uid %u (R27); ask its owner or root", op, o->name,
+		     (unsigned)o->owner_uid);
+	return -EPERM;
+}

@@ -21,7 +21,7 @@
  * the pool and the catalog row of a lineage go with its last object.
  *
  * Every failure leaves a message naming the object, the rule and the remedy
- * in s->err.  Operations that write the catalog and the pool do the pool
+ * in the caller's error object (c->err).  Operations that write the catalog and the pool do the pool
  * part first and the catalog last, undoing the pool part if the catalog
  * refuses: an interrupted command leaves at most an orphan map that fsck
  * reports, never a catalog entry without data.
@@ -71,15 +71,6 @@ static int check_name(struct store *s, const struct store_caller *c, enum meta_k
 	return 0;
 }
 
-int store_owner_check(struct store *s, const struct store_caller *c, const struct meta_object *o, const char *op)
-{
-	if (c->uid == 0 || c->uid == o->owner_uid)
-		return 0;
-	store_seterr(s, c, "%s %s: permission denied: it belongs to uid %u (R27); ask its owner or root", op, o->name,
-		     (unsigned)o->owner_uid);
-	return -EPERM;
-}
-
 /* Insert o into the catalog; on failure drop its map (pool side first). */
 static int commit_object(struct store *s, const struct store_caller *c, struct meta_object *o)
 {
@@ -90,91 +81,6 @@ static int commit_object(struct store *s, const struct store_caller *c, struct m
 		if (o->kind != META_BACKUP && engine_map_delete(s->eng, o->lineage, o->id) < 0)
 			store_logf(s, 3, "%s %s: orphan map left in pool %s", meta_kind_name(o->kind), o->name, o->lineage);
 		store_lineage_gc(s, o->lineage);
-	}
-	return rc;
-}
-
-/* ===================== copying between lineages ======================== */
-
-struct restore_ctx {
-	struct vol *dst;
-	struct progress *pr;
-	int err;
-};
-
-static int restore_cb(void *ctx, uint64_t index, const uint8_t *plain, uint32_t len)
-{
-	struct restore_ctx *r = ctx;
-	ssize_t w = vol_write(r->dst, plain, len, index * len);
-
-	if (w < 0)
-		return (int)w;
-	progress_update(r->pr, (index + 1) * len);
-	return 0;
-}
-
-/* Copy every data range of src (attached) into dst (attached) or, when dst
- * is NULL, into fd; holes are skipped.  Shared by restores, re-encrypting
- * copies, image export and replication. */
-int store_copy_data(struct vol *src, struct vol *dst, int fd, struct progress *p)
-{
-	const size_t blk = 1u << 20;
-	uint8_t *buf = malloc(blk);
-	uint64_t size = vol_size(src), off = 0;
-	int rc = 0;
-
-	if (!buf)
-		return -ENOMEM;
-	while (!rc && off < size) {
-		int64_t d = vol_seek(src, off, SEEK_DATA), h;
-
-		if (d < 0) {
-			rc = d == -ENXIO ? 0 : (int)d;
-			break;
-		}
-		h = vol_seek(src, (uint64_t)d, SEEK_HOLE);
-		if (h < 0)
-			h = (int64_t)size;
-		for (off = (uint64_t)d; !rc && off < (uint64_t)h;) {
-			size_t n = (uint64_t)h - off < blk ? (size_t)((uint64_t)h - off) : blk;
-			ssize_t r = vol_read(src, buf, n, off);
-
-			if (r > 0)
-				r = dst ? vol_write(dst, buf, (size_t)r, off) : pwrite(fd, buf, (size_t)r, (off_t)off);
-			if (r <= 0)
-				rc = r < 0 ? (dst ? (int)r : -errno) : -EIO;
-			else
-				off += (uint64_t)r;
-			progress_update(p, off);
-		}
-	}
-	sodium_memzero(buf, blk);
-	free(buf);
-	if (rc)
-		return rc;
-	if (dst)
-		return vol_sync(dst);
-	return ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0 ? -errno : 0;
-}
-
-/* Open map `id` of `lineage` and attach the key (NULL for unencrypted). */
-int store_open_attached(struct store *s, const char *lineage, const char *id, int writable, struct kms_dk *dk,
-			 struct vol **out)
-{
-	int rc = engine_vol_open(out, s->eng, lineage, id, writable);
-
-	if (rc) {
-		kms_dk_destroy(dk);
-		return rc;
-	}
-	if (vol_is_attached(*out)) {
-		kms_dk_destroy(dk);
-		return 0;
-	}
-	rc = vol_attach(*out, dk);
-	if (rc) {
-		kms_dk_destroy(dk);
-		engine_vol_close(*out);
 	}
 	return rc;
 }
@@ -207,17 +113,8 @@ static int create_reencrypted(struct store *s, const struct store_caller *c, str
 	}
 	progress_begin(&pr, c->progress, o->name, o->size);
 	if (src->kind == META_BACKUP) {
-		struct backup_reader *br;
-		struct restore_ctx r = { .dst = dv, .pr = &pr };
-
-		rc = backup_reader_open(&br, src->location, src->id, sdk ? kms_dk_bytes(sdk) : NULL);
+		rc = store_copy_backup(src, sdk, dv, &pr);
 		kms_dk_destroy(sdk);
-		if (!rc) {
-			rc = backup_reader_foreach(br, restore_cb, &r);
-			backup_reader_close(br);
-		}
-		if (!rc)
-			rc = vol_sync(dv);
 	} else {
 		rc = store_open_attached(s, src->lineage, src->id, 0, sdk, &sv);
 		if (!rc)

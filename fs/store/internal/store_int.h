@@ -59,9 +59,12 @@ int store_object_find(struct store *s, const struct store_caller *c, enum meta_k
  * (R27).  Every operation that changes an object or copies its data out
  * (snapshot, backup, image, volume from it, export) checks it. */
 int store_owner_check(struct store *s, const struct store_caller *c, const struct meta_object *o, const char *op);
-/* Copy src's data into dst, or into fd when dst is NULL (store_ops.c). */
+/* Copy src's data into dst, or into fd when dst is NULL (store_copy.c). */
 struct progress;
 int store_copy_data(struct vol *src, struct vol *dst, int fd, struct progress *p);
+/* Restore: write every chunk of backup bk (opened with dk; NULL if not
+ * encrypted) into dst (attached) and sync it (store_copy.c). */
+int store_copy_backup(const struct meta_object *bk, const struct kms_dk *dk, struct vol *dst, struct progress *p);
 /* Open map `id` and attach dk (consumed; NULL for unencrypted). */
 int store_open_attached(struct store *s, const char *lineage, const char *id, int writable, struct kms_dk *dk,
 			struct vol **out);
