@@ -25,10 +25,19 @@
 static char made[TC_MADE_MAX][PATH_MAX];
 static int nmade;
 
+static char root_set[PATH_MAX];
+
+void tc_tmp_root_set(const char *dir)
+{
+	snprintf(root_set, sizeof(root_set), "%s", dir ? dir : "");
+}
+
 const char *tc_tmp_root(void)
 {
 	const char *t = getenv("EVFS_TEST_TMPDIR");
 
+	if (root_set[0])
+		return root_set;
 	return t && *t ? t : "/tmp";
 }
 

@@ -23,8 +23,14 @@
 
 #define TC_PATH_MAX 1024
 
-/* $EVFS_TEST_TMPDIR if set and not empty, else "/tmp". */
+/* Where temp dirs go by default: the dir given to tc_tmp_root_set(), else
+ * $EVFS_TEST_TMPDIR if set and not empty, else "/tmp". */
 const char *tc_tmp_root(void);
+/* Make dir (e.g. a run's base dir made by main(), removed after the run, so
+ * that a test that fails in fork mode leaves nothing behind) the default
+ * parent of temp dirs; NULL goes back to the environment.  Forked tests
+ * inherit it. */
+void tc_tmp_root_set(const char *dir);
 /* Make a fresh directory <parent>/<prefix>.XXXXXX (parent NULL:
  * tc_tmp_root()) into out.  Returns 0 or a negative errno (out then "").
  * Usable outside a test (e.g. in main()). */
