@@ -15,7 +15,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,13 +26,16 @@
 #include "backup.h"
 #include "engine.h"
 #include "kms/kms.h"
+#include "tc.h"
+#include "tc_kms.h"
 
 #define MIB (1024u * 1024u)
 
 struct env {
-	char root[64], pools[128], bdir[128], db[128], keyfile[128];
+	char root[64], pools[128], bdir[128];
 	struct engine *e;
-	struct kms *k;
+	struct tc_kms kx;          /* encrypted volumes: the key store in root (tests/common) */
+	struct kms *k;             /* kx.k */
 	struct vol *v;
 	uint8_t lin[CHUNK_LINEAGE_BYTES];
 	char linhex[33];
@@ -48,25 +50,13 @@ struct env {
 
 static const struct kms_caller caller = { 0, "root", "p1" };
 
-static void env_kms_options(struct env *t, struct kms_options *o)
-{
-	memset(o, 0, sizeof(*o));
-	o->root_kind = KMS_ROOT_KEYFILE;
-	o->secret_path = t->keyfile;
-	o->region = "r1";
-	o->security_admins = "root";
-}
-
 static void env_init(struct env *t, int encrypted, uint32_t cs, uint64_t size)
 {
 	memset(t, 0, sizeof(*t));
 	ck_assert_int_ge(sodium_init(), 0);
-	snprintf(t->root, sizeof(t->root), "/tmp/evfs-bk-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(t->root));
+	tc_tmpdir(t->root, sizeof(t->root), NULL, "evfs-bk");
 	snprintf(t->pools, sizeof(t->pools), "%s/pools", t->root);
 	snprintf(t->bdir, sizeof(t->bdir), "%s/backups", t->root);
-	snprintf(t->db, sizeof(t->db), "%s/kms.db", t->root);
-	snprintf(t->keyfile, sizeof(t->keyfile), "%s/root.key", t->root);
 	ck_assert_int_eq(mkdir(t->bdir, 0700), 0);
 	t->cs = cs;
 	t->size = size;
@@ -81,36 +71,26 @@ static void env_init(struct env *t, int encrypted, uint32_t cs, uint64_t size)
 		ck_assert_int_eq(vol_attach(t->v, NULL), 0);
 		return;
 	}
-	struct kms_options o;
-	struct kms_key_info ki;
+	const struct tc_kms_cfg kc = { .region = "r1", .admins = "root" };
 	struct kms_dk *dk;
 
-	env_kms_options(t, &o);
-	ck_assert_int_eq(kms_create(t->db, &o), 0);
-	ck_assert_int_eq(kms_open(&t->k, t->db, &o), 0);
-	ck_assert_int_eq(kms_grant(t->k, &caller, "p1"), 0);
-	ck_assert_int_eq(kms_key_lookup(t->k, &caller, KMS_DEFAULT_ALIAS, &ki), 0);
-	snprintf(t->key_id, sizeof(t->key_id), "%s", ki.id);
-	ck_assert_int_eq(kms_dk_generate(t->k, &caller, ki.id, t->lin, sizeof(t->lin), t->wrapped, &t->wrapped_len,
+	tc_kms_init(&t->kx, t->root, &kc);
+	tc_kms_grant(&t->kx, "p1");
+	t->k = t->kx.k;
+	snprintf(t->key_id, sizeof(t->key_id), "%s", t->kx.default_key);
+	ck_assert_int_eq(kms_dk_generate(t->k, &caller, t->key_id, t->lin, sizeof(t->lin), t->wrapped, &t->wrapped_len,
 					 &dk), 0);
 	memcpy(t->key, kms_dk_bytes(dk), sizeof(t->key));
 	ck_assert_int_eq(vol_attach(t->v, dk), 0);
-}
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
 }
 
 static void env_fini(struct env *t)
 {
 	engine_vol_close(t->v);
 	engine_destroy(t->e);
-	kms_close(t->k);
-	nftw(t->root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	tc_kms_fini(&t->kx);
+	t->k = NULL;
+	(void)tc_rm_rf(t->root);
 	sodium_memzero(t->key, sizeof(t->key));
 }
 
@@ -643,7 +623,7 @@ struct reader_job {
 	struct backup_reader *r;
 	const uint8_t *want;
 	uint64_t size;
-	unsigned seed;
+	uint64_t seed;             /* tc PRNG state: the run's seed + the thread's number */
 	int bad;
 };
 
@@ -653,8 +633,8 @@ static void *reader_thread(void *arg)
 	uint8_t *b = malloc(256 * 1024);
 
 	for (int i = 0; i < 400; i++) {
-		uint64_t off = (uint64_t)rand_r(&j->seed) * 4099u % j->size;
-		size_t len = (size_t)rand_r(&j->seed) % (256 * 1024) + 1;
+		uint64_t off = tc_rand_below(&j->seed, j->size);
+		size_t len = (size_t)tc_rand_below(&j->seed, 256 * 1024) + 1;
 		ssize_t got = backup_reader_read(j->r, b, len, off);
 
 		if (got < 0 || memcmp(b, j->want + off, (size_t)got) != 0)
@@ -677,12 +657,13 @@ START_TEST(test_concurrent_readers)
 	chain_make(&t, &c);
 	ck_assert_int_eq(backup_reader_open(&r, t.bdir, c.b[2].id, t.key), 0);
 	for (unsigned i = 0; i < 6; i++) {
-		job[i] = (struct reader_job){ .r = r, .want = c.img[2], .size = t.size, .seed = i + 1 };
+		job[i] = (struct reader_job){ .r = r, .want = c.img[2], .size = t.size, .seed = tc_seed() + i + 1 };
 		ck_assert_int_eq(pthread_create(&th[i], NULL, reader_thread, &job[i]), 0);
 	}
 	for (unsigned i = 0; i < 6; i++) {
 		pthread_join(th[i], NULL);
-		ck_assert_int_eq(job[i].bad, 0);
+		ck_assert_msg(job[i].bad == 0, "reader %u: %d bad reads (replay with EVFS_TEST_SEED=%llu)", i,
+			      job[i].bad, (unsigned long long)tc_seed());
 	}
 	backup_reader_close(r);
 	chain_free(&c);
@@ -998,6 +979,7 @@ int main(void)
 
 	if (sodium_init() < 0)
 		return 1;
+	(void)tc_seed();   /* printed once; the forked tests inherit it */
 	srunner_run_all(sr, CK_ENV);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

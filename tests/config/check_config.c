@@ -7,6 +7,7 @@
  * runs each test in a forked child).
  */
 #include "config.h"
+#include "tc.h"
 
 #include <check.h>
 #include <errno.h>
@@ -29,8 +30,8 @@ static char err[512];
 
 static void setup(void)
 {
-	char tmpl[] = "/tmp/check_config.XXXXXX";
-	ck_assert_ptr_nonnull(mkdtemp(tmpl));
+	char tmpl[TC_PATH_MAX];
+	tc_tmpdir(tmpl, sizeof tmpl, NULL, "check_config");
 	ck_assert_ptr_nonnull(realpath(tmpl, dir));
 	snprintf(ini, sizeof ini, "%s/%s", dir, CONFIG_FILE_NAME);
 	err[0] = '\0';
@@ -38,9 +39,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	char cmd[PATH_MAX + 16];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(tc_rm_rf(dir), 0);
 }
 
 static void put_file(const char *path, const char *text)

@@ -28,13 +28,18 @@
 #include <sodium.h>
 
 #include "kms/kms.h"
+#include "tc.h"
+#include "tc_kms.h"
 
 /* base: one mkdtemp directory per run, made and removed by main() (a
  * failed assertion _exits the forked test before its teardown); dir: the
  * current test's directory inside it. */
 static char base[64], dir[128], dbp[192], keyp[192], passp[192];
+static struct tc_kms kx;   /* setup_store: creates and opens; K takes the handle */
 static struct kms *K;
 static int log_count;
+
+#define ADMINS "root, secadm\tops"
 
 static const struct kms_caller admin = {0, "root", "alpha"};
 static const struct kms_caller alice = {1000, "alice", "alpha"};
@@ -59,7 +64,7 @@ static struct kms_options opts(enum kms_root_kind kind, const char *secret)
 		.root_kind = kind,
 		.secret_path = secret,
 		.region = "region-1",
-		.security_admins = "root, secadm\tops",
+		.security_admins = ADMINS,
 		.log = test_log,
 		.log_ctx = NULL,
 	};
@@ -163,8 +168,7 @@ static int64_t sql_int(const char *q)
 static void setup_dir(void)
 {
 	ck_assert_int_ge(sodium_init(), 0);
-	snprintf(dir, sizeof(dir), "%s/t.XXXXXX", base);
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	tc_tmpdir(dir, sizeof(dir), base, "t");
 	snprintf(dbp, sizeof(dbp), "%s/kms.db", dir);
 	snprintf(keyp, sizeof(keyp), "%s/root.key", dir);
 	snprintf(passp, sizeof(passp), "%s/pass", dir);
@@ -174,12 +178,9 @@ static void setup_dir(void)
 
 static void teardown(void)
 {
-	char cmd[256];
-
 	kms_close(K);
 	K = NULL;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(tc_rm_rf(dir), 0);
 }
 
 static void reopen(void)
@@ -193,11 +194,12 @@ static void reopen(void)
 
 static void setup_store(void)
 {
-	struct kms_options o = opts(KMS_ROOT_KEYFILE, keyp);
+	const struct tc_kms_cfg cfg = { .region = "region-1", .admins = ADMINS, .log = test_log };
 
 	setup_dir();
-	ck_assert_int_eq(kms_create(dbp, &o), 0);
-	ck_assert_int_eq(kms_open(&K, dbp, &o), 0);
+	tc_kms_init(&kx, dir, &cfg);     /* dir/kms.db (dbp), key file dir/root.key (keyp) */
+	K = kx.k;                        /* the tests own K from here: reopen(), teardown() */
+	kx.k = NULL;
 }
 
 static void setup_granted(void)
@@ -1282,20 +1284,18 @@ static Suite *kms_suite(void)
 int main(void)
 {
 	SRunner *sr;
-	char cmd[128];
-	int failed;
+	int failed, rc;
 
-	snprintf(base, sizeof(base), "/tmp/check_kms.XXXXXX");
-	if (!mkdtemp(base)) {
-		perror("mkdtemp");
+	rc = tc_tmpdir_new(base, sizeof(base), NULL, "check_kms");
+	if (rc < 0) {
+		fprintf(stderr, "mkdtemp: %s\n", strerror(-rc));
 		return EXIT_FAILURE;
 	}
 	sr = srunner_create(kms_suite());
 	srunner_run_all(sr, CK_ENV);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
-	if (system(cmd) != 0)
+	if (tc_rm_rf(base) != 0)
 		failed++;
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -19,11 +19,11 @@
  */
 #include "meta/meta.h"
 #include "meta/meta_int.h"   /* meta_errno(), for the mapping table */
+#include "tc.h"
 
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -97,21 +97,12 @@ static struct meta_db *mem_open_lineages(void)
 
 static void tmpdir_make(char *dir, size_t sz)
 {
-	snprintf(dir, sz, "/tmp/check_meta.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
+	tc_tmpdir(dir, sz, NULL, "check_meta");
 }
 
 static void tmpdir_remove(const char *dir)
 {
-	ck_assert_int_eq(nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
+	ck_assert_int_eq(tc_rm_rf(dir), 0);
 }
 
 /* Run SQL on a file with a raw connection; returns the extended code. */

@@ -24,6 +24,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <sodium.h>
@@ -79,7 +80,7 @@ int main(void)
 	const char *tmp = getenv("EVFS_TEST_TMPDIR");
 	struct stat st;
 	SRunner *sr;
-	int failed;
+	int failed, rc;
 
 	if (sodium_init() < 0) {
 		fprintf(stderr, "sodium_init failed\n");
@@ -88,9 +89,9 @@ int main(void)
 	if (!tmp || !*tmp)
 		tmp = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0 ? "/dev/shm"
 													: "/tmp";
-	snprintf(g_base, sizeof(g_base), "%s/evfs-check-volume-XXXXXX", tmp);
-	if (!mkdtemp(g_base)) {
-		perror("mkdtemp");
+	rc = tc_tmpdir_new(g_base, sizeof(g_base), tmp, "evfs-check-volume");
+	if (rc < 0) {
+		fprintf(stderr, "mkdtemp under %s: %s\n", tmp, strerror(-rc));
 		return EXIT_FAILURE;
 	}
 	sr = srunner_create(volume_suite());

@@ -4,8 +4,8 @@
  *
  * A struct fx is one test's world: a temp dir under g_base (made by main),
  * an engine on dir/pools, one or two lineages (pools) and a key store
- * (dir/kms.db, key file dir/root.key, security admin "root", project p1
- * granted) holding each lineage's data key wrapped under evs/default with
+ * (the tc_kms fixture in dir: dir/kms.db, key file dir/root.key, security
+ * admin "root", project p1 granted) holding each lineage's data key wrapped under evs/default with
  * the lineage id as context.  fx_dk() unwraps a fresh struct kms_dk for each
  * vol_attach (whose ownership moves to the vol); unencrypted pools attach
  * with NULL.  Engine log lines are kept in f->log for assertions
@@ -15,7 +15,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,39 +26,26 @@
 
 #include "volume_fx.h"
 
-char g_base[512];
+char g_base[TC_PATH_MAX];
 const struct kms_caller CALLER = { 0, "root", "p1" };
 
 /* ============================== helpers =============================== */
 
+/* The PRNG is the shared splitmix64 (tests/common/tc.h), seeded by each
+ * test with a fixed value. */
 uint64_t splitmix(uint64_t *s)
 {
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return tc_splitmix64(s);
 }
 
 uint64_t rnd(uint64_t *s, uint64_t n)
 {
-	return n ? splitmix(s) % n : 0;
+	return tc_rand_below(s, n);
 }
 
 void rnd_fill(uint64_t *s, uint8_t *p, size_t n)
 {
-	size_t i = 0;
-
-	for (; i + 8 <= n; i += 8) {
-		uint64_t w = splitmix(s);
-
-		memcpy(p + i, &w, 8);
-	}
-	if (i < n) {
-		uint64_t w = splitmix(s);
-
-		memcpy(p + i, &w, n - i);
-	}
+	tc_rand_fill(s, p, n);
 }
 
 /* Position-dependent content: byte at volume offset x for `seed`. */
@@ -136,18 +122,10 @@ void *xcalloc(size_t n)
 	return p;
 }
 
-static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	(void)remove(path);
-	return 0;
-}
-
+/* Only under a directory made by tc_tmpdir (g_base, the test dirs). */
 void rm_rf(const char *dir)
 {
-	(void)nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	(void)tc_rm_rf(dir);
 }
 
 int64_t file_blocks(const char *path)
@@ -260,30 +238,20 @@ int fx_lineage_add(struct fx *f)
 
 void fx_init_cs(struct fx *f, int enc, uint32_t cs)
 {
-	char db[PATH_MAX + 16], key[PATH_MAX + 16];
-	struct kms_options o = { 0 };
-	struct kms_key_info ki;
+	const struct tc_kms_cfg kc = { .region = "region-1", .admins = "root" };
 
 	memset(f, 0, sizeof(*f));
 	pthread_mutex_init(&f->log_lock, NULL);
 	f->enc = enc;
 	f->cs = cs;
-	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", g_base);
-	ck_assert_msg(mkdtemp(f->dir) != NULL, "mkdtemp: %s", strerror(errno));
+	tc_tmpdir(f->dir, sizeof(f->dir), g_base, "t");
 	snprintf(f->pools, sizeof(f->pools), "%s/pools", f->dir);
 	/* A key store for every test: unencrypted tests use its DKs to check
 	 * that an encrypted key is refused. */
-	snprintf(db, sizeof(db), "%s/kms.db", f->dir);
-	snprintf(key, sizeof(key), "%s/root.key", f->dir);
-	o.root_kind = KMS_ROOT_KEYFILE;
-	o.secret_path = key;
-	o.region = "region-1";
-	o.security_admins = "root";
-	ck_assert_int_eq(kms_create(db, &o), 0);
-	ck_assert_int_eq(kms_open(&f->k, db, &o), 0);
-	ck_assert_int_eq(kms_grant(f->k, &CALLER, "p1"), 0);
-	ck_assert_int_eq(kms_key_lookup(f->k, &CALLER, KMS_DEFAULT_ALIAS, &ki), 0);
-	snprintf(f->key_id, sizeof(f->key_id), "%s", ki.id);
+	tc_kms_init(&f->kx, f->dir, &kc);
+	tc_kms_grant(&f->kx, "p1");
+	f->k = f->kx.k;
+	snprintf(f->key_id, sizeof(f->key_id), "%s", f->kx.default_key);
 	fx_engine_start(f);
 	fx_lineage_add(f);
 }
@@ -298,7 +266,7 @@ void fx_fini(struct fx *f)
 	if (f->e)
 		engine_destroy(f->e);
 	f->e = NULL;
-	kms_close(f->k);
+	tc_kms_fini(&f->kx);
 	f->k = NULL;
 	rm_rf(f->dir);
 	pthread_mutex_destroy(&f->log_lock);

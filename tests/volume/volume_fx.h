@@ -15,6 +15,8 @@
 
 #include "engine.h"
 #include "kms/kms.h"
+#include "tc.h"
+#include "tc_kms.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * 1024ull)
@@ -27,7 +29,7 @@
 			ck_abort_msg(__VA_ARGS__); \
 	} while (0)
 
-extern char g_base[512];                   /* base temp dir of the run (main) */
+extern char g_base[TC_PATH_MAX];           /* base temp dir of the run (main) */
 extern const struct kms_caller CALLER;     /* {0, "root", "p1"} */
 
 #define FX_LINEAGES 2
@@ -41,8 +43,9 @@ struct fx {
 	int nlin;
 	uint8_t lin[FX_LINEAGES][CHUNK_LINEAGE_BYTES];
 	char lhex[FX_LINEAGES][33];
-	struct kms *k;
-	char key_id[KMS_ID_LEN + 1];
+	struct tc_kms kx;                    /* the key store in dir (tests/common) */
+	struct kms *k;                       /* kx.k */
+	char key_id[KMS_ID_LEN + 1];         /* evs/default of p1 */
 	uint8_t wrapped[FX_LINEAGES][KMS_WRAPPED_MAX];
 	size_t wlen[FX_LINEAGES];
 	pthread_mutex_t log_lock;
