@@ -18,7 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kms/kms.h"
 
 #include "cli_int.h"
 
@@ -211,7 +210,7 @@ static int objects_list(struct cmdctx *x, struct meta_filter *f)
 	else
 		fprintf(x->out, "%-20s %14s  %-9s %-36s %-16s %s\n", "NAME", "SIZE", "ENCRYPT", "KEY", "STATE",
 			"SOURCE");
-	rc = meta_object_list(store_meta(x->s), f, list_cb, &l);
+	rc = store_object_list(x->s, f, list_cb, &l);
 	if (x->json)
 		fputs("]\n", x->out);
 	if (rc < 0) {
@@ -225,11 +224,8 @@ static int object_show(struct cmdctx *x, enum meta_kind kind, const char *name)
 {
 	struct meta_object o;
 
-	if (meta_object_lookup(store_meta(x->s), kind, x->c->project, name, &o) < 0) {
-		fprintf(x->err, "evfsctl: no %s named '%s' in project %s (see 'evfsctl %s list')\n",
-			meta_kind_name(kind), name, x->c->project, meta_kind_name(kind));
-		return 1;
-	}
+	if (store_object_lookup(x->s, x->c, kind, name, &o) < 0)
+		return fail(x);
 	object_print(x, &o, 1);
 	if (x->json)
 		fputc('\n', x->out);

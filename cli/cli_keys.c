@@ -15,56 +15,6 @@
 
 #include <sodium.h>
 
-#include "kms/kms.h"
-
-static int kerr(struct cmdctx *x, int rc, const char *op, const char *key)
-{
-	const char *why;
-
-	switch (rc) {
-	case -EPERM:
-		why = strcmp(op, "grant") == 0 || strcmp(op, "revoke") == 0
-			      ? "only a security administrator (security_admins in evfs.ini) may do this (R10)"
-			      : "evs/default can be neither disabled nor scheduled for deletion (R11)";
-		break;
-	case -EACCES:
-		why = "this project has no KMS grant or does not own the key; ask a security administrator to run "
-		      "'evfsctl kms grant --project P' (R10) or use a key of your project";
-		break;
-	case -ENOKEY:
-		why = "the key is not in a state that allows this (see 'evfsctl key show KEY'; R12)";
-		break;
-	case -EALREADY:
-		why = "the key is already in that state; nothing changed";
-		break;
-	case -ENOENT:
-		why = "no such key, project grant or share (see 'evfsctl key list')";
-		break;
-	case -EEXIST:
-		why = "it already exists";
-		break;
-	case -ENOTUNIQ:
-		why = "the name matches several shared keys; use the key id";
-		break;
-	case -EINVAL:
-		why = "invalid value (aliases: 1-63 of A-Z a-z 0-9 / _ . -, not starting with evs/; days 7..1096)";
-		break;
-	case -ENOSPC:
-		why = "No space left on device: the filesystem holding the store is full; free space on it and retry";
-		break;
-	default:
-		why = evfs_strerror(rc);
-	}
-	fprintf(x->err, "evfsctl: %s %s: %s\n", op, key ? key : "", why);
-	return 1;
-}
-
-static struct kms_caller kcaller(struct cmdctx *x, const char *project)
-{
-	struct kms_caller k = { x->c->uid, x->c->user, project ? project : x->c->project };
-
-	return k;
-}
 
 static void key_print(struct cmdctx *x, const struct kms_key_info *k, int detail)
 {
@@ -124,13 +74,12 @@ static int dep_cb(void *ctx, const struct meta_object *o)
 static void dependents(struct cmdctx *x, const struct kms_key_info *k, const char *project, const char *intro)
 {
 	struct dep_ctx d = { x, 0 };
-	struct meta_filter f = { .key_id = k->id, .project = project };
 
 	if (x->json)
 		fputs("\"dependents\":[", x->out);
 	else
 		fprintf(x->out, "%s\n", intro);
-	if (meta_object_list(store_meta(x->s), &f, dep_cb, &d) < 0)
+	if (store_key_dependents(x->s, k->id, project, dep_cb, &d) < 0)
 		fprintf(x->err, "evfsctl: could not list the objects using the key\n");
 	if (x->json)
 		fputs("]", x->out);
@@ -140,39 +89,37 @@ static void dependents(struct cmdctx *x, const struct kms_key_info *k, const cha
 
 static int key_change(struct cmdctx *x, const char *sub, struct args *a)
 {
-	struct kms_caller kc = kcaller(x, NULL);
+	static const struct {
+		const char *name;
+		enum store_key_op op;
+	} ops[] = {
+		{ "disable", STORE_KEY_DISABLE }, { "enable", STORE_KEY_ENABLE },
+		{ "cancel-deletion", STORE_KEY_CANCEL_DELETION }, { "rotate", STORE_KEY_ROTATE },
+		{ "schedule-deletion", STORE_KEY_SCHEDULE_DELETION }, { "share", STORE_KEY_SHARE },
+		{ "unshare", STORE_KEY_UNSHARE },
+	};
 	struct kms_key_info k;
-	struct kms *kms = store_kms(x->s);
-	int rc;
+	long days = 0;
+	size_t i;
 
-	if (strcmp(sub, "disable") == 0)
-		rc = kms_key_disable(kms, &kc, a->pos[0], &k);
-	else if (strcmp(sub, "enable") == 0)
-		rc = kms_key_enable(kms, &kc, a->pos[0], &k);
-	else if (strcmp(sub, "cancel-deletion") == 0)
-		rc = kms_key_cancel_deletion(kms, &kc, a->pos[0], &k);
-	else if (strcmp(sub, "rotate") == 0)
-		rc = kms_key_rotate(kms, &kc, a->pos[0], &k);
-	else if (strcmp(sub, "schedule-deletion") == 0) {
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]) && strcmp(sub, ops[i].name) != 0; i++)
+		;
+	if (i == sizeof(ops) / sizeof(ops[0]))
+		return usage(x, "unknown key command '%s'", sub);
+	if (ops[i].op == STORE_KEY_SCHEDULE_DELETION) {
 		char *end;
-		long days = a->days ? strtol(a->days, &end, 10) : -1;
 
+		days = a->days ? strtol(a->days, &end, 10) : -1;
 		if (!a->days || *end || days < KMS_MIN_DELETION_DAYS || days > KMS_MAX_DELETION_DAYS) {
 			fprintf(x->err, "evfsctl: key schedule-deletion %s: --days must be a number from %d to %d\n",
 				a->pos[0], KMS_MIN_DELETION_DAYS, KMS_MAX_DELETION_DAYS);
 			return 2;
 		}
-		rc = kms_key_schedule_deletion(kms, &kc, a->pos[0], (int)days, &k);
-	} else if (strcmp(sub, "share") == 0 || strcmp(sub, "unshare") == 0) {
-		if (!a->with)
-			return usage(x, "key %s KEY --with PROJECT", sub);
-		rc = sub[0] == 's' ? kms_key_share(kms, &kc, a->pos[0], a->with, &k)
-				   : kms_key_unshare(kms, &kc, a->pos[0], a->with, &k);
-	} else {
-		return usage(x, "unknown key command '%s'", sub);
 	}
-	if (rc)
-		return kerr(x, rc, sub, a->pos[0]);
+	if ((ops[i].op == STORE_KEY_SHARE || ops[i].op == STORE_KEY_UNSHARE) && !a->with)
+		return usage(x, "key %s KEY --with PROJECT", sub);
+	if (store_key_change(x->s, x->c, ops[i].op, a->pos[0], (int)days, a->with, &k))
+		return fail(x);
 	if (x->json) {
 		fputs("{\"key\":", x->out);
 		key_print(x, &k, 0);
@@ -212,81 +159,24 @@ static int klist_cb(void *ctx, const struct kms_key_info *k)
 	return 0;
 }
 
-/* The lineages under a key, collected first: a catalog list callback must
- * not write the catalog (it would get -EDEADLK). */
-struct rewrap_ctx {
-	struct meta_lineage *v;
-	size_t n, cap;
-};
-
-static int rewrap_collect(void *ctx, const struct meta_lineage *l)
-{
-	struct rewrap_ctx *r = ctx;
-
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? 2 * r->cap : 16;
-		struct meta_lineage *nv = realloc(r->v, cap * sizeof(*nv));
-
-		if (!nv)
-			return -ENOMEM;
-		r->v = nv;
-		r->cap = cap;
-	}
-	r->v[r->n++] = *l;
-	return 0;
-}
-
-/* Re-wrap one lineage's DK under the key's newest version, in the catalog. */
-static int rewrap_one(struct cmdctx *x, const char *key_id, const struct meta_lineage *l)
-{
-	struct kms_caller kc = kcaller(x, NULL);
-	uint8_t out[KMS_WRAPPED_MAX], lin[16];
-	size_t outlen;
-	int rc;
-
-	if (sodium_hex2bin(lin, sizeof(lin), l->id, strlen(l->id), NULL, NULL, NULL) < 0)
-		return -EUCLEAN;
-	rc = kms_dk_rewrap(store_kms(x->s), &kc, key_id, lin, sizeof(lin), l->wrapped, l->wrapped_len, out, &outlen);
-	return rc ? rc : meta_lineage_set_wrapped(store_meta(x->s), l->id, out, outlen);
-}
-
 static int key_rewrap(struct cmdctx *x, const char *name)
 {
-	struct kms_caller kc = kcaller(x, NULL);
 	struct kms_key_info k;
-	struct rewrap_ctx r = { NULL, 0, 0 };
-	int rc = kms_key_lookup(store_kms(x->s), &kc, name, &k);
+	size_t n = 0;
+	int retired = 0;
 
-	if (rc)
-		return kerr(x, rc, "rewrap", name);
-	rc = meta_begin(store_meta(x->s));
-	if (!rc) {
-		rc = meta_lineage_list(store_meta(x->s), k.id, rewrap_collect, &r);
-		for (size_t i = 0; rc >= 0 && i < r.n; i++)
-			rc = rewrap_one(x, k.id, &r.v[i]);
-		free(r.v);
-		if (rc < 0) {
-			meta_rollback(store_meta(x->s));
-			return kerr(x, rc, "rewrap", name);
-		}
-		rc = meta_commit(store_meta(x->s));
-	}
-	if (rc)
-		return kerr(x, rc, "rewrap", name);
-	rc = kms_key_retire_old(store_kms(x->s), &kc, k.id);
-	if (rc < 0)
-		return kerr(x, rc, "retire old versions of", name);
+	if (store_key_rewrap(x->s, x->c, name, &k, &n, &retired))
+		return fail(x);
 	if (x->json)
-		fprintf(x->out, "{\"key\":\"%s\",\"rewrapped\":%zu,\"versions_retired\":%d}\n", k.id, r.n, rc);
+		fprintf(x->out, "{\"key\":\"%s\",\"rewrapped\":%zu,\"versions_retired\":%d}\n", k.id, n, retired);
 	else
 		fprintf(x->out, "key %s: %zu data key(s) rewrapped under version %u; %d old version(s) destroyed\n",
-			k.alias, r.n, k.version, rc);
+			k.alias, n, k.version, retired);
 	return 0;
 }
 
 int cmd_key(struct cmdctx *x, const char *sub, struct args *a)
 {
-	struct kms_caller kc = kcaller(x, NULL);
 	struct kms_key_info k;
 	int rc;
 
@@ -297,17 +187,16 @@ int cmd_key(struct cmdctx *x, const char *sub, struct args *a)
 			fputc('[', x->out);
 		else
 			fprintf(x->out, "%-24s %-36s %-16s %-12s %s\n", "ALIAS", "ID", "STATE", "PROJECT", "DELETION");
-		rc = kms_key_list(store_kms(x->s), &kc, klist_cb, &l);
+		rc = store_key_list(x->s, x->c, klist_cb, &l);
 		if (x->json)
 			fputs("]\n", x->out);
-		return rc < 0 ? kerr(x, rc, "list", "") : 0;
+		return rc < 0 ? fail(x) : 0;
 	}
 	if ((rc = want_pos(x, a, 1, "key COMMAND KEY")))
 		return rc;
 	if (strcmp(sub, "create") == 0) {
-		rc = kms_key_create(store_kms(x->s), &kc, a->pos[0], a->desc, &k);
-		if (rc)
-			return kerr(x, rc, "create", a->pos[0]);
+		if (store_key_create(x->s, x->c, a->pos[0], a->desc, &k))
+			return fail(x);
 		if (x->json) {
 			key_print(x, &k, 0);
 			fputc('\n', x->out);
@@ -317,9 +206,8 @@ int cmd_key(struct cmdctx *x, const char *sub, struct args *a)
 		return 0;
 	}
 	if (strcmp(sub, "show") == 0) {
-		rc = kms_key_lookup(store_kms(x->s), &kc, a->pos[0], &k);
-		if (rc)
-			return kerr(x, rc, "show", a->pos[0]);
+		if (store_key_lookup(x->s, x->c, a->pos[0], "show", &k))
+			return fail(x);
 		if (x->json)
 			fputs("{\"key\":", x->out);
 		key_print(x, &k, 1);
@@ -361,19 +249,11 @@ static int audit_cb(void *ctx, const struct kms_audit_entry *e)
 int cmd_kms(struct cmdctx *x, const char *sub, struct args *a)
 {
 	const char *project = a->project ? a->project : x->c->project;
-	struct kms_caller kc = kcaller(x, NULL);
 	int rc;
 
 	if (strcmp(sub, "grant") == 0 || strcmp(sub, "revoke") == 0) {
-		rc = sub[0] == 'g' ? kms_grant(store_kms(x->s), &kc, project) : kms_revoke(store_kms(x->s), &kc, project);
-		if (rc == -EPERM) {
-			fprintf(x->err, "evfsctl: %s project %s: refused: user %s is not a security administrator (R10); "
-				"ask a security administrator (%s) to run 'evfsctl kms %s --project %s'\n", sub, project,
-				x->c->user, store_config(x->s)->security_admins, sub, project);
-			return 1;
-		}
-		if (rc)
-			return kerr(x, rc, sub, project);
+		if (store_kms_grant(x->s, x->c, project, sub[0] == 'g'))
+			return fail(x);
 		if (x->json)
 			fprintf(x->out, "{\"project\":\"%s\",\"granted\":%s}\n", project, sub[0] == 'g' ? "true" : "false");
 		else
@@ -387,31 +267,24 @@ int cmd_kms(struct cmdctx *x, const char *sub, struct args *a)
 		const char *key_id = NULL;
 
 		if (a->key) {
-			rc = kms_key_lookup(store_kms(x->s), &kc, a->key, &k);
-			if (rc)
-				return kerr(x, rc, "audit", a->key);
+			if (store_key_lookup(x->s, x->c, a->key, "audit", &k))
+				return fail(x);
 			key_id = k.id;
 		}
 		if (a->verify) {
 			int64_t bad = 0;
 
-			rc = kms_audit_verify(store_kms(x->s), &bad);
-			if (rc == -EBADMSG) {
-				fprintf(x->err, "evfsctl: audit log TAMPERED: entry %lld and later do not verify\n",
-					(long long)bad);
-				return 1;
-			}
-			if (rc)
-				return kerr(x, rc, "audit verify", "");
+			if (store_audit_verify(x->s, x->c, &bad))
+				return fail(x);
 			fprintf(x->out, x->json ? "{\"audit\":\"intact\"}\n" : "audit log intact\n");
 			return 0;
 		}
 		if (x->json)
 			fputc('[', x->out);
-		rc = kms_audit_list(store_kms(x->s), key_id, audit_cb, &au);
+		rc = store_audit_list(x->s, x->c, key_id, audit_cb, &au);
 		if (x->json)
 			fputs("]\n", x->out);
-		return rc < 0 ? kerr(x, rc, "audit", "") : 0;
+		return rc < 0 ? fail(x) : 0;
 	}
 	return usage(x, "unknown kms command '%s'", sub);
 }

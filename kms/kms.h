@@ -213,9 +213,14 @@ int kms_dk_rewrap(struct kms *k, const struct kms_caller *c, const char *key_id,
 /* Version of the CMK a blob is wrapped under (0 if malformed). Cannot fail. */
 uint32_t kms_dk_blob_version(const uint8_t *wrapped, size_t wrapped_len);
 
-/* The 32 plaintext DK bytes (read-only guarded memory). Cannot fail. */
+/* The 32 plaintext DK bytes (read-only guarded memory).  Only the chunk
+ * cipher (fs/cipher) and test tools read them; everything else passes the
+ * handle.  Cannot fail. */
 const uint8_t *kms_dk_bytes(const struct kms_dk *dk);
-/* Wipe and free. NULL is fine. */
+/* Another reference to the same handle (returned; NULL gives NULL).
+ * Thread-safe; cannot fail. */
+struct kms_dk *kms_dk_ref(const struct kms_dk *dk);
+/* Drop one reference; the last one wipes and frees.  NULL is fine. */
 void kms_dk_destroy(struct kms_dk *dk);
 
 /* --- audit (tamper-evident log) ----------------------------------------- */

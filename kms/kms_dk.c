@@ -5,9 +5,10 @@
  * A data key (DK) is 32 random bytes that encrypt one volume lineage.  The
  * KMS hands it out only wrapped under a CMK version, as an opaque blob that
  * the caller stores (meta/ keeps it in the catalog), and as a struct kms_dk
- * whose bytes live in their own sodium_malloc allocation (guard pages,
- * mlock'd, MADV_DONTDUMP), made read-only once filled and wiped by
- * kms_dk_destroy().
+ * handle whose bytes live in their own sodium_malloc allocation (guard
+ * pages, mlock'd, MADV_DONTDUMP), made read-only once filled.  Handles are
+ * reference counted (kms_dk_ref); the last kms_dk_destroy() wipes the
+ * bytes.  Only the chunk cipher reads them (kms_dk_bytes).
  *
  * Wrapped DK blob, format 1 (KMS_WRAPPED_MAX = 128 bounds it; today 77 B):
  *
@@ -41,6 +42,8 @@
  * outside calls) and are wiped before the call returns, on every path.
  */
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -55,7 +58,8 @@ _Static_assert(DK_BLOB_BYTES == 77, "DK blob format 1 is 77 bytes");
 _Static_assert(DK_BLOB_BYTES <= KMS_WRAPPED_MAX, "DK blob exceeds KMS_WRAPPED_MAX");
 
 struct kms_dk {
-	uint8_t key[KMS_KEY_BYTES];
+	atomic_uint refs;                 /* handles held; the last drop wipes */
+	uint8_t *key;                     /* KMS_KEY_BYTES, sodium_malloc'd, read-only */
 };
 
 static size_t dk_ad(uint8_t ad[static DK_AD_FIXED + KMS_CONTEXT_MAX], const char *key_id, uint32_t version,
@@ -119,19 +123,37 @@ const uint8_t *kms_dk_bytes(const struct kms_dk *dk)
 	return dk ? dk->key : NULL;
 }
 
-void kms_dk_destroy(struct kms_dk *dk)
+struct kms_dk *kms_dk_ref(const struct kms_dk *dk)
 {
-	sodium_free(dk);       /* NULL-safe; unprotects, wipes, frees */
+	struct kms_dk *d = (struct kms_dk *)dk;   /* only the count changes */
+
+	if (d)
+		atomic_fetch_add(&d->refs, 1);
+	return d;
 }
 
-static int dk_new(const uint8_t key[static KMS_KEY_BYTES], struct kms_dk **out)
+void kms_dk_destroy(struct kms_dk *dk)
 {
-	struct kms_dk *d = sodium_malloc(sizeof(*d));
+	if (!dk || atomic_fetch_sub(&dk->refs, 1) != 1)
+		return;
+	sodium_free(dk->key);      /* unprotects, wipes, frees */
+	free(dk);
+}
+
+int kms_dk_new(const uint8_t key[static KMS_KEY_BYTES], struct kms_dk **out)
+{
+	struct kms_dk *d = calloc(1, sizeof(*d));
 
 	if (!d)
 		return -ENOMEM;
+	d->key = sodium_malloc(KMS_KEY_BYTES);
+	if (!d->key) {
+		free(d);
+		return -ENOMEM;
+	}
 	memcpy(d->key, key, KMS_KEY_BYTES);
-	sodium_mprotect_readonly(d);
+	sodium_mprotect_readonly(d->key);
+	atomic_init(&d->refs, 1);
 	*out = d;
 	return 0;
 }
@@ -231,7 +253,7 @@ int kms_dk_generate(struct kms *k, const struct kms_caller *c, const char *key_i
 		randombytes_buf(plain, KMS_KEY_BYTES);
 		dk_seal(ki.id, ki.version, cmk, plain, context, context_len, wrapped);
 		if (dk)
-			rc = dk_new(plain, &d);
+			rc = kms_dk_new(plain, &d);
 	}
 	sodium_memzero(k->scratch, KMS_SCRATCH_BYTES);
 	rc = kms_finish(k, c, NULL, "dk.generate", ki.id[0] ? ki.id : NULL, rc);
@@ -274,7 +296,7 @@ int kms_dk_unwrap(struct kms *k, const struct kms_caller *c, const char *key_id,
 		rc = dk_open(ki.id, cmk, wrapped, context, context_len, plain);
 	bad_blob_log(k, rc, &ki);
 	if (rc == 0)
-		rc = dk_new(plain, &d);
+		rc = kms_dk_new(plain, &d);
 	sodium_memzero(k->scratch, KMS_SCRATCH_BYTES);
 	rc = kms_finish(k, c, NULL, "dk.unwrap", ki.id[0] ? ki.id : NULL, rc);
 	kms_leave(k);

@@ -155,4 +155,7 @@ int kms_key_resolve_use(struct kms *k, const struct kms_caller *c, const char *n
 int kms_audit_append(struct kms *k, uint32_t uid, const char *user, const char *project, const char *op,
 		     const char *key_id, int result) KMS_WUR;
 
+/* kms_dk.c: a new handle (refcount 1) holding a copy of key. */
+int kms_dk_new(const uint8_t key[static KMS_KEY_BYTES], struct kms_dk **out);
+
 #endif

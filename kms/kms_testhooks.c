@@ -60,3 +60,8 @@ int kms_test_cmk_versions(struct kms *k, const char *key_id, kms_test_cmk_cb cb,
 	kms_leave(k);
 	return rc < 0 ? rc : n;
 }
+
+int kms_test_dk_import(const uint8_t key[static KMS_KEY_BYTES], struct kms_dk **out)
+{
+	return kms_dk_new(key, out);
+}

@@ -26,4 +26,6 @@ typedef int (*kms_test_cmk_cb)(void *ctx, uint32_t version, const uint8_t *plain
 			       size_t sealed_len);
 int kms_test_cmk_versions(struct kms *k, const char *key_id, kms_test_cmk_cb cb, void *ctx);
 
+/* A data-key handle holding `key` (known-answer tests of the chunk cipher). */
+int kms_test_dk_import(const uint8_t key[static KMS_KEY_BYTES], struct kms_dk **out);
 #endif

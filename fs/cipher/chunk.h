@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct kms_dk;
+
 #define CHUNK_FORMAT_VERSION 1u
 #define CHUNK_PLAIN_BYTES 4096u       /* default chunk size */
 #define CHUNK_MIN_BYTES 4096u
@@ -43,19 +45,30 @@ _Static_assert(sizeof(struct chunk_tag) == 64, "tag entry is 64 bytes");
 /* Bytes stored per chunk besides its ciphertext (the tag entry). */
 size_t chunk_overhead(void);
 
-/* Seal len bytes (len <= CHUNK_MAX_BYTES) of chunk `index` of `lineage`.
- * key == NULL: unencrypted lineage (copy + checksum).  plain and cipher may
- * be the same buffer.  Fresh random nonce.  Returns 0 or -EINVAL. */
-int chunk_encrypt(const uint8_t *key, const uint8_t lineage[static CHUNK_LINEAGE_BYTES], uint64_t index,
+/* Seal len bytes (len <= CHUNK_MAX_BYTES) of chunk `index` of `lineage`
+ * under the data key `dk` (a handle: the cipher is the only code above
+ * kms/ that reads its bytes).  plain and cipher may be the same buffer.
+ * Fresh random nonce.  Returns 0, or -EINVAL (len too large, dk NULL). */
+int chunk_encrypt(const struct kms_dk *dk, const uint8_t lineage[static CHUNK_LINEAGE_BYTES], uint64_t index,
 		  const uint8_t *plain, uint8_t *cipher, size_t len, struct chunk_tag *tag) CHUNK_WUR;
-/* Same with a caller-chosen nonce: known-answer tests only. */
-int chunk_encrypt_nonce(const uint8_t *key, const uint8_t lineage[static CHUNK_LINEAGE_BYTES], uint64_t index,
-			const uint8_t nonce[static CHUNK_NONCE_BYTES], const uint8_t *plain, uint8_t *cipher,
-			size_t len, struct chunk_tag *tag) CHUNK_WUR;
+/* Same with a caller-chosen nonce (one getrandom per pass, KATs). */
+int chunk_encrypt_nonce(const struct kms_dk *dk, const uint8_t lineage[static CHUNK_LINEAGE_BYTES],
+			uint64_t index, const uint8_t nonce[static CHUNK_NONCE_BYTES], const uint8_t *plain,
+			uint8_t *cipher, size_t len, struct chunk_tag *tag) CHUNK_WUR;
 /* Verify and open.  -EBADMSG on any mismatch (tampered bytes, wrong index,
- * lineage or key) with plain zeroed; never partial plaintext.  In place OK. */
-int chunk_decrypt(const uint8_t *key, const uint8_t lineage[static CHUNK_LINEAGE_BYTES], uint64_t index,
+ * lineage or key) with plain zeroed; never partial plaintext.  In place OK.
+ * -EINVAL for len too large or dk NULL. */
+int chunk_decrypt(const struct kms_dk *dk, const uint8_t lineage[static CHUNK_LINEAGE_BYTES], uint64_t index,
 		  const uint8_t *cipher, uint8_t *plain, size_t len, const struct chunk_tag *tag) CHUNK_WUR;
+
+/* Unencrypted lineages: the data is stored as it is and the tag holds a
+ * BLAKE2b-128 checksum over the associated data and the data, with an
+ * all-zero nonce field, so damaged or misplaced chunks still read as
+ * -EBADMSG, never as other data.  Same buffer rules as above. */
+int chunk_plain_seal(const uint8_t lineage[static CHUNK_LINEAGE_BYTES], uint64_t index, const uint8_t *plain,
+		     uint8_t *out, size_t len, struct chunk_tag *tag) CHUNK_WUR;
+int chunk_plain_open(const uint8_t lineage[static CHUNK_LINEAGE_BYTES], uint64_t index, const uint8_t *in,
+		     uint8_t *plain, size_t len, const struct chunk_tag *tag) CHUNK_WUR;
 
 /* --- chunk_math.c: pure offset arithmetic ------------------------------ */
 /* Chunks touched by [off, off+len): first index and count (0 if len==0). */

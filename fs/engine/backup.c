@@ -198,7 +198,7 @@ int backup_create(struct vol *v, const char *dir, struct backup_info *info, back
 	    (err = bfile_path(final, dir, "", info->id)))
 		return err;
 	if (info->wrapped_len > BACKUP_WRAPPED_MAX || !memchr(info->key_id, 0, sizeof(info->key_id)) ||
-	    (info->encrypted && !info->wrapped_len) || (vol_key(v) && !info->encrypted))
+	    (info->encrypted && !info->wrapped_len) || (vol_has_key(v) && !info->encrypted))
 		return -EINVAL;
 	if (info->parent_id[0] && ((err = bfile_uuid_parse(info->parent_id, out.h.parent)) ||
 				   (err = parent_open(&par, dir, info, v))))

@@ -59,10 +59,13 @@ int backup_create(struct vol *v, const char *dir, struct backup_info *info, back
 int backup_info_load(const char *dir, const char *id, struct backup_info *info) BACKUP_WUR;
 
 /* An open backup for reading plaintext (the FUSE file backups/NAME and
- * restores).  key: the 32-byte data key, NULL if not encrypted; copied into
- * guarded memory, wiped on close. */
+ * restores).  dk: the lineage's data-key handle, NULL if not encrypted
+ * (-ENOKEY if one is needed); the reader takes its own reference and drops
+ * it on close. */
+struct kms_dk;
 struct backup_reader;
-int backup_reader_open(struct backup_reader **out, const char *dir, const char *id, const uint8_t *key) BACKUP_WUR;
+int backup_reader_open(struct backup_reader **out, const char *dir, const char *id,
+		       const struct kms_dk *dk) BACKUP_WUR;
 void backup_reader_close(struct backup_reader *r);
 uint64_t backup_reader_size(const struct backup_reader *r);
 /* Plaintext bytes [off, off+len) (zeros for absent chunks); -EBADMSG if a
@@ -73,7 +76,7 @@ ssize_t backup_reader_read(struct backup_reader *r, void *buf, size_t len, uint6
 typedef int (*backup_chunk_cb)(void *ctx, uint64_t index, const uint8_t *plain, uint32_t len);
 int backup_reader_foreach(struct backup_reader *r, backup_chunk_cb cb, void *ctx) BACKUP_WUR;
 /* Verify every chunk; returns number of bad chunks or negative errno. */
-int backup_verify(const char *dir, const char *id, const uint8_t *key, engine_bad_cb cb, void *ctx) BACKUP_WUR;
+int backup_verify(const char *dir, const char *id, const struct kms_dk *dk, engine_bad_cb cb, void *ctx) BACKUP_WUR;
 
 /* Delete dir/<id>.evb keeping every other backup of the chain restorable:
  * chunk records that later backups (children listed in `children`, ids of

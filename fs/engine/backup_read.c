@@ -11,7 +11,8 @@
  * with one pread and opened in place; an absent chunk reads as zeros.
  *
  * Secrets and threads: plaintext only lives in the caller's buffer or in
- * guarded buffers wiped after use; a reader's key copy is sodium_malloc'd,
+ * guarded buffers wiped after use; a reader holds a reference to the data
+ * key handle (kms_dk_ref),
  * read-only, wiped on close.  A reader is shared by threads: data is read
  * with pread only, and its holder table and spare buffers sit under its
  * mutex (never held across I/O other than opening a holder file).  This
@@ -19,6 +20,8 @@
  * record chains.
  */
 #include "backup_int.h"
+
+#include "kms/kms.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -107,7 +110,8 @@ static int load_run(struct backup_reader *r, const struct entry *e, size_t n, ui
 		memcpy(t.nonce, e[j].nonce, CHUNK_NONCE_BYTES);
 		memcpy(t.mac, e[j].mac, CHUNK_TAG_BYTES);
 		if (!rc)
-			rc = chunk_decrypt(r->key, r->f.h.lineage, e[j].index, dst + j * cs, dst + j * cs, cs, &t);
+			rc = r->f.h.encrypted ? chunk_decrypt(r->dk, r->f.h.lineage, e[j].index, dst + j * cs, dst + j * cs, cs, &t)
+					       : chunk_plain_open(r->f.h.lineage, e[j].index, dst + j * cs, dst + j * cs, cs, &t);
 		if (rc) {
 			first = first ? first : rc;
 			if (nbad)
@@ -133,7 +137,8 @@ static size_t run_len(const struct entry *e, size_t avail, size_t max, int dense
 
 /* Open header + index, and take a copy of the key unless nokey (used to
  * look at a parent: entries and holders only, nothing decrypted). */
-int backup_reader_open_index(struct backup_reader **out, const char *dir, const char *id, const uint8_t *key, int nokey)
+int backup_reader_open_index(struct backup_reader **out, const char *dir, const char *id, const struct kms_dk *dk,
+			     int nokey)
 {
 	struct backup_reader *r = calloc(1, sizeof(*r));
 	int err;
@@ -145,14 +150,10 @@ int backup_reader_open_index(struct backup_reader **out, const char *dir, const 
 	if (!err && !(r->dir = strdup(dir)))
 		err = -ENOMEM;
 	if (!err && r->f.h.encrypted && !nokey) {        /* unencrypted: the key is ignored */
-		if (!key)
+		if (!dk)
 			err = -ENOKEY;
-		else if (!(r->key = sodium_malloc(CHUNK_KEY_BYTES)))
-			err = -ENOMEM;
-		if (!err) {
-			memcpy(r->key, key, CHUNK_KEY_BYTES);
-			sodium_mprotect_readonly(r->key);
-		}
+		else
+			r->dk = kms_dk_ref(dk);              /* the reader holds its own reference */
 	}
 	if (err)
 		backup_reader_close(r);
@@ -161,9 +162,9 @@ int backup_reader_open_index(struct backup_reader **out, const char *dir, const 
 	return err;
 }
 
-int backup_reader_open(struct backup_reader **out, const char *dir, const char *id, const uint8_t *key)
+int backup_reader_open(struct backup_reader **out, const char *dir, const char *id, const struct kms_dk *dk)
 {
-	return backup_reader_open_index(out, dir, id, key, 0);
+	return backup_reader_open_index(out, dir, id, dk, 0);
 }
 
 void backup_reader_close(struct backup_reader *r)
@@ -176,7 +177,7 @@ void backup_reader_close(struct backup_reader *r)
 	}
 	for (size_t k = 0; k < r->nbounce; k++)
 		sodium_free(r->bounce[k]);
-	sodium_free(r->key);                     /* wipes */
+	kms_dk_destroy(r->dk);                   /* drops the reader's reference */
 	bfile_close(&r->f);
 	pthread_mutex_destroy(&r->lock);
 	free(r->hold);
@@ -279,10 +280,10 @@ int backup_reader_foreach(struct backup_reader *r, backup_chunk_cb cb, void *ctx
 	return walk(r, cb, ctx, NULL, NULL, NULL);
 }
 
-int backup_verify(const char *dir, const char *id, const uint8_t *key, engine_bad_cb cb, void *ctx)
+int backup_verify(const char *dir, const char *id, const struct kms_dk *dk, engine_bad_cb cb, void *ctx)
 {
 	struct backup_reader *r;
-	int nbad = 0, err = backup_reader_open(&r, dir, id, key);
+	int nbad = 0, err = backup_reader_open(&r, dir, id, dk);
 
 	if (err)
 		return err;

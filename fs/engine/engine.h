@@ -118,7 +118,7 @@ int vol_chunk_load(struct vol *v, uint64_t index, uint8_t *cipher, struct chunk_
 uint32_t vol_chunk_size(const struct vol *v);
 /* Lineage bytes of the handle. Cannot fail. */
 const uint8_t *vol_lineage(const struct vol *v);
-/* The data key bytes of an attached encrypted vol, else NULL. */
-const uint8_t *vol_key(const struct vol *v);
+/* 1 if the handle holds a data key (an attached encrypted volume). */
+int vol_has_key(struct vol *v);
 
 #endif

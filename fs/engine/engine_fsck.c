@@ -54,7 +54,6 @@
 #include <sodium.h>
 
 #include "engine_int.h"
-#include "kms/kms.h"
 
 /* A pool as the checker sees it: the engine's (held) or files opened here. */
 struct chk {
@@ -480,7 +479,7 @@ out:
 
 struct verify {
 	struct chk *c;
-	const uint8_t *key;
+	const struct kms_dk *dk;     /* NULL: unencrypted lineage */
 	uint8_t *buf;
 	int bad;
 };
@@ -490,7 +489,7 @@ static int chunk_check(struct verify *vf, struct pool *p, const struct chunk_tag
 	int err = t ? pool_chunk_load(p, slot, vf->buf) : -EUCLEAN;
 
 	if (!err)
-		err = chunk_decrypt(vf->key, p->lineage, index, vf->buf, vf->buf, p->chunk_size, t);
+		err = pool_chunk_open(p, vf->dk, index, vf->buf, vf->buf, t);
 	sodium_memzero(vf->buf, p->chunk_size);
 	if (err) {
 		vf->bad++;
@@ -546,7 +545,7 @@ int engine_map_check(struct engine *e, const char *lineage, const char *id, cons
 		err = -ENOKEY;
 		goto out;
 	}
-	vf.key = dk ? kms_dk_bytes(dk) : NULL;
+	vf.dk = dk;
 	vf.buf = sodium_malloc(c.p->chunk_size);
 	if (!vf.buf) {
 		err = -ENOMEM;

@@ -21,8 +21,6 @@
 #include <unistd.h>
 #include <sodium.h>
 
-#include "kms/kms.h"
-
 #define SCAN_BYTES (64u * 1024u)
 
 static int maps_dir(struct pool *p)
@@ -360,7 +358,7 @@ int engine_map_stats(struct engine *e, const char *lineage, const char *id, stru
 
 struct verify_ctx {
 	struct pool *pool;
-	const uint8_t *key;
+	const struct kms_dk *dk;     /* NULL: unencrypted lineage */
 	uint8_t *buf;
 	engine_bad_cb cb;
 	void *cb_ctx;
@@ -374,7 +372,7 @@ static int verify_cb(void *ctx, uint64_t index, uint64_t slot)
 	int err = t ? pool_chunk_load(c->pool, slot, c->buf) : -EUCLEAN;
 
 	if (!err)
-		err = chunk_decrypt(c->key, c->pool->lineage, index, c->buf, c->buf, c->pool->chunk_size, t);
+		err = pool_chunk_open(c->pool, c->dk, index, c->buf, c->buf, t);
 	if (err) {
 		c->bad++;
 		if (c->cb)
@@ -395,7 +393,7 @@ int engine_map_verify(struct engine *e, const char *lineage, const char *id, con
 		err = -ENOKEY;
 		goto out;
 	}
-	c.key = dk ? kms_dk_bytes(dk) : NULL;
+	c.dk = dk;
 	c.buf = sodium_malloc(c.pool->chunk_size);
 	if (!c.buf) {
 		err = -ENOMEM;

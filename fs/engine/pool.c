@@ -516,6 +516,23 @@ int pool_chunk_load(struct pool *p, uint64_t slot, uint8_t *cipher)
 	return r == (ssize_t)p->chunk_size ? 0 : -EUCLEAN;
 }
 
+int pool_chunk_seal(const struct pool *p, const struct kms_dk *dk, uint64_t index,
+		    const uint8_t nonce[static CHUNK_NONCE_BYTES], const uint8_t *plain, uint8_t *out,
+		    struct chunk_tag *tag)
+{
+	if (p->encrypted)
+		return chunk_encrypt_nonce(dk, p->lineage, index, nonce, plain, out, p->chunk_size, tag);
+	return chunk_plain_seal(p->lineage, index, plain, out, p->chunk_size, tag);
+}
+
+int pool_chunk_open(const struct pool *p, const struct kms_dk *dk, uint64_t index, const uint8_t *in,
+		    uint8_t *out, const struct chunk_tag *tag)
+{
+	if (p->encrypted)
+		return chunk_decrypt(dk, p->lineage, index, in, out, p->chunk_size, tag);
+	return chunk_plain_open(p->lineage, index, in, out, p->chunk_size, tag);
+}
+
 int pool_maps_sync(struct pool *p, const struct vol *except)
 {
 	/* The open maps are the engine's to know (engine.c sets the hook). */

@@ -232,9 +232,14 @@ const uint8_t *vol_lineage(const struct vol *v)
 	return v->pool->lineage;
 }
 
-const uint8_t *vol_key(const struct vol *v)
+int vol_has_key(struct vol *v)
 {
-	return v->dk ? kms_dk_bytes(v->dk) : NULL;
+	int has;
+
+	pthread_rwlock_rdlock(&v->lock);
+	has = v->dk != NULL;
+	pthread_rwlock_unlock(&v->lock);
+	return has;
 }
 /* ============================== extend ================================= */
 

@@ -156,7 +156,7 @@ static int chunk_load(struct vol *v, uint64_t index, uint64_t slot, uint8_t *out
 	int err = t ? pool_chunk_load(p, slot, out) : -EUCLEAN;
 
 	if (!err)
-		err = chunk_decrypt(vol_key(v), p->lineage, index, out, out, p->chunk_size, t);
+		err = pool_chunk_open(p, v->dk, index, out, out, t);
 	if (err)
 		elog_chunk_error(v->log, v->id, index, err);
 	return err;
@@ -211,8 +211,7 @@ static ssize_t read_locked(struct vol *v, struct scratch *sc, uint8_t *buf, size
 		for (uint64_t j = 0; j < run && !err; j++) {
 			const struct chunk_tag *t = pool_tag(p, e - 1 + j);
 
-			err = t ? chunk_decrypt(vol_key(v), p->lineage, idx + j, buf + in_buf + j * cs,
-						buf + in_buf + j * cs, cs, t)
+			err = t ? pool_chunk_open(p, v->dk, idx + j, buf + in_buf + j * cs, buf + in_buf + j * cs, t)
 				: -EUCLEAN;
 			if (err)
 				elog_chunk_error(v->log, v->id, idx + j, err);
@@ -360,7 +359,7 @@ static int map_store(struct vol *v, struct scratch *sc, uint64_t first, uint64_t
 struct seal_job {
 	struct scratch *sc;
 	struct pool *p;
-	const uint8_t *key;
+	const struct kms_dk *dk;             /* the volume's (NULL: unencrypted) */
 	uint64_t first;
 	atomic_int err;                      /* first error of any part */
 };
@@ -380,8 +379,8 @@ static void seal_part(void *arg, size_t from, size_t to)
 			uint32_t k = sc->which[j];
 
 			if (sc->src[j]) {   /* cannot fail: cs <= CHUNK_MAX_BYTES */
-				int rc = chunk_encrypt_nonce(sj->key, p->lineage, sj->first + k, sc->nonces[k],
-							     sc->src[j], sc->cipher + j * cs, cs, &sc->tags[j]);
+				int rc = pool_chunk_seal(p, sj->dk, sj->first + k, sc->nonces[k], sc->src[j],
+							 sc->cipher + j * cs, &sc->tags[j]);
 				(void)rc;
 			}
 		}
@@ -411,7 +410,7 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 	int err = 0;
 
 	chunk_range(off, len, cs, &first, &count);
-	if (vol_key(v))
+	if (p->encrypted)
 		randombytes_buf(sc->nonces, count * CHUNK_NONCE_BYTES);
 	else
 		memset(sc->nonces, 0, count * CHUNK_NONCE_BYTES);
@@ -439,8 +438,8 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 			 * in seal_part(), split over the crypto helpers. */
 			sc->src[nz] = plain == sc->bounce ? NULL : plain;
 			if (!sc->src[nz])
-				err = chunk_encrypt_nonce(vol_key(v), p->lineage, idx, sc->nonces[k], plain,
-							  sc->cipher + nz * cs, cs, &sc->tags[nz]);
+				err = pool_chunk_seal(p, v->dk, idx, sc->nonces[k], plain, sc->cipher + nz * cs,
+						      &sc->tags[nz]);
 			sc->which[nz++] = (uint32_t)k;
 		}
 		if (plain == sc->bounce)
@@ -453,7 +452,7 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 		return err;
 	}
 	if (nz) {
-		struct seal_job sj = { .sc = sc, .p = p, .key = vol_key(v), .first = first };
+		struct seal_job sj = { .sc = sc, .p = p, .dk = v->dk, .first = first };
 
 		par_for(v->par, nz, PAR_MIN_CHUNKS, seal_part, &sj);
 		err = atomic_load(&sj.err);

@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "err.h"
+#include "kms/kms.h"    /* key information types; the KMS itself stays behind the store */
 #include "meta/meta.h"
 
 #define STORE_WUR __attribute__((warn_unused_result))
@@ -167,9 +168,46 @@ int store_volume_resize(struct store *s, const struct store_caller *c, const str
 			uint64_t size) STORE_WUR;
 /* "Enabled", ... for a key id as seen from project (for listings). */
 const char *store_key_state_of(struct store *s, const char *project, const char *key_id);
-struct meta_db *store_meta(struct store *s);
-struct kms *store_kms(struct store *s);
 int store_is_attached(struct store *s, const char *id);
+
+/* --- keys and the catalog (store_keys.c) ---------------------------------
+ * The key commands for a caller: kms/ enforces R10-R14 with the caller's
+ * identity; on a refusal c->err says what was refused and why.  The KMS
+ * and the catalog themselves are never handed out. */
+int store_kms_grant(struct store *s, const struct store_caller *c, const char *project, int grant) STORE_WUR;
+int store_key_create(struct store *s, const struct store_caller *c, const char *alias, const char *desc,
+		     struct kms_key_info *out) STORE_WUR;
+/* op names the command in the message ("show", "audit", ...). */
+int store_key_lookup(struct store *s, const struct store_caller *c, const char *name, const char *op,
+		     struct kms_key_info *out) STORE_WUR;
+int store_key_list(struct store *s, const struct store_caller *c, kms_key_cb cb, void *ctx) STORE_WUR;
+enum store_key_op {
+	STORE_KEY_DISABLE,
+	STORE_KEY_ENABLE,
+	STORE_KEY_CANCEL_DELETION,
+	STORE_KEY_ROTATE,
+	STORE_KEY_SCHEDULE_DELETION,     /* days: 7..1096 */
+	STORE_KEY_SHARE,                 /* project: the other project */
+	STORE_KEY_UNSHARE,
+};
+int store_key_change(struct store *s, const struct store_caller *c, enum store_key_op op, const char *name,
+		     int days, const char *project, struct kms_key_info *out) STORE_WUR;
+/* R20: every object encrypted under key_id (of `project` only, if given). */
+typedef int (*store_object_cb)(void *ctx, const struct meta_object *o);
+int store_key_dependents(struct store *s, const char *key_id, const char *project, store_object_cb cb,
+			 void *ctx) STORE_WUR;
+/* Re-wrap every lineage's data key under the key's newest version (one
+ * catalog transaction), then destroy the older versions' material. */
+int store_key_rewrap(struct store *s, const struct store_caller *c, const char *name, struct kms_key_info *k,
+		     size_t *rewrapped, int *retired) STORE_WUR;
+int store_audit_list(struct store *s, const struct store_caller *c, const char *key_id, kms_audit_cb cb,
+		     void *ctx) STORE_WUR;
+/* -EBADMSG with *bad_seq set if the log was tampered with. */
+int store_audit_verify(struct store *s, const struct store_caller *c, int64_t *bad_seq) STORE_WUR;
+/* Catalog listings and lookups (-ENOENT with a message naming the object). */
+int store_object_list(struct store *s, const struct meta_filter *f, store_object_cb cb, void *ctx) STORE_WUR;
+int store_object_lookup(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name,
+			struct meta_object *out) STORE_WUR;
 
 /* --- control ------------------------------------------------------------- */
 /* Runs one evfsctl command line (argv after the global options) for a

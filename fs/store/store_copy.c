@@ -43,7 +43,7 @@ int store_copy_backup(const struct meta_object *bk, const struct kms_dk *dk, str
 {
 	struct backup_reader *br;
 	struct restore_ctx r = { .dst = dst, .pr = p };
-	int rc = backup_reader_open(&br, bk->location, bk->id, dk ? kms_dk_bytes(dk) : NULL);
+	int rc = backup_reader_open(&br, bk->location, bk->id, dk);
 
 	if (!rc) {
 		rc = backup_reader_foreach(br, restore_cb, &r);

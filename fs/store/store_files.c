@@ -123,7 +123,7 @@ int store_file_open(struct store *s, const struct store_caller *c, enum meta_kin
 			store_logf(s, 4, "%ss/%s: cannot open: %s", meta_kind_name(kind), name, why.msg);
 			evfs_err_set(c->err, "%s", why.msg);
 		} else if (kind == META_BACKUP) {
-			rc = backup_reader_open(&f->br, o.location, o.id, dk ? kms_dk_bytes(dk) : NULL);
+			rc = backup_reader_open(&f->br, o.location, o.id, dk);
 			kms_dk_destroy(dk);
 		} else {
 			rc = engine_vol_open(&f->v, s->eng, o.lineage, o.id, 0);

@@ -38,81 +38,6 @@
 
 #include "backup.h"
 
-/* ============================== output ================================= */
-
-/* One finding: a text line, or one element of the JSON "items" array. */
-void fsck_emit(struct fsck *f, const char *sev, const char *code, const struct meta_object *o, int range,
-	       uint64_t index, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (strcmp(sev, "problem") == 0)
-		f->problems++;
-	else if (strcmp(sev, "repaired") == 0)
-		f->repaired++;
-	else if (strcmp(sev, "warning") == 0)
-		f->warnings++;
-	if (!f->o->json) {
-		fprintf(f->out, "%s: %s\n", sev, msg);
-		return;
-	}
-	fprintf(f->out, "%s{\"severity\":\"%s\",\"code\":\"%s\"", f->items++ ? "," : "", sev, code);
-	if (o) {
-		fprintf(f->out, ",\"kind\":\"%s\",\"name\":", meta_kind_name(o->kind));
-		json_str(f->out, o->name);
-		fprintf(f->out, ",\"id\":\"%s\",\"project\":", o->id);
-		json_str(f->out, o->project);
-	}
-	if (f->pool)
-		fprintf(f->out, ",\"lineage\":\"%s\"", f->pool);
-	if (range)
-		fprintf(f->out, ",\"chunk\":%llu,\"offset\":%llu,\"length\":%u", (unsigned long long)index,
-			(unsigned long long)(index * f->cs), (unsigned)f->cs);
-	fputs(",\"message\":", f->out);
-	json_str(f->out, msg);
-	fputc('}', f->out);
-}
-
-static int seen_cmp(const void *a, const void *b)
-{
-	const struct seen *x = a, *y = b;
-
-	return x->obj != y->obj ? (x->obj < y->obj ? -1 : 1) : x->index < y->index ? -1 : x->index > y->index;
-}
-
-/* Remember a chunk whose map entry was reported broken. */
-static void seen_add(struct fsck *f, const struct meta_object *o, uint64_t index)
-{
-	if (f->nseen == f->capseen) {
-		size_t cap = f->capseen ? f->capseen * 2 : 256;
-		struct seen *n = realloc(f->seen, cap * sizeof(*n));
-
-		if (!n)
-			return;
-		f->seen = n;
-		f->capseen = cap;
-	}
-	f->seen[f->nseen++] = (struct seen){ (size_t)(o - f->objs), index };
-}
-
-/* Was this chunk's entry already reported (so its failed read is no news)? */
-static int seen_has(const struct fsck *f, const struct meta_object *o, uint64_t index)
-{
-	struct seen k = { (size_t)(o - f->objs), index };
-
-	return f->nseen && bsearch(&k, f->seen, f->nseen, sizeof(k), seen_cmp) != NULL;
-}
-
-static const char *errword(int err)
-{
-	return err == -EBADMSG ? "authentication failed (tampered, moved or damaged)" :
-	       err == -EUCLEAN ? "missing or short on disk" : evfs_strerror(err);
-}
-
 /* NAME as fsck takes it: a volume, else a snapshot, image or backup of the
  * caller's project. */
 static int object_find_named(struct store *s, const struct store_caller *c, const char *name,
@@ -182,111 +107,6 @@ static int pool_cb(void *ctx, const char *lineage)
 	return 0;
 }
 
-const struct meta_object *fsck_obj_by_id(const struct fsck *f, const char *id)
-{
-	for (size_t i = 0; i < f->nobj; i++)
-		if (strcmp(f->objs[i].id, id) == 0)
-			return &f->objs[i];
-	return NULL;
-}
-
-const struct meta_lineage *fsck_lin_by_id(const struct fsck *f, const char *id)
-{
-	for (size_t i = 0; i < f->nlin; i++)
-		if (strcmp(f->lins[i].id, id) == 0)
-			return &f->lins[i];
-	return NULL;
-}
-
-int fsck_pool_exists(const struct fsck *f, const char *lineage)
-{
-	for (size_t i = 0; i < f->npool; i++)
-		if (strcmp(f->pools[i], lineage) == 0)
-			return 1;
-	return 0;
-}
-
-int fsck_map_present(struct store *s, const struct meta_object *o)
-{
-	char path[4096];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "%s/pools/%s/maps/%s.map", s->dir, o->lineage, o->id);
-	return stat(path, &st) == 0;
-}
-
-/* =========================== engine findings =========================== */
-
-void fsck_issue_cb(void *ctx, const struct engine_fsck_issue *is)
-{
-	struct fsck *f = ctx;
-	const struct meta_object *o = is->map ? fsck_obj_by_id(f, is->map) : NULL;
-	char who[256];
-
-	if (is->chunk_size)
-		f->cs = is->chunk_size;
-
-	if (is->what == ENGINE_FSCK_CHUNK_BAD) {
-		f->bad_chunks++;
-		if (f->bad && f->nbad == f->capbad) {
-			uint64_t *n = realloc(f->bad, f->capbad * 2 * sizeof(*n));
-
-			if (n) {
-				f->bad = n;
-				f->capbad *= 2;
-			}
-		}
-		if (f->bad && f->nbad < f->capbad)
-			f->bad[f->nbad++] = is->index;
-		else if (f->bad)   /* never a silent skip of a chunk the user asked to quarantine */
-			fsck_emit(f, "problem", "repair_failed", f->cur, 1, is->index, "%s %s: chunk %llu not "
-				  "quarantined: out of memory; run the command again", meta_kind_name(f->cur->kind),
-				  f->cur->name, (unsigned long long)is->index);
-		if (seen_has(f, f->cur, is->index))
-			return;
-		fsck_emit(f, "problem", "bad_chunk", f->cur, 1, is->index, "%s %s: chunk %llu (bytes %llu-%llu): %s",
-			  meta_kind_name(f->cur->kind), f->cur->name, (unsigned long long)is->index,
-			  (unsigned long long)(is->index * f->cs), (unsigned long long)((is->index + 1) * f->cs - 1),
-			  errword(is->err));
-		return;
-	}
-	if (is->what == ENGINE_FSCK_MAP_HEADER || is->what == ENGINE_FSCK_MAP_SHORT)
-		f->damaged_maps++;
-	if (o)
-		snprintf(who, sizeof(who), "%s %s (map %s, pool %s)", meta_kind_name(o->kind), o->name, is->map,
-			 is->lineage);
-	else if (is->map)
-		snprintf(who, sizeof(who), "map %s in pool %s (no catalog object)", is->map, is->lineage);
-	else
-		snprintf(who, sizeof(who), "pool %s", is->lineage);
-	switch (is->what) {
-	case ENGINE_FSCK_MAP_RANGE:
-	case ENGINE_FSCK_SLOT_BEYOND:
-	case ENGINE_FSCK_SLOT_EMPTY:
-	case ENGINE_FSCK_SLOT_INDEX:
-		if (o)
-			seen_add(f, o, is->index);
-		fsck_emit(f, "problem", "map_entry", o, o != NULL, is->index,
-			  "%s: chunk %llu (bytes %llu-%llu) -> slot %llu: %s%s", who, (unsigned long long)is->index,
-			  (unsigned long long)(is->index * f->cs), (unsigned long long)((is->index + 1) * f->cs - 1),
-			  (unsigned long long)is->slot, engine_fsck_what_str(is->what),
-			  o && o->kind != META_BACKUP ? "; fsck --repair --quarantine NAME turns it into zeros" : "");
-		break;
-	case ENGINE_FSCK_SLOT_FREE:
-	case ENGINE_FSCK_REFCOUNT:
-		fsck_emit(f, "problem", "refcount", NULL, 0, 0, "%s: slot %llu: %s (memory says %llu); remount to "
-			  "rebuild the counts", who, (unsigned long long)is->slot, engine_fsck_what_str(is->what),
-			  (unsigned long long)is->count);
-		break;
-	case ENGINE_FSCK_TMP_MAP:
-		break;                               /* handled with the map list */
-	default:
-		fsck_emit(f, "problem", "pool", o, 0, 0, "%s: %s%s%s", who, engine_fsck_what_str(is->what),
-			  is->err ? ": " : "", is->err ? evfs_strerror(is->err) : "");
-	}
-}
-
-
 /* ============================ chunk checks ============================= */
 
 static void bk_bad_cb(void *ctx, uint64_t index, int err)
@@ -326,7 +146,7 @@ static int object_chunks(struct fsck *f, const struct meta_object *o, int quaran
 		struct backup_info bi;
 
 		f->cs = backup_info_load(o->location, o->id, &bi) == 0 ? bi.chunk_size : s->cfg.chunk_size;
-		rc = backup_verify(o->location, o->id, dk ? kms_dk_bytes(dk) : NULL, bk_bad_cb, f);
+		rc = backup_verify(o->location, o->id, dk, bk_bad_cb, f);
 	} else {
 		rc = engine_map_check(s->eng, o->lineage, o->id, dk, fsck_issue_cb, f);
 	}
@@ -449,8 +269,7 @@ int store_fsck_run(struct store *s, const struct store_caller *c, const struct s
 		if (target->kind != META_BACKUP && fsck_pool_exists(&f, target->lineage))
 			fsck_pool(&f, target->lineage);
 		fsck_object_files(&f, target);
-		if (f.nseen) /* qsort(NULL, 0, ...) is undefined (found by fuzz_cli) */
-			qsort(f.seen, f.nseen, sizeof(*f.seen), seen_cmp);
+		fsck_seen_sort(&f);
 		rc = object_chunks(&f, target, o->quarantine);
 		if (rc == 1) {
 			summary(&f);
@@ -478,8 +297,7 @@ int store_fsck_run(struct store *s, const struct store_caller *c, const struct s
 			if (!seen)
 				fsck_backup_dir_orphans(&f, f.objs[i].location);
 		}
-		if (f.nseen) /* qsort(NULL, 0, ...) is undefined (found by fuzz_cli) */
-			qsort(f.seen, f.nseen, sizeof(*f.seen), seen_cmp);
+		fsck_seen_sort(&f);
 		for (size_t i = 0; i < f.nobj; i++)
 			(void)object_chunks(&f, &f.objs[i], 0);
 	}
@@ -507,7 +325,7 @@ static void bad_cb(void *ctx, uint64_t index, int err)
 	struct verify_ctx *f = ctx;
 
 	fprintf(f->out, "%s: chunk %llu (bytes %llu-%llu): %s\n", f->name, (unsigned long long)index,
-		(unsigned long long)(index * f->cs), (unsigned long long)((index + 1) * f->cs - 1), errword(err));
+		(unsigned long long)(index * f->cs), (unsigned long long)((index + 1) * f->cs - 1), fsck_errword(err));
 }
 
 int store_fsck(struct store *s, const struct store_caller *c, const char *name, FILE *out)
@@ -527,7 +345,7 @@ int store_fsck(struct store *s, const struct store_caller *c, const char *name, 
 
 		if (backup_info_load(o.location, o.id, &bi) == 0)
 			f.cs = bi.chunk_size;
-		rc = backup_verify(o.location, o.id, dk ? kms_dk_bytes(dk) : NULL, bad_cb, &f);
+		rc = backup_verify(o.location, o.id, dk, bad_cb, &f);
 	} else {
 		struct engine_map_stats st;
 

@@ -25,6 +25,53 @@
 #include <sodium.h>
 
 #include "chunk.h"
+#include "kms/kms_testhooks.h"
+
+/* The suite's keys are byte arrays (known answers, flips, swaps): each call
+ * wraps its key in a data-key handle, as the engine passes them, and a
+ * NULL key selects the unencrypted functions, as an unencrypted pool does. */
+static int seal_nonce(const uint8_t *key, const uint8_t lin[static CHUNK_LINEAGE_BYTES], uint64_t index,
+		     const uint8_t nonce[static CHUNK_NONCE_BYTES], const uint8_t *plain, uint8_t *cipher, size_t len,
+		     struct chunk_tag *tag)
+{
+	struct kms_dk *dk;
+	int rc;
+
+	if (!key)
+		return chunk_plain_seal(lin, index, plain, cipher, len, tag);
+	ck_assert_int_eq(kms_test_dk_import(key, &dk), 0);
+	rc = chunk_encrypt_nonce(dk, lin, index, nonce, plain, cipher, len, tag);
+	kms_dk_destroy(dk);
+	return rc;
+}
+
+static int seal(const uint8_t *key, const uint8_t lin[static CHUNK_LINEAGE_BYTES], uint64_t index,
+	       const uint8_t *plain, uint8_t *cipher, size_t len, struct chunk_tag *tag)
+{
+	struct kms_dk *dk;
+	int rc;
+
+	if (!key)
+		return chunk_plain_seal(lin, index, plain, cipher, len, tag);
+	ck_assert_int_eq(kms_test_dk_import(key, &dk), 0);
+	rc = chunk_encrypt(dk, lin, index, plain, cipher, len, tag);
+	kms_dk_destroy(dk);
+	return rc;
+}
+
+static int unseal(const uint8_t *key, const uint8_t lin[static CHUNK_LINEAGE_BYTES], uint64_t index,
+	       const uint8_t *cipher, uint8_t *plain, size_t len, const struct chunk_tag *tag)
+{
+	struct kms_dk *dk;
+	int rc;
+
+	if (!key)
+		return chunk_plain_open(lin, index, cipher, plain, len, tag);
+	ck_assert_int_eq(kms_test_dk_import(key, &dk), 0);
+	rc = chunk_decrypt(dk, lin, index, cipher, plain, len, tag);
+	kms_dk_destroy(dk);
+	return rc;
+}
 
 #ifndef EVFS_TEST_DATA
 #define EVFS_TEST_DATA "tests/data"
@@ -152,7 +199,7 @@ static void kat_encrypted(size_t n)
 	hand_ad(ad, kat_lin, KAT_INDEX);
 	ck_assert_mem_eq(ad, ad_file, sizeof(ad));
 
-	ck_assert_int_eq(chunk_encrypt_nonce(kat_key, kat_lin, KAT_INDEX, kat_nonce, pt, ct, n, &t), 0);
+	ck_assert_int_eq(seal_nonce(kat_key, kat_lin, KAT_INDEX, kat_nonce, pt, ct, n, &t), 0);
 	/* Against the vector file. */
 	snprintf(name, sizeof(name), "ct_sha256_%zu", n);
 	kat_get(name, want_h, sizeof(want_h));
@@ -182,7 +229,7 @@ static void kat_encrypted(size_t n)
 	ck_assert_mem_eq(back, pt, n);
 
 	memset(back, 0xaa, n);
-	ck_assert_int_eq(chunk_decrypt(kat_key, kat_lin, KAT_INDEX, ct, back, n, &t), 0);
+	ck_assert_int_eq(unseal(kat_key, kat_lin, KAT_INDEX, ct, back, n, &t), 0);
 	ck_assert_mem_eq(back, pt, n);
 	free(pt);
 	free(ct);
@@ -211,7 +258,7 @@ START_TEST(test_kat_unencrypted)
 
 	kat_inputs();
 	kat_plain(pt, sizeof(pt));
-	ck_assert_int_eq(chunk_encrypt_nonce(NULL, kat_lin, KAT_INDEX, kat_nonce, pt, ct, sizeof(pt), &t), 0);
+	ck_assert_int_eq(seal_nonce(NULL, kat_lin, KAT_INDEX, kat_nonce, pt, ct, sizeof(pt), &t), 0);
 	kat_get("plain_ct_sha256_4096", want_h, sizeof(want_h));
 	kat_get("plain_sum_4096", want_sum, sizeof(want_sum));
 	crypto_hash_sha256(h, ct, sizeof(ct));
@@ -234,11 +281,11 @@ START_TEST(test_kat_unencrypted)
 		struct chunk_tag t2;
 		uint8_t ct2[4096];
 
-		ck_assert_int_eq(chunk_encrypt(NULL, kat_lin, KAT_INDEX, pt, ct2, sizeof(pt), &t2), 0);
+		ck_assert_int_eq(seal(NULL, kat_lin, KAT_INDEX, pt, ct2, sizeof(pt), &t2), 0);
 		ck_assert_mem_eq(&t2, &t, sizeof(t));
 		ck_assert_mem_eq(ct2, ct, sizeof(ct));
 	}
-	ck_assert_int_eq(chunk_decrypt(NULL, kat_lin, KAT_INDEX, ct, back, sizeof(back), &t), 0);
+	ck_assert_int_eq(unseal(NULL, kat_lin, KAT_INDEX, ct, back, sizeof(back), &t), 0);
 	ck_assert_mem_eq(back, pt, sizeof(pt));
 }
 END_TEST
@@ -260,28 +307,28 @@ START_TEST(test_roundtrip)
 	randombytes_buf(key, sizeof(key));
 	randombytes_buf(lin, sizeof(lin));
 	randombytes_buf(pt, n + 1);
-	ck_assert_int_eq(chunk_encrypt(enc ? key : NULL, lin, 12345, pt, ct, n, &t), 0);
+	ck_assert_int_eq(seal(enc ? key : NULL, lin, 12345, pt, ct, n, &t), 0);
 	if (enc && n >= 16)
 		ck_assert_int_ne(memcmp(ct, pt, n), 0);
 	if (!enc)
 		ck_assert_mem_eq(ct, pt, n);
 	memset(back, 0x5a, n + 1);
-	ck_assert_int_eq(chunk_decrypt(enc ? key : NULL, lin, 12345, ct, back, n, &t), 0);
+	ck_assert_int_eq(unseal(enc ? key : NULL, lin, 12345, ct, back, n, &t), 0);
 	if (n)
 		ck_assert_mem_eq(back, pt, n);
 	ck_assert_uint_eq(back[n], 0x5a);                 /* no write past len */
 
 	/* In place: encrypt then decrypt the same buffer. */
 	memcpy(io, pt, n + 1);
-	ck_assert_int_eq(chunk_encrypt(enc ? key : NULL, lin, 12345, io, io, n, &t2), 0);
+	ck_assert_int_eq(seal(enc ? key : NULL, lin, 12345, io, io, n, &t2), 0);
 	if (enc && n >= 16)
 		ck_assert_int_ne(memcmp(io, pt, n), 0);
-	ck_assert_int_eq(chunk_decrypt(enc ? key : NULL, lin, 12345, io, io, n, &t2), 0);
+	ck_assert_int_eq(unseal(enc ? key : NULL, lin, 12345, io, io, n, &t2), 0);
 	if (n)
 		ck_assert_mem_eq(io, pt, n);
 	/* In-place decrypt of the out-of-place ciphertext too. */
 	memcpy(io, ct, n);
-	ck_assert_int_eq(chunk_decrypt(enc ? key : NULL, lin, 12345, io, io, n, &t), 0);
+	ck_assert_int_eq(unseal(enc ? key : NULL, lin, 12345, io, io, n, &t), 0);
 	if (n)
 		ck_assert_mem_eq(io, pt, n);
 	free(pt);
@@ -300,18 +347,18 @@ START_TEST(test_fresh_nonce)
 	randombytes_buf(key, sizeof(key));
 	randombytes_buf(lin, sizeof(lin));
 	kat_plain(pt, sizeof(pt));
-	ck_assert_int_eq(chunk_encrypt(key, lin, 1, pt, c1, sizeof(pt), &t1), 0);
-	ck_assert_int_eq(chunk_encrypt(key, lin, 1, pt, c2, sizeof(pt), &t2), 0);
+	ck_assert_int_eq(seal(key, lin, 1, pt, c1, sizeof(pt), &t1), 0);
+	ck_assert_int_eq(seal(key, lin, 1, pt, c2, sizeof(pt), &t2), 0);
 	ck_assert_int_ne(memcmp(t1.nonce, t2.nonce, CHUNK_NONCE_BYTES), 0);
 	ck_assert(!all_zero(t1.nonce, CHUNK_NONCE_BYTES));
 	ck_assert_int_ne(memcmp(c1, c2, sizeof(c1)), 0);
 	ck_assert_int_ne(memcmp(t1.mac, t2.mac, CHUNK_TAG_BYTES), 0);
-	ck_assert_int_eq(chunk_decrypt(key, lin, 1, c1, back, sizeof(back), &t1), 0);
+	ck_assert_int_eq(unseal(key, lin, 1, c1, back, sizeof(back), &t1), 0);
 	ck_assert_mem_eq(back, pt, sizeof(pt));
-	ck_assert_int_eq(chunk_decrypt(key, lin, 1, c2, back, sizeof(back), &t2), 0);
+	ck_assert_int_eq(unseal(key, lin, 1, c2, back, sizeof(back), &t2), 0);
 	ck_assert_mem_eq(back, pt, sizeof(pt));
 	/* A tag does not open the other ciphertext. */
-	ck_assert_int_eq(chunk_decrypt(key, lin, 1, c1, back, sizeof(back), &t2), -EBADMSG);
+	ck_assert_int_eq(unseal(key, lin, 1, c1, back, sizeof(back), &t2), -EBADMSG);
 	ck_assert(all_zero(back, sizeof(back)));
 }
 END_TEST
@@ -334,13 +381,13 @@ START_TEST(test_len_limit)
 
 	for (int enc = 0; enc < 2; enc++) {
 		memset(&t, 0, sizeof(t));
-		ck_assert_int_eq(chunk_encrypt(enc ? key : NULL, lin, 0, buf, out, CHUNK_MAX_BYTES + 1, &t), -EINVAL);
-		ck_assert_int_eq(chunk_encrypt_nonce(enc ? key : NULL, lin, 0, kat_nonce, buf, out,
+		ck_assert_int_eq(seal(enc ? key : NULL, lin, 0, buf, out, CHUNK_MAX_BYTES + 1, &t), -EINVAL);
+		ck_assert_int_eq(seal_nonce(enc ? key : NULL, lin, 0, kat_nonce, buf, out,
 						     CHUNK_MAX_BYTES + 1, &t),
 				 -EINVAL);
-		ck_assert_int_eq(chunk_decrypt(enc ? key : NULL, lin, 0, buf, out, CHUNK_MAX_BYTES + 1, &t), -EINVAL);
-		ck_assert_int_eq(chunk_decrypt(enc ? key : NULL, lin, 0, buf, out, SIZE_MAX, &t), -EINVAL);
-		ck_assert_int_eq(chunk_encrypt(enc ? key : NULL, lin, 0, buf, out, CHUNK_MAX_BYTES, &t), 0);
+		ck_assert_int_eq(unseal(enc ? key : NULL, lin, 0, buf, out, CHUNK_MAX_BYTES + 1, &t), -EINVAL);
+		ck_assert_int_eq(unseal(enc ? key : NULL, lin, 0, buf, out, SIZE_MAX, &t), -EINVAL);
+		ck_assert_int_eq(seal(enc ? key : NULL, lin, 0, buf, out, CHUNK_MAX_BYTES, &t), 0);
 	}
 }
 END_TEST
@@ -359,20 +406,20 @@ START_TEST(test_truncated)
 	randombytes_buf(key, sizeof(key));
 	randombytes_buf(lin, sizeof(lin));
 	randombytes_buf(pt, sizeof(pt));
-	ck_assert_int_eq(chunk_encrypt(enc ? key : NULL, lin, 3, pt, ct, n, &t), 0);
+	ck_assert_int_eq(seal(enc ? key : NULL, lin, 3, pt, ct, n, &t), 0);
 	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
 		size_t m = cuts[i];
 
 		if (m == n || m > CHUNK_MAX_BYTES)
 			continue;
 		memset(out, 0xaa, sizeof(out));
-		ck_assert_msg(chunk_decrypt(enc ? key : NULL, lin, 3, ct, out, m, &t) == -EBADMSG,
+		ck_assert_msg(unseal(enc ? key : NULL, lin, 3, ct, out, m, &t) == -EBADMSG,
 			      "len %zu of a %zu chunk accepted", m, n);
 		ck_assert_msg(all_zero(out, m), "len %zu: output not wiped", m);
 	}
 	if (n < CHUNK_MAX_BYTES) {
 		memset(out, 0xaa, sizeof(out));
-		ck_assert_int_eq(chunk_decrypt(enc ? key : NULL, lin, 3, ct, out, n + 1, &t), -EBADMSG);
+		ck_assert_int_eq(unseal(enc ? key : NULL, lin, 3, ct, out, n + 1, &t), -EBADMSG);
 		ck_assert(all_zero(out, n + 1));
 	}
 }
@@ -445,7 +492,7 @@ static struct tamper_fx *tamper_setup(int enc)
 	randombytes_buf(f->key, sizeof(f->key));
 	randombytes_buf(f->lin, sizeof(f->lin));
 	randombytes_buf(f->pt, sizeof(f->pt));
-	ck_assert_int_eq(chunk_encrypt(enc ? f->key : NULL, f->lin, 42, f->pt, f->ct, sizeof(f->pt), &f->t), 0);
+	ck_assert_int_eq(seal(enc ? f->key : NULL, f->lin, 42, f->pt, f->ct, sizeof(f->pt), &f->t), 0);
 	return f;
 }
 
@@ -456,11 +503,11 @@ static void expect_bad(struct tamper_fx *f, const uint8_t *key, const uint8_t *l
 	int r;
 
 	memset(f->out, 0xaa, sizeof(f->out));
-	r = chunk_decrypt(key, lin, index, ct, f->out, CHUNK_PLAIN_BYTES, t);
+	r = unseal(key, lin, index, ct, f->out, CHUNK_PLAIN_BYTES, t);
 	REQUIRE(r == -EBADMSG, "%s %zu: got %d, want -EBADMSG", what, pos, r);
 	REQUIRE(all_zero(f->out, sizeof(f->out)), "%s %zu: output not all zeros", what, pos);
 	memcpy(f->bad, ct, sizeof(f->bad));
-	r = chunk_decrypt(key, lin, index, f->bad, f->bad, CHUNK_PLAIN_BYTES, t);
+	r = unseal(key, lin, index, f->bad, f->bad, CHUNK_PLAIN_BYTES, t);
 	REQUIRE(r == -EBADMSG, "%s %zu (in place): got %d", what, pos, r);
 	REQUIRE(all_zero(f->bad, sizeof(f->bad)), "%s %zu (in place): buffer not all zeros", what, pos);
 }
@@ -485,7 +532,7 @@ START_TEST(test_flip_cipher)
 		f->ct[pos] ^= 0xff;
 	}
 	/* Untouched: still opens. */
-	ck_assert_int_eq(chunk_decrypt(key, f->lin, 42, f->ct, f->out, CHUNK_PLAIN_BYTES, &f->t), 0);
+	ck_assert_int_eq(unseal(key, f->lin, 42, f->ct, f->out, CHUNK_PLAIN_BYTES, &f->t), 0);
 	ck_assert_mem_eq(f->out, f->pt, CHUNK_PLAIN_BYTES);
 	free(f);
 }
@@ -547,7 +594,7 @@ START_TEST(test_wrong_identity)
 		struct chunk_tag t2;
 
 		randombytes_buf(pt2, sizeof(pt2));
-		ck_assert_int_eq(chunk_encrypt(key, f->lin, 43, pt2, ct2, sizeof(pt2), &t2), 0);
+		ck_assert_int_eq(seal(key, f->lin, 43, pt2, ct2, sizeof(pt2), &t2), 0);
 		expect_bad(f, key, f->lin, 42, ct2, &t2, "chunk 43 swapped into 42", 0);
 		expect_bad(f, key, f->lin, 42, ct2, &f->t, "ciphertext of 43 with tag of 42", 0);
 		expect_bad(f, key, f->lin, 43, f->ct, &f->t, "chunk 42 swapped into 43", 0);

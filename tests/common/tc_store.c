@@ -100,9 +100,7 @@ void tc_store_fini(struct tc_store *t)
 
 void tc_store_grant(struct tc_store *t, const char *project)
 {
-	const struct kms_caller root = { 0, "root", project };
-
-	ck_assert_int_eq(kms_grant(store_kms(t->s), &root, project), 0);
+	ck_assert_msg(store_kms_grant(t->s, &t->root, project, 1) == 0, "grant %s: %s", project, tc_err.msg);
 }
 
 void tc_store_init_other(struct tc_store *t, const char *name, const char *region, char *path, size_t pathsz)

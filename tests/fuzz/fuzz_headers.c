@@ -44,6 +44,8 @@
 #include <unistd.h>
 #include <sodium.h>
 
+#include "kms/kms_testhooks.h"
+
 #include "backup.h"
 #include "engine.h"
 
@@ -70,6 +72,7 @@ static struct file {
 	{ .name = B2 ".evb", .sum_off = 320, .sum_len = 32, .hdr_len = 320 },
 };
 static const uint8_t key[CHUNK_KEY_BYTES] = { 1, 2, 3 }; /* used if damage marks a backup encrypted */
+static struct kms_dk *dk;   /* a handle holding `key` (made at initialisation) */
 
 /* tmpfs when there is one: the engine fsyncs a lot. */
 static const char *fuzz_tmp(void)
@@ -255,6 +258,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	must(sodium_init() >= 0, "sodium_init");
+	must(kms_test_dk_import(key, &dk) == 0, "data-key handle");
 	snprintf(root, sizeof(root), "%s/evfs-fuzz-headers.XXXXXX", fuzz_tmp());
 	must(mkdtemp(root) != NULL, "mkdtemp");
 	snprintf(pools, sizeof(pools), "%s/pools", root);
@@ -391,7 +395,7 @@ static uint8_t *backup_read_all(const char *id, uint64_t *size)
 	struct backup_reader *r;
 	uint8_t *buf = NULL;
 
-	if (sane(backup_reader_open(&r, bdir, id, key)) < 0)
+	if (sane(backup_reader_open(&r, bdir, id, dk)) < 0)
 		return NULL;
 	*size = backup_reader_size(r);
 	if (*size <= 64u * CS && (buf = malloc(*size + 1))) {
@@ -428,11 +432,11 @@ static void backup_paths(void)
 
 	(void)sane(backup_info_load(bdir, B1, &bi));
 	(void)sane(backup_info_load(bdir, B2, &bi));
-	if (sane(backup_reader_open(&r, bdir, B1, key)) == 0) {
+	if (sane(backup_reader_open(&r, bdir, B1, dk)) == 0) {
 		(void)sane(backup_reader_foreach(r, count_cb, &n));
 		backup_reader_close(r);
 	}
-	(void)sane(backup_verify(bdir, B2, key, bad_cb, NULL));
+	(void)sane(backup_verify(bdir, B2, dk, bad_cb, NULL));
 	before = backup_read_all(B2, &size1);
 	if (sane(backup_delete(bdir, B1, kids, 1)) == 0 && before) {
 		after = backup_read_all(B2, &size2);

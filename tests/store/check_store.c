@@ -40,6 +40,7 @@
 #include "cli.h"
 #include "kms/kms.h"
 #include "store.h"
+#include "store_int.h"     /* white box: store_meta(), store_kms() */
 #include "tc.h"
 #include "tc_store.h"
 

@@ -39,9 +39,9 @@ START_TEST(test_unwritten_zeros)
 	ck_assert_str_eq(vol_id(v), "vol1");
 	ck_assert_mem_eq(vol_lineage(v), f.lin[0], CHUNK_LINEAGE_BYTES);
 	if (_i)
-		ck_assert(vol_key(v) != NULL);
+		ck_assert(vol_has_key(v));
 	else
-		ck_assert(vol_key(v) == NULL);
+		ck_assert(!vol_has_key(v));
 	buf = xmalloc(size);
 	memset(buf, 0xee, size);
 	xread(v, buf, size, 0);
@@ -322,7 +322,7 @@ START_TEST(test_detached)
 	fx_create(&f, 0, "vol1", MiB);
 	ck_assert_int_eq(engine_vol_open(&v, f.e, f.lhex[0], "vol1", 1), 0);
 	ck_assert(!vol_is_attached(v));
-	ck_assert(vol_key(v) == NULL);
+	ck_assert(!vol_has_key(v));
 	ck_assert_int_eq(vol_read(v, got, 10, 0), -ENOKEY);
 	ck_assert_int_eq(vol_write(v, buf, 10, 0), -ENOKEY);
 	ck_assert_int_eq(vol_discard(v, 0, 4096), -ENOKEY);
@@ -346,7 +346,7 @@ START_TEST(test_detached)
 	xwrite(v, buf, sizeof(buf), 4096);
 	ck_assert_int_eq(vol_detach(v), 0);
 	ck_assert(!vol_is_attached(v));
-	ck_assert(vol_key(v) == NULL);
+	ck_assert(!vol_has_key(v));
 	memset(got, 0xcc, sizeof(got));
 	ck_assert_int_eq(vol_read(v, got, sizeof(got), 4096), -ENOKEY);
 	ck_assert(all_byte(got, sizeof(got), 0xcc));          /* nothing copied out */
@@ -392,9 +392,9 @@ START_TEST(test_chunk_load)
 	else
 		ck_assert_mem_eq(cipher, buf, sizeof(buf));
 	dk = fx_dk(&f, 0);
-	ck_assert_int_eq(chunk_decrypt(dk ? kms_dk_bytes(dk) : NULL, f.lin[0], 17, cipher, plain, 4096, &tag), 0);
+	ck_assert_int_eq((dk ? chunk_decrypt(dk, f.lin[0], 17, cipher, plain, 4096, &tag) : chunk_plain_open(f.lin[0], 17, cipher, plain, 4096, &tag)), 0);
 	ck_assert_mem_eq(plain, buf, sizeof(buf));
-	ck_assert_int_eq(chunk_decrypt(dk ? kms_dk_bytes(dk) : NULL, f.lin[0], 16, cipher, plain, 4096, &tag),
+	ck_assert_int_eq((dk ? chunk_decrypt(dk, f.lin[0], 16, cipher, plain, 4096, &tag) : chunk_plain_open(f.lin[0], 16, cipher, plain, 4096, &tag)),
 			 -EBADMSG);
 	kms_dk_destroy(dk);
 	ck_assert_int_eq(vol_chunk_load(v, 16, cipher, &tag), 0);

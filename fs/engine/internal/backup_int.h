@@ -64,7 +64,7 @@ struct bfile {
 struct backup_reader {
 	struct bfile f;                          /* immutable after open */
 	char *dir;
-	uint8_t *key;                            /* guarded, read-only; NULL if unencrypted */
+	struct kms_dk *dk;                       /* a reference; NULL if unencrypted */
 	pthread_mutex_t lock;
 	struct bfile **hold;                     /* holder files (headers); protected by lock */
 	size_t nhold;                            /* protected by lock */
@@ -96,7 +96,8 @@ void bfile_close(struct bfile *f);
 /* backup_read.c: readers (used by backup.c to look at a parent) */
 /* backup_reader_open, with nokey: entries and holders only, no key (to
  * look at a parent; nothing is decrypted). */
-int backup_reader_open_index(struct backup_reader **out, const char *dir, const char *id, const uint8_t *key, int nokey);
+int backup_reader_open_index(struct backup_reader **out, const char *dir, const char *id, const struct kms_dk *dk,
+			     int nokey);
 /* The file holding the records of `id` (zero id: r's own file). */
 int backup_reader_holder(struct backup_reader *r, const uint8_t *id, const struct bfile **out);
 

@@ -22,6 +22,7 @@
 #define POOL_PENDING UINT32_MAX               /* refcount of a freed, not yet reusable slot */
 
 struct engine;
+struct kms_dk;
 struct pool;
 struct vol;
 
@@ -92,6 +93,13 @@ uint64_t pool_claim_run(struct pool *p, uint64_t first, uint64_t max, int (*want
 const struct chunk_tag *pool_tag(struct pool *p, uint64_t slot);
 int pool_tags_store(struct pool *p, uint64_t slot, const struct chunk_tag *tags, uint64_t n);
 int pool_chunk_load(struct pool *p, uint64_t slot, uint8_t *cipher);   /* -EUCLEAN if short */
+/* Seal / open one chunk of this pool: under dk for an encrypted pool, as
+ * checksummed plaintext otherwise (dk unused).  -EBADMSG on a bad chunk. */
+int pool_chunk_seal(const struct pool *p, const struct kms_dk *dk, uint64_t index,
+		    const uint8_t nonce[static CHUNK_NONCE_BYTES], const uint8_t *plain, uint8_t *out,
+		    struct chunk_tag *tag);
+int pool_chunk_open(const struct pool *p, const struct kms_dk *dk, uint64_t index, const uint8_t *in,
+		    uint8_t *out, const struct chunk_tag *tag);
 void pool_punch(struct pool *p, uint64_t slot);
 int pool_punch_run(struct pool *p, uint64_t first, uint64_t count);   /* slots first..first+count-1 */
 int pool_sync(struct pool *p);

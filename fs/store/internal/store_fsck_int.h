@@ -35,7 +35,7 @@ struct fsck {
 	uint64_t leaked, leaked_bytes;
 };
 
-/* store_fsck.c */
+/* store_fsck_report.c */
 /* One finding: a text line, or one element of the JSON "items" array;
  * counted by severity ("problem", "repaired", "warning", "unchecked"). */
 void fsck_emit(struct fsck *f, const char *sev, const char *code, const struct meta_object *o, int range,
@@ -47,6 +47,10 @@ const struct meta_lineage *fsck_lin_by_id(const struct fsck *f, const char *id);
 int fsck_pool_exists(const struct fsck *f, const char *lineage);
 /* Has object o (not a backup) its map file? */
 int fsck_map_present(struct store *s, const struct meta_object *o);
+
+/* Words for a chunk's read error; sort the reported chunks for seen look-ups. */
+const char *fsck_errword(int err);
+void fsck_seen_sort(struct fsck *f);
 
 /* store_fsck_scan.c */
 /* Structure, counts, orphans and leaks of one pool. */

@@ -71,4 +71,9 @@ int store_open_attached(struct store *s, const char *lineage, const char *id, in
 int store_attach_object(struct store *s, const struct store_caller *c, const struct meta_object *o);
 int store_detach_object(struct store *s, const char *id);
 
+/* The catalog and the KMS of the store: for the store's own files and for
+ * white-box tests only (never in store.h). */
+struct meta_db *store_meta(struct store *s);
+struct kms *store_kms(struct store *s);
+
 #endif
