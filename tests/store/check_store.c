@@ -721,7 +721,7 @@ END_TEST
 START_TEST(test_r9_plain_image)
 {
 	char file[TC_PATH_MAX + 32], other[TC_PATH_MAX + 32], err[1024];
-	struct store_caller me = T.root;
+	struct store_caller me;
 	struct meta_object src, cp;
 	struct store *d = NULL;
 	struct stat st;
@@ -777,6 +777,86 @@ START_TEST(test_r9_plain_image)
 }
 END_TEST
 
+/* R9 (and R2's "--key needs --encrypt"): a key given without --encrypt to
+ * image copy must be refused, not silently ignored (the copy would not be
+ * under the key the user named). */
+START_TEST(test_r9_copy_key_needs_encrypt)
+{
+	const char *k1;
+
+	fx(TC_GRANT_DEFAULT);
+	k1 = key_new(&T.user, "k1");
+	key_new(&T.user, "k2");
+	vol(&T.user, "p", 0, NULL);
+	vol(&T.user, "e", 1, "k1");
+	OK(store_snapshot_create(T.s, &T.user, META_IMAGE, "p", "pimg", NULL));
+	OK(store_snapshot_create(T.s, &T.user, META_IMAGE, "e", "eimg", NULL));
+	/* KNOWN_BUG: store_image_copy (fs/store_ops.c) ignores `key` unless
+	 * encrypt == 1, and evfsctl's image copy (cli/cli.c) does not check
+	 * "--key needs --encrypt" as volume create does: `image copy pimg c
+	 * --key k2` makes an UNENCRYPTED copy, and `image copy eimg c --key k2`
+	 * a copy under k1, both reported as success. */
+	KNOWN_BUG("image copy IMG NAME --key K without --encrypt ignores the key and succeeds (store_image_copy, "
+		  "cli image copy)");
+	REFUSED(-EINVAL, store_image_copy(T.s, &T.user, "pimg", "c1", -1, "k2", NULL), "c1", "--key needs --encrypt");
+	REFUSED(-EINVAL, store_image_copy(T.s, &T.user, "eimg", "c2", -1, "k2", NULL), "c2", "--key needs --encrypt");
+	ck_assert_int_ne(cli(&T.user, 0, "image copy pimg c3 --key k2"), 0);
+	(void)k1;
+	fx_fini();
+}
+END_TEST
+
+/* Names: every kind of object takes the same name rule (they are file
+ * names in the mount: no '/', not "." or "..", 1-63 characters). */
+START_TEST(test_names_checked)
+{
+	static const char *const bad[] = { "", ".", "..", ".hidden", "a/b", "a b",
+		"x123456789012345678901234567890123456789012345678901234567890123456789" };
+
+	fx(TC_GRANT_DEFAULT);
+	vol(&T.user, "v", 0, NULL);
+	OK(store_snapshot_create(T.s, &T.user, META_IMAGE, "v", "img", NULL));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		REFUSED(-EINVAL, vcreate(&T.user, bad[i], VSIZE, 0, NULL, META_ANY, NULL, NULL), "not valid");
+		REFUSED(-EINVAL, store_snapshot_create(T.s, &T.user, META_SNAPSHOT, "v", bad[i], NULL), "not valid");
+		REFUSED(-EINVAL, store_snapshot_create(T.s, &T.user, META_IMAGE, "v", bad[i], NULL), "not valid");
+		REFUSED(-EINVAL, store_image_copy(T.s, &T.user, "img", bad[i], -1, NULL, NULL), "not valid");
+	}
+	/* KNOWN_BUG: store_backup_create (fs/store_backup.c) checks only that
+	 * the name is not taken, not check_name()'s rule: backups named ".",
+	 * "..", ".hidden", "a/b", "a b" are created (names the mount cannot
+	 * show as files), a name of 64 or more characters is cut to 63 in the
+	 * catalog (then not found under the name it was created with), and ""
+	 * is refused only by the catalog ("backup : catalog update failed"). */
+	KNOWN_BUG("store_backup_create accepts backup names that are not valid file names (\".\", \"..\", \"a/b\") "
+		  "and silently truncates names of 64+ characters");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		REFUSED(-EINVAL, store_backup_create(T.s, &T.user, "v", bad[i], 0, NULL), "not valid");
+	fx_fini();
+}
+END_TEST
+
+/* A backup that fails leaves nothing behind: no catalog object, no file in
+ * the backup directory (whole-store fsck clean). */
+START_TEST(test_backup_failure_leaves_nothing)
+{
+	fx(TC_GRANT_DEFAULT);
+	vol(&T.user, "v", 1, NULL);
+	write_data(&T.user, "v", 190);
+	/* KNOWN_BUG: store_backup_create (fs/store_backup.c) writes the backup
+	 * file first and returns when the catalog insert then fails without
+	 * removing it (store_ops.c's commit_object undoes the map in the same
+	 * case): the file stays in backup_dir, an orphan that fsck reports.  A
+	 * name the catalog refuses ("") is the easy trigger; a full disk or a
+	 * busy catalog is the real one. */
+	KNOWN_BUG("store_backup_create leaves the backup file in backup_dir when the catalog insert fails");
+	tc_store_begin(T.s);
+	ck_assert_int_lt(store_backup_create(T.s, &T.user, "v", "", 0, NULL), 0);
+	fsck_clean(__LINE__);
+	fx_fini();
+}
+END_TEST
+
 /* ============================ R10-R14: KMS ============================== */
 
 /* R10: before a grant nothing encrypted can be made, with a message telling
@@ -784,9 +864,10 @@ END_TEST
  * the grant every user of that project can use encryption. */
 START_TEST(test_r10_grant)
 {
-	struct kms_caller kc = kc_of(&T.user);
+	struct kms_caller kc;
 
 	fx(TC_GRANT_NONE);
+	kc = kc_of(&T.user);
 	vol(&T.user, "p", 0, NULL);       /* unencrypted works without a grant */
 	write_data(&T.user, "p", 80);
 	OK(store_snapshot_create(T.s, &T.user, META_IMAGE, "p", "img", NULL));
@@ -1122,6 +1203,79 @@ START_TEST(test_r18_detach)
 }
 END_TEST
 
+/* R13 + R18: after unshare the key is unavailable to the other project
+ * like a disabled key, so detaching there is refused unless --force, for
+ * every caller of that project. */
+START_TEST(test_r18_detach_unshared)
+{
+	struct store_caller root_beta;
+	const char *sh;
+
+	fx(TC_GRANT_BOTH);
+	sh = key_new(&T.root, "sh");
+	CLI_OK(&T.root, 0, "key share sh --with beta");
+	OK(vcreate(&T.other, "ov", VSIZE, 1, "sh", META_ANY, NULL, NULL));
+	OK(vcreate(&T.other, "ov2", VSIZE, 1, "sh", META_ANY, NULL, NULL));
+	OK(store_attach(T.s, &T.other, "ov"));
+	OK(store_attach(T.s, &T.other, "ov2"));
+	CLI_OK(&T.root, 0, "key unshare sh --with beta");
+	REFUSED(-EPERM, store_detach(T.s, &T.other, "ov", 0, stderr), "detach ov refused", sh, "R18", "--force");
+	ck_assert(store_is_attached(T.s, obj(META_VOLUME, TC_PROJECT2, "ov").id));
+	OK(store_detach(T.s, &T.other, "ov", 1, stderr));
+	ck_assert(!store_is_attached(T.s, obj(META_VOLUME, TC_PROJECT2, "ov").id));
+	REFUSED(-EACCES, store_attach(T.s, &T.other, "ov"), sh, "R13");
+	/* the same volume's project, run by root (a security administrator,
+	 * whose key lookups see every project's keys): attach is refused ... */
+	root_beta = T.root;
+	snprintf(root_beta.project, sizeof(root_beta.project), "%s", TC_PROJECT2);
+	REFUSED(-EACCES, store_attach(T.s, &root_beta, "ov"), sh, "R13");
+	/* KNOWN_BUG: ... but store_detach (fs/store_ops.c) asks kms_key_lookup
+	 * for the key's state as the caller, and a security administrator's
+	 * lookup by id sees a key that is not shared with the project (admin
+	 * view, kms_keys.c key_resolve) as Enabled: root detaches ov2 of project
+	 * beta without --force and without the R18 warning, though beta (and
+	 * root in beta) cannot attach it again. */
+	KNOWN_BUG("store_detach lets a security administrator detach, without --force and without the R18 warning, "
+		  "a volume whose key is unshared from its project (the admin's key lookup sees it Enabled)");
+	REFUSED(-EPERM, store_detach(T.s, &root_beta, "ov2", 0, stderr), "detach ov2 refused", sh, "R18", "--force");
+	ck_assert(store_is_attached(T.s, obj(META_VOLUME, TC_PROJECT2, "ov2").id));
+	fx_fini();
+}
+END_TEST
+
+/* R21: the next opening of the store by the mount re-attaches the volumes
+ * that were attached and whose keys are Enabled; the others are logged. */
+START_TEST(test_r21_reattach)
+{
+	fx(TC_GRANT_DEFAULT);
+	key_new(&T.user, "k");
+	vol(&T.user, "a", 1, "k");
+	vol(&T.user, "b", 1, NULL);
+	vol(&T.user, "c", 0, NULL);
+	vol(&T.user, "d", 1, NULL);
+	write_data(&T.user, "a", 180);
+	write_data(&T.user, "b", 181);
+	write_data(&T.user, "c", 182);
+	CLI_OK(&T.user, 0, "key disable k");
+	tc_store_reopen(&T);                /* the mount ended: everything detached */
+	ck_assert_str_eq(xattr(META_VOLUME, "b", "user.evfs.attached"), "0");
+	tc_store_log_clear(&T);
+	ck_assert_int_eq(store_reattach_all(T.s), 2);
+	ck_assert_str_eq(xattr(META_VOLUME, "a", "user.evfs.attached"), "0");
+	ck_assert_str_eq(xattr(META_VOLUME, "b", "user.evfs.attached"), "1");
+	ck_assert_str_eq(xattr(META_VOLUME, "c", "user.evfs.attached"), "1");
+	ck_assert_str_eq(xattr(META_VOLUME, "d", "user.evfs.attached"), "0");
+	ck_assert_msg(tc_store_log_has(&T, "volume a") && tc_store_log_has(&T, "cannot be re-attached") &&
+			      tc_store_log_has(&T, "Disabled"),
+		      "log: %s", T.log);
+	CHECK_DATA(&T.user, META_VOLUME, "b", 181);
+	CHECK_DATA(&T.user, META_VOLUME, "c", 182);
+	CLI_OK(&T.user, 0, "key enable k");
+	CHECK_DATA(&T.user, META_VOLUME, "a", 180);
+	fx_fini();
+}
+END_TEST
+
 /* attach needs the store's running mount. */
 START_TEST(test_attach_needs_mount)
 {
@@ -1434,6 +1588,9 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_r7_r8_follow_volume);
 	tcase_add_test(tc, test_r9_encrypted_image);
 	tcase_add_test(tc, test_r9_plain_image);
+	tcase_add_test(tc, test_r9_copy_key_needs_encrypt);
+	tcase_add_test(tc, test_names_checked);
+	tcase_add_test(tc, test_backup_failure_leaves_nothing);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("kms");
@@ -1449,6 +1606,8 @@ static Suite *store_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_r16_r17_attach);
 	tcase_add_test(tc, test_r18_detach);
+	tcase_add_test(tc, test_r18_detach_unshared);
+	tcase_add_test(tc, test_r21_reattach);
 	tcase_add_test(tc, test_attach_needs_mount);
 	suite_add_tcase(s, tc);
 
