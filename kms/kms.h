@@ -188,6 +188,10 @@ int kms_key_retire_old(struct kms *k, const struct kms_caller *c, const char *ke
  * the caller's message: state, alias). */
 int kms_key_use_check(struct kms *k, const struct kms_caller *c, const char *name,
 		      struct kms_key_info *ki) KMS_WUR;
+/* The same question without the attempt: could c's project use KEY now?
+ * Nothing is audited (detach asks it of a volume's project, R18).  0, or
+ * -EACCES / -ENOKEY / -ENOENT with *ki filled as far as the key is known. */
+int kms_key_usable(struct kms *k, const struct kms_caller *c, const char *name, struct kms_key_info *ki) KMS_WUR;
 /* Generate a fresh random DK and wrap it under the key's newest version.
  * The key must be Enabled (-ENOKEY), the caller's project granted
  * (-EACCES) and the key its own or shared with it (-EACCES).  `context`

@@ -225,6 +225,20 @@ int kms_key_use_check(struct kms *k, const struct kms_caller *c, const char *nam
 	return rc;
 }
 
+int kms_key_usable(struct kms *k, const struct kms_caller *c, const char *name, struct kms_key_info *ki)
+{
+	int rc;
+
+	memset(ki, 0, sizeof(*ki));
+	if (!k)
+		return -EINVAL;
+	if ((rc = kms_enter(k)) < 0)
+		return rc;
+	rc = kms_check_caller(c) < 0 || kms_check_name(name) < 0 ? -EINVAL : use_check(k, c, name, ki);
+	kms_leave(k);
+	return rc;
+}
+
 int kms_dk_generate(struct kms *k, const struct kms_caller *c, const char *key_id, const void *context,
 		    size_t context_len, uint8_t wrapped[static KMS_WRAPPED_MAX], size_t *wrapped_len,
 		    struct kms_dk **dk)

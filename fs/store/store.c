@@ -729,3 +729,22 @@ int store_owner_check(struct store *s, const struct store_caller *c, const struc
 		     (unsigned)o->owner_uid);
 	return -EPERM;
 }
+
+int store_name_check(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name)
+{
+	struct meta_object o;
+	size_t n = strlen(name);
+
+	if (n == 0 || n >= META_NAME_MAX || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+						"0123456789._-") != n || name[0] == '.') {
+		store_seterr(s, c, "%s name '%s' is not valid: use 1-63 letters, digits, '.', '_' or '-', not starting "
+			     "with '.'", meta_kind_name(kind), name);
+		return -EINVAL;
+	}
+	if (meta_object_lookup(s->meta, kind, c->project, name, &o) == 0) {
+		store_seterr(s, c, "a %s named '%s' already exists in project %s; choose another name",
+			     meta_kind_name(kind), name, c->project);
+		return -EEXIST;
+	}
+	return 0;
+}

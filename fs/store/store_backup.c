@@ -48,11 +48,9 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 		rc = store_owner_check(s, c, &v, "backup of volume");
 	if (rc)
 		return rc;
-	if (meta_object_lookup(s->meta, META_BACKUP, c->project, name, &o) == 0) {
-		store_seterr(s, c, "a backup named '%s' already exists in project %s; choose another name", name,
-			     c->project);
-		return -EEXIST;
-	}
+	rc = store_name_check(s, c, META_BACKUP, name);
+	if (rc)
+		return rc;
 	rc = meta_lineage_get(s->meta, v.lineage, &l);
 	if (rc) {
 		store_seterr(s, c, "volume %s: its lineage is missing from the catalog; run evfsctl fsck", vol);
@@ -128,11 +126,23 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 					     "disk; nothing was kept)" : "");
 		return rc;
 	}
-	rc = meta_object_insert(s->meta, &o);
-	if (!rc)
-		rc = meta_setting_set(s->meta, setting, o.id);
+	/* Object and chain head together, or neither; a refused catalog
+	 * update takes the written file back with it. */
+	rc = meta_begin(s->meta);
+	if (!rc) {
+		rc = meta_object_insert(s->meta, &o);
+		if (!rc)
+			rc = meta_setting_set(s->meta, setting, o.id);
+		if (rc)
+			meta_rollback(s->meta);
+		else
+			rc = meta_commit(s->meta);
+	}
 	if (rc) {
-		store_seterr(s, c, "backup %s: catalog update failed: %s", name, evfs_strerror(rc));
+		if (backup_delete(o.location, o.id, NULL, 0) < 0)
+			store_logf(s, 4, "backup %s: file %s/%s.evb not removed after the failed catalog update", name,
+				   o.location, o.id);
+		store_seterr(s, c, "backup %s: catalog update failed: %s (nothing was kept)", name, evfs_strerror(rc));
 		return rc;
 	}
 	if (out)

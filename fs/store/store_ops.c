@@ -52,25 +52,6 @@ static void object_base(const struct store_caller *c, struct meta_object *o, enu
 	snprintf(o->vol_type, sizeof(o->vol_type), "data");
 }
 
-static int check_name(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name)
-{
-	struct meta_object o;
-	size_t n = strlen(name);
-
-	if (n == 0 || n >= META_NAME_MAX || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-						"0123456789._-") != n || name[0] == '.') {
-		store_seterr(s, c, "%s name '%s' is not valid: use 1-63 letters, digits, '.', '_' or '-', not starting "
-			     "with '.'", meta_kind_name(kind), name);
-		return -EINVAL;
-	}
-	if (meta_object_lookup(s->meta, kind, c->project, name, &o) == 0) {
-		store_seterr(s, c, "a %s named '%s' already exists in project %s; choose another name",
-			     meta_kind_name(kind), name, c->project);
-		return -EEXIST;
-	}
-	return 0;
-}
-
 /* Insert o into the catalog; on failure drop its map (pool side first). */
 static int commit_object(struct store *s, const struct store_caller *c, struct meta_object *o)
 {
@@ -146,10 +127,19 @@ int store_volume_create(struct store *s, const struct store_caller *c, const str
 {
 	struct meta_object o, src;
 	struct kms_key_info ki;
-	int rc = check_name(s, c, META_VOLUME, sp->name), clone = 0;
+	int rc = store_name_check(s, c, META_VOLUME, sp->name), clone = 0;
 
 	if (rc)
 		return rc;
+	if (sp->type && strcmp(sp->type, "system") != 0 && strcmp(sp->type, "data") != 0) {
+		store_seterr(s, c, "volume %s: type '%s' is not known: use system or data", sp->name, sp->type);
+		return -EINVAL;
+	}
+	if (sp->type && strcmp(sp->type, "system") == 0 && sp->from_kind != META_IMAGE) {
+		store_seterr(s, c, "volume %s: a system volume is made only from an image (R3); give --from-image IMG "
+			     "or make a data volume", sp->name);
+		return -EINVAL;
+	}
 	object_base(c, &o, META_VOLUME, sp->name);
 	if (sp->type)
 		snprintf(o.vol_type, sizeof(o.vol_type), "%s", sp->type);
@@ -292,7 +282,7 @@ int store_snapshot_create(struct store *s, const struct store_caller *c, enum me
 	if (!rc)
 		rc = store_owner_check(s, c, &v, kind == META_SNAPSHOT ? "snapshot of volume" : "image of volume");
 	if (!rc)
-		rc = check_name(s, c, kind, name);
+		rc = store_name_check(s, c, kind, name);
 	if (rc)
 		return rc;
 	object_base(c, &o, kind, name);
@@ -325,9 +315,14 @@ int store_image_copy(struct store *s, const struct store_caller *c, const char *
 	if (!rc)
 		rc = store_owner_check(s, c, &src, "image copy of");
 	if (!rc)
-		rc = check_name(s, c, META_IMAGE, name);
+		rc = store_name_check(s, c, META_IMAGE, name);
 	if (rc)
 		return rc;
+	if (key && encrypt != 1) {
+		store_seterr(s, c, "image %s: --key needs --encrypt (a copy keeps the source image's encryption "
+			     "unless --encrypt --key KEY is given, R9)", name);
+		return -EINVAL;
+	}
 	if (encrypt == 0 && src.encrypted) {
 		store_seterr(s, c, "image %s is encrypted; encrypted images cannot be turned into unencrypted ones (R9)",
 			     img);
@@ -431,16 +426,19 @@ int store_detach(struct store *s, const struct store_caller *c, const char *name
 	struct meta_object o;
 	struct kms_key_info ki;
 	struct kms_caller kc;
-	int rc = store_object_find(s, c, META_VOLUME, name, &o), sync_rc;
+	int rc = store_object_find(s, c, META_VOLUME, name, &o), sync_rc, krc;
 
 	if (!rc)
 		rc = store_owner_check(s, c, &o, "detach volume");
 	if (rc)
 		return rc;
+	/* Could the volume's project attach it again (R18)?  Asked as that
+	 * project, not with a security administrator's view of every key. */
 	store_kcaller(c, &kc, o.project);
-	if (o.encrypted && (kms_key_lookup(s->kms, &kc, o.key_id, &ki) < 0 || ki.state != KMS_KEY_ENABLED)) {
-		const char *state = kms_key_lookup(s->kms, &kc, o.key_id, &ki) < 0 ? "unavailable"
-										      : kms_state_name(ki.state);
+	if (o.encrypted && (krc = kms_key_usable(s->kms, &kc, o.key_id, &ki)) < 0) {
+		const char *state = krc == -ENOKEY && ki.id[0] ? kms_state_name(ki.state)
+				    : krc == -EACCES ? "not usable by its project (no grant, or not shared with it)"
+						     : "unavailable";
 		if (!force) {
 			store_seterr(s, c, "detach %s refused: its key %s is %s; once detached the volume cannot be "
 				     "re-attached until the key is Enabled again (R18). Restore the key first, or "

@@ -21,9 +21,6 @@
  *   dependents  R20: disable / schedule-deletion / unshare list dependents
  *   delete      which objects can be deleted while others depend on them
  *   common      the shared fixtures themselves (guarded rm -rf, PRNG)
- *
- * A test that shows a product bug is kept, marked KNOWN_BUG with the reason,
- * and skipped with a loud message unless EVFS_TEST_KNOWN_BUGS=1.
  */
 #include <check.h>
 #include <errno.h>
@@ -93,19 +90,6 @@ static void has_words(int line, const char *what, const char *text, ...)
 		ck_assert_msg(rc_ == (err), "line %d: %s = %d (%s), want %d (%s); message: '%s'", __LINE__, #call, \
 			      rc_, strerror(-rc_), (err), strerror(-(err)), tc_store_msg(T.s));            \
 		has_words(__LINE__, #call, tc_store_msg(T.s), __VA_ARGS__, (const char *)NULL);            \
-	} while (0)
-
-/* A product bug: the test below the mark shows it; skipped (loudly) unless
- * EVFS_TEST_KNOWN_BUGS=1 asks to see it fail. */
-#define KNOWN_BUG(...)                                                                                 \
-	do {                                                                                           \
-		if (!getenv("EVFS_TEST_KNOWN_BUGS")) {                                                 \
-			fprintf(stderr, "\n*** %s: SKIPPED, KNOWN PRODUCT BUG: ", __func__);           \
-			fprintf(stderr, __VA_ARGS__);                                                  \
-			fprintf(stderr, " (EVFS_TEST_KNOWN_BUGS=1 runs it) ***\n\n");                  \
-			fx_fini();                                                                     \
-			return;                                                                        \
-		}                                                                                      \
 	} while (0)
 
 static struct kms_caller kc_of(const struct store_caller *c)
@@ -505,13 +489,7 @@ START_TEST(test_r3_system_only_from_image)
 	OK(store_snapshot_create(T.s, &T.user, META_IMAGE, "v", "img", NULL));
 	ck_assert_int_eq(cli(&T.user, 0, "volume create sys2 --from-image img --type bogus"), 2);
 
-	/* KNOWN_BUG: store_volume_create (fs/store_ops.c) copies spec->type into
-	 * the volume unchecked: an empty volume or one from a snapshot becomes a
-	 * "system" volume, and an unknown type ("bogus") from an image is taken
-	 * as a system volume.  Only the CLI checks --type, so any other caller
-	 * of the store service (the rules' home) breaks R3. */
-	KNOWN_BUG("store_volume_create accepts type \"system\" for a volume not made from an image, and any "
-		  "unknown type (R3 is checked only in cli/cli.c)");
+	/* Fixed bug (found by this suite): store_volume_create took any type: R3 was checked only by the CLI. */
 	REFUSED(-EINVAL, vcreate(&T.user, "sys3", VSIZE, 0, NULL, META_ANY, NULL, "system"), "sys3", "image", "R3");
 	REFUSED(-EINVAL, vcreate(&T.user, "sys4", 0, -1, NULL, META_SNAPSHOT, "s", "system"), "sys4", "image", "R3");
 	REFUSED(-EINVAL, vcreate(&T.user, "sys5", 0, -1, NULL, META_IMAGE, "img", "bogus"), "sys5", "bogus");
@@ -791,13 +769,7 @@ START_TEST(test_r9_copy_key_needs_encrypt)
 	vol(&T.user, "e", 1, "k1");
 	OK(store_snapshot_create(T.s, &T.user, META_IMAGE, "p", "pimg", NULL));
 	OK(store_snapshot_create(T.s, &T.user, META_IMAGE, "e", "eimg", NULL));
-	/* KNOWN_BUG: store_image_copy (fs/store_ops.c) ignores `key` unless
-	 * encrypt == 1, and evfsctl's image copy (cli/cli.c) does not check
-	 * "--key needs --encrypt" as volume create does: `image copy pimg c
-	 * --key k2` makes an UNENCRYPTED copy, and `image copy eimg c --key k2`
-	 * a copy under k1, both reported as success. */
-	KNOWN_BUG("image copy IMG NAME --key K without --encrypt ignores the key and succeeds (store_image_copy, "
-		  "cli image copy)");
+	/* Fixed bug (found by this suite): image copy --key without --encrypt used to succeed, ignoring the key. */
 	REFUSED(-EINVAL, store_image_copy(T.s, &T.user, "pimg", "c1", -1, "k2", NULL), "c1", "--key needs --encrypt");
 	REFUSED(-EINVAL, store_image_copy(T.s, &T.user, "eimg", "c2", -1, "k2", NULL), "c2", "--key needs --encrypt");
 	ck_assert_int_ne(cli(&T.user, 0, "image copy pimg c3 --key k2"), 0);
@@ -822,14 +794,7 @@ START_TEST(test_names_checked)
 		REFUSED(-EINVAL, store_snapshot_create(T.s, &T.user, META_IMAGE, "v", bad[i], NULL), "not valid");
 		REFUSED(-EINVAL, store_image_copy(T.s, &T.user, "img", bad[i], -1, NULL, NULL), "not valid");
 	}
-	/* KNOWN_BUG: store_backup_create (fs/store_backup.c) checks only that
-	 * the name is not taken, not check_name()'s rule: backups named ".",
-	 * "..", ".hidden", "a/b", "a b" are created (names the mount cannot
-	 * show as files), a name of 64 or more characters is cut to 63 in the
-	 * catalog (then not found under the name it was created with), and ""
-	 * is refused only by the catalog ("backup : catalog update failed"). */
-	KNOWN_BUG("store_backup_create accepts backup names that are not valid file names (\".\", \"..\", \"a/b\") "
-		  "and silently truncates names of 64+ characters");
+	/* Fixed bug (found by this suite): backups used to skip the name rule (".", "a/b", truncated long names). */
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		REFUSED(-EINVAL, store_backup_create(T.s, &T.user, "v", bad[i], 0, NULL), "not valid");
 	fx_fini();
@@ -843,13 +808,7 @@ START_TEST(test_backup_failure_leaves_nothing)
 	fx(TC_GRANT_DEFAULT);
 	vol(&T.user, "v", 1, NULL);
 	write_data(&T.user, "v", 190);
-	/* KNOWN_BUG: store_backup_create (fs/store_backup.c) writes the backup
-	 * file first and returns when the catalog insert then fails without
-	 * removing it (store_ops.c's commit_object undoes the map in the same
-	 * case): the file stays in backup_dir, an orphan that fsck reports.  A
-	 * name the catalog refuses ("") is the easy trigger; a full disk or a
-	 * busy catalog is the real one. */
-	KNOWN_BUG("store_backup_create leaves the backup file in backup_dir when the catalog insert fails");
+	/* Fixed bug (found by this suite): a failed catalog update used to leave the backup file behind. */
 	tc_store_begin(T.s);
 	ck_assert_int_lt(store_backup_create(T.s, &T.user, "v", "", 0, NULL), 0);
 	fsck_clean(__LINE__);
@@ -1229,14 +1188,8 @@ START_TEST(test_r18_detach_unshared)
 	root_beta = T.root;
 	snprintf(root_beta.project, sizeof(root_beta.project), "%s", TC_PROJECT2);
 	REFUSED(-EACCES, store_attach(T.s, &root_beta, "ov"), sh, "R13");
-	/* KNOWN_BUG: ... but store_detach (fs/store_ops.c) asks kms_key_lookup
-	 * for the key's state as the caller, and a security administrator's
-	 * lookup by id sees a key that is not shared with the project (admin
-	 * view, kms_keys.c key_resolve) as Enabled: root detaches ov2 of project
-	 * beta without --force and without the R18 warning, though beta (and
-	 * root in beta) cannot attach it again. */
-	KNOWN_BUG("store_detach lets a security administrator detach, without --force and without the R18 warning, "
-		  "a volume whose key is unshared from its project (the admin's key lookup sees it Enabled)");
+	/* Fixed bug (found by this suite): detach used to ask for the key as the caller: a security administrator saw
+	 * an unshared key as Enabled and detached without --force or warning. */
 	REFUSED(-EPERM, store_detach(T.s, &root_beta, "ov2", 0, stderr), "detach ov2 refused", sh, "R18", "--force");
 	ck_assert(store_is_attached(T.s, obj(META_VOLUME, TC_PROJECT2, "ov2").id));
 	fx_fini();

@@ -52,6 +52,10 @@ int store_lineage_unwrap(struct store *s, const struct store_caller *c, const ch
 			 struct kms_dk **dk);
 /* Drop the lineage's pool and catalog row if nothing uses them any more. */
 void store_lineage_gc(struct store *s, const char *lineage);
+/* A new object's name: 1-63 of letters, digits, '.', '_', '-', not
+ * starting with '.' (a file name in the mount), and not taken in
+ * c->project (-EINVAL / -EEXIST with a message). */
+int store_name_check(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name);
 /* Find an object of c->project by kind and name (message on failure). */
 int store_object_find(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name,
 		      struct meta_object *o);
