@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <syslog.h>
 
 void elog_printf(struct elog *l, int level, const char *fmt, ...)
 {
@@ -34,7 +35,7 @@ void elog_chunk_error(struct elog *l, const char *vol, uint64_t index, int err)
 	unsigned n = atomic_fetch_add(&l->budget, 1);
 
 	if (n < 100 || n % 1000 == 0)
-		elog_printf(l, 3, "volume %s: chunk %llu (offset %llu chunks in) failed %s; returning EIO",
+		elog_printf(l, LOG_ERR, "volume %s: chunk %llu (offset %llu chunks in) failed %s; returning EIO",
 			    vol, (unsigned long long)index, (unsigned long long)index,
 			    err == -EBADMSG ? "authentication (tampered, moved or wrong key)" :
 					      "to read (store file damaged or truncated)");

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <sodium.h>
@@ -74,7 +75,7 @@ void engine_destroy(struct engine *e)
 	par_destroy(e->par);
 	e->par = NULL;
 	if (e->vols)
-		elog_printf(&e->log, 4, "engine destroyed with open volume %s", e->vols->id);
+		elog_printf(&e->log, LOG_WARNING, "engine destroyed with open volume %s", e->vols->id);
 	while (e->pools) {
 		struct pool *p = e->pools;
 
@@ -320,7 +321,7 @@ void engine_vol_close(struct vol *v)
 	}
 	pthread_mutex_unlock(&e->lock);
 	if (vol_is_writable(v) && vol_sync(v) < 0)
-		elog_printf(&e->log, 3, "volume %s: final sync failed; writes since the last fsync may be lost", v->id);
+		elog_printf(&e->log, LOG_ERR, "volume %s: final sync failed; writes since the last fsync may be lost", v->id);
 	p = v->pool;
 	vol_destroy(v);
 	engine_pool_put(p);

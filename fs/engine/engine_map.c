@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <sodium.h>
@@ -243,7 +244,7 @@ int engine_map_clone(struct engine *e, const char *lineage, const char *src_id, 
 		err = -errno;
 	/* The clone is durable: count its references, drop the old ones. */
 	if (map_fd_foreach(p, tfd, ref_cb, p) < 0)
-		elog_printf(&e->log, 3, "pool %s: clone %s references a slot outside the pool", lineage, dst_id);
+		elog_printf(&e->log, LOG_ERR, "pool %s: clone %s references a slot outside the pool", lineage, dst_id);
 out:
 	if (sv) {
 		vol_thaw(sv);

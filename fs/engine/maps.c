@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <sodium.h>
@@ -170,7 +171,7 @@ int map_dir_load_refs(struct pool *p)
 			break;
 		}
 		if (err < 0) {
-			elog_printf(p->log, 3, "pool %s: chunk map %s/%s/maps/%s is damaged or unreadable (%s); restore "
+			elog_printf(p->log, LOG_ERR, "pool %s: chunk map %s/%s/maps/%s is damaged or unreadable (%s); restore "
 				    "the file from a copy: the lineage's volumes, snapshots and images are refused until "
 				    "then", p->lineage_hex, p->pools_dir, p->lineage_hex, de->d_name, evfs_strerror(err));
 			break;

@@ -48,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -180,7 +181,7 @@ int pool_ref_load(struct pool *p, uint64_t slot)
 	int err;
 
 	if (slot >= p->nslots) {
-		elog_printf(p->log, 3, "pool %s: a chunk map references slot %llu beyond the end of the tag table "
+		elog_printf(p->log, LOG_ERR, "pool %s: a chunk map references slot %llu beyond the end of the tag table "
 			    "%s/%s/tags (%llu slots): the tags file is truncated (or a map damaged); restore it from a "
 			    "copy: the lineage's volumes, snapshots and images are refused until then", p->lineage_hex,
 			    (unsigned long long)slot, p->pools_dir, p->lineage_hex, (unsigned long long)p->nslots);
@@ -250,7 +251,7 @@ int pool_open(struct pool **out, const char *pools_dir, const char *lineage, str
 	if (!ok || memcmp(&h, &want, sizeof(h)) != 0 || memcmp(h.lineage, p->lineage, CHUNK_LINEAGE_BYTES) != 0 ||
 	    !chunk_size_valid(le32toh(h.chunk_size)) || st.st_size < (off_t)POOL_HDR_BYTES ||
 	    (uint64_t)st.st_size > POOL_HDR_BYTES + POOL_MAX_SEGS * POOL_SEG_BYTES) {
-		elog_printf(log, 3, "pool %s: tag table %s/tags is damaged or not an evfs pool (bad header or size); "
+		elog_printf(log, LOG_ERR, "pool %s: tag table %s/tags is damaged or not an evfs pool (bad header or size); "
 			    "restore the file from a copy: the lineage's volumes, snapshots and images are refused "
 			    "until then", lineage, path);
 		err = -EUCLEAN;
@@ -547,7 +548,7 @@ void pool_punch_free(struct pool *p, const uint64_t *slots, size_t n)
 		return;
 	err = pool_maps_sync(p, NULL);
 	if (err) {
-		elog_printf(p->log, 3, "pool %s: syncing its open maps failed (%s); %zu freed chunks stay unused until "
+		elog_printf(p->log, LOG_ERR, "pool %s: syncing its open maps failed (%s); %zu freed chunks stay unused until "
 			    "the pool is reopened", p->lineage_hex, evfs_strerror(err), n);
 		return;
 	}

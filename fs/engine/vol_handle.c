@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -110,7 +111,7 @@ int vol_create(struct vol **out, struct pool *p, const char *id, int writable, s
 		goto fail;
 	err = map_header_load(p, v->map_fd, id, &h);
 	if (err) {
-		elog_printf(log, 3, "volume %s: chunk map %s/%s/maps/%s is damaged (bad header or checksum); restore "
+		elog_printf(log, LOG_ERR, "volume %s: chunk map %s/%s/maps/%s is damaged (bad header or checksum); restore "
 			    "the file from a copy", id, p->pools_dir, p->lineage_hex, name);
 		goto fail;
 	}
@@ -123,7 +124,7 @@ int vol_create(struct vol **out, struct pool *p, const char *id, int writable, s
 		 * mapping: refuse it as damaged. */
 		if (fstat(v->map_fd, &st) < 0 || (uint64_t)st.st_size < map_entry_off(v->nchunks) ||
 		    v->nchunks > (SIZE_MAX - MAP_HDR_BYTES) / 8) {
-			elog_printf(log, 3, "volume %s: chunk map %s/%s/maps/%s is truncated; restore the file from a "
+			elog_printf(log, LOG_ERR, "volume %s: chunk map %s/%s/maps/%s is truncated; restore the file from a "
 				    "copy", id, p->pools_dir, p->lineage_hex, name);
 			err = -EUCLEAN;
 			goto fail;
@@ -273,7 +274,7 @@ int vol_extend(struct vol *v, uint64_t new_size)
 			/* Put the file back as it was; the old mapping stays. */
 			if (ftruncate(v->map_fd, (off_t)map_entry_off(v->nchunks)) < 0 ||
 			    map_header_store(v->pool, v->map_fd, v->id, old_size) < 0)
-				elog_printf(v->log, 3, "volume %s: could not undo a failed extend", v->id);
+				elog_printf(v->log, LOG_ERR, "volume %s: could not undo a failed extend", v->id);
 		} else {
 			vol_map_unmap(v);
 			v->map = (const uint64_t *)((const uint8_t *)m + MAP_HDR_BYTES);

@@ -41,6 +41,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 #include <sodium.h>
 
@@ -334,7 +335,7 @@ static int map_store(struct vol *v, struct scratch *sc, uint64_t first, uint64_t
 		uint64_t le = htole64(sc->old[count]);
 
 		if (pwrite(v->map_fd, &le, sizeof(le), (off_t)map_entry_off(first + count)) != (ssize_t)sizeof(le)) {
-			elog_printf(v->log, 3, "volume %s: map entry of chunk %llu torn by a failed write; run fsck",
+			elog_printf(v->log, LOG_ERR, "volume %s: map entry of chunk %llu torn by a failed write; run fsck",
 				    v->id, (unsigned long long)(first + count));
 			if (stored)
 				*stored = count + 1;

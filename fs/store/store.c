@@ -30,6 +30,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -542,9 +543,9 @@ void store_lineage_gc(struct store *s, const char *lineage)
 		return;
 	rc = engine_pool_delete(s->eng, lineage);
 	if (rc && rc != -EBUSY)
-		store_logf(s, 4, "lineage %s: pool not removed: %s", lineage, evfs_strerror(rc));
+		store_logf(s, LOG_WARNING, "lineage %s: pool not removed: %s", lineage, evfs_strerror(rc));
 	if (rc == 0 && cc.backups == 0 && meta_lineage_delete(s->meta, lineage) < 0)
-		store_logf(s, 4, "lineage %s: catalog row not removed", lineage);
+		store_logf(s, LOG_WARNING, "lineage %s: catalog row not removed", lineage);
 }
 
 int store_object_find(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name,
@@ -598,7 +599,7 @@ int store_attach_object(struct store *s, const struct store_caller *c, const str
 	if (rc) {
 		kms_dk_destroy(dk);
 		if (v && vol_is_attached(v) && vol_detach(v) < 0)
-			store_logf(s, 3, "volume %s: detach after failed attach failed", o->name);
+			store_logf(s, LOG_ERR, "volume %s: detach after failed attach failed", o->name);
 		engine_vol_close(v);
 		if (!evfs_err_msg(c->err)[0] || rc == -ENOMEM)
 			store_seterr(s, c, "attach %s: %s", o->name, evfs_strerror(rc));
@@ -632,7 +633,7 @@ int store_detach_object(struct store *s, const char *id)
 		return -ENOENT;
 	rc = vol_sync(a->v);
 	if (vol_detach(a->v) < 0)
-		store_logf(s, 4, "volume %s was not attached", id);
+		store_logf(s, LOG_WARNING, "volume %s was not attached", id);
 	engine_vol_close(a->v);
 	free(a);
 	return rc;
@@ -651,7 +652,7 @@ void store_detach_all(struct store *s)
 		snprintf(id, sizeof(id), "%s", s->attached->id);
 		pthread_mutex_unlock(&s->lock);
 		if (store_detach_object(s, id) < 0)
-			store_logf(s, 3, "volume %s: sync at detach failed", id);
+			store_logf(s, LOG_ERR, "volume %s: sync at detach failed", id);
 	}
 }
 
@@ -694,9 +695,9 @@ int store_reattach_all(struct store *s)
 		c.err = &why;
 		if (store_attach_object(s, &c, &r.list[i]) == 0) {
 			n++;
-			store_logf(s, 6, "volume %s (project %s) re-attached", r.list[i].name, r.list[i].project);
+			store_logf(s, LOG_INFO, "volume %s (project %s) re-attached", r.list[i].name, r.list[i].project);
 		} else {
-			store_logf(s, 4, "volume %s (project %s) was attached but cannot be re-attached: %s",
+			store_logf(s, LOG_WARNING, "volume %s (project %s) was attached but cannot be re-attached: %s",
 				   r.list[i].name, r.list[i].project, why.msg);
 		}
 	}

@@ -18,6 +18,7 @@
 #include <grp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -116,7 +117,7 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 
 		/* -ENOENT: the clone itself failed (a full disk): nothing to remove. */
 		if (d < 0 && d != -ENOENT)
-			store_logf(s, 4, "backup %s: temporary clone %s not removed", name, tmp.id);
+			store_logf(s, LOG_WARNING, "backup %s: temporary clone %s not removed", name, tmp.id);
 	}
 	if (rc) {
 		store_seterr(s, c, "backup %s of volume %s failed: %s%s%s%s", name, vol, evfs_strerror(rc),
@@ -140,7 +141,7 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 	}
 	if (rc) {
 		if (backup_delete(o.location, o.id, NULL, 0) < 0)
-			store_logf(s, 4, "backup %s: file %s/%s.evb not removed after the failed catalog update", name,
+			store_logf(s, LOG_WARNING, "backup %s: file %s/%s.evb not removed after the failed catalog update", name,
 				   o.location, o.id);
 		store_seterr(s, c, "backup %s: catalog update failed: %s (nothing was kept)", name, evfs_strerror(rc));
 		return rc;

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 
 #include "backup.h"
 
@@ -101,7 +102,7 @@ int store_file_open(struct store *s, const struct store_caller *c, enum meta_kin
 	if (writable && kind != META_VOLUME)
 		return -EROFS;
 	if (kind == META_IMAGE && o.encrypted) {
-		store_logf(s, 4, "images/%s: encrypted images cannot be read or exported (R9)", name);
+		store_logf(s, LOG_WARNING, "images/%s: encrypted images cannot be read or exported (R9)", name);
 		return -EACCES;
 	}
 	f = calloc(1, sizeof(*f));
@@ -120,7 +121,7 @@ int store_file_open(struct store *s, const struct store_caller *c, enum meta_kin
 		wc.err = &why;
 		rc = store_lineage_unwrap(s, &wc, o.project, o.lineage, &dk);
 		if (rc) {
-			store_logf(s, 4, "%ss/%s: cannot open: %s", meta_kind_name(kind), name, why.msg);
+			store_logf(s, LOG_WARNING, "%ss/%s: cannot open: %s", meta_kind_name(kind), name, why.msg);
 			evfs_err_set(c->err, "%s", why.msg);
 		} else if (kind == META_BACKUP) {
 			rc = backup_reader_open(&f->br, o.location, o.id, dk);
@@ -227,7 +228,7 @@ int store_file_truncate(struct store *s, const struct store_caller *c, const cha
 		wc.err = &why;
 		rc = store_volume_resize(s, &wc, &o, size);
 		if (rc) {
-			store_logf(s, 4, "volumes/%s: %s", name, why.msg);
+			store_logf(s, LOG_WARNING, "volumes/%s: %s", name, why.msg);
 			evfs_err_set(c->err, "%s", why.msg);
 		}
 	}

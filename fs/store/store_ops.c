@@ -32,6 +32,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
@@ -60,7 +61,7 @@ static int commit_object(struct store *s, const struct store_caller *c, struct m
 	if (rc) {
 		store_seterr(s, c, "%s %s: catalog insert failed: %s", meta_kind_name(o->kind), o->name, evfs_strerror(rc));
 		if (o->kind != META_BACKUP && engine_map_delete(s->eng, o->lineage, o->id) < 0)
-			store_logf(s, 3, "%s %s: orphan map left in pool %s", meta_kind_name(o->kind), o->name, o->lineage);
+			store_logf(s, LOG_ERR, "%s %s: orphan map left in pool %s", meta_kind_name(o->kind), o->name, o->lineage);
 		store_lineage_gc(s, o->lineage);
 	}
 	return rc;
@@ -114,7 +115,7 @@ out:
 	engine_vol_close(dv);
 	if (rc) {
 		if (engine_map_delete(s->eng, o->lineage, o->id) < 0)
-			store_logf(s, 4, "volume %s: partial map not removed", o->name);
+			store_logf(s, LOG_WARNING, "volume %s: partial map not removed", o->name);
 		store_lineage_gc(s, o->lineage);
 	}
 	return rc;
@@ -377,11 +378,11 @@ int store_object_delete(struct store *s, const struct store_caller *c, enum meta
 	}
 	rc = engine_map_delete(s->eng, o.lineage, o.id);
 	if (rc == -EBUSY) {
-		store_logf(s, 4, "%s %s: map still open; its space is freed when the pool is next opened",
+		store_logf(s, LOG_WARNING, "%s %s: map still open; its space is freed when the pool is next opened",
 			   meta_kind_name(kind), name);
 		rc = 0;
 	} else if (rc && rc != -ENOENT) {
-		store_logf(s, 4, "%s %s: map not removed (%s); 'evfsctl fsck' will report it", meta_kind_name(kind),
+		store_logf(s, LOG_WARNING, "%s %s: map not removed (%s); 'evfsctl fsck' will report it", meta_kind_name(kind),
 			   name, evfs_strerror(rc));
 	}
 	store_lineage_gc(s, o.lineage);
