@@ -63,6 +63,7 @@ int cli_parse_size(const char *s, unsigned long long *out)
 	case 'M': shift = 20; break;
 	case 'G': shift = 30; break;
 	case 'T': shift = 40; break;
+	case 'P': shift = 50; break;
 	default: return -EINVAL;
 	}
 	if (*end && end[1] && !(toupper((unsigned char)end[1]) == 'B' && !end[2]) &&
@@ -264,7 +265,7 @@ static int cmd_volume(struct cmdctx *x, const char *sub, struct args *a)
 	if (strcmp(sub, "delete") == 0) {
 		if ((rc = want_pos(x, a, 1, "volume delete VOL")))
 			return rc;
-		rc = store_object_delete(x->s, x->c, META_VOLUME, a->pos[0]);
+		rc = store_object_delete(x->s, x->c, META_VOLUME, a->pos[0], a->force, x->err);
 		if (!rc && !x->json)
 			fprintf(x->out, "deleted volume %s\n", a->pos[0]);
 		return rc ? fail(x) : 0;
@@ -333,7 +334,7 @@ static int cmd_snapshot_image(struct cmdctx *x, enum meta_kind kind, const char 
 	if (strcmp(sub, "delete") == 0) {
 		if ((rc = want_pos(x, a, 1, "delete NAME")))
 			return rc;
-		rc = store_object_delete(x->s, x->c, kind, a->pos[0]);
+		rc = store_object_delete(x->s, x->c, kind, a->pos[0], 0, NULL);
 		if (!rc && !x->json)
 			fprintf(x->out, "deleted %s %s\n", kn, a->pos[0]);
 		return rc ? fail(x) : 0;

@@ -29,7 +29,7 @@ static void log_stderr(void *ctx, int level, const char *msg)
 
 static int cmd_init(const char *dir, int argc, char **argv)
 {
-	struct store_init_opts o = { 0 };
+	struct store_init_opts o = { .warn = stderr };
 	char err[1024] = "";
 	int rc;
 
@@ -142,6 +142,19 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[i], "init") == 0)
 		return cmd_init(dir, argc - i - 1, argv + i + 1);
+	/* Too long for the control socket is too long for any command: a
+	 * usage error, whether a mount runs or not. */
+	if (argc - i > (int)CTL_MAX_ARGS) {
+		fprintf(stderr, "evfsctl: %d arguments: at most %u are accepted\n", argc - i, CTL_MAX_ARGS);
+		return 2;
+	}
+	for (int k = i; k < argc; k++) {
+		if (strlen(argv[k]) >= CTL_MAX_ARG) {
+			fprintf(stderr, "evfsctl: argument '%.40s...' is %zu bytes long: at most %u are accepted "
+				"(names: 63 characters)\n", argv[k], strlen(argv[k]), CTL_MAX_ARG - 1);
+			return 2;
+		}
+	}
 	absolute_paths(argc - i, argv + i);
 	/* Forward the "kms grant --project P" project too: it is an argument. */
 	/* Progress bars only on a terminal, never with --json (the mount

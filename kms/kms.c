@@ -529,7 +529,7 @@ int kms_create(const char *db_path, const struct kms_options *opt)
 	if (opt->root_kind == KMS_ROOT_KEYFILE)
 		rc = kms_keyfile_load(opt->secret_path, 1, k->sec->root, &key_created);
 	else
-		rc = kms_passphrase_derive(opt->secret_path, salt, ops, mem, k->sec->root);
+		rc = kms_passphrase_derive(opt->secret_path, salt, ops, mem, KMS_PASSPHRASE_MIN, k->sec->root);
 	if (rc < 0)
 		goto out;
 	if ((rc = kms_subkeys_derive(k->sec)) < 0 || (rc = kms_verifier_compute(k->sec->root, verifier)) < 0)
@@ -612,7 +612,7 @@ static int open_root(struct kms *k, const struct kms_options *opt)
 			rc = -EUCLEAN;
 			goto out;
 		}
-		rc = kms_passphrase_derive(opt->secret_path, salt, (unsigned long long)ops, (size_t)mem,
+		rc = kms_passphrase_derive(opt->secret_path, salt, (unsigned long long)ops, (size_t)mem, 1,
 					   k->sec->root);
 	}
 	if (rc < 0)

@@ -46,6 +46,7 @@
 #define KMS_DESC_MAX 256u
 #define KMS_WRAPPED_MAX 128u       /* upper bound of a wrapped DK blob */
 #define KMS_DEFAULT_ALIAS "evs/default"
+#define KMS_PASSPHRASE_MIN 8          /* characters of a new store's passphrase */
 #define KMS_MIN_DELETION_DAYS 7
 #define KMS_MAX_DELETION_DAYS 1096
 

@@ -124,7 +124,7 @@ void kms_be64_put(uint8_t *p, uint64_t v);
 int kms_keyfile_load(const char *path, int create, uint8_t root[static KMS_KEY_BYTES],
 		     int *created) KMS_WUR;
 int kms_passphrase_derive(const char *path, const uint8_t *salt, unsigned long long opslimit,
-			  size_t memlimit, uint8_t root[static KMS_KEY_BYTES]) KMS_WUR;
+			  size_t memlimit, size_t min_len, uint8_t root[static KMS_KEY_BYTES]) KMS_WUR;
 /* Fill sec->wrap and sec->audit from sec->root. */
 int kms_subkeys_derive(struct kms_secrets *sec) KMS_WUR;
 int kms_verifier_compute(const uint8_t root[static KMS_KEY_BYTES], uint8_t out[static KMS_MAC_BYTES]) KMS_WUR;

@@ -11,7 +11,7 @@
  *               exist yet; any other size is -EINVAL (a truncated or
  *               hex-encoded file must not be silently accepted).
  *   PASSPHRASE  the first line of a file (trailing "\n" or "\r\n" stripped,
- *               1..4095 bytes) run through Argon2id (crypto_pwhash, ALG
+ *               1..4095 bytes; a new store needs KMS_PASSPHRASE_MIN or more) run through Argon2id (crypto_pwhash, ALG
  *               ARGON2ID13) with a random 16-byte salt and the cost limits
  *               stored in the settings table at create (INTERACTIVE today;
  *               stored so a later change of default keeps old stores
@@ -146,10 +146,11 @@ out:
 }
 
 /* Derive the root key from the first line of the passphrase file.
- * -ENOENT missing file, -EINVAL empty or over-long first line, -ENOMEM if
+ * -ENOENT missing file, -EINVAL empty, shorter than min_len (KMS_PASSPHRASE_MIN
+ * for a new store; 1 to open one) or over-long first line, -ENOMEM if
  * Argon2id cannot get its memory. */
 int kms_passphrase_derive(const char *path, const uint8_t *salt, unsigned long long opslimit, size_t memlimit,
-			  uint8_t root[static KMS_KEY_BYTES])
+			  size_t min_len, uint8_t root[static KMS_KEY_BYTES])
 {
 	uint8_t *buf;
 	size_t got = 0, len;
@@ -176,7 +177,7 @@ int kms_passphrase_derive(const char *path, const uint8_t *salt, unsigned long l
 	len = nl ? (size_t)(nl - buf) : got;
 	if (len > 0 && buf[len - 1] == '\r')
 		len--;
-	if (len == 0) {
+	if (len == 0 || len < min_len) {
 		rc = -EINVAL;
 		goto out;
 	}

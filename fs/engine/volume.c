@@ -483,7 +483,9 @@ static int vol_sync_pending_if_needed(struct vol *v)
 	pthread_mutex_lock(&v->pending_lock);
 	n = v->npending;
 	pthread_mutex_unlock(&v->pending_lock);
-	return n >= VOL_PENDING_SYNC ? vol_sync(v) : 0;
+	/* Bounded in bytes: with 64 KiB chunks a slot count let a 48 MiB
+	 * volume's pool grow past 1 GiB of slots waiting for reuse. */
+	return n * v->pool->chunk_size >= VOL_PENDING_BYTES ? vol_sync(v) : 0;
 }
 
 ssize_t vol_write(struct vol *v, const void *buf, size_t len, uint64_t off)

@@ -188,24 +188,23 @@ static int io_err(const struct fs_file *ff, const char *op, uint64_t off, size_t
 {
 	int vol = ff->dir->kind == META_VOLUME;
 	struct fs_ctx *ctx;
-	char buf[128];
 
 	ctx = ctx_get();
 	if (err != -EBADMSG && err != -EUCLEAN && err != -ENOKEY) {
 		/* EFBIG, ENOSPC, EROFS...: passed on as they are, but said
 		 * once in the log too, so no failed I/O goes unexplained. */
 		fs_log_rl(ctx, &ctx->rl_io, LOG_WARNING, "%s /%s/%s at offset %llu (+%zu): %s", op, ff->dir->name,
-			  ff->e.name, (unsigned long long)off, len, fs_strerror(err, buf, sizeof(buf)));
+			  ff->e.name, (unsigned long long)off, len, evfs_strerror(err));
 		return err;
 	}
 	if (err == -ENOKEY) {
 		fs_log_rl(ctx, &ctx->rl_io, LOG_WARNING, "%s /%s/%s: %s%s%s", op, ff->dir->name, ff->e.name,
-			  fs_strerror(err, buf, sizeof(buf)), vol ? "; attach it with: evfsctl attach " : "",
+			  evfs_strerror(err), vol ? "; attach it with: evfsctl attach " : "",
 			  vol ? ff->e.name : "");
 		return err;
 	}
 	fs_log_rl(ctx, &ctx->rl_io, LOG_ERR, "%s /%s/%s at offset %llu (+%zu): %s; returning EIO", op, ff->dir->name,
-		  ff->e.name, (unsigned long long)off, len, fs_strerror(err, buf, sizeof(buf)));
+		  ff->e.name, (unsigned long long)off, len, evfs_strerror(err));
 	return -EIO;
 }
 
@@ -546,6 +545,8 @@ static off_t fs_op_lseek(const char *path, off_t off, int whence, struct fuse_fi
 	if (off < 0)
 		return -ENXIO;
 	r = store_file_seek(ff->f, (uint64_t)off, whence);
+	if (r == -ENXIO)         /* no data (or hole) past off: an answer, not an error */
+		return -ENXIO;
 	if (r < 0)
 		return io_err(ff, "lseek", (uint64_t)off, 0, (int)r);
 	return (off_t)r;

@@ -113,12 +113,6 @@ void fs_log_rl(struct fs_ctx *ctx, struct fs_ratelimit *rl, int level, const cha
 /* store_log_fn adapter: log_ctx is the struct fs_ctx.  Thread-safe. */
 void fs_log_store(void *log_ctx, int level, const char *msg);
 
-/*
- * Words for a negative errno, with the project's meanings of -EBADMSG,
- * -EUCLEAN and -ENOKEY (STYLE B3: the only such function).  Returns a
- * static string or buf (len bytes).  Thread-safe.  Cannot fail.
- */
-const char *fs_strerror(int err, char *buf, size_t len);
 
 /* The operations table; pass sizeof(*fs_ops_get()) to fuse_new().  The
  * table is constant.  Cannot fail. */

@@ -174,19 +174,6 @@ void fs_log_rl(struct fs_ctx *ctx, struct fs_ratelimit *rl, int level, const cha
 		fs_log(ctx, level, "%s", msg);
 }
 
-const char *fs_strerror(int err, char *buf, size_t len)
-{
-	switch (-err) {
-	case EBADMSG:
-		return "authentication failed (tampered data or wrong key)";
-	case EUCLEAN:
-		return "on-disk structure inconsistent";
-	case ENOKEY:
-		return "no data key in memory (not attached)";
-	default:
-		return strerror_r(-err, buf, len);
-	}
-}
 
 
 /* ------------------------------------------------------------------------ */
@@ -257,10 +244,9 @@ static void log_file_open(struct fs_ctx *ctx)
 	fd = open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		int err = -errno;
-		char buf[128];
 
 		fs_log(ctx, LOG_WARNING, "log_file %s: %s; logging to syslog", cfg->log_file,
-		       fs_strerror(err, buf, sizeof(buf)));
+		       evfs_strerror(err));
 		return;
 	}
 	atomic_store(&ctx->log_fd, fd);
@@ -273,7 +259,7 @@ static void log_file_open(struct fs_ctx *ctx)
  */
 int fs_ctx_open(struct fs_ctx *ctx)
 {
-	char err[512] = "", buf[128];
+	char err[512] = "";
 	sigset_t block, old;
 	struct store *s;
 	int rc, n;
@@ -287,7 +273,7 @@ int fs_ctx_open(struct fs_ctx *ctx)
 	rc = store_open(&s, ctx->store_dir, ctx->mountpoint, fs_log_store, ctx, err, sizeof(err));
 	if (rc < 0) {
 		fs_log(ctx, LOG_ERR, "cannot open store %s: %s", ctx->store_dir,
-		       err[0] ? err : fs_strerror(rc, buf, sizeof(buf)));
+		       err[0] ? err : evfs_strerror(rc));
 		goto out;
 	}
 	ctx->s = s;
@@ -307,7 +293,7 @@ int fs_ctx_open(struct fs_ctx *ctx)
 			fs_log(ctx, LOG_WARNING,
 			       "control socket unavailable (%s): evfsctl cannot reach this mount; "
 			       "its commands on %s fail until it is unmounted",
-			       fs_strerror(c, buf, sizeof(buf)), ctx->store_dir);
+			       evfs_strerror(c), ctx->store_dir);
 		}
 	}
 	fs_log(ctx, LOG_NOTICE, "serving store %s on %s", ctx->store_dir, ctx->mountpoint);
@@ -574,6 +560,18 @@ static int probe_store(struct fs_ctx *ctx, int *allow_other)
 	cfg = store_config(s);
 	*allow_other = cfg && cfg->allow_other;
 	rc = 0;
+	if (cfg && cfg->log_file[0] && !ctx->foreground) {
+		/* Say it now, while stderr still reaches the user: in the
+		 * background the mount would fall back to syslog silently. */
+		int fd = open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+		if (fd < 0)
+			fprintf(stderr, "evfs: warning: log_file %s cannot be written (%s); the mount logs to syslog "
+				"instead: fix the path or its permissions ([mount] log_file in evfs.ini)\n",
+				cfg->log_file, evfs_strerror(-errno));
+		else
+			close(fd);
+	}
 	if (cfg && path_under(cfg->backup_dir, ctx->mountpoint)) {
 		fprintf(stderr, "evfs: %s: the mount would hide the backup directory %s; choose another mountpoint\n",
 			ctx->mountpoint, cfg->backup_dir);

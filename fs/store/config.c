@@ -251,6 +251,25 @@ __attribute__((format(printf, 4, 5))) static int fail(struct load *l, int err, u
 	return 0;
 }
 
+/* At most max bytes of v for a one-line message on a terminal: printable
+ * ASCII as it is, any other byte as \xHH, "..." when cut. */
+static void shown_text(char *out, size_t outsz, const char *v, size_t vlen, size_t max)
+{
+	size_t o = 0, i;
+
+	for (i = 0; i < vlen && i < max && o + 5 < outsz; i++) {
+		unsigned char ch = (unsigned char)v[i];
+
+		if (ch >= 0x20 && ch < 0x7f)
+			out[o++] = (char)ch;
+		else
+			o += (size_t)snprintf(out + o, outsz - o, "\\x%02x", ch);
+	}
+	if (i < vlen && o + 4 <= outsz)
+		memcpy(out + o, "...", 3), o += 3;
+	out[o] = '\0';
+}
+
 /* fgets-style reader for ini_parse_stream (see the top of the file). */
 static char *read_line(char *str, int num, void *stream)
 {
@@ -264,16 +283,23 @@ static char *read_line(char *str, int num, void *stream)
 			fail(l, errno ? -errno : -EIO, 0, "cannot read the file; check the disk and its permissions");
 		return NULL;
 	}
+	if (memchr(l->raw, '\0', (size_t)got)) {   /* C strings would end the line there */
+		fail(l, -EINVAL, l->lineno + 1, "contains a NUL byte (is this a text file?); remove it");
+		return NULL;
+	}
 	char *s = l->raw + (++l->lineno == 1 && !strncmp(l->raw, "\xEF\xBB\xBF", 3) ? 3 : 0);
 	s += strspn(s, " \t");
 	const char *end = s[0] == '[' ? strchr(s, ']') : NULL;
 	size_t len = strlen(s), sep = strcspn(s, "=:"), name = end ? (size_t)(end - s - 1) : 0;
 	for (i = 0; end && i < NSECTIONS && (strlen(sections[i]) != name || memcmp(sections[i], s + 1, name)); i++)
 		;
-	if (end && i == NSECTIONS)
-		fail(l, -EINVAL, l->lineno,
-		     "[%.*s]: unknown section; valid sections are " SECTIONS_TEXT " (fix or remove it)",
-		     (int)(name < SHOW_MAX ? name : SHOW_MAX), s + 1);
+	if (end && i == NSECTIONS) {
+		char shown[4 * SHOW_MAX + 8];
+
+		shown_text(shown, sizeof shown, s + 1, name, SHOW_MAX);
+		fail(l, -EINVAL, l->lineno, "[%s]: unknown section; valid sections are " SECTIONS_TEXT " (fix or remove it)",
+		     shown);
+	}
 	if (len <= room) {
 		memcpy(str, s, len + 1);
 	} else if (s[sep] && sep + 3 <= room) {
@@ -294,7 +320,7 @@ static int on_pair(void *user, const char *section, const char *name, const char
 {
 	struct load *l = user;
 	unsigned line = l->lineno;
-	char shown[SHOW_MAX + 4], why[256], list[128] = "";
+	char shown[4 * SHOW_MAX + 8], why[256], list[128] = "";
 	int k, ok = 0;
 
 	if (!name)
@@ -305,23 +331,23 @@ static int on_pair(void *user, const char *section, const char *name, const char
 	if (!dup)
 		return fail(l, -ENOMEM, 0, "out of memory");
 	const char *v = clean(dup);
-	snprintf(shown, sizeof shown, "%.*s%s", SHOW_MAX, v, strlen(v) > SHOW_MAX ? "..." : "");
-	for (char *q = shown; *q; q++) /* quoted in a one-line message on a terminal */
-		if ((unsigned char)*q < 0x20 || *q == 0x7f)
-			*q = '?';
+	shown_text(shown, sizeof shown, v, strlen(v), SHOW_MAX);
+	char nm[4 * SHOW_MAX + 8], sec[4 * SHOW_MAX + 8];
+	shown_text(nm, sizeof nm, name, strlen(name), SHOW_MAX);
+	shown_text(sec, sizeof sec, section, strlen(section), SHOW_MAX);
 	for (k = 0; k < NKEYS && (strcmp(keys[k].section, section) || strcmp(keys[k].name, name)); k++)
 		if (!strcmp(keys[k].section, section))
 			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", *list ? ", " : "", keys[k].name);
 	if (!*section)
-		fail(l, -EINVAL, line, "%s = %s: key outside any section; put it under " SECTIONS_TEXT, name, shown);
+		fail(l, -EINVAL, line, "%s = %s: key outside any section; put it under " SECTIONS_TEXT, nm, shown);
 	else if (k == NKEYS) /* (an unknown section was reported at its header) */
 		fail(l, -EINVAL, line, "[%s] %s = %s: unknown key; valid keys in [%s] are %s (fix or remove the line)",
-		     section, name, shown, section, list);
+		     sec, nm, shown, sec, list);
 	else if (l->seen[k])
 		fail(l, -EINVAL, line, "[%s] %s = %s: duplicate key (first set on line %u); keep only one", section,
-		     name, shown, l->seen[k]);
+		     nm, shown, l->seen[k]);
 	else if ((l->seen[k] = line) && parse_value(l->c, k, v, l->base, why, sizeof why) < 0)
-		fail(l, -EINVAL, line, "[%s] %s = %s: %s", section, name, shown, why);
+		fail(l, -EINVAL, line, "[%s] %s = %s: %s", sec, nm, shown, why);
 	else
 		ok = 1;
 	free(dup);
@@ -412,6 +438,23 @@ static const char *key_text(const struct evfs_config *c, int k, char num[static 
 	if (keys[k].kind == CHUNK)
 		return snprintf(num, 16, "%u", c->chunk_size), num;
 	return (const char *)c + keys[k].off;
+}
+
+int config_check(const struct evfs_config *c, char *why, size_t n)
+{
+	struct evfs_config scratch;
+	char num[16], w[256];
+	size_t max;
+
+	for (int k = 0; k < NKEYS; k++) {
+		const char *t = key_text(c, k, num, &max);
+
+		if (strnlen(t, max) < max && parse_value(&scratch, k, t, "/", w, sizeof w) < 0) {
+			snprintf(why, n, "[%s] %s = %s: %s", keys[k].section, keys[k].name, t, w);
+			return -EINVAL;
+		}
+	}
+	return 0;
 }
 
 /* 0 if every value of c would load back unchanged, else -EINVAL. */

@@ -69,6 +69,10 @@ int config_load(struct evfs_config *c, const char *path, const char *store_dir, 
  * (the partial file is removed).  Thread-safe.
  */
 int config_store(const struct evfs_config *c, const char *path) CONFIG_WUR;
+/* -EINVAL with "[section] key = value: what is wrong; what to do" in why
+ * for the first value of c the loader would refuse (evfsctl init checks
+ * its options with the loader's words); 0 if all are fine. */
+int config_check(const struct evfs_config *c, char *why, size_t n) CONFIG_WUR;
 
 /* 1 if `user` is one of the names in c->security_admins (exact match), else
  * 0 (also for NULL or ""). Cannot fail.  Thread-safe. */

@@ -29,6 +29,7 @@
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <syslog.h>
 #include <sys/file.h>
@@ -139,6 +140,55 @@ static void kms_opts(const struct evfs_config *cfg, struct kms_options *o, struc
 	o->log_ctx = s;
 }
 
+/* Why a root-key source failed (from its file's metadata only: the key and
+ * the passphrase are read by kms/ alone).  "" when nothing specific shows. */
+static void key_source_explain(const struct evfs_config *cfg, int create, char *out, size_t n)
+{
+	int keyfile = strcmp(cfg->key_source, "keyfile") == 0;
+	const char *what = keyfile ? "key file" : "passphrase file";
+	struct stat st;
+
+	out[0] = '\0';
+	if (stat(cfg->key_path, &st) < 0) {
+		if (errno == ENOENT && !(keyfile && create))
+			snprintf(out, n, "%s %.400s does not exist", what, cfg->key_path);
+		return;
+	}
+	if (S_ISDIR(st.st_mode))
+		snprintf(out, n, "%s %.400s is a directory; give a file%s", what, cfg->key_path,
+			 keyfile && create ? " of exactly 32 bytes, or a new path where init creates one" : "");
+	else if (!S_ISREG(st.st_mode))
+		snprintf(out, n, "%s %.400s is not a regular file", what, cfg->key_path);
+	else if (keyfile && st.st_size != KMS_KEY_BYTES)
+		snprintf(out, n, "key file %.400s has %lld bytes: a key file holds exactly %u raw bytes (not hex or "
+			 "base64); give the right file, or a new path where init creates one", cfg->key_path,
+			 (long long)st.st_size, (unsigned)KMS_KEY_BYTES);
+	else if (!keyfile && st.st_size == 0)
+		snprintf(out, n, "passphrase file %.400s is empty: its first line is the passphrase", cfg->key_path);
+	else if (!keyfile && create)
+		snprintf(out, n, "passphrase file %.400s: the passphrase (its first line) must have %d to 4095 characters",
+			 cfg->key_path, KMS_PASSPHRASE_MIN);
+}
+
+/* Warnings about where a new store's root key lives (evfsctl init). */
+static void key_source_warn(const struct evfs_config *cfg, const char *dir, FILE *warn)
+{
+	char real_dir[PATH_MAX], real_key[PATH_MAX];
+	struct stat st;
+	size_t n;
+
+	if (!warn || !realpath(dir, real_dir) || !realpath(cfg->key_path, real_key))
+		return;
+	n = strlen(real_dir);
+	if (strncmp(real_key, real_dir, n) == 0 && real_key[n] == '/')
+		fprintf(warn, "warning: the %s %s is inside the store directory: whoever copies the store gets the "
+			"key with it; keep it elsewhere (another disk, a token)\n",
+			strcmp(cfg->key_source, "keyfile") == 0 ? "key file" : "passphrase file", real_key);
+	if (stat(real_key, &st) == 0 && (st.st_mode & 0077))
+		fprintf(warn, "warning: %s is readable or writable by others (mode %04o); chmod 0400 it\n", real_key,
+			(unsigned)(st.st_mode & 07777));
+}
+
 int store_init(const char *dir, const struct store_init_opts *o, char *err, size_t errsz)
 {
 	struct evfs_config cfg;
@@ -167,10 +217,33 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 			return -errno;
 		snprintf(cfg.key_path, sizeof(cfg.key_path), "%.2000s/%.2000s", abs, secret);
 	}
+	{
+		char why[512];
+
+		if (config_check(&cfg, why, sizeof(why)) < 0) {   /* the loader's words for a bad option */
+			snprintf(err, errsz, "init: %s", why);
+			return -EINVAL;
+		}
+	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
 		snprintf(err, errsz, "init: cannot create store directory %s: %s", dir, evfs_strerror(rc));
 		return rc;
+	}
+	{
+		struct stat st;
+
+		/* A mistyped path naming a file must change nothing. */
+		if (stat(dir, &st) < 0) {
+			rc = -errno;
+			snprintf(err, errsz, "init: cannot use %s: %s", dir, evfs_strerror(rc));
+			return rc;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			snprintf(err, errsz, "init: %s is not a directory; give the path of a new or empty directory for "
+				 "the store", dir);
+			return -ENOTDIR;
+		}
 	}
 	join(path, sizeof(path), dir, CONFIG_FILE_NAME);
 	if (access(path, F_OK) == 0) {
@@ -188,10 +261,17 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 	join(path, sizeof(path), dir, "kms.db");
 	rc = kms_create(path, &ko);
 	if (rc) {
-		snprintf(err, errsz, "init: cannot create the key store %s with %s %s: %s", path, cfg.key_source,
-			 cfg.key_path, evfs_strerror(rc));
+		char why[600];
+
+		key_source_explain(&cfg, 1, why, sizeof(why));
+		if (why[0])
+			snprintf(err, errsz, "init: %s", why);
+		else
+			snprintf(err, errsz, "init: cannot create the key store %s with %s %s: %s", path, cfg.key_source,
+				 cfg.key_path, evfs_strerror(rc));
 		goto undo;
 	}
+	key_source_warn(&cfg, dir, o->warn);
 	join(path, sizeof(path), dir, "catalog.db");
 	rc = meta_open(&db, path, 1, NULL, NULL);
 	if (!rc)
@@ -254,11 +334,13 @@ static int take_lock(struct store *s, const char *mountpoint, char *err, size_t 
 				 s->dir, holder);
 		else
 			snprintf(err, errsz, "store %s is busy (another evfsctl command is running); retry", s->dir);
+		/* Not ours: closed here so that nothing (store_close) truncates
+		 * the holder's name out of it. */
+		close(s->lock_fd);
+		s->lock_fd = -1;
 		return -EBUSY;
 	}
 	if (ftruncate(s->lock_fd, 0) == 0) {
-		n = snprintf(holder, sizeof(holder), "%s (pid %d)\n",
-			     mountpoint ? mountpoint : "evfsctl", (int)getpid());
 		if (mountpoint)
 			snprintf(holder, sizeof(holder), "the mount at %s (pid %d)\n", mountpoint, (int)getpid());
 		else
@@ -285,14 +367,25 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 	s->mounted = mountpoint != NULL;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->cause_lock, NULL);
+	pthread_mutex_init(&s->files_lock, NULL);
 	s->dir = strdup(realpath(dir, real) ? real : dir);
-	if (!s->dir) {
+	s->mountpoint = mountpoint ? strdup(mountpoint) : NULL;
+	if (!s->dir || (mountpoint && !s->mountpoint)) {
 		rc = -ENOMEM;
 		goto fail;
 	}
 	join(path, sizeof(path), s->dir, CONFIG_FILE_NAME);
 	if (access(path, F_OK) < 0) {
-		rc = errno == EACCES ? -EACCES : -ENOENT;
+		int e = errno;
+		struct stat st;
+
+		if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+			rc = -ENOTDIR;
+			snprintf(err, errsz, "%s is not a directory: a store is a directory made by evfsctl init; check "
+				 "--store or EVFS_STORE", dir);
+			goto fail;
+		}
+		rc = e == EACCES ? -EACCES : -ENOENT;
 		if (rc == -EACCES)
 			snprintf(err, errsz, "store %s: permission denied (the store is private to its owner)", dir);
 		else
@@ -331,10 +424,17 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 			snprintf(err, errsz, "store %s: the root key from %s %s does not match this store's key store; "
 				 "use the key file or passphrase the store was created with", s->dir,
 				 s->cfg.key_source, s->cfg.key_path);
-		else
-			snprintf(err, errsz, "store %s: key store %s cannot be opened (root key from %s %s): %s%s",
-				 s->dir, path, s->cfg.key_source, s->cfg.key_path, evfs_strerror(rc),
-				 rc == -EUCLEAN ? " (damaged or not an evfs key store; restore it from a copy)" : "");
+		else {
+			char why[600];
+
+			key_source_explain(&s->cfg, 0, why, sizeof(why));
+			if (why[0] && (rc == -EINVAL || rc == -ENOENT || rc == -EISDIR))
+				snprintf(err, errsz, "store %s: %s (the store's [kms] key_path in evfs.ini)", s->dir, why);
+			else
+				snprintf(err, errsz, "store %s: key store %s cannot be opened (root key from %s %s): %s%s",
+					 s->dir, path, s->cfg.key_source, s->cfg.key_path, evfs_strerror(rc),
+					 rc == -EUCLEAN ? " (damaged or not an evfs key store; restore it from a copy)" : "");
+		}
 		goto fail;
 	}
 	join(path, sizeof(path), s->dir, "pools");
@@ -367,6 +467,8 @@ void store_close(struct store *s)
 	}
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->cause_lock);
+	pthread_mutex_destroy(&s->files_lock);
+	free(s->mountpoint);
 	free(s->dir);
 	free(s);
 }
@@ -746,6 +848,22 @@ int store_name_check(struct store *s, const struct store_caller *c, enum meta_ki
 		store_seterr(s, c, "a %s named '%s' already exists in project %s; choose another name",
 			     meta_kind_name(kind), name, c->project);
 		return -EEXIST;
+	}
+	return 0;
+}
+
+int store_size_check(struct store *s, const struct store_caller *c, const char *name, uint64_t size)
+{
+	if (size % STORE_SECTOR) {
+		store_seterr(s, c, "volume %s: %llu bytes is not a multiple of %u (a disk's sector); use e.g. 10G or "
+			     "%llu", name, (unsigned long long)size, STORE_SECTOR,
+			     (unsigned long long)(size + STORE_SECTOR - size % STORE_SECTOR));
+		return -EINVAL;
+	}
+	if (size > STORE_VOLUME_MAX) {
+		store_seterr(s, c, "volume %s: %llu bytes is larger than the largest volume, %llu bytes (1P)", name,
+			     (unsigned long long)size, (unsigned long long)STORE_VOLUME_MAX);
+		return -EFBIG;
 	}
 	return 0;
 }

@@ -27,6 +27,8 @@
 #include "meta/meta.h"
 
 #define STORE_WUR __attribute__((warn_unused_result))
+#define STORE_SECTOR 512u                        /* volume sizes are whole sectors */
+#define STORE_VOLUME_MAX (1ull << 50)            /* 1 PiB: the largest volume */
 
 struct store;
 struct store_file;
@@ -50,6 +52,7 @@ struct store_init_opts {
 	const char *passphrase_file;
 	const char *security_admins; /* NULL: the calling user */
 	uint32_t chunk_size;         /* 0: default */
+	FILE *warn;                  /* warnings (key file placement); NULL: none */
 };
 int store_init(const char *dir, const struct store_init_opts *o, char *err, size_t errsz) STORE_WUR;
 
@@ -140,8 +143,10 @@ int store_image_copy(struct store *s, const struct store_caller *c, const char *
 int store_image_export(struct store *s, const struct store_caller *c, const char *img, const char *file) STORE_WUR;
 int store_image_replicate(struct store *s, const struct store_caller *c, const char *img,
 			  const char *to_store) STORE_WUR;
-int store_object_delete(struct store *s, const struct store_caller *c, enum meta_kind kind,
-			const char *name) STORE_WUR;
+/* A volume open in the mount (R35) is deleted only with force, with a
+ * warning on warn (may be NULL). */
+int store_object_delete(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name,
+			int force, FILE *warn) STORE_WUR;
 int store_backup_create(struct store *s, const struct store_caller *c, const char *vol, const char *name,
 			int incremental, struct meta_object *out) STORE_WUR;
 int store_backup_delete(struct store *s, const struct store_caller *c, const struct meta_object *o) STORE_WUR;

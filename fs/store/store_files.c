@@ -13,7 +13,9 @@
  */
 #include "store_int.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
@@ -25,6 +27,8 @@ struct store_file {
 	enum meta_kind kind;
 	struct vol *v;
 	struct backup_reader *br;
+	char id[META_ID_LEN + 1];        /* the object's: who holds what open (R35) */
+	struct store_file *next;         /* protected by s->files_lock */
 };
 
 static void entry_fill(const struct store *s, const struct meta_object *o, struct store_entry *e)
@@ -110,6 +114,7 @@ int store_file_open(struct store *s, const struct store_caller *c, enum meta_kin
 		return -ENOMEM;
 	f->s = s;
 	f->kind = kind;
+	snprintf(f->id, sizeof(f->id), "%s", o.id);
 	if (kind == META_VOLUME) {
 		/* Shares the attached handle; I/O fails with ENOKEY while detached. */
 		rc = engine_vol_open(&f->v, s->eng, o.lineage, o.id, 1);
@@ -138,14 +143,83 @@ int store_file_open(struct store *s, const struct store_caller *c, enum meta_kin
 		free(f);
 		return rc;
 	}
+	pthread_mutex_lock(&s->files_lock);
+	f->next = s->files;
+	s->files = f;
+	pthread_mutex_unlock(&s->files_lock);
 	*out = f;
 	return 0;
 }
 
+/* Loop devices whose backing file is path, appended to who as ", /dev/loopN". */
+static void loop_devices(const char *path, char *who, size_t n)
+{
+	char bf[PATH_MAX + 32], back[PATH_MAX];
+	struct dirent *de;
+	DIR *d = opendir("/sys/block");
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		FILE *fp;
+
+		if (strncmp(de->d_name, "loop", 4) != 0)
+			continue;
+		snprintf(bf, sizeof(bf), "/sys/block/%s/loop/backing_file", de->d_name);
+		fp = fopen(bf, "re");
+		if (!fp)
+			continue;
+		if (fgets(back, sizeof(back), fp)) {
+			back[strcspn(back, "\n")] = '\0';
+			if (strcmp(back, path) == 0) {
+				size_t l = strlen(who);
+
+				snprintf(who + l, n - l, ", loop device /dev/%s", de->d_name);
+			}
+		}
+		fclose(fp);
+	}
+	closedir(d);
+}
+
+int store_file_holders(struct store *s, const struct meta_object *o, char *who, size_t n)
+{
+	struct store_entry e;
+	char path[PATH_MAX];
+	int count = 0;
+
+	pthread_mutex_lock(&s->files_lock);
+	for (struct store_file *f = s->files; f; f = f->next)
+		count += strcmp(f->id, o->id) == 0;
+	pthread_mutex_unlock(&s->files_lock);
+	who[0] = '\0';
+	if (!count)
+		return 0;
+	snprintf(who, n, "%d open file handle%s in the mount at %s", count, count == 1 ? "" : "s",
+		 s->mountpoint ? s->mountpoint : "?");
+	if (s->mountpoint) {
+		entry_fill(s, o, &e);
+		snprintf(path, sizeof(path), "%s/%ss/%s", s->mountpoint, meta_kind_name(o->kind), e.name);
+		loop_devices(path, who, n);
+	}
+	return count;
+}
+
 void store_file_close(struct store_file *f)
 {
+	struct store *s;
+
 	if (!f)
 		return;
+	s = f->s;
+	pthread_mutex_lock(&s->files_lock);
+	for (struct store_file **pp = &s->files; *pp; pp = &(*pp)->next) {
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->files_lock);
 	engine_vol_close(f->v);
 	backup_reader_close(f->br);
 	free(f);
@@ -191,6 +265,8 @@ int store_volume_resize(struct store *s, const struct store_caller *c, const str
 	struct vol *v;
 	int rc;
 
+	if ((rc = store_size_check(s, c, o->name, size)) != 0)
+		return rc;
 	if (size < o->size) {
 		store_seterr(s, c, "volume %s: %llu bytes is smaller than its size %llu; volumes can be extended, "
 			     "never shrunk (R23)", o->name, (unsigned long long)size, (unsigned long long)o->size);

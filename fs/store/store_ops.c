@@ -141,12 +141,15 @@ int store_volume_create(struct store *s, const struct store_caller *c, const str
 			     "or make a data volume", sp->name);
 		return -EINVAL;
 	}
+	if ((rc = store_size_check(s, c, sp->name, sp->size)) != 0)
+		return rc;
 	object_base(c, &o, META_VOLUME, sp->name);
 	if (sp->type)
 		snprintf(o.vol_type, sizeof(o.vol_type), "%s", sp->type);
 	if (sp->from_kind == META_ANY) {
 		if (sp->size == 0) {
-			store_seterr(s, c, "volume %s: give --size SIZE (e.g. 10G) for an empty volume", sp->name);
+			store_seterr(s, c, "volume %s: a volume needs a size of at least %u bytes; give --size SIZE "
+				     "(e.g. 10G)", sp->name, STORE_SECTOR);
 			return -EINVAL;
 		}
 		o.size = sp->size;
@@ -356,7 +359,31 @@ int store_image_copy(struct store *s, const struct store_caller *c, const char *
 	return rc;
 }
 
-int store_object_delete(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name)
+/* R35: a volume open in the mount (file handles, a loop device over it)
+ * is not detached or deleted unless force, which warns what is lost. */
+static int in_use_check(struct store *s, const struct store_caller *c, const struct meta_object *o, const char *op,
+			int force, FILE *warn)
+{
+	char who[1024];
+
+	if (store_file_holders(s, o, who, sizeof(who)) == 0)
+		return 0;
+	if (!force) {
+		store_seterr(s, c, "%s %s refused: the volume is in use: %s; stop using it first (unmount the "
+			     "filesystem on it, 'losetup -d' the loop device, end the programs that have it open) or "
+			     "use --force: they then get I/O errors and whatever they have not fsynced is lost (R35)",
+			     op, o->name, who);
+		return -EBUSY;
+	}
+	if (warn)
+		fprintf(warn, "warning: volume %s: %s while in use (%s): its users now get I/O errors and whatever "
+			"they had not fsynced is lost (R35)\n", o->name, strcmp(op, "delete") ? "detached" : "deleted",
+			who);
+	return 0;
+}
+
+int store_object_delete(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name,
+			int force, FILE *warn)
 {
 	struct meta_object o;
 	int rc = store_object_find(s, c, kind, name, &o);
@@ -369,6 +396,8 @@ int store_object_delete(struct store *s, const struct store_caller *c, enum meta
 		store_seterr(s, c, "volume %s is attached; detach it first ('evfsctl detach %s')", name, name);
 		return -EBUSY;
 	}
+	if (kind == META_VOLUME && (rc = in_use_check(s, c, &o, "delete", force, warn)) != 0)
+		return rc;
 	if (kind == META_BACKUP)
 		return store_backup_delete(s, c, &o);
 	rc = meta_object_delete(s->meta, o.id);
@@ -433,6 +462,8 @@ int store_detach(struct store *s, const struct store_caller *c, const char *name
 		rc = store_owner_check(s, c, &o, "detach volume");
 	if (rc)
 		return rc;
+	if ((rc = in_use_check(s, c, &o, "detach", force, warn)) != 0)
+		return rc;
 	/* Could the volume's project attach it again (R18)?  Asked as that
 	 * project, not with a security administrator's view of every key. */
 	store_kcaller(c, &kc, o.project);
@@ -446,8 +477,9 @@ int store_detach(struct store *s, const struct store_caller *c, const char *name
 				     "use --force to detach anyway", name, o.key_id, state);
 			return -EPERM;
 		}
-		fprintf(warn, "warning: volume %s detached while its key %s is %s: it cannot be re-attached until "
-			"the key is Enabled again (R18)\n", name, o.key_id, state);
+		if (warn)
+			fprintf(warn, "warning: volume %s detached while its key %s is %s: it cannot be re-attached "
+				"until the key is Enabled again (R18)\n", name, o.key_id, state);
 	}
 	/* The data key is wiped whatever fails after this point: say so. */
 	sync_rc = store_detach_object(s, o.id);

@@ -365,6 +365,8 @@ START_TEST(test_passphrase)
 	ck_assert_int_eq(kms_create(dbp, &o), -EINVAL);    /* empty passphrase */
 	write_file(passp, "\nsecond line", 12, 0600);
 	ck_assert_int_eq(kms_create(dbp, &o), -EINVAL);    /* empty first line */
+	write_file(passp, "ab\n", 3, 0600);
+	ck_assert_int_eq(kms_create(dbp, &o), -EINVAL);    /* shorter than KMS_PASSPHRASE_MIN */
 	ck_assert_int_eq(access(dbp, F_OK), -1);
 	write_file(passp, "correct horse battery\nignored", 29, 0600);
 	ck_assert_int_eq(kms_create(dbp, &o), 0);

@@ -1312,12 +1312,12 @@ START_TEST(test_delete_attached)
 	fx(TC_GRANT_DEFAULT);
 	vol(&T.user, "v", 1, NULL);
 	OK(store_attach(T.s, &T.user, "v"));
-	REFUSED(-EBUSY, store_object_delete(T.s, &T.user, META_VOLUME, "v"), "volume v is attached",
+	REFUSED(-EBUSY, store_object_delete(T.s, &T.user, META_VOLUME, "v", 0, NULL), "volume v is attached",
 		"detach it first", "evfsctl detach v");
 	obj(META_VOLUME, TC_PROJECT, "v");
 	OK(store_detach(T.s, &T.user, "v", 0, stderr));
-	OK(store_object_delete(T.s, &T.user, META_VOLUME, "v"));
-	REFUSED(-ENOENT, store_object_delete(T.s, &T.user, META_VOLUME, "v"), "no volume named 'v'", "volume list");
+	OK(store_object_delete(T.s, &T.user, META_VOLUME, "v", 0, NULL));
+	REFUSED(-ENOENT, store_object_delete(T.s, &T.user, META_VOLUME, "v", 0, NULL), "no volume named 'v'", "volume list");
 	fsck_clean(__LINE__);
 	fx_fini();
 }
@@ -1337,7 +1337,7 @@ START_TEST(test_delete_volume_with_dependents)
 	OK(store_backup_create(T.s, &T.user, "v", "b", 0, NULL));
 	OK(vcreate(&T.user, "c", 0, -1, NULL, META_SNAPSHOT, "s", NULL));
 	OK(store_detach(T.s, &T.user, "v", 0, stderr));
-	OK(store_object_delete(T.s, &T.user, META_VOLUME, "v"));
+	OK(store_object_delete(T.s, &T.user, META_VOLUME, "v", 0, NULL));
 	CHECK_DATA(&T.user, META_SNAPSHOT, "s", 140);
 	CHECK_DATA(&T.user, META_BACKUP, "b", 140);
 	CHECK_DATA(&T.user, META_VOLUME, "c", 140);
@@ -1364,8 +1364,8 @@ START_TEST(test_delete_snapshot_image_with_clones)
 	OK(vcreate(&T.user, "d", 0, -1, NULL, META_IMAGE, "i", NULL));
 	OK(store_image_copy(T.s, &T.user, "i", "i2", -1, NULL, NULL));
 	write_data(&T.user, "v", 151);     /* the volume moves on */
-	OK(store_object_delete(T.s, &T.user, META_SNAPSHOT, "s"));
-	OK(store_object_delete(T.s, &T.user, META_IMAGE, "i"));
+	OK(store_object_delete(T.s, &T.user, META_SNAPSHOT, "s", 0, NULL));
+	OK(store_object_delete(T.s, &T.user, META_IMAGE, "i", 0, NULL));
 	CHECK_DATA(&T.user, META_VOLUME, "c", 150);
 	CHECK_DATA(&T.user, META_VOLUME, "d", 150);
 	CHECK_DATA(&T.user, META_VOLUME, "v", 151);
@@ -1390,18 +1390,18 @@ START_TEST(test_delete_backup_chain)
 	OK(store_backup_create(T.s, &T.user, "v", "b2", 1, NULL));
 	write_data(&T.user, "v", 162);
 	OK(store_backup_create(T.s, &T.user, "v", "b3", 1, NULL));
-	OK(store_object_delete(T.s, &T.user, META_BACKUP, "b1"));
+	OK(store_object_delete(T.s, &T.user, META_BACKUP, "b1", 0, NULL));
 	CHECK_DATA(&T.user, META_BACKUP, "b2", 161);
 	CHECK_DATA(&T.user, META_BACKUP, "b3", 162);
-	OK(store_object_delete(T.s, &T.user, META_BACKUP, "b3"));   /* the newest */
+	OK(store_object_delete(T.s, &T.user, META_BACKUP, "b3", 0, NULL));   /* the newest */
 	CHECK_DATA(&T.user, META_BACKUP, "b2", 161);
 	write_data(&T.user, "v", 163);
 	OK(store_backup_create(T.s, &T.user, "v", "b4", 1, NULL));   /* on b2 */
 	CHECK_DATA(&T.user, META_BACKUP, "b4", 163);
 	OK(vcreate(&T.user, "r", 0, -1, NULL, META_BACKUP, "b4", NULL));
 	CHECK_DATA(&T.user, META_VOLUME, "r", 163);
-	OK(store_object_delete(T.s, &T.user, META_BACKUP, "b2"));
-	OK(store_object_delete(T.s, &T.user, META_BACKUP, "b4"));
+	OK(store_object_delete(T.s, &T.user, META_BACKUP, "b2", 0, NULL));
+	OK(store_object_delete(T.s, &T.user, META_BACKUP, "b4", 0, NULL));
 	REFUSED(-ENOENT, store_backup_create(T.s, &T.user, "v", "b5", 1, NULL), "b5", "volume v",
 		"no previous backup", "take a full backup first");
 	OK(store_backup_create(T.s, &T.user, "v", "b5", 0, NULL));
@@ -1426,15 +1426,15 @@ START_TEST(test_delete_last_of_lineage)
 	OK(store_detach(T.s, &T.user, "v", 0, stderr));
 	v = obj(META_VOLUME, TC_PROJECT, "v");
 	ck_assert(pool_exists(v.lineage));
-	OK(store_object_delete(T.s, &T.user, META_VOLUME, "v"));
+	OK(store_object_delete(T.s, &T.user, META_VOLUME, "v", 0, NULL));
 	ck_assert(pool_exists(v.lineage));          /* the snapshot holds it */
-	OK(store_object_delete(T.s, &T.user, META_SNAPSHOT, "s"));
+	OK(store_object_delete(T.s, &T.user, META_SNAPSHOT, "s", 0, NULL));
 	ck_assert(!pool_exists(v.lineage));
 	ck_assert_int_eq(meta_lineage_get(store_meta(T.s), v.lineage, &l), 0);   /* the backup's key */
 	OK(vcreate(&T.user, "r", 0, -1, NULL, META_BACKUP, "b", NULL));
 	CHECK_DATA(&T.user, META_VOLUME, "r", 170);
 	fsck_clean(__LINE__);
-	OK(store_object_delete(T.s, &T.user, META_BACKUP, "b"));
+	OK(store_object_delete(T.s, &T.user, META_BACKUP, "b", 0, NULL));
 	ck_assert_int_eq(meta_lineage_get(store_meta(T.s), v.lineage, &l), -ENOENT);
 	fsck_clean(__LINE__);
 	fx_fini();
@@ -1454,19 +1454,19 @@ START_TEST(test_delete_rights_and_keys)
 	OK(store_snapshot_create(T.s, &T.user, META_SNAPSHOT, "v", "s", NULL));
 	OK(store_backup_create(T.s, &T.user, "v", "b", 0, NULL));
 	OK(store_snapshot_create(T.s, &T.user, META_IMAGE, "v", "i", NULL));
-	REFUSED(-EPERM, store_object_delete(T.s, &T.user, META_VOLUME, "rv"), "delete rv", "permission denied", "R27");
-	REFUSED(-EPERM, store_object_delete(T.s, &T.admin, META_SNAPSHOT, "s"), "delete s", "permission denied");
-	REFUSED(-ENOENT, store_object_delete(T.s, &T.other, META_VOLUME, "v"), "no volume named 'v'", "project beta");
-	OK(store_object_delete(T.s, &T.root, META_VOLUME, "rv"));
+	REFUSED(-EPERM, store_object_delete(T.s, &T.user, META_VOLUME, "rv", 0, NULL), "delete rv", "permission denied", "R27");
+	REFUSED(-EPERM, store_object_delete(T.s, &T.admin, META_SNAPSHOT, "s", 0, NULL), "delete s", "permission denied");
+	REFUSED(-ENOENT, store_object_delete(T.s, &T.other, META_VOLUME, "v", 0, NULL), "no volume named 'v'", "project beta");
+	OK(store_object_delete(T.s, &T.root, META_VOLUME, "rv", 0, NULL));
 
 	CLI_OK(&T.user, 0, "key disable k");
-	OK(store_object_delete(T.s, &T.user, META_IMAGE, "i"));
+	OK(store_object_delete(T.s, &T.user, META_IMAGE, "i", 0, NULL));
 	CLI_OK(&T.user, 0, "key schedule-deletion k --days 7");
 	make_due(k);
 	ck_assert_int_eq(key_info(&T.user, "k").state, KMS_KEY_DELETED);
-	OK(store_object_delete(T.s, &T.user, META_SNAPSHOT, "s"));
-	OK(store_object_delete(T.s, &T.user, META_BACKUP, "b"));
-	OK(store_object_delete(T.s, &T.user, META_VOLUME, "v"));
+	OK(store_object_delete(T.s, &T.user, META_SNAPSHOT, "s", 0, NULL));
+	OK(store_object_delete(T.s, &T.user, META_BACKUP, "b", 0, NULL));
+	OK(store_object_delete(T.s, &T.user, META_VOLUME, "v", 0, NULL));
 	fsck_clean(__LINE__);
 	fx_fini();
 }

@@ -14,7 +14,7 @@
 #include "maps.h"
 
 #define VOL_STRIPES 64u
-#define VOL_PENDING_SYNC 16384u               /* sync after this many deferred frees */
+#define VOL_PENDING_BYTES (64u << 20)         /* sync once this much freed space waits */
 #define VOL_PENDING_PUNCH (1ull << 63)        /* pending entry: punch the slot once freed */
 
 struct par;

@@ -30,6 +30,9 @@ struct store {
 					   the current command: store_seterr appends it */
 	pthread_mutex_t lock;           /* protects `attached` */
 	struct attachment *attached;
+	char *mountpoint;               /* of the mount that opened the store, else NULL */
+	pthread_mutex_t files_lock;     /* protects `files` */
+	struct store_file *files;       /* files open in the mount (R35) */
 };
 
 /* The caller's error message (c->err; dropped if c or c->err is NULL),
@@ -56,6 +59,12 @@ void store_lineage_gc(struct store *s, const char *lineage);
  * starting with '.' (a file name in the mount), and not taken in
  * c->project (-EINVAL / -EEXIST with a message). */
 int store_name_check(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name);
+/* A volume size: a multiple of STORE_SECTOR, at most STORE_VOLUME_MAX
+ * (-EINVAL / -EFBIG with a message). */
+int store_size_check(struct store *s, const struct store_caller *c, const char *name, uint64_t size);
+/* R35: how many files of the mount hold object o open; who gets "N open
+ * file handles in the mount at M, loop device /dev/loopK" (store_files.c). */
+int store_file_holders(struct store *s, const struct meta_object *o, char *who, size_t n);
 /* Find an object of c->project by kind and name (message on failure). */
 int store_object_find(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name,
 		      struct meta_object *o);
