@@ -39,7 +39,7 @@ void cli_usage(FILE *f)
 	      "  backup create VOL NAME [--incremental] | list | show | delete | verify NAME\n"
 	      "  image create VOL NAME | copy IMG NAME [--encrypt --key KEY] | list | show | delete\n"
 	      "  image export IMG FILE | replicate IMG --to-store DIR\n"
-	      "  attach VOL | detach VOL [--force]\n"
+	      "  attach VOL | detach VOL [--force]   status\n"
 	      "  fsck [NAME | --all] [--repair [--quarantine]]   (no NAME: the whole store)\n"
 	      "The store is --store DIR or $EVFS_STORE. SIZE takes K, M, G, T suffixes.\n",
 	      f);
@@ -393,7 +393,8 @@ int cli_run(struct store *s, const struct store_caller *c, int json, int argc, c
 	const char *sub = argc > 1 ? argv[1] : "";
 	int rc, skip = 2;
 
-	if (strcmp(grp, "attach") == 0 || strcmp(grp, "detach") == 0 || strcmp(grp, "fsck") == 0)
+	if (strcmp(grp, "attach") == 0 || strcmp(grp, "detach") == 0 || strcmp(grp, "fsck") == 0 ||
+	    strcmp(grp, "status") == 0)
 		skip = 1;
 	rc = parse_args(&x, argc > skip ? argc - skip : 0, argv + (argc > skip ? skip : argc), &a);
 	if (rc)
@@ -421,6 +422,8 @@ int cli_run(struct store *s, const struct store_caller *c, int json, int argc, c
 			fprintf(out, "%sed volume %s\n", grp, a.pos[0]);
 		return rc ? fail(&x) : 0;
 	}
+	if (strcmp(grp, "status") == 0)
+		return cmd_status(&x, &a);
 	if (strcmp(grp, "fsck") == 0) {
 		struct store_fsck_opts fo = { a.n ? a.pos[0] : NULL, a.repair, a.quarantine, json };
 

@@ -33,5 +33,6 @@ void object_print(struct cmdctx *x, const struct meta_object *o, int detail);
 int done(struct cmdctx *x, int rc, const struct meta_object *o, const char *verb);
 int cmd_kms(struct cmdctx *x, const char *sub, struct args *a);
 int cmd_key(struct cmdctx *x, const char *sub, struct args *a);
+int cmd_status(struct cmdctx *x, struct args *a);
 
 #endif

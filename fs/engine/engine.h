@@ -118,6 +118,13 @@ int vol_chunk_load(struct vol *v, uint64_t index, uint8_t *cipher, struct chunk_
 uint32_t vol_chunk_size(const struct vol *v);
 /* Lineage bytes of the handle. Cannot fail. */
 const uint8_t *vol_lineage(const struct vol *v);
+/* Counters since the handle was opened (evfsctl status).  Thread-safe,
+ * lock-free; cannot fail. */
+struct vol_stats {
+	uint64_t bytes_read, bytes_written;
+	uint64_t chunk_errors;       /* chunks that failed authentication or could not be read (EIO) */
+};
+void vol_stats(struct vol *v, struct vol_stats *st);
 /* 1 if the handle holds a data key (an attached encrypted volume). */
 int vol_has_key(struct vol *v);
 

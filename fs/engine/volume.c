@@ -149,6 +149,14 @@ static int map_page_is_hole(const struct vol *v, uint64_t index)
 	return d < 0 ? errno == ENXIO : d > pos;
 }
 
+/* A chunk that failed authentication or could not be read: counted for
+ * status, logged (rate limited). */
+static void chunk_failed(struct vol *v, uint64_t index, int err)
+{
+	atomic_fetch_add_explicit(&v->stat_chunk_errors, 1, memory_order_relaxed);
+	elog_chunk_error(v->log, v->id, index, err);
+}
+
 /* Read and open one chunk held in `slot` into out (chunk_size bytes). */
 static int chunk_load(struct vol *v, uint64_t index, uint64_t slot, uint8_t *out)
 {
@@ -159,7 +167,7 @@ static int chunk_load(struct vol *v, uint64_t index, uint64_t slot, uint8_t *out
 	if (!err)
 		err = pool_chunk_open(p, v->dk, index, out, out, t);
 	if (err)
-		elog_chunk_error(v->log, v->id, index, err);
+		chunk_failed(v, index, err);
 	return err;
 }
 
@@ -206,7 +214,7 @@ static ssize_t read_locked(struct vol *v, struct scratch *sc, uint8_t *buf, size
 
 			if (r != (ssize_t)(run * cs)) {
 				err = r < 0 ? -errno : -EUCLEAN;
-				elog_chunk_error(v->log, v->id, idx, err);
+				chunk_failed(v, idx, err);
 			}
 		}
 		for (uint64_t j = 0; j < run && !err; j++) {
@@ -215,7 +223,7 @@ static ssize_t read_locked(struct vol *v, struct scratch *sc, uint8_t *buf, size
 			err = t ? pool_chunk_open(p, v->dk, idx + j, buf + in_buf + j * cs, buf + in_buf + j * cs, t)
 				: -EUCLEAN;
 			if (err)
-				elog_chunk_error(v->log, v->id, idx + j, err);
+				chunk_failed(v, idx + j, err);
 		}
 		k += run;
 	}
@@ -253,6 +261,8 @@ ssize_t vol_read(struct vol *v, void *buf, size_t len, uint64_t off)
 		done += n;
 	}
 	pthread_rwlock_unlock(&v->lock);
+	if (r >= 0)
+		atomic_fetch_add_explicit(&v->stat_read, done, memory_order_relaxed);
 	return r < 0 ? r : (ssize_t)done;
 }
 
@@ -513,6 +523,8 @@ ssize_t vol_write(struct vol *v, const void *buf, size_t len, uint64_t off)
 			done += n;
 	}
 	pthread_rwlock_unlock(&v->lock);
+	if (done)
+		atomic_fetch_add_explicit(&v->stat_written, done, memory_order_relaxed);
 	if (done && !err)
 		err = vol_sync_pending_if_needed(v);
 	if (done)
@@ -718,4 +730,11 @@ int vol_chunks_foreach(struct vol *v, int (*cb)(void *ctx, uint64_t index, uint6
 			break;
 	}
 	return err;
+}
+
+void vol_stats(struct vol *v, struct vol_stats *st)
+{
+	st->bytes_read = atomic_load_explicit(&v->stat_read, memory_order_relaxed);
+	st->bytes_written = atomic_load_explicit(&v->stat_written, memory_order_relaxed);
+	st->chunk_errors = atomic_load_explicit(&v->stat_chunk_errors, memory_order_relaxed);
 }

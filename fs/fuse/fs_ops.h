@@ -59,6 +59,7 @@ struct fs_ctx {
 	/* written once in fs_op_init, cleared in fs_op_destroy (see above) */
 	struct store *s;               /* NULL: not open; every handler then fails -EIO */
 	struct ctl_server *ctl;        /* NULL: no control socket */
+	struct fs_metrics *metrics;    /* NULL: no metrics_file (metrics.c) */
 	int init_err;                  /* 0, or the negative errno that stopped fs_op_init */
 
 	/* atomics */
@@ -117,5 +118,11 @@ void fs_log_store(void *log_ctx, int level, const char *msg);
 /* The operations table; pass sizeof(*fs_ops_get()) to fuse_new().  The
  * table is constant.  Cannot fail. */
 const struct fuse_operations *fs_ops_get(void);
+
+/* metrics.c: rewrite [mount] metrics_file every few seconds (nothing if
+ * unset); stop before the store closes.  start: 0 or a negative errno. */
+struct fs_metrics;
+int fs_metrics_start(struct fs_ctx *ctx);
+void fs_metrics_stop(struct fs_ctx *ctx);
 
 #endif

@@ -112,6 +112,8 @@ static void log_emit(struct fs_ctx *ctx, int level, const char *msg)
 	} else {
 		syslog(level, "%s", msg);
 	}
+	if (ctx && ctx->s && level <= LOG_WARNING)
+		store_error_note(ctx->s, msg);      /* evfsctl status shows the last ones */
 	if (!ctx || ctx->foreground) {
 		n = snprintf(line, sizeof(line), "evfs: %s%s\n", level_name(level), msg);
 		if (n > 0)
@@ -207,6 +209,7 @@ int fs_ctx_init(struct fs_ctx *ctx, const char *store_dir, const char *mountpoin
  * keys) and close the store.  Only with no request in flight. */
 void fs_ctx_close(struct fs_ctx *ctx)
 {
+	fs_metrics_stop(ctx);
 	if (ctx->ctl) {
 		ctl_server_stop(ctx->ctl);
 		ctx->ctl = NULL;
@@ -295,6 +298,12 @@ int fs_ctx_open(struct fs_ctx *ctx)
 			       "its commands on %s fail until it is unmounted",
 			       evfs_strerror(c), ctx->store_dir);
 		}
+	}
+	{
+		int m = fs_metrics_start(ctx);
+
+		if (m < 0)
+			fs_log(ctx, LOG_WARNING, "metrics_file: cannot start its writer (%s)", evfs_strerror(m));
 	}
 	fs_log(ctx, LOG_NOTICE, "serving store %s on %s", ctx->store_dir, ctx->mountpoint);
 	rc = 0;

@@ -60,7 +60,7 @@ enum kind {
 	BOOL,           /* yes/no true/false on/off 1/0, any case */
 };
 enum { K_REGION, K_BACKUP_DIR, K_CHUNK_SIZE, K_BACKEND, K_KEY_SOURCE, K_KEY_PATH, K_ADMINS, K_PROJECT,
-       K_ALLOW_OTHER, K_LOG_FILE, NKEYS };
+       K_ALLOW_OTHER, K_LOG_FILE, K_METRICS_FILE, NKEYS };
 
 static const struct key_def {
 	const char *section, *name;
@@ -102,6 +102,11 @@ static const struct key_def {
 		"give a file name, or nothing to log to stderr/syslog",
 		"; Log file of the mount (relative to the store unless absolute);\n"
 		"; empty: stderr in the foreground, else syslog.\n" },
+	[K_METRICS_FILE] = { "mount", "metrics_file", PATH, FIELD(metrics_file), 1, { 0 },
+		"give a file name, or nothing for no metrics file",
+		"; File the mount rewrites every few seconds with its counters in the\n"
+		"; Prometheus text format (node_exporter's textfile collector reads it);\n"
+		"; relative to the store unless absolute; empty: none.\n" },
 };
 static const char *const sections[NSECTIONS] = { "store", "kms", "defaults", "mount" };
 

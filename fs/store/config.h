@@ -37,6 +37,8 @@ struct evfs_config {
 	int allow_other;            /* [mount] allow_other (yes/no/true/false/on/off/1/0), default 0 */
 	char log_file[4096];        /* [mount] log_file, default "" (stderr/syslog); made absolute like
 	                               backup_dir */
+	char metrics_file[4096];    /* [mount] metrics_file, default "" (none): Prometheus text file the
+	                               mount rewrites; made absolute like backup_dir */
 };
 
 /* Fill c with the defaults listed above.  Cannot fail.  Thread-safe. */

@@ -34,6 +34,7 @@
 #include <syslog.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <sodium.h>
 
@@ -370,6 +371,7 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 	pthread_mutex_init(&s->files_lock, NULL);
 	s->dir = strdup(realpath(dir, real) ? real : dir);
 	s->mountpoint = mountpoint ? strdup(mountpoint) : NULL;
+	s->opened = (int64_t)time(NULL);
 	if (!s->dir || (mountpoint && !s->mountpoint)) {
 		rc = -ENOMEM;
 		goto fail;

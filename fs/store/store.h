@@ -214,6 +214,38 @@ int store_object_list(struct store *s, const struct meta_filter *f, store_object
 int store_object_lookup(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name,
 			struct meta_object *out) STORE_WUR;
 
+/* --- status (store_status.c) -------------------------------------------- */
+#define STORE_RECENT 8u
+struct store_recent_error {
+	int64_t time;                /* seconds since the epoch */
+	char msg[256];
+};
+struct store_mount_status {
+	int mounted;                 /* opened by a mount (else: an evfsctl process) */
+	long pid;
+	char mountpoint[4096];
+	char store[4096];
+	int64_t started;             /* when the store was opened */
+	uint64_t errors_total;       /* errors and warnings the mount logged */
+	unsigned nrecent;
+	struct store_recent_error recent[STORE_RECENT];   /* newest first */
+};
+struct store_volume_status {
+	char name[META_NAME_MAX], project[META_PROJECT_MAX], id[META_ID_LEN + 1], key_id[40];
+	int encrypted;
+	const char *key_state;       /* "Enabled", ..., "-" when not encrypted */
+	uint64_t size;
+	unsigned open_handles;       /* files of the mount holding it open (R35) */
+	char holders[512];           /* who, in words ("" if none) */
+	uint64_t bytes_read, bytes_written, chunk_errors;   /* since attach */
+};
+typedef int (*store_volume_status_cb)(void *ctx, const struct store_volume_status *v);
+/* The mount's state and one call per attached volume.  Thread-safe. */
+int store_status(struct store *s, struct store_mount_status *m, store_volume_status_cb cb, void *ctx) STORE_WUR;
+/* Remember a line the mount logged at LOG_WARNING or worse (status shows
+ * the last STORE_RECENT).  Thread-safe; cannot fail. */
+void store_error_note(struct store *s, const char *msg);
+
 /* --- control ------------------------------------------------------------- */
 /* Runs one evfsctl command line (argv after the global options) for a
  * caller, writing to out/err; returns the exit code (0, 1, 2).  Set by

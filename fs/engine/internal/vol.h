@@ -9,6 +9,7 @@
 #define EVFS_VOL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "maps.h"
@@ -46,6 +47,8 @@ struct vol {
 	pthread_mutex_t pending_lock;
 	uint64_t *pending;                        /* freed slots awaiting sync */
 	size_t npending, pending_cap;             /* protected by pending_lock */
+	/* Since the handle was opened (status): lock-free counters. */
+	atomic_uint_fast64_t stat_read, stat_written, stat_chunk_errors;
 };
 
 /* vol_handle.c.  A handle on map `id` of pool p (the caller holds p for

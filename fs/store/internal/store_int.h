@@ -25,9 +25,12 @@ struct store {
 	int mounted;                    /* opened by the mount daemon */
 	store_log_fn log;
 	void *log_ctx;
-	pthread_mutex_t cause_lock;     /* protects `cause` (logged from any thread) */
+	pthread_mutex_t cause_lock;     /* protects `cause` and `recent` (logged from any thread) */
 	char cause[512];                /* last error the engine, catalog or KMS logged during
 					   the current command: store_seterr appends it */
+	struct store_recent_error recent[STORE_RECENT];   /* protected by cause_lock */
+	uint64_t nrecent;               /* errors noted so far; protected by cause_lock */
+	int64_t opened;                 /* time the store was opened */
 	pthread_mutex_t lock;           /* protects `attached` */
 	struct attachment *attached;
 	char *mountpoint;               /* of the mount that opened the store, else NULL */
