@@ -209,7 +209,10 @@ static int newest_cmk_load(struct kms *k, const struct kms_key_info *ki, uint8_t
 	return rc == -ENOENT ? -EUCLEAN : rc;
 }
 
-int kms_key_use_check(struct kms *k, const struct kms_caller *c, const char *name, struct kms_key_info *ki)
+/* The use checks for c, entered; audit: a refusal is recorded as a refused
+ * attempt to encrypt. */
+static int use_question(struct kms *k, const struct kms_caller *c, const char *name, struct kms_key_info *ki,
+			int audit)
 {
 	int rc;
 
@@ -219,24 +222,20 @@ int kms_key_use_check(struct kms *k, const struct kms_caller *c, const char *nam
 	if ((rc = kms_enter(k)) < 0)
 		return rc;
 	rc = kms_check_caller(c) < 0 || kms_check_name(name) < 0 ? -EINVAL : use_check(k, c, name, ki);
-	if (rc < 0)   /* a refusal is an attempt to encrypt: audited as one */
+	if (rc < 0 && audit)
 		rc = kms_finish(k, c, NULL, "dk.generate", ki->id[0] ? ki->id : NULL, rc);
 	kms_leave(k);
 	return rc;
 }
 
+int kms_key_use_check(struct kms *k, const struct kms_caller *c, const char *name, struct kms_key_info *ki)
+{
+	return use_question(k, c, name, ki, 1);
+}
+
 int kms_key_usable(struct kms *k, const struct kms_caller *c, const char *name, struct kms_key_info *ki)
 {
-	int rc;
-
-	memset(ki, 0, sizeof(*ki));
-	if (!k)
-		return -EINVAL;
-	if ((rc = kms_enter(k)) < 0)
-		return rc;
-	rc = kms_check_caller(c) < 0 || kms_check_name(name) < 0 ? -EINVAL : use_check(k, c, name, ki);
-	kms_leave(k);
-	return rc;
+	return use_question(k, c, name, ki, 0);
 }
 
 int kms_dk_generate(struct kms *k, const struct kms_caller *c, const char *key_id, const void *context,
