@@ -87,11 +87,18 @@ static int maplist_cb(void *ctx, const char *id, int tmp)
 }
 
 /* Maps with no catalog object, leftovers of clones; whole orphan pools. */
-static void pool_orphans(struct fsck *f, const char *lineage, int whole_orphan)
+/* before: f->problems when the pool's check began (its findings are moot
+ * once the whole orphan pool is removed). */
+static void pool_orphans(struct fsck *f, const char *lineage, int whole_orphan, unsigned before)
 {
 	struct store *s = f->s;
 	struct maplist m = { f, lineage, NULL, NULL, 0, 0 };
 	int rc = engine_map_list(s->eng, lineage, maplist_cb, &m), left = 0;
+
+	/* A pool whose creation was cut short has no maps/ yet: if nothing
+	 * uses it, it is an orphan like any other (removed whole below). */
+	if (rc == -ENOENT && whole_orphan)
+		rc = 0;
 
 	for (size_t i = 0; rc >= 0 && i < m.n; i++) {
 		const struct meta_object *o = fsck_obj_by_id(f, m.ids[i]);
@@ -141,8 +148,12 @@ static void pool_orphans(struct fsck *f, const char *lineage, int whole_orphan)
 			  "(left by an interrupted command)%s", lineage, f->o->repair ? "" : "; --repair removes it");
 		if (f->o->repair && !left) {
 			rc = engine_pool_delete(s->eng, lineage);
-			if (rc == 0)
+			if (rc == 0) {
+				/* What was wrong inside it (files of a creation cut
+				 * short) went with it. */
+				f->repaired += f->problems - 1 - before;
 				fsck_emit(f, "repaired", "orphan_pool", NULL, 0, 0, "removed orphan pool %s", lineage);
+			}
 			else
 				fsck_emit(f, "problem", "repair_failed", NULL, 0, 0, "orphan pool %s not removed: %s",
 					  lineage, evfs_strerror(rc));
@@ -158,7 +169,7 @@ void fsck_pool(struct fsck *f, const char *lineage)
 	struct store *s = f->s;
 	struct engine_pool_report r;
 	int backups, users = lineage_users(f, lineage, &backups), rc, missing = 0;
-	unsigned damaged = f->damaged_maps;
+	unsigned damaged = f->damaged_maps, before = f->problems;
 
 	f->pool = lineage;
 	f->cs = s->cfg.chunk_size;
@@ -170,7 +181,7 @@ void fsck_pool(struct fsck *f, const char *lineage)
 	}
 	if (r.chunk_size)
 		f->cs = r.chunk_size;
-	pool_orphans(f, lineage, users == 0);
+	pool_orphans(f, lineage, users == 0, before);
 	for (size_t i = 0; i < f->nobj; i++)
 		missing += f->objs[i].kind != META_BACKUP && strcmp(f->objs[i].lineage, lineage) == 0 &&
 			   !fsck_map_present(s, &f->objs[i]);

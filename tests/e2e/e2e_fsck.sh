@@ -132,4 +132,15 @@ ctl fsck > "$T/out" || die "unchecked objects alone are not problems"
 grep -q "unchecked: volume kv: chunks not checked: .*Disabled" "$T/out" || { cat "$T/out"; die "unchecked"; }
 expect_fail 1 "$EVFSCTL_BIN" fsck kv
 ok "objects whose key is not Enabled are listed as not checked (exit 1 when named)"
+
+# 10. a new lineage cut short between its catalog row and its pool's files
+# (found by e2e_killctl under ASan): the half-made pool and the row go.
+ctl volume create cut --size 1M --encrypt >/dev/null
+CL=$(ctl --json volume show cut | jget lineage)
+sqlite3 "$STORE/catalog.db" "DELETE FROM objects WHERE name = 'cut'"
+rm -rf "$STORE/pools/$CL/maps" "$STORE/pools/$CL/data" "$STORE/pools/$CL/tags"
+expect_fail 1 "$EVFSCTL_BIN" fsck
+ctl fsck --repair > "$T/out" || { cat "$T/out"; die "--repair of a pool cut short"; }
+[ ! -e "$STORE/pools/$CL" ] && ctl fsck >/dev/null || die "the half-made pool or its row survived --repair"
+ok "a pool whose creation was cut short (no maps/, data, tags) and its lineage row are removed by --repair"
 finish
