@@ -215,6 +215,7 @@ void engine_pool_put(struct pool *p)
 		}
 	}
 	pthread_mutex_unlock(&e->lock);
+	pool_give_back(p);
 	pool_close(p);
 }
 

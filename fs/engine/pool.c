@@ -287,6 +287,25 @@ void pool_refs_loaded(struct pool *p)
 	pthread_mutex_unlock(&p->lock);
 }
 
+void pool_give_back(struct pool *p)
+{
+	/* Last user gone: no map is open, every pending slot was synced and
+	 * released, so a slot counted 0 is referenced by no durable map.  Its
+	 * stale ciphertext is punched, one call per run.  The pool is out of
+	 * the engine's table: nobody else can reach it, so no lock is held
+	 * across the punches. */
+	for (uint64_t s = 0; p->released && s < p->nslots;) {
+		uint64_t run = 0;
+
+		while (s + run < p->nslots && p->refs[s + run] == 0)
+			run++;
+		if (run)
+			(void)pool_punch_run(p, s, run);   /* best effort, like every punch */
+		s += run ? run : 1;
+	}
+	p->released = 0;
+}
+
 void pool_close(struct pool *p)
 {
 	for (unsigned k = 0; k < POOL_MAX_SEGS; k++) {
@@ -443,6 +462,7 @@ void pool_free_pending(struct pool *p, const uint64_t *slots, size_t n)
 		if (slots[i] < p->nslots && p->refs[slots[i]] == POOL_PENDING) {
 			p->refs[slots[i]] = 0;
 			p->nfree++;
+			p->released++;
 		}
 	}
 	pthread_mutex_unlock(&p->lock);

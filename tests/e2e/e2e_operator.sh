@@ -154,6 +154,8 @@ kib=$(du -k "$S8/pools/$lin/data" | cut -f1)
 fusermount3 -u "$M8"
 for _ in $(seq 100); do pgrep -f "evfs $S8 $M8" >/dev/null || break; sleep 0.1; done
 [ "$kib" -lt $((200 * 1024)) ] || die "768 MiB of 64 KiB overwrites on a 48 MiB volume left ${kib} KiB in its pool"
-ok "64 KiB chunks: 768 MiB of overwrites keep a 48 MiB volume's pool at $((kib / 1024)) MiB"
+after=$(du -k "$S8/pools/$lin/data" | cut -f1)
+[ "$after" -le $((52 * 1024)) ] || die "after unmount the 48 MiB volume's pool still takes ${after} KiB"
+ok "64 KiB chunks: 768 MiB of overwrites keep a 48 MiB volume's pool at $((kib / 1024)) MiB; $((after / 1024)) MiB once unmounted"
 
 finish

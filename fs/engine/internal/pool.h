@@ -56,6 +56,7 @@ struct pool {
 	uint64_t cap;                             /* refs capacity; lock */
 	uint64_t nfree;                           /* refs == 0 in [0,nslots); lock */
 	uint64_t cursor;                          /* next-fit scan start; lock */
+	uint64_t released;                        /* slots freed since open or the last give-back; lock */
 };
 
 /* Lineage hex (32 lowercase hex digits) to bytes; -EINVAL if malformed. */
@@ -74,6 +75,10 @@ int pool_open(struct pool **out, const char *pools_dir, const char *lineage, str
  * slot beyond the tag table. */
 int pool_ref_load(struct pool *p, uint64_t slot);
 void pool_refs_loaded(struct pool *p);
+/* The pool's last user is gone: punch every free slot, so space freed by
+ * overwrites goes back to the filesystem without an fsck.  Only for a pool
+ * whose counts were loaded (never on an open that failed). */
+void pool_give_back(struct pool *p);
 void pool_close(struct pool *p);
 
 /* Slots and reference counts (pool->lock inside; never blocks on I/O). */
