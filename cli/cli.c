@@ -23,26 +23,169 @@
 
 /* ============================== helpers ================================ */
 
+/* The usage, one entry per line: the command group(s) a line belongs to
+ * (`evfsctl help GROUP` prints those lines) and the text. */
+static const struct {
+	const char *groups, *text;
+} usage_lines[] = {
+	{ "init", "  init [--region R] [--chunk-size N] [--security-admins USERS] (--keyfile F | --passphrase-file F)\n" },
+	{ "kms", "  kms grant|revoke [--project P]      kms audit [--key K] [--verify]\n" },
+	{ "key", "  key create NAME [--description D] | list | show KEY | disable KEY | enable KEY\n" },
+	{ "key", "  key schedule-deletion KEY --days N | cancel-deletion KEY | rotate KEY | rewrap KEY\n" },
+	{ "key", "  key share KEY --with PROJECT | unshare KEY --with PROJECT\n" },
+	{ "volume", "  volume create NAME --size SIZE [--encrypt [--key KEY]]\n" },
+	{ "volume", "  volume create NAME --from-snapshot SNAP | --from-backup BK [--encrypt [--key K] | --no-encrypt]\n" },
+	{ "volume", "  volume create NAME --from-image IMG [--type system|data] [--encrypt [--key KEY]]\n" },
+	{ "volume", "  volume list | show VOL | delete VOL [--force] | extend VOL --size SIZE | rollback VOL --snapshot SNAP\n" },
+	{ "snapshot", "  snapshot create VOL NAME | list | show NAME | delete NAME\n" },
+	{ "backup", "  backup create VOL NAME [--incremental] | list | show NAME | delete NAME | verify NAME\n" },
+	{ "image", "  image create VOL NAME | copy IMG NAME [--encrypt [--key KEY]] | list | show NAME | delete NAME\n" },
+	{ "image", "  image export IMG FILE | replicate IMG --to-store DIR\n" },
+	{ "attach detach", "  attach VOL | detach VOL [--force]\n" },
+	{ "fsck", "  fsck [NAME | --all] [--repair [--quarantine]]   (no NAME: the whole store)\n" },
+	{ "status", "  status                              (the mount: attached volumes, counters, errors)\n" },
+	{ "help", "  help [COMMAND]                      (one command's lines, with what they do)\n" },
+};
+
+/* What `evfsctl help TOPIC` says after TOPIC's usage lines. */
+static const struct {
+	const char *topic, *text;
+} help_texts[] = {
+	{ "init",
+	  "Create a new store in the directory given by --store or $EVFS_STORE (a new or\n"
+	  "empty directory; made mode 0700): evfs.ini, the catalog and the KMS database.\n"
+	  "--keyfile F uses the 256-bit root key in F and creates F (mode 0400) with a\n"
+	  "random key if it does not exist; --passphrase-file F derives the root key from\n"
+	  "the passphrase in F with Argon2id (at least 8 characters).  Give exactly one.\n"
+	  "Only the path of F is recorded in evfs.ini; the key never enters the store.\n"
+	  "--region R names the store's region (default region-1); --chunk-size N sets\n"
+	  "the chunk size of new volumes (a power of two, 4096 to 65536); --security-admins\n"
+	  "USERS lists who may run kms grant/revoke (default: the calling user).\n" },
+	{ "kms",
+	  "grant lets a project (--project P, else the caller's) use encryption and\n"
+	  "creates its default key evs/default; revoke withdraws that.  Only a security\n"
+	  "administrator ([kms] security_admins in evfs.ini) may grant or revoke (R10,\n"
+	  "R11).  audit lists the KMS audit log (who did what to which key, and the\n"
+	  "result), only for KEY with --key; --verify checks that the log was not\n"
+	  "altered (exit 1 if it was).\n" },
+	{ "key",
+	  "Customer master keys (CMKs) of the project; KEY is a key's name (alias, e.g.\n"
+	  "evs/default) or its id.  States: Enabled, Disabled, PendingDeletion, Deleted\n"
+	  "(R12).  disable / enable switch Enabled and Disabled; schedule-deletion --days\n"
+	  "N (7 to 1096) makes a key PendingDeletion, and at that date its material is\n"
+	  "destroyed for ever (Deleted: its data can never be read again, R19);\n"
+	  "cancel-deletion brings it back to Disabled.  evs/default can be neither\n"
+	  "disabled nor scheduled for deletion (R11).  share / unshare let another\n"
+	  "project encrypt with the key, or stop it (R13).  disable, schedule-deletion\n"
+	  "and unshare list the volumes, snapshots, backups and images that depend on\n"
+	  "the key (R20); attached volumes keep working (R16).  rotate adds a new key\n"
+	  "version for new data keys; rewrap re-wraps every data key under the newest\n"
+	  "version and destroys the older versions.\n" },
+	{ "volume",
+	  "Volumes are the virtual disks, files under volumes/ in the mount.  An empty\n"
+	  "volume is encrypted only with --encrypt, under --key or evs/default (R2).\n"
+	  "From a snapshot it keeps the snapshot's encryption and key (R5); from a backup\n"
+	  "it keeps the backup's unless --encrypt [--key] or --no-encrypt is given (R4);\n"
+	  "a data volume from an image keeps the image's (R6); a system volume is made\n"
+	  "only from an image, encrypted with --key if asked, else as the image (R3).\n"
+	  "SIZE: whole 512-byte sectors, K/M/G/T suffixes, at most 1 PiB.  extend only\n"
+	  "grows (R23).  rollback needs the volume detached and a snapshot of it (R24).\n"
+	  "delete is refused while the volume is attached (detach it first) and, with\n"
+	  "--force only, goes ahead while it is open in the mount (R35).\n" },
+	{ "snapshot",
+	  "A snapshot is a read-only, copy-on-write point-in-time copy of a volume,\n"
+	  "instant whatever the size (R24), with the volume's encryption and key (R8);\n"
+	  "its file is snapshots/NAME in the mount.  While the store is mounted it holds\n"
+	  "every write the mount acknowledged.  Deleting it never changes volumes made\n"
+	  "from it.\n" },
+	{ "backup",
+	  "A backup is an independent copy of a volume in [store] backup_dir (may be\n"
+	  "another disk), with the volume's encryption and key (R7).  --incremental\n"
+	  "stores only the chunks changed since the previous backup of the same volume\n"
+	  "(R25).  Deleting a backup that later incrementals use keeps them restorable.\n"
+	  "verify reads and checks every chunk of the backup (exit 1 if any is bad).\n"
+	  "Restore with: volume create NAME --from-backup BK.\n" },
+	{ "image",
+	  "An image is a read-only copy of a volume to make volumes from.  An image of an\n"
+	  "encrypted volume is encrypted (R9), and an encrypted image cannot be exported,\n"
+	  "read in the mount, replicated to another region or copied into an\n"
+	  "unencrypted image.  copy --encrypt --key KEY turns an unencrypted image into\n"
+	  "an encrypted one.  export writes an unencrypted image as a raw disk file;\n"
+	  "replicate copies it into another store (region) that you own.\n" },
+	{ "attach",
+	  "attach unwraps a volume's data key in the running mount (R15) so its file can\n"
+	  "be read and written; it needs the store mounted and the key Enabled (R17).\n"
+	  "The mount re-attaches it after a remount (R21).  detach wipes the data key;\n"
+	  "it is refused while the key is not Enabled (R18) or the volume is open (a\n"
+	  "file handle, a loop device: R35) unless --force.\n" },
+	{ "fsck",
+	  "Check the store (no NAME, or --all: every pool, map, reference count, backup\n"
+	  "chain and chunk tag) or one volume, snapshot, backup or image.  Exit 0 clean,\n"
+	  "1 problems left.  fsck never writes unless --repair (removes orphans, punches\n"
+	  "leaked slots); --quarantine (with --repair and a NAME) turns unreadable\n"
+	  "chunks into zeros and lists each range it zeroed.\n" },
+	{ "status",
+	  "What the store's mount is doing: its pid, mount point and uptime, every\n"
+	  "attached volume with its key state, open file handles, bytes read and\n"
+	  "written and chunks that failed (EIO) since attach, and the last errors it\n"
+	  "logged.  On an unmounted store: that it is not mounted.  [mount] metrics_file\n"
+	  "gives the same numbers to Prometheus.\n" },
+	{ "help",
+	  "Without COMMAND: the whole usage (as evfsctl --help).  With a command group\n"
+	  "(init, kms, key, volume, snapshot, backup, image, attach, detach, fsck, status,\n"
+	  "help): its lines of the usage and what they do.  man evfsctl has the details.\n" },
+};
+
+static const char usage_head[] = "usage: evfsctl [--store DIR] [--project P] [--json] COMMAND ...\n";
+static const char usage_tail[] = "The store is --store DIR or $EVFS_STORE. SIZE takes K, M, G, T, P suffixes.\n";
+
 void cli_usage(FILE *f)
 {
-	fputs("usage: evfsctl [--store DIR] [--project P] [--json] COMMAND ...\n"
-	      "  init [--region R] [--chunk-size N] (--keyfile F | --passphrase-file F)\n"
-	      "  kms grant|revoke [--project P]      kms audit [--key K] [--verify]\n"
-	      "  key create NAME [--description D] | list | show KEY | disable KEY | enable KEY\n"
-	      "  key schedule-deletion KEY --days N | cancel-deletion KEY | rotate KEY | rewrap KEY\n"
-	      "  key share KEY --with PROJECT | unshare KEY --with PROJECT\n"
-	      "  volume create NAME --size SIZE [--encrypt [--key KEY]]\n"
-	      "  volume create NAME --from-snapshot SNAP | --from-backup BK [--encrypt [--key K] | --no-encrypt]\n"
-	      "  volume create NAME --from-image IMG [--type system|data] [--encrypt [--key KEY]]\n"
-	      "  volume list | show VOL | delete VOL | extend VOL --size SIZE | rollback VOL --snapshot SNAP\n"
-	      "  snapshot create VOL NAME | list | show NAME | delete NAME\n"
-	      "  backup create VOL NAME [--incremental] | list | show | delete | verify NAME\n"
-	      "  image create VOL NAME | copy IMG NAME [--encrypt --key KEY] | list | show | delete\n"
-	      "  image export IMG FILE | replicate IMG --to-store DIR\n"
-	      "  attach VOL | detach VOL [--force]   status\n"
-	      "  fsck [NAME | --all] [--repair [--quarantine]]   (no NAME: the whole store)\n"
-	      "The store is --store DIR or $EVFS_STORE. SIZE takes K, M, G, T suffixes.\n",
-	      f);
+	fputs(usage_head, f);
+	for (size_t i = 0; i < sizeof(usage_lines) / sizeof(usage_lines[0]); i++)
+		fputs(usage_lines[i].text, f);
+	fputs(usage_tail, f);
+}
+
+/* 1 if word is one of the blank-separated words of list. */
+static int word_in(const char *word, const char *list)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = list; *p; p += strcspn(p, " "), p += strspn(p, " "))
+		if (n && strncmp(p, word, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
+int cli_help(int argc, char **argv, FILE *out, FILE *err)
+{
+	const char *topic = argc > 0 ? argv[0] : NULL;
+	const char *text = NULL;
+
+	if (argc > 1) {
+		fprintf(err, "evfsctl: expected: help [COMMAND]\n(run 'evfsctl --help' for the command list)\n");
+		return EXIT_USAGE;
+	}
+	if (!topic) {
+		cli_usage(out);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(help_texts) / sizeof(help_texts[0]); i++)
+		if (strcmp(topic, help_texts[i].topic) == 0 || (!strcmp(topic, "detach") &&
+							       !strcmp(help_texts[i].topic, "attach")))
+			text = help_texts[i].text;
+	if (!text) {
+		fprintf(err, "evfsctl: help: unknown command '%s'; commands are init, kms, key, volume, snapshot, "
+			"backup, image, attach, detach, fsck, status, help\n", topic);
+		return EXIT_USAGE;
+	}
+	fprintf(out, "usage: evfsctl [--store DIR] [--project P] [--json] %s ...\n", topic);
+	for (size_t i = 0; i < sizeof(usage_lines) / sizeof(usage_lines[0]); i++)
+		if (word_in(topic, usage_lines[i].groups))
+			fputs(usage_lines[i].text, out);
+	fprintf(out, "\n%s", text);
+	return 0;
 }
 
 int cli_parse_size(const char *s, unsigned long long *out)
@@ -393,6 +536,8 @@ int cli_run(struct store *s, const struct store_caller *c, int json, int argc, c
 	const char *sub = argc > 1 ? argv[1] : "";
 	int rc, skip = 2;
 
+	if (strcmp(grp, "help") == 0)
+		return cli_help(argc - 1, argv + 1, out, err);
 	if (strcmp(grp, "attach") == 0 || strcmp(grp, "detach") == 0 || strcmp(grp, "fsck") == 0 ||
 	    strcmp(grp, "status") == 0)
 		skip = 1;
@@ -400,6 +545,8 @@ int cli_run(struct store *s, const struct store_caller *c, int json, int argc, c
 	if (rc)
 		return rc;
 	cc.err = &why;
+	if (a.project)                   /* after COMMAND, as before it: every command's project */
+		snprintf(cc.project, sizeof(cc.project), "%s", a.project);
 	c = &cc;
 	store_cause_clear(s);
 	if (strcmp(grp, "kms") == 0)

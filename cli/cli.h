@@ -14,5 +14,9 @@ int cli_run(struct store *s, const struct store_caller *c, int json, int argc, c
 /* Parse "10G", "512M", "4096" into bytes; -EINVAL if malformed. */
 int cli_parse_size(const char *s, unsigned long long *out);
 void cli_usage(FILE *f);
+/* `evfsctl help [COMMAND]` (argv: what follows "help"): the usage, or one
+ * command group's lines of it and what they do.  Returns 0, or 2 for an
+ * unknown command or extra arguments (message on err). */
+int cli_help(int argc, char **argv, FILE *out, FILE *err);
 
 #endif

@@ -136,6 +136,8 @@ int main(int argc, char **argv)
 		cli_usage(stderr);
 		return 2;
 	}
+	if (strcmp(argv[i], "help") == 0)    /* needs no store */
+		return cli_help(argc - i - 1, argv + i + 1, stdout, stderr);
 	if (!dir || !*dir) {
 		fprintf(stderr, "evfsctl: no store: give --store DIR or set EVFS_STORE\n");
 		return 2;

@@ -101,7 +101,7 @@ static const struct key_def {
 	[K_LOG_FILE] = { "mount", "log_file", PATH, FIELD(log_file), 1, { 0 },
 		"give a file name, or nothing to log to stderr/syslog",
 		"; Log file of the mount (relative to the store unless absolute);\n"
-		"; empty: stderr in the foreground, else syslog.\n" },
+		"; empty: syslog.  In the foreground (-f) the mount logs to stderr too.\n" },
 	[K_METRICS_FILE] = { "mount", "metrics_file", PATH, FIELD(metrics_file), 1, { 0 },
 		"give a file name, or nothing for no metrics file",
 		"; File the mount rewrites every few seconds with its counters in the\n"

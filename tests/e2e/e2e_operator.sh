@@ -74,6 +74,15 @@ expect_msg 2 "bytes long" -- ctl volume create "$long" --size 1M
 ctl volume list --json | jget '*.name' | grep -q . && die "a refused create left a volume"
 ok "volume sizes 0, 16P and 1000 refused with the reason; a 5000-byte name is a usage error (exit 2)"
 
+# --project after the command is the command's project (it was ignored:
+# 'volume delete dv --project p3' deleted the default project's dv)
+ctl volume create dv --size 1M >/dev/null; ctl --project p3 volume create dv --size 1M >/dev/null
+ctl volume delete dv --project p3 >/dev/null
+ctl --json volume list | jget '*.name' | grep -qx dv || die "--project after the command deleted the default project's volume"
+ctl --project p3 --json volume list | jget '*.name' | grep -qx dv && die "p3's dv was not deleted"
+ctl volume delete dv >/dev/null
+ok "--project after the command selects the project, as before it"
+
 # --- 5: NUL bytes and garbage in evfs.ini ---------------------------------
 cp "$STORE/evfs.ini" "$T/ini.good"
 printf '[store]\nregion = re\000gion\n' >"$T/ini.nul"
