@@ -26,7 +26,8 @@
 void cli_usage(FILE *f)
 {
 	fputs("usage: evfsctl [--store DIR] [--project P] [--json] COMMAND ...\n"
-	      "  init [--region R] [--chunk-size N] (--keyfile F | --passphrase-file F)\n"
+	      "  init [--region R] [--chunk-size N] (--keyfile F | --passphrase-file F |\n"
+	      "       --pkcs11-module M --token T --pin-file F [--key-label L])\n"
 	      "  kms grant|revoke [--project P]      kms audit [--key K] [--verify]\n"
 	      "  key create NAME [--description D] | list | show KEY | disable KEY | enable KEY\n"
 	      "  key schedule-deletion KEY --days N | cancel-deletion KEY | rotate KEY | rewrap KEY\n"
