@@ -68,6 +68,7 @@ struct p11_module {
 	void *dl;
 	CK_FUNCTION_LIST_PTR f;
 	int refs;
+	int initialised;               /* our C_Initialize: C_Finalize at the end */
 };
 
 static pthread_mutex_t p11_modules_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -146,6 +147,7 @@ static int module_get(const char *path, struct p11_module **out, kms_log_fn log,
 	}
 	snprintf(m->path, sizeof(m->path), "%s", path);
 	m->refs = 1;
+	m->initialised = rv == CKR_OK;  /* else someone else in the process did */
 	*out = m;
 done:
 	pthread_mutex_unlock(&p11_modules_lock);
@@ -158,7 +160,8 @@ static void module_put(struct p11_module *m)
 		return;
 	pthread_mutex_lock(&p11_modules_lock);
 	if (--m->refs == 0) {
-		(void)m->f->C_Finalize(NULL);
+		if (m->initialised)
+			(void)m->f->C_Finalize(NULL);
 		dlclose(m->dl);
 		memset(m, 0, sizeof(*m));
 	}
@@ -285,8 +288,9 @@ static int mech_check(struct kms_p11 *p, CK_SLOT_ID slot, int create, kms_log_fn
 	CK_MECHANISM_INFO mi;
 	CK_RV rv = p->f->C_GetMechanismInfo(slot, CKM_AES_GCM, &mi);
 
-	if (rv != CKR_OK || !(mi.flags & CKF_ENCRYPT) || !(mi.flags & CKF_DECRYPT) ||
-	    (mi.ulMinKeySize > 32 && mi.ulMinKeySize != 256) || (mi.ulMaxKeySize < 32)) {
+	/* ulMaxKeySize is in bytes or in bits depending on the token: 32
+	 * bytes and 256 bits both pass. */
+	if (rv != CKR_OK || !(mi.flags & CKF_ENCRYPT) || !(mi.flags & CKF_DECRYPT) || mi.ulMaxKeySize < 32) {
 		P11_LOG(log, lctx, LOG_ERR, "kms: token \"%s\" does not support AES-GCM encryption with 256-bit keys"
 			" (CKM_AES_GCM); use a token that does", p->token);
 		return -EOPNOTSUPP;
