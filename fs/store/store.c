@@ -246,6 +246,24 @@ static void key_source_warn(const struct evfs_config *cfg, const char *dir, FILE
 			(unsigned)(st.st_mode & 07777));
 }
 
+/* Warnings about where a new store's PKCS#11 PIN file lives. */
+static void pin_file_warn(const struct evfs_config *cfg, const char *dir, FILE *warn)
+{
+	char real_dir[PATH_MAX], real_pin[PATH_MAX];
+	struct stat st;
+	size_t n;
+
+	if (!warn || !realpath(dir, real_dir) || !realpath(cfg->pkcs11_pin_file, real_pin))
+		return;
+	n = strlen(real_dir);
+	if (strncmp(real_pin, real_dir, n) == 0 && real_pin[n] == '/')
+		fprintf(warn, "warning: the PIN file %s is inside the store directory: whoever copies the store "
+			"gets the PIN with it; keep it elsewhere\n", real_pin);
+	if (stat(real_pin, &st) == 0 && (st.st_mode & 0077))
+		fprintf(warn, "warning: %s is readable or writable by others (mode %04o); chmod 0400 it\n", real_pin,
+			(unsigned)(st.st_mode & 07777));
+}
+
 /* path made absolute against the working directory. */
 static int abs_path(char *out, size_t n, const char *path)
 {
@@ -371,6 +389,8 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 	}
 	if (!is_pkcs11(&cfg))
 		key_source_warn(&cfg, dir, o->warn);
+	else
+		pin_file_warn(&cfg, dir, o->warn);
 	join(path, sizeof(path), dir, "catalog.db");
 	rc = meta_open(&db, path, 1, NULL, NULL);
 	if (!rc)
