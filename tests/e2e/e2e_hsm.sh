@@ -83,4 +83,13 @@ expect_fail 1 ctl --store "$T/copy" volume list
 grep -q "is not this key store's root key" "$T/err" || die "copy with another token: $(cat "$T/err")"
 export SOFTHSM2_CONF=$T/softhsm2.conf
 ok "a copy of the store with another token's key of the same label is refused"
+
+expect_fail 2 ctl --store "$T/s3" init --pkcs11-module "$MODULE" --token evfs-e2e
+grep -q -- "--pkcs11-module needs --token LABEL and --pin-file FILE" "$T/err" || die "init without --pin-file"
+cp "$T/pin" "$T/pin644"; chmod 0644 "$T/pin644"
+ctl --store "$T/s3" init --pkcs11-module "$MODULE" --token evfs-e2e --pin-file "$T/pin644" --key-label k3 \
+  >/dev/null 2>"$T/err" || die "init with --key-label: $(cat "$T/err")"
+grep -q "pin644 is readable or writable by others" "$T/err" || die "no warning about the PIN file: $(cat "$T/err")"
+grep -q '^pkcs11_key = k3$' "$T/s3/evfs.ini" || die "--key-label not written"
+ok "init: --pkcs11-module without --pin-file is a usage error; --key-label is written; a 0644 PIN file is warned about"
 finish
