@@ -29,6 +29,7 @@ static const struct {
 	const char *groups, *text;
 } usage_lines[] = {
 	{ "init", "  init [--region R] [--chunk-size N] [--security-admins USERS] (--keyfile F | --passphrase-file F)\n" },
+	{ "init", "  init [...] --pkcs11-module M --token T --pin-file F [--key-label L]   (root key in a token)\n" },
 	{ "kms", "  kms grant|revoke [--project P]      kms audit [--key K] [--verify]\n" },
 	{ "key", "  key create NAME [--description D] | list | show KEY | disable KEY | enable KEY\n" },
 	{ "key", "  key schedule-deletion KEY --days N | cancel-deletion KEY | rotate KEY | rewrap KEY\n" },
@@ -56,7 +57,10 @@ static const struct {
 	  "empty directory; made mode 0700): evfs.ini, the catalog and the KMS database.\n"
 	  "--keyfile F uses the 256-bit root key in F and creates F (mode 0400) with a\n"
 	  "random key if it does not exist; --passphrase-file F derives the root key from\n"
-	  "the passphrase in F with Argon2id (at least 8 characters).  Give exactly one.\n"
+	  "the passphrase in F with Argon2id (at least 8 characters); --pkcs11-module M\n"
+	  "--token T --pin-file F keeps the root key inside a PKCS#11 token (created there,\n"
+	  "non-extractable, as --key-label L, default evfs-root, if missing; R34).\n"
+	  "Give exactly one.\n"
 	  "Only the path of F is recorded in evfs.ini; the key never enters the store.\n"
 	  "--region R names the store's region (default region-1); --chunk-size N sets\n"
 	  "the chunk size of new volumes (a power of two, 4096 to 65536); --security-admins\n"

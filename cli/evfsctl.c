@@ -43,6 +43,14 @@ static int cmd_init(const char *dir, int argc, char **argv)
 			dst = &o.keyfile;
 		else if (strcmp(argv[i], "--passphrase-file") == 0)
 			dst = &o.passphrase_file;
+		else if (strcmp(argv[i], "--pkcs11-module") == 0)
+			dst = &o.pkcs11_module;
+		else if (strcmp(argv[i], "--token") == 0)
+			dst = &o.pkcs11_token;
+		else if (strcmp(argv[i], "--pin-file") == 0)
+			dst = &o.pkcs11_pin_file;
+		else if (strcmp(argv[i], "--key-label") == 0)
+			dst = &o.pkcs11_key;
 		else if (strcmp(argv[i], "--security-admins") == 0)
 			dst = &o.security_admins;
 		else if (strcmp(argv[i], "--chunk-size") == 0)
@@ -66,8 +74,18 @@ static int cmd_init(const char *dir, int argc, char **argv)
 			o.chunk_size = (uint32_t)v;
 		}
 	}
-	if (!o.keyfile == !o.passphrase_file) {
-		fprintf(stderr, "evfsctl: init: give exactly one of --keyfile FILE or --passphrase-file FILE\n");
+	if (!!o.keyfile + !!o.passphrase_file + !!o.pkcs11_module != 1) {
+		fprintf(stderr, "evfsctl: init: give exactly one of --keyfile FILE, --passphrase-file FILE or "
+			"--pkcs11-module MODULE --token LABEL --pin-file FILE\n");
+		return 2;
+	}
+	if (!o.pkcs11_module && (o.pkcs11_token || o.pkcs11_pin_file || o.pkcs11_key)) {
+		fprintf(stderr, "evfsctl: init: --token, --pin-file and --key-label go with --pkcs11-module\n");
+		return 2;
+	}
+	if (o.pkcs11_module && (!o.pkcs11_token || !o.pkcs11_pin_file)) {
+		fprintf(stderr, "evfsctl: init: --pkcs11-module needs --token LABEL and --pin-file FILE (the file "
+			"holding the token's user PIN; never the PIN on the command line)\n");
 		return 2;
 	}
 	rc = store_init(dir, &o, err, sizeof(err));
@@ -75,8 +93,12 @@ static int cmd_init(const char *dir, int argc, char **argv)
 		fprintf(stderr, "evfsctl: %s\n", err[0] ? err : evfs_strerror(rc));
 		return 1;
 	}
-	printf("created store %s (root key from %s %s)\n", dir, o.keyfile ? "key file" : "passphrase file",
-	       o.keyfile ? o.keyfile : o.passphrase_file);
+	if (o.pkcs11_module)
+		printf("created store %s (root key \"%s\" in PKCS#11 token \"%s\", module %s)\n", dir,
+		       o.pkcs11_key ? o.pkcs11_key : "evfs-root", o.pkcs11_token, o.pkcs11_module);
+	else
+		printf("created store %s (root key from %s %s)\n", dir, o.keyfile ? "key file" : "passphrase file",
+		       o.keyfile ? o.keyfile : o.passphrase_file);
 	return 0;
 }
 

@@ -13,7 +13,11 @@
  *   settings(name, value)      root_kind, region, created, verifier
  *                              (BLAKE2b MAC of a fixed string under a root
  *                              subkey - never the key), pwhash_salt/opslimit/
- *                              memlimit/alg for passphrase stores, audit_head
+ *                              memlimit/alg for passphrase stores, audit_head;
+ *                              PKCS#11 stores (R34): verifier = a fixed
+ *                              string sealed by the token, audit_key = the
+ *                              random audit MAC key sealed by the token,
+ *                              p11_token/p11_key = labels (for messages)
  *   grants(project, granted_by, granted_user, time)
  *   keys(id, alias, project, description, state, is_default, created,
  *        deletion_date)        UNIQUE(project, alias); Deleted keys stay so
@@ -353,7 +357,12 @@ static int opt_check(const struct kms_options *opt)
 {
 	if (!opt || !opt->secret_path || !*opt->secret_path)
 		return -EINVAL;
-	if (opt->root_kind != KMS_ROOT_KEYFILE && opt->root_kind != KMS_ROOT_PASSPHRASE)
+	if (opt->root_kind != KMS_ROOT_KEYFILE && opt->root_kind != KMS_ROOT_PASSPHRASE &&
+	    opt->root_kind != KMS_ROOT_PKCS11)
+		return -EINVAL;
+	if (opt->root_kind == KMS_ROOT_PKCS11 &&
+	    (!opt->pkcs11_module || !*opt->pkcs11_module || !opt->pkcs11_token || !*opt->pkcs11_token ||
+	     strlen(opt->pkcs11_token) > 32 || (opt->pkcs11_key && strlen(opt->pkcs11_key) >= KMS_ALIAS_MAX)))
 		return -EINVAL;
 	if (opt->region && strnlen(opt->region, 64) >= 64)
 		return -EINVAL;
@@ -399,6 +408,7 @@ void kms_close(struct kms *k)
 			kms_checkpoint(k);
 		sqlite3_close_v2(k->db);
 	}
+	kms_p11_close(k->p11);
 	sodium_free(k->sec);          /* wipes */
 	sodium_free(k->scratch);
 	free(k->admins);
@@ -500,9 +510,80 @@ static void db_files_unlink(const char *path)
 		(void)unlink(side);
 }
 
+/* PKCS#11 stores: the verifier is a fixed string sealed by the token (only
+ * the token's key unseals it, so a successful unseal at open proves the
+ * token's key is the store's key); the audit MAC key is random, sealed by
+ * the token, and unsealed into k->sec->audit at open. */
+static const char p11_verifier_msg[] = "evfs kms pkcs11 root key verifier v1";
+static const char p11_verifier_ad[] = "evfs-verifier";
+static const char p11_audit_ad[] = "evfs-audit-key";
+#define P11_VERIFIER_SEALED (KMS_P11_OVERHEAD + sizeof(p11_verifier_msg) - 1)
+#define P11_AUDIT_SEALED (KMS_P11_OVERHEAD + KMS_KEY_BYTES)
+
+static int p11_seal_settings(struct kms *k, uint8_t verifier[static P11_VERIFIER_SEALED],
+			     uint8_t audit[static P11_AUDIT_SEALED])
+{
+	int rc = kms_p11_seal(k, (const uint8_t *)p11_verifier_msg, sizeof(p11_verifier_msg) - 1,
+			      (const uint8_t *)p11_verifier_ad, sizeof(p11_verifier_ad) - 1, verifier);
+
+	if (rc == 0)
+		rc = kms_p11_seal(k, k->sec->audit, KMS_KEY_BYTES, (const uint8_t *)p11_audit_ad,
+				  sizeof(p11_audit_ad) - 1, audit);
+	return rc;
+}
+
+/* Open: check the verifier with the token and unseal the audit key. */
+static int p11_open_root(struct kms *k, const struct kms_options *opt)
+{
+	uint8_t sealed_v[P11_VERIFIER_SEALED], sealed_a[P11_AUDIT_SEALED];
+	uint8_t plain[sizeof(p11_verifier_msg)];
+	char token[40] = "", key[KMS_ALIAS_MAX] = "";
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if ((rc = setting_get(k, "verifier", NULL, sealed_v, sizeof(sealed_v))) < 0 ||
+	    (rc = setting_get(k, "audit_key", NULL, sealed_a, sizeof(sealed_a))) < 0)
+		return rc;
+	if (kms_sql_prep(k, &st, "SELECT (SELECT value FROM settings WHERE name = 'p11_token'),"
+			 " (SELECT value FROM settings WHERE name = 'p11_key')", NULL) == 0) {
+		if (kms_sql_step(k, st) == 1 && kms_col_text(st, 0, token, sizeof(token)) == 0 &&
+		    kms_col_text(st, 1, key, sizeof(key)) < 0)
+			key[0] = '\0';      /* labels are for messages only */
+		sqlite3_finalize(st);
+	}
+	if ((rc = kms_p11_open(opt, 0, &k->p11)) < 0)
+		return rc;
+	rc = kms_p11_unseal(k, sealed_v, sizeof(sealed_v), (const uint8_t *)p11_verifier_ad,
+			    sizeof(p11_verifier_ad) - 1, plain);
+	if (rc == 0 && memcmp(plain, p11_verifier_msg, sizeof(p11_verifier_msg) - 1) != 0)
+		rc = -EBADMSG;
+	if (rc == -EBADMSG) {
+		KMS_LOG(k, LOG_ERR, "kms: key \"%s\" on token \"%s\" is not this key store's root key (the store "
+			"was created with key \"%s\" on token \"%s\"); use that token", kms_p11_key(k),
+			kms_p11_token(k), key, token);
+		return -EKEYREJECTED;
+	}
+	if (rc < 0)
+		return rc;
+	rc = kms_p11_unseal(k, sealed_a, sizeof(sealed_a), (const uint8_t *)p11_audit_ad, sizeof(p11_audit_ad) - 1,
+			    k->sec->audit);
+	if (rc == -EBADMSG) {
+		KMS_LOG(k, LOG_ERR, "kms: the sealed audit key does not authenticate under the token's key");
+		rc = -EUCLEAN;
+	}
+	return rc;
+}
+
+static const char *kind_name(int64_t kind)
+{
+	return kind == KMS_ROOT_KEYFILE ? "key file" : kind == KMS_ROOT_PASSPHRASE ? "passphrase" :
+	       kind == KMS_ROOT_PKCS11 ? "PKCS#11 token" : "unknown root key source";
+}
+
 int kms_create(const char *db_path, const struct kms_options *opt)
 {
 	uint8_t salt[crypto_pwhash_SALTBYTES], verifier[KMS_MAC_BYTES];
+	uint8_t p11_verifier[P11_VERIFIER_SEALED], p11_audit_sealed[P11_AUDIT_SEALED];
 	char pragma[96];
 	struct kms *k = NULL;
 	int rc, fd, key_created = 0, db_created = 0;
@@ -526,23 +607,42 @@ int kms_create(const char *db_path, const struct kms_options *opt)
 		goto out;
 
 	randombytes_buf(salt, sizeof(salt));
-	if (opt->root_kind == KMS_ROOT_KEYFILE)
-		rc = kms_keyfile_load(opt->secret_path, 1, k->sec->root, &key_created);
-	else
-		rc = kms_passphrase_derive(opt->secret_path, salt, ops, mem, KMS_PASSPHRASE_MIN, k->sec->root);
-	if (rc < 0)
-		goto out;
-	if ((rc = kms_subkeys_derive(k->sec)) < 0 || (rc = kms_verifier_compute(k->sec->root, verifier)) < 0)
-		goto out;
+	if (opt->root_kind == KMS_ROOT_PKCS11) {
+		/* The token makes (or already holds) the root key; the audit
+		 * key is random and kept only sealed by the token. */
+		if ((rc = kms_p11_open(opt, 1, &k->p11)) < 0)
+			goto out;
+		randombytes_buf(k->sec->audit, KMS_KEY_BYTES);
+		if ((rc = p11_seal_settings(k, p11_verifier, p11_audit_sealed)) < 0)
+			goto out;
+	} else {
+		if (opt->root_kind == KMS_ROOT_KEYFILE)
+			rc = kms_keyfile_load(opt->secret_path, 1, k->sec->root, &key_created);
+		else
+			rc = kms_passphrase_derive(opt->secret_path, salt, ops, mem, KMS_PASSPHRASE_MIN,
+						   k->sec->root);
+		if (rc < 0)
+			goto out;
+		if ((rc = kms_subkeys_derive(k->sec)) < 0 ||
+		    (rc = kms_verifier_compute(k->sec->root, verifier)) < 0)
+			goto out;
+	}
 
 	if ((rc = db_open(k, db_path)) < 0 || (rc = db_pragmas(k)) < 0 || (rc = kms_tx_begin(k)) < 0)
 		goto out;
 	if ((rc = sql_exec(k, kms_schema)) < 0)
 		goto out;
-	rc = kms_sql_run(k, "INSERT INTO settings(name, value) VALUES ('root_kind', ?), ('region', ?),"
-			 " ('created', ?), ('verifier', ?)",
-			 "itIb", (int)opt->root_kind, opt->region ? opt->region : "", kms_now(),
-			 (const void *)verifier, sizeof(verifier));
+	if (opt->root_kind == KMS_ROOT_PKCS11)
+		rc = kms_sql_run(k, "INSERT INTO settings(name, value) VALUES ('root_kind', ?), ('region', ?),"
+				 " ('created', ?), ('verifier', ?), ('audit_key', ?), ('p11_token', ?), ('p11_key', ?)",
+				 "itIbbtt", (int)opt->root_kind, opt->region ? opt->region : "", kms_now(),
+				 (const void *)p11_verifier, sizeof(p11_verifier), (const void *)p11_audit_sealed,
+				 sizeof(p11_audit_sealed), kms_p11_token(k), kms_p11_key(k));
+	else
+		rc = kms_sql_run(k, "INSERT INTO settings(name, value) VALUES ('root_kind', ?), ('region', ?),"
+				 " ('created', ?), ('verifier', ?)",
+				 "itIb", (int)opt->root_kind, opt->region ? opt->region : "", kms_now(),
+				 (const void *)verifier, sizeof(verifier));
 	if (rc >= 0 && opt->root_kind == KMS_ROOT_PASSPHRASE)
 		rc = kms_sql_run(k, "INSERT INTO settings(name, value) VALUES ('pwhash_salt', ?),"
 				 " ('pwhash_opslimit', ?), ('pwhash_memlimit', ?), ('pwhash_alg', ?)",
@@ -559,7 +659,7 @@ int kms_create(const char *db_path, const struct kms_options *opt)
 		rc = kms_tx_commit(k);
 out:
 	sodium_memzero(verifier, sizeof(verifier));
-	kms_close(k);
+	kms_close(k);            /* closes the token session too */
 	if (rc < 0) {
 		if (db_created)
 			db_files_unlink(db_path);
@@ -587,16 +687,20 @@ static int open_root(struct kms *k, const struct kms_options *opt)
 		rc = -EUCLEAN;
 		goto out;
 	}
-	if ((rc = db_pragmas(k)) < 0 || (rc = setting_get(k, "root_kind", &kind, NULL, 0)) < 0 ||
-	    (rc = setting_get(k, "verifier", NULL, want, sizeof(want))) < 0)
+	if ((rc = db_pragmas(k)) < 0 || (rc = setting_get(k, "root_kind", &kind, NULL, 0)) < 0)
 		goto out;
 	if (kind != opt->root_kind) {
-		KMS_LOG(k, LOG_ERR, "kms: the key store uses a %s, not a %s",
-			kind == KMS_ROOT_KEYFILE ? "key file" : "passphrase",
-			opt->root_kind == KMS_ROOT_KEYFILE ? "key file" : "passphrase");
+		KMS_LOG(k, LOG_ERR, "kms: the key store uses a %s, not a %s", kind_name(kind),
+			kind_name(opt->root_kind));
 		rc = -EKEYREJECTED;
 		goto out;
 	}
+	if (kind == KMS_ROOT_PKCS11) {
+		rc = p11_open_root(k, opt);
+		goto out;
+	}
+	if ((rc = setting_get(k, "verifier", NULL, want, sizeof(want))) < 0)
+		goto out;
 	if (kind == KMS_ROOT_KEYFILE) {
 		rc = kms_keyfile_load(opt->secret_path, 0, k->sec->root, NULL);
 	} else {

@@ -55,7 +55,11 @@
 struct kms;
 struct kms_dk;
 
-enum kms_root_kind { KMS_ROOT_KEYFILE = 1, KMS_ROOT_PASSPHRASE = 2 };
+/* Where the root key lives.  PKCS11 (R34): an AES-256 key object inside a
+ * PKCS#11 token; the key never enters evfs's memory, the token seals and
+ * unseals CMK material itself (docs/kms-pkcs11.md). */
+enum kms_root_kind { KMS_ROOT_KEYFILE = 1, KMS_ROOT_PASSPHRASE = 2, KMS_ROOT_PKCS11 = 3 };
+#define KMS_PKCS11_KEY_DEFAULT "evfs-root"   /* label of the token's key object */
 
 enum kms_key_state {
 	KMS_KEY_ENABLED = 1,
@@ -89,7 +93,11 @@ typedef void (*kms_log_fn)(void *ctx, int level, const char *msg);
 
 struct kms_options {
 	enum kms_root_kind root_kind;
-	const char *secret_path;        /* key file or passphrase file */
+	const char *secret_path;        /* key file, passphrase file, or (PKCS11)
+					 * the file holding the token's user PIN */
+	const char *pkcs11_module;      /* PKCS11: path of the module (.so) */
+	const char *pkcs11_token;       /* PKCS11: token label (1..32 chars) */
+	const char *pkcs11_key;         /* PKCS11: key label; NULL/"" = default */
 	const char *region;             /* store region, recorded at create */
 	const char *security_admins;    /* comma/space separated user names */
 	kms_log_fn log;                 /* may be NULL */
@@ -105,8 +113,10 @@ struct kms_options {
  * key.  Returns 0, -EEXIST, -EINVAL, -EIO, ... */
 int kms_create(const char *db_path, const struct kms_options *opt) KMS_WUR;
 
-/* Open an existing key store and load the root key into guarded memory.
- * -EKEYREJECTED if the key does not match the verifier, -ENOENT if the db
+/* Open an existing key store and load the root key into guarded memory
+ * (PKCS11: open one session on the token; the key stays in it).
+ * -EKEYREJECTED if the key does not match the verifier (PKCS11: the
+ * token's key with that label is not the one the store was created with), -ENOENT if the db
  * or secret file is missing, -EUCLEAN if it is not an evfs key store.
  * Opening also destroys the material of PendingDeletion keys whose date has
  * passed (they become Deleted).  *out owned by caller: kms_close(). */

@@ -16,6 +16,14 @@
  * so a row copied onto another key or version does not authenticate.  A row
  * that fails authentication is store damage or tampering: -EUCLEAN.
  *
+ * PKCS11 stores (R34) have no wrap subkey: the token seals the material
+ * itself (kms_p11_seal: AES-GCM under the token's key, never in our memory)
+ * with the same associated data, and the row is
+ *
+ *     IV (12) | AES-GCM ciphertext (32) | tag (16)  = 60 bytes
+ *
+ * Without the token (or with another token's key) no row unseals.
+ *
  * Destroying material ("crypto-shredding", R12/R19) sets the column to NULL.
  * With secure_delete=ON SQLite zeroes the freed cell bytes; because WAL
  * still holds the previous page images, every destruction is followed, after
@@ -51,18 +59,27 @@ int kms_cmk_new(struct kms *k, const char *key_id, uint32_t version)
 {
 	uint8_t sealed[KMS_CMK_SEALED_BYTES], ad[CMK_AD_BYTES];
 	uint8_t *cmk = k->scratch;
+	size_t len = KMS_CMK_SEALED_BYTES;
 	int rc;
 
 	if (!kms_is_uuid(key_id) || version == 0 || version > INT32_MAX)
 		return -EINVAL;
 	cmk_ad(ad, key_id, version);
 	randombytes_buf(cmk, KMS_KEY_BYTES);
-	randombytes_buf(sealed, KMS_NONCE_BYTES);
-	crypto_aead_xchacha20poly1305_ietf_encrypt(sealed + KMS_NONCE_BYTES, NULL, cmk, KMS_KEY_BYTES, ad,
-						   sizeof(ad), NULL, sealed, k->sec->wrap);
-	sodium_memzero(cmk, KMS_KEY_BYTES);
+	if (k->p11) {
+		rc = kms_p11_seal(k, cmk, KMS_KEY_BYTES, ad, sizeof(ad), sealed);
+		sodium_memzero(cmk, KMS_KEY_BYTES);
+		if (rc < 0)
+			return rc;
+		len = KMS_P11_CMK_SEALED_BYTES;
+	} else {
+		randombytes_buf(sealed, KMS_NONCE_BYTES);
+		crypto_aead_xchacha20poly1305_ietf_encrypt(sealed + KMS_NONCE_BYTES, NULL, cmk, KMS_KEY_BYTES, ad,
+							   sizeof(ad), NULL, sealed, k->sec->wrap);
+		sodium_memzero(cmk, KMS_KEY_BYTES);
+	}
 	rc = kms_sql_run(k, "INSERT INTO key_versions(key_id, version, created, material) VALUES (?, ?, ?, ?)",
-			 "tIIb", key_id, (int64_t)version, kms_now(), (const void *)sealed, sizeof(sealed));
+			 "tIIb", key_id, (int64_t)version, kms_now(), (const void *)sealed, len);
 	return rc < 0 ? rc : 0;
 }
 
@@ -71,6 +88,7 @@ int kms_cmk_load(struct kms *k, const char *key_id, uint32_t version, uint8_t cm
 	uint8_t sealed[KMS_CMK_SEALED_BYTES], ad[CMK_AD_BYTES];
 	unsigned long long n = 0;
 	sqlite3_stmt *st = NULL;
+	size_t want = k->p11 ? KMS_P11_CMK_SEALED_BYTES : KMS_CMK_SEALED_BYTES;
 	int rc;
 
 	if (!kms_is_uuid(key_id) || version == 0)
@@ -86,10 +104,10 @@ int kms_cmk_load(struct kms *k, const char *key_id, uint32_t version, uint8_t cm
 		if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
 			rc = -ENOKEY;
 		} else if (sqlite3_column_type(st, 0) != SQLITE_BLOB ||
-			   sqlite3_column_bytes(st, 0) != (int)sizeof(sealed)) {
+			   sqlite3_column_bytes(st, 0) != (int)want) {
 			rc = -EUCLEAN;
 		} else {
-			memcpy(sealed, sqlite3_column_blob(st, 0), sizeof(sealed));
+			memcpy(sealed, sqlite3_column_blob(st, 0), want);
 			rc = 0;
 		}
 	}
@@ -97,6 +115,17 @@ int kms_cmk_load(struct kms *k, const char *key_id, uint32_t version, uint8_t cm
 	if (rc < 0)
 		return rc;
 	cmk_ad(ad, key_id, version);
+	if (k->p11) {
+		rc = kms_p11_unseal(k, sealed, want, ad, sizeof(ad), cmk);
+		if (rc == -EBADMSG) {
+			KMS_LOG(k, LOG_ERR, "kms: material of key %s version %u does not authenticate under key "
+				"\"%s\" of token \"%s\"", key_id, (unsigned)version, kms_p11_key(k), kms_p11_token(k));
+			rc = -EUCLEAN;
+		}
+		if (rc < 0)
+			sodium_memzero(cmk, KMS_KEY_BYTES);
+		return rc;
+	}
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(cmk, &n, NULL, sealed + KMS_NONCE_BYTES,
 						       KMS_KEY_BYTES + KMS_TAG_BYTES, ad, sizeof(ad), sealed,
 						       k->sec->wrap) != 0 ||

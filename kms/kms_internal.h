@@ -13,6 +13,7 @@
  *   kms_keys.c   grants, key records, name resolution, the state machine,
  *                sharing
  *   kms_dk.c     data keys: generate/unwrap/rewrap and the blob format
+ *   kms_p11.c    the root key in a PKCS#11 token: module, session, seal
  *   kms_audit.c  the MAC-chained audit log
  *   kms_util.c   pure helpers: validation, UUIDs, big-endian, state names
  *
@@ -57,7 +58,10 @@ struct kms_secrets {
 struct kms {
 	pthread_mutex_t lock;
 	sqlite3 *db;                    /* protected by lock */
-	struct kms_secrets *sec;        /* protected by lock; noaccess outside */
+	struct kms_secrets *sec;        /* protected by lock; noaccess outside
+					 * (PKCS11: root and wrap stay zero) */
+	struct kms_p11 *p11;            /* PKCS11 backend session, else NULL;
+					 * used only under lock */
 	uint8_t *scratch;               /* protected by lock; 2 keys of plaintext
 					 * scratch, noaccess outside calls */
 	int ckpt_pending;               /* protected by lock: a TRUNCATE
@@ -128,6 +132,28 @@ int kms_passphrase_derive(const char *path, const uint8_t *salt, unsigned long l
 /* Fill sec->wrap and sec->audit from sec->root. */
 int kms_subkeys_derive(struct kms_secrets *sec) KMS_WUR;
 int kms_verifier_compute(const uint8_t root[static KMS_KEY_BYTES], uint8_t out[static KMS_MAC_BYTES]) KMS_WUR;
+
+/* --- kms_p11.c ---------------------------------------------------------- */
+/* A token seal: IV (12) | ciphertext | GCM tag (16). */
+#define KMS_P11_IV_BYTES 12u
+#define KMS_P11_TAG_BYTES 16u
+#define KMS_P11_OVERHEAD (KMS_P11_IV_BYTES + KMS_P11_TAG_BYTES)
+#define KMS_P11_CMK_SEALED_BYTES (KMS_P11_OVERHEAD + KMS_KEY_BYTES)
+struct kms_p11;
+/* Load the module, find the token, log in, find the key (create: generate
+ * it if missing).  Errors as documented in kms.h for kms_create. */
+int kms_p11_open(const struct kms_options *opt, int create, struct kms_p11 **out) KMS_WUR;
+void kms_p11_close(struct kms_p11 *p);
+/* Seal n bytes into out (n + KMS_P11_OVERHEAD bytes) with the token's key,
+ * AES-GCM, random IV, ad as associated data. */
+int kms_p11_seal(struct kms *k, const uint8_t *plain, size_t n, const uint8_t *ad, size_t adn,
+		 uint8_t *out) KMS_WUR;
+/* Unseal sn bytes into plain (sn - KMS_P11_OVERHEAD bytes): -EBADMSG if
+ * they do not authenticate under the token's key and ad. */
+int kms_p11_unseal(struct kms *k, const uint8_t *sealed, size_t sn, const uint8_t *ad, size_t adn,
+		   uint8_t *plain) KMS_WUR;
+const char *kms_p11_token(const struct kms *k);
+const char *kms_p11_key(const struct kms *k);
 
 /* --- kms_cmk.c ---------------------------------------------------------- */
 /* Generate random material for (key_id, version) and insert it sealed. */

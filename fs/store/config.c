@@ -20,7 +20,9 @@
  * as with inih's inline comments (stripped here too, so the result does not
  * depend on how inih was built).  Names are case-sensitive.
  *
- * Not here: secrets.  The file names the root key *file*; kms/ reads it.
+ * Not here: secrets.  The file names the root key *file* (or, with backend
+ * = pkcs11, the PKCS#11 module, token, key label and the *file* holding the
+ * PIN); kms/ reads them.
  * inih's and our line buffers are never wiped, acceptable only because no
  * secret passes through them.  No global state is touched (inih's runtime
  * options are left alone), so config_load is thread-safe.  Nothing prints.
@@ -57,10 +59,12 @@ enum kind {
 	NAME, USERS,    /* 1..63 of [A-Za-z0-9._-]; such names separated by commas/blanks */
 	PATH, ABSPATH,  /* a relative PATH is joined to the store directory */
 	WORD, CHUNK,    /* one of `words` (any case); power of two 4096..65536 */
+	LABEL,          /* 1..size-1 characters, no control characters (PKCS#11 labels) */
 	BOOL,           /* yes/no true/false on/off 1/0, any case */
 };
-enum { K_REGION, K_BACKUP_DIR, K_CHUNK_SIZE, K_BACKEND, K_KEY_SOURCE, K_KEY_PATH, K_ADMINS, K_PROJECT,
-       K_ALLOW_OTHER, K_LOG_FILE, K_METRICS_FILE, NKEYS };
+enum { K_REGION, K_BACKUP_DIR, K_CHUNK_SIZE, K_BACKEND, K_KEY_SOURCE, K_KEY_PATH, K_P11_MODULE, K_P11_TOKEN,
+       K_P11_PIN_FILE, K_P11_KEY, K_ADMINS, K_PROJECT, K_ALLOW_OTHER, K_LOG_FILE, K_METRICS_FILE, NKEYS };
+#define IS_P11_KEY(k) ((k) >= K_P11_MODULE && (k) <= K_P11_KEY)
 
 static const struct key_def {
 	const char *section, *name;
@@ -77,10 +81,10 @@ static const struct key_def {
 		"; Directory for backups, relative to the store unless absolute (another disk).\n" },
 	[K_CHUNK_SIZE] = { "store", "chunk_size", CHUNK, FIELD(chunk_size), 0, { 0 }, "use 4096 (the default)",
 		"; Chunk size in bytes of new volumes: a power of two, 4096 to 65536.\n" },
-	[K_BACKEND] = { "kms", "backend", WORD, FIELD(kms_backend), 0, { "local" },
-		"use local (root key from a key file or a passphrase)",
-		"; Key management: local (root key from a key file or a passphrase);\n"
-		"; pkcs11 is not supported yet.\n" },
+	[K_BACKEND] = { "kms", "backend", WORD, FIELD(kms_backend), 0, { "local", "pkcs11" },
+		"use local (root key from a key file or a passphrase) or pkcs11 (root key in a PKCS#11 token)",
+		"; Key management: local (root key from a key file or a passphrase) or\n"
+		"; pkcs11 (root key inside a PKCS#11 token; it never leaves the token).\n" },
 	[K_KEY_SOURCE] = { "kms", "key_source", WORD, FIELD(key_source), 1, { "keyfile", "passphrase" },
 		"use keyfile or passphrase, as evfsctl init writes it",
 		"; Root key: keyfile (a random 256-bit key in key_path) or passphrase\n"
@@ -89,6 +93,19 @@ static const struct key_def {
 		"give the absolute path of the key file or passphrase file",
 		"; Absolute path of the key file or passphrase file.  Keep it outside\n"
 		"; the store: whoever can read it can decrypt every volume.\n" },
+	[K_P11_MODULE] = { "kms", "pkcs11_module", ABSPATH, FIELD(pkcs11_module), 1, { 0 },
+		"give the absolute path of the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so",
+		"; backend = pkcs11: absolute path of the PKCS#11 module (.so).\n" },
+	[K_P11_TOKEN] = { "kms", "pkcs11_token", LABEL, FIELD(pkcs11_token), 1, { 0 },
+		"give the token's label (at most 32 characters)",
+		"; backend = pkcs11: label of the token holding the root key.\n" },
+	[K_P11_PIN_FILE] = { "kms", "pkcs11_pin_file", ABSPATH, FIELD(pkcs11_pin_file), 1, { 0 },
+		"give the absolute path of the file holding the token's user PIN (never the PIN itself)",
+		"; backend = pkcs11: absolute path of the file holding the user PIN\n"
+		"; (the PIN is never written here).\n" },
+	[K_P11_KEY] = { "kms", "pkcs11_key", LABEL, FIELD(pkcs11_key), 1, { 0 },
+		"give the label of the key object (at most 63 characters; empty: evfs-root)",
+		"; backend = pkcs11: label of the AES-256 key object; empty: evfs-root.\n" },
 	[K_ADMINS] = { "kms", "security_admins", USERS, FIELD(security_admins), 0, { 0 },
 		"use user names separated by commas or spaces, e.g. root, alice",
 		"; Users who may run evfsctl kms grant / revoke (comma or space separated).\n" },
@@ -172,9 +189,11 @@ static int parse_value(struct evfs_config *c, int k, const char *v, const char *
 				v = d->words[w];
 				goto copy;
 			}
-		if (k == K_BACKEND && !strcasecmp(v, "pkcs11"))
-			wrong = "the pkcs11 backend is not supported yet";
 		break;
+	case LABEL:
+		if (len < d->size)
+			goto copy;
+		goto too_long;
 	case CHUNK:
 		errno = 0;
 		num = strtoul(v, &end, 10);
@@ -359,11 +378,39 @@ static int on_pair(void *user, const char *section, const char *name, const char
 	return ok;
 }
 
+/* The keys the backend needs and the ones it refuses: -EINVAL with the
+ * message in why and the key to blame in *key. */
+static int backend_check(const struct evfs_config *c, char *why, size_t n, int *key)
+{
+	static const int need[] = { K_P11_MODULE, K_P11_TOKEN, K_P11_PIN_FILE };
+	int pkcs11 = strcmp(c->kms_backend, "pkcs11") == 0;
+
+	for (int k = 0; k < NKEYS; k++) {
+		const char *v = (const char *)c + keys[k].off;
+
+		*key = k;
+		if (pkcs11 && (k == K_KEY_SOURCE || k == K_KEY_PATH) && v[0])
+			return snprintf(why, n, "[kms] %s = %.*s: only for backend = local (the root key is in the "
+					"PKCS#11 token); remove the line", keys[k].name, SHOW_MAX, v), -EINVAL;
+		if (!pkcs11 && IS_P11_KEY(k) && v[0])
+			return snprintf(why, n, "[kms] %s = %.*s: only meaningful with backend = pkcs11; remove the "
+					"line or set backend = pkcs11", keys[k].name, SHOW_MAX, v), -EINVAL;
+	}
+	for (size_t i = 0; pkcs11 && i < sizeof need / sizeof need[0]; i++)
+		if (!((const char *)c + keys[need[i]].off)[0]) {
+			*key = K_BACKEND;
+			return snprintf(why, n, "[kms] backend = pkcs11: %s is missing; %s, or run evfsctl init "
+					"again", keys[need[i]].name, keys[need[i]].fix), -EINVAL;
+		}
+	return 0;
+}
+
 /* After inih returned r: a line it could not parse, then cross-key checks. */
 static void finish(struct load *l, int r)
 {
 	struct evfs_config *c = l->c;
-	char why[256];
+	char why[512];
+	int k = K_BACKEND;
 
 	if (r < 0) {
 		fail(l, r == -2 ? -ENOMEM : -EIO, 0, "cannot read the file; check the disk and its permissions");
@@ -373,6 +420,8 @@ static void finish(struct load *l, int r)
 		     "or remove the line");
 	} else if (!l->seen[K_BACKUP_DIR] && parse_value(c, K_BACKUP_DIR, "backups", l->base, why, sizeof why) < 0) {
 		fail(l, -EINVAL, 0, "[store] backup_dir = backups (the default): %s", why);
+	} else if (backend_check(c, why, sizeof why, &k) < 0) {
+		fail(l, -EINVAL, l->seen[k] ? l->seen[k] : l->seen[K_BACKEND], "%s", why);
 	} else if (!c->key_source[0] != !c->key_path[0]) {
 		int src = c->key_source[0] != 0;
 		fail(l, -EINVAL, l->seen[src ? K_KEY_SOURCE : K_KEY_PATH], "[kms] %s = %.*s: %s is missing; add it or "
@@ -466,10 +515,11 @@ int config_check(const struct evfs_config *c, char *why, size_t n)
 static int check_storable(const struct evfs_config *c)
 {
 	struct evfs_config scratch;
-	char num[16], buf[PATH_MAX], why[256];
+	char num[16], buf[PATH_MAX], why[512];
 	size_t max;
+	int k;
 
-	for (int k = 0; k < NKEYS; k++) {
+	for (k = 0; k < NKEYS; k++) {
 		const char *t = key_text(c, k, num, &max);
 		size_t len = strnlen(t, max);
 		if (len == max || len >= sizeof buf || strpbrk(t, "\r\n"))
@@ -478,6 +528,8 @@ static int check_storable(const struct evfs_config *c)
 		if (strcmp(clean(buf), t) || parse_value(&scratch, k, t, "/", why, sizeof why) < 0)
 			return -EINVAL; /* blanks at the ends, a " ;" comment, a bad value */
 	}
+	if (backend_check(c, why, sizeof why, &k) < 0)
+		return -EINVAL;
 	return !c->key_source[0] != !c->key_path[0] ? -EINVAL : 0;
 }
 
@@ -501,11 +553,16 @@ int config_store(const struct evfs_config *c, const char *path)
 	}
 	fputs("; evfs store configuration, written by evfsctl init.\n"
 	      "; This file holds no secrets: [kms] key_path only names the key file or\n"
-	      "; passphrase file; the key itself is never written here or in the store.\n"
+	      "; passphrase file (pkcs11_pin_file the file holding the token's PIN);\n"
+	      "; the key itself is never written here or in the store.\n"
 	      "; Syntax: key = value.  A ';' at the start of a line or after a blank\n"
 	      "; starts a comment.  Unknown or duplicate keys and bad values are errors.\n", f);
 	for (int k = 0; k < NKEYS; k++) {
 		const char *t = key_text(c, k, num, &max);
+		int p11 = strcmp(c->kms_backend, "pkcs11") == 0;
+
+		if ((p11 && (k == K_KEY_SOURCE || k == K_KEY_PATH)) || (!p11 && IS_P11_KEY(k)))
+			continue;      /* the other backend's keys (all empty) */
 		if (!k || strcmp(keys[k].section, keys[k - 1].section))
 			fprintf(f, "\n[%s]\n", keys[k].section);
 		fprintf(f, "%s%s =%s%s\n", keys[k].help, keys[k].name, *t ? " " : "", t);

@@ -29,9 +29,14 @@ struct evfs_config {
 	char backup_dir[4096];      /* [store] backup_dir, default "backups"; config_load makes it absolute
 	                               (relative to the store directory) */
 	uint32_t chunk_size;        /* [store] chunk_size, default 4096; power of two 4096..65536 */
-	char kms_backend[16];       /* [kms] backend: "local" (pkcs11: not supported yet) */
-	char key_source[16];        /* [kms] key_source: "keyfile", "passphrase" or "" (not set) */
-	char key_path[4096];        /* [kms] key_path: absolute path of the key or passphrase file, or "" */
+	char kms_backend[16];       /* [kms] backend: "local" or "pkcs11" (R34) */
+	char key_source[16];        /* [kms] key_source: "keyfile", "passphrase" or "" (not set); local only */
+	char key_path[4096];        /* [kms] key_path: absolute path of the key or passphrase file, or ""; local only */
+	/* [kms] backend = pkcs11 only (all required then but pkcs11_key; "" = not set): */
+	char pkcs11_module[4096];   /* pkcs11_module: absolute path of the PKCS#11 module (.so) */
+	char pkcs11_token[33];      /* pkcs11_token: token label, 1..32 characters */
+	char pkcs11_pin_file[4096]; /* pkcs11_pin_file: absolute path of the file holding the user PIN */
+	char pkcs11_key[64];        /* pkcs11_key: label of the key object; "" = "evfs-root" */
 	char security_admins[512];  /* [kms] security_admins, default "root"; comma/space separated */
 	char default_project[64];   /* [defaults] project, default "default"; same charset as region */
 	int allow_other;            /* [mount] allow_other (yes/no/true/false/on/off/1/0), default 0 */
@@ -49,7 +54,10 @@ void config_defaults(struct evfs_config *c);
  * Relative backup_dir and log_file are resolved against store_dir (NULL:
  * the directory holding `path`), which must exist and is made canonical
  * with realpath(3); on success both paths are absolute.  Empty key_source
- * and key_path mean "not set" (both or neither must be set).
+ * and key_path mean "not set" (both or neither must be set).  With backend =
+ * pkcs11, pkcs11_module, pkcs11_token and pkcs11_pin_file are required and
+ * key_source/key_path refused; with backend = local, the pkcs11_* keys are
+ * refused.
  *
  * Returns 0, or a negative errno (see above) with a one-line message in err
  * (errsz bytes, always NUL-terminated when errsz > 0; err may be NULL):

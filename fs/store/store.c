@@ -133,12 +133,68 @@ static void join(char *out, size_t sz, const char *dir, const char *name)
 static void kms_opts(const struct evfs_config *cfg, struct kms_options *o, struct store *s)
 {
 	memset(o, 0, sizeof(*o));
-	o->root_kind = strcmp(cfg->key_source, "passphrase") == 0 ? KMS_ROOT_PASSPHRASE : KMS_ROOT_KEYFILE;
-	o->secret_path = cfg->key_path;
+	if (strcmp(cfg->kms_backend, "pkcs11") == 0) {
+		o->root_kind = KMS_ROOT_PKCS11;
+		o->secret_path = cfg->pkcs11_pin_file;
+		o->pkcs11_module = cfg->pkcs11_module;
+		o->pkcs11_token = cfg->pkcs11_token;
+		o->pkcs11_key = cfg->pkcs11_key[0] ? cfg->pkcs11_key : KMS_PKCS11_KEY_DEFAULT;
+	} else {
+		o->root_kind = strcmp(cfg->key_source, "passphrase") == 0 ? KMS_ROOT_PASSPHRASE : KMS_ROOT_KEYFILE;
+		o->secret_path = cfg->key_path;
+	}
 	o->region = cfg->region;
 	o->security_admins = cfg->security_admins;
 	o->log = s ? sub_log : NULL;
 	o->log_ctx = s;
+}
+
+static int is_pkcs11(const struct evfs_config *cfg)
+{
+	return strcmp(cfg->kms_backend, "pkcs11") == 0;
+}
+
+/* The KMS's first error message (its log; kms_create ends with a generic
+ * one), for the user's message. */
+struct kms_cause {
+	char msg[512];
+};
+
+static void kms_cause_log(void *ctx, int level, const char *msg)
+{
+	struct kms_cause *c = ctx;
+
+	if (level <= LOG_ERR && !c->msg[0])
+		snprintf(c->msg, sizeof(c->msg), "%s", strncmp(msg, "kms: ", 5) ? msg : msg + 5);
+}
+
+/* The user's message for a PKCS#11 root key that could not be used: what
+ * the KMS said (it names the token and the remedy) or, when it said
+ * nothing, the error code with the configured names. */
+static void pkcs11_explain(const struct evfs_config *cfg, int rc, const char *cause, char *out, size_t n)
+{
+	const char *token = cfg->pkcs11_token, *key = cfg->pkcs11_key[0] ? cfg->pkcs11_key : KMS_PKCS11_KEY_DEFAULT;
+
+	if (cause && cause[0])
+		snprintf(out, n, "%s", cause);
+	else if (rc == -ENOENT)
+		snprintf(out, n, "PKCS#11 module %.200s or PIN file %.200s does not exist", cfg->pkcs11_module,
+			 cfg->pkcs11_pin_file);
+	else if (rc == -ELIBBAD)
+		snprintf(out, n, "%.200s is not a PKCS#11 module; fix pkcs11_module", cfg->pkcs11_module);
+	else if (rc == -ENODEV)
+		snprintf(out, n, "no token labelled \"%s\" in %.200s; plug it in or fix pkcs11_token", token,
+			 cfg->pkcs11_module);
+	else if (rc == -EACCES)
+		snprintf(out, n, "wrong PIN for token \"%s\": check pkcs11_pin_file (%.200s)", token,
+			 cfg->pkcs11_pin_file);
+	else if (rc == -ENOKEY)
+		snprintf(out, n, "no key labelled \"%s\" on token \"%s\"; fix pkcs11_key", key, token);
+	else if (rc == -EOPNOTSUPP)
+		snprintf(out, n, "token \"%s\" does not support AES-GCM (CKM_AES_GCM)", token);
+	else
+		snprintf(out, n, "PKCS#11 token \"%s\" (module %.200s): %s", token, cfg->pkcs11_module,
+			 evfs_strerror(rc));
 }
 
 /* Why a root-key source failed (from its file's metadata only: the key and
@@ -190,17 +246,57 @@ static void key_source_warn(const struct evfs_config *cfg, const char *dir, FILE
 			(unsigned)(st.st_mode & 07777));
 }
 
+/* Warnings about where a new store's PKCS#11 PIN file lives. */
+static void pin_file_warn(const struct evfs_config *cfg, const char *dir, FILE *warn)
+{
+	char real_dir[PATH_MAX], real_pin[PATH_MAX];
+	struct stat st;
+	size_t n;
+
+	if (!warn || !realpath(dir, real_dir) || !realpath(cfg->pkcs11_pin_file, real_pin))
+		return;
+	n = strlen(real_dir);
+	if (strncmp(real_pin, real_dir, n) == 0 && real_pin[n] == '/')
+		fprintf(warn, "warning: the PIN file %s is inside the store directory: whoever copies the store "
+			"gets the PIN with it; keep it elsewhere\n", real_pin);
+	if (stat(real_pin, &st) == 0 && (st.st_mode & 0077))
+		fprintf(warn, "warning: %s is readable or writable by others (mode %04o); chmod 0400 it\n", real_pin,
+			(unsigned)(st.st_mode & 07777));
+}
+
+/* path made absolute against the working directory. */
+static int abs_path(char *out, size_t n, const char *path)
+{
+	char cwd[2048];
+
+	if (path[0] == '/') {
+		snprintf(out, n, "%s", path);
+		return 0;
+	}
+	if (!getcwd(cwd, sizeof(cwd)))
+		return -errno;
+	snprintf(out, n, "%.2000s/%.2000s", cwd, path);
+	return 0;
+}
+
 int store_init(const char *dir, const struct store_init_opts *o, char *err, size_t errsz)
 {
 	struct evfs_config cfg;
 	struct kms_options ko;
 	struct meta_db *db = NULL;
-	char path[4096], abs[4096];
+	char path[4096];
 	const char *secret = o->keyfile ? o->keyfile : o->passphrase_file;
+	struct kms_cause kc = { "" };
 	int rc;
 
-	if (!secret || (o->keyfile && o->passphrase_file)) {
-		snprintf(err, errsz, "init: give exactly one of --keyfile FILE or --passphrase-file FILE");
+	if (!!o->keyfile + !!o->passphrase_file + !!o->pkcs11_module != 1) {
+		snprintf(err, errsz, "init: give exactly one of --keyfile FILE, --passphrase-file FILE or "
+			 "--pkcs11-module MODULE");
+		return -EINVAL;
+	}
+	if (o->pkcs11_module && (!o->pkcs11_token || !o->pkcs11_pin_file)) {
+		snprintf(err, errsz, "init: --pkcs11-module needs --token LABEL and --pin-file FILE (the file "
+			 "holding the token's user PIN)");
 		return -EINVAL;
 	}
 	config_defaults(&cfg);
@@ -210,13 +306,23 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 		snprintf(cfg.security_admins, sizeof(cfg.security_admins), "%s", o->security_admins);
 	if (o->chunk_size)
 		cfg.chunk_size = o->chunk_size;
-	snprintf(cfg.key_source, sizeof(cfg.key_source), "%s", o->keyfile ? "keyfile" : "passphrase");
-	if (secret[0] == '/') {
-		snprintf(cfg.key_path, sizeof(cfg.key_path), "%s", secret);
+	if (o->pkcs11_module) {
+		snprintf(cfg.kms_backend, sizeof(cfg.kms_backend), "pkcs11");
+		if ((rc = abs_path(cfg.pkcs11_module, sizeof(cfg.pkcs11_module), o->pkcs11_module)) < 0 ||
+		    (rc = abs_path(cfg.pkcs11_pin_file, sizeof(cfg.pkcs11_pin_file), o->pkcs11_pin_file)) < 0)
+			return rc;
+		snprintf(cfg.pkcs11_token, sizeof(cfg.pkcs11_token), "%s", o->pkcs11_token);
+		snprintf(cfg.pkcs11_key, sizeof(cfg.pkcs11_key), "%s",
+			 o->pkcs11_key ? o->pkcs11_key : KMS_PKCS11_KEY_DEFAULT);
+		if (strlen(o->pkcs11_token) >= sizeof(cfg.pkcs11_token) || !o->pkcs11_token[0] ||
+		    (o->pkcs11_key && (strlen(o->pkcs11_key) >= sizeof(cfg.pkcs11_key) || !o->pkcs11_key[0]))) {
+			snprintf(err, errsz, "init: a token label has 1 to 32 characters, a key label 1 to 63");
+			return -EINVAL;
+		}
 	} else {
-		if (!getcwd(abs, sizeof(abs)))
-			return -errno;
-		snprintf(cfg.key_path, sizeof(cfg.key_path), "%.2000s/%.2000s", abs, secret);
+		snprintf(cfg.key_source, sizeof(cfg.key_source), "%s", o->keyfile ? "keyfile" : "passphrase");
+		if ((rc = abs_path(cfg.key_path, sizeof(cfg.key_path), secret)) < 0)
+			return rc;
 	}
 	{
 		char why[512];
@@ -259,8 +365,17 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 		return rc;
 	}
 	kms_opts(&cfg, &ko, NULL);
+	ko.log = kms_cause_log;
+	ko.log_ctx = &kc;
 	join(path, sizeof(path), dir, "kms.db");
 	rc = kms_create(path, &ko);
+	if (rc && is_pkcs11(&cfg)) {
+		char why[700];
+
+		pkcs11_explain(&cfg, rc, kc.msg, why, sizeof(why));
+		snprintf(err, errsz, "init: %s", why);
+		goto undo;
+	}
 	if (rc) {
 		char why[600];
 
@@ -272,7 +387,10 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 				 cfg.key_path, evfs_strerror(rc));
 		goto undo;
 	}
-	key_source_warn(&cfg, dir, o->warn);
+	if (!is_pkcs11(&cfg))
+		key_source_warn(&cfg, dir, o->warn);
+	else
+		pin_file_warn(&cfg, dir, o->warn);
 	join(path, sizeof(path), dir, "catalog.db");
 	rc = meta_open(&db, path, 1, NULL, NULL);
 	if (!rc)
@@ -399,7 +517,7 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 	rc = config_load(&s->cfg, path, s->dir, err, errsz);
 	if (rc)
 		goto fail;
-	if (!s->cfg.key_source[0]) { /* allowed by the syntax, not by a store (e.g. a truncated file) */
+	if (!s->cfg.key_source[0] && !is_pkcs11(&s->cfg)) { /* allowed by the syntax, not by a store */
 		rc = -EINVAL;
 		snprintf(err, errsz, "%s: [kms] key_source and key_path are missing (the root key cannot be found); "
 			 "restore the file from a copy or add them as evfsctl init wrote them", path);
@@ -421,6 +539,17 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 	kms_opts(&s->cfg, &ko, s);
 	join(path, sizeof(path), s->dir, "kms.db");
 	rc = kms_open(&s->kms, path, &ko);
+	if (rc && is_pkcs11(&s->cfg)) {
+		char why[700], cause[512];
+
+		pthread_mutex_lock(&s->cause_lock);
+		snprintf(cause, sizeof(cause), "%s", strncmp(s->cause, "kms: ", 5) ? s->cause : s->cause + 5);
+		s->cause[0] = '\0';
+		pthread_mutex_unlock(&s->cause_lock);
+		pkcs11_explain(&s->cfg, rc, cause, why, sizeof(why));
+		snprintf(err, errsz, "store %s: key store %s cannot be opened: %s", s->dir, path, why);
+		goto fail;
+	}
 	if (rc) {
 		if (rc == -EKEYREJECTED)
 			snprintf(err, errsz, "store %s: the root key from %s %s does not match this store's key store; "

@@ -48,8 +48,12 @@ typedef void (*store_log_fn)(void *ctx, int level, const char *msg);
  * kms.db and pools/; keyfile or passphrase file per SPEC section 2. */
 struct store_init_opts {
 	const char *region;          /* NULL: default */
-	const char *keyfile;         /* exactly one of keyfile/passphrase_file */
-	const char *passphrase_file;
+	const char *keyfile;         /* exactly one of keyfile/passphrase_file/ */
+	const char *passphrase_file; /* pkcs11_module */
+	const char *pkcs11_module;   /* R34: root key in a PKCS#11 token; then */
+	const char *pkcs11_token;    /* token and pin file are required, */
+	const char *pkcs11_pin_file; /* key NULL: "evfs-root" (created in the */
+	const char *pkcs11_key;      /* token if missing) */
 	const char *security_admins; /* NULL: the calling user */
 	uint32_t chunk_size;         /* 0: default */
 	FILE *warn;                  /* warnings (key file placement); NULL: none */

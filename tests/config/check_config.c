@@ -410,15 +410,69 @@ END_TEST
 
 START_TEST(test_bad_backend)
 {
-	expect_bad("[kms]\nbackend = pkcs11\n", 2, "[kms] backend = pkcs11");
-	ck_assert_has(err, "not supported yet");
-	ck_assert_has(err, "use local");
 	expect_bad("[kms]\nbackend = vault\n", 2, "backend = vault");
+	ck_assert_has(err, "use local");
 	expect_bad("[kms]\nkey_source = password\n", 2, "key_source");
 	expect_bad("[kms]\nkey_source = keyfile\nkey_path = root.key\n", 3, "key_path");
 	ck_assert_has(err, "absolute");
 	expect_bad("[kms]\nsecurity_admins = root, al/ice\n", 2, "security_admins");
 	expect_bad("[kms]\nsecurity_admins = ,\n", 2, "security_admins");
+}
+END_TEST
+
+/* R34: backend = pkcs11 needs its keys; the backends' keys do not mix. */
+START_TEST(test_pkcs11_backend)
+{
+	struct evfs_config c;
+	const char *ok = "[kms]\nbackend = pkcs11\npkcs11_module = /usr/lib/softhsm/libsofthsm2.so\n"
+			 "pkcs11_token = My Token 1\npkcs11_pin_file = /etc/evfs/pin\n";
+	char text[1024];
+
+	ck_assert_int_eq(load_text(&c, ok), 0);
+	ck_assert_str_eq(c.kms_backend, "pkcs11");
+	ck_assert_str_eq(c.pkcs11_module, "/usr/lib/softhsm/libsofthsm2.so");
+	ck_assert_str_eq(c.pkcs11_token, "My Token 1");
+	ck_assert_str_eq(c.pkcs11_pin_file, "/etc/evfs/pin");
+	ck_assert_str_eq(c.pkcs11_key, "");
+	snprintf(text, sizeof text, "%spkcs11_key = evfs-root-2\n", ok);
+	ck_assert_int_eq(load_text(&c, text), 0);
+	ck_assert_str_eq(c.pkcs11_key, "evfs-root-2");
+
+	/* Written and loaded back; the local backend's keys are not written. */
+	unlink(ini);
+	ck_assert_int_eq(config_store(&c, ini), 0);
+	{
+		struct evfs_config back;
+		FILE *f = fopen(ini, "r");
+		char all[8192];
+		size_t n;
+
+		ck_assert_ptr_nonnull(f);
+		n = fread(all, 1, sizeof all - 1, f);
+		fclose(f);
+		all[n] = '\0';
+		ck_assert_msg(!strstr(all, "\nkey_source =") && !strstr(all, "\nkey_path ="), "%s", all);
+		ck_assert_has(all, "pkcs11_token = My Token 1");
+		ck_assert_int_eq(config_load(&back, ini, dir, err, sizeof err), 0);
+		ck_assert_str_eq(back.pkcs11_key, "evfs-root-2");
+		ck_assert_str_eq(back.pkcs11_token, "My Token 1");
+	}
+
+	expect_bad("[kms]\nbackend = pkcs11\n", 2, "[kms] backend = pkcs11: pkcs11_module is missing");
+	ck_assert_has(err, "libsofthsm2.so");
+	expect_bad("[kms]\nbackend = pkcs11\npkcs11_module = /m.so\npkcs11_pin_file = /p\n", 2,
+		   "pkcs11_token is missing");
+	expect_bad("[kms]\nbackend = pkcs11\npkcs11_module = /m.so\npkcs11_token = t\n", 2,
+		   "pkcs11_pin_file is missing");
+	ck_assert_has(err, "never the PIN itself");
+	snprintf(text, sizeof text, "%skey_source = keyfile\nkey_path = /k\n", ok);
+	expect_bad(text, 6, "[kms] key_source = keyfile: only for backend = local");
+	expect_bad("[kms]\nbackend = local\npkcs11_token = t\n", 3, "pkcs11_token = t: only meaningful with "
+		   "backend = pkcs11");
+	expect_bad("[kms]\npkcs11_module = /m.so\n", 2, "pkcs11_module");
+	expect_bad("[kms]\nbackend = pkcs11\npkcs11_module = m.so\n", 3, "not an absolute path");
+	expect_bad("[kms]\npkcs11_token = 0123456789012345678901234567890123\n", 2, "longer than 32");
+	expect_bad("[kms]\npkcs11_pin_file = pin\n", 2, "pkcs11_pin_file = pin: not an absolute path");
 }
 END_TEST
 
@@ -544,6 +598,7 @@ static Suite *config_suite(void)
 	tcase_add_checked_fixture(errors, setup, teardown);
 	tcase_add_test(errors, test_bad_chunk_size);
 	tcase_add_test(errors, test_bad_backend);
+	tcase_add_test(errors, test_pkcs11_backend);
 	tcase_add_test(errors, test_bad_names_and_bools);
 	tcase_add_test(errors, test_unknown_key);
 	tcase_add_test(errors, test_unknown_section);

@@ -213,8 +213,11 @@ def check_ini(src, evfsctl, page):
                     k, v = (x.strip() for x in line.split("=", 1))
                     written.add((section, k))
                     values[(section, k)] = v
-    report(written == table, "evfsctl init writes exactly the keys of config.c",
-           "only in config.c: %s\nonly in evfs.ini: %s" % (sorted(table - written), sorted(written - table)))
+    # A key file store's evfs.ini leaves out the PKCS#11 backend's keys
+    # (config_store writes only the chosen backend's).
+    p11 = {k for k in table if k[0] == "kms" and k[1].startswith("pkcs11_")}
+    report(written == table - p11, "evfsctl init writes exactly the keys of config.c (those of its backend)",
+           "only in config.c: %s\nonly in evfs.ini: %s" % (sorted(table - p11 - written), sorted(written - table)))
     roff = open(page).read()
     entries = {}
     keys_sec = sections(roff, "KEYS")
