@@ -122,6 +122,38 @@ static void absolute_paths(int argc, char **argv)
 	}
 }
 
+/* 1 if the kernel lists a FUSE mount of the store dir (fsname evfs:DIR,
+ * as the mount sets it; /proc/self/mounts escapes blanks as \040). */
+static int store_listed_mounted(const char *dir)
+{
+	char real[PATH_MAX], want[PATH_MAX + 8], line[2 * PATH_MAX], src[PATH_MAX + 8];
+	FILE *f;
+	int found = 0;
+
+	if (!realpath(dir, real))
+		return 0;
+	snprintf(want, sizeof(want), "evfs:%s", real);
+	f = fopen("/proc/self/mounts", "re");
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		size_t o = 0;
+
+		for (const char *p = line; *p && *p != ' ' && o + 1 < sizeof(src); p++) {
+			if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] && p[3]) {
+				src[o++] = (char)((p[1] - '0') << 6 | (p[2] - '0') << 3 | (p[3] - '0'));
+				p += 3;
+			} else {
+				src[o++] = *p;
+			}
+		}
+		src[o] = '\0';
+		found = strcmp(src, want) == 0 && strstr(line, " fuse.evfs ") != NULL;
+	}
+	fclose(f);
+	return found;
+}
+
 int main(int argc, char **argv)
 {
 	const char *dir = getenv("EVFS_STORE"), *project = NULL;
@@ -190,6 +222,17 @@ int main(int argc, char **argv)
 	if (rc != -ENOENT) {
 		fprintf(stderr, "evfsctl: cannot talk to the mount of %s: %s\n", dir, evfs_strerror(rc));
 		return 1;
+	}
+	/* A mount that has not served its first request yet: the kernel lists
+	 * it, but its store and control socket open when FUSE_INIT arrives.
+	 * Wait for the socket rather than run the command here, where
+	 * attach would find the store "not mounted". */
+	for (int tries = 0; rc == -ENOENT && tries < 100 && store_listed_mounted(dir); tries++) {
+		usleep(100000);
+		rc = ctl_client_run(dir, project, json | (bar ? CTL_PROGRESS : 0), argc - i, argv + i, stdout,
+				    stderr);
+		if (rc >= 0)
+			return rc;
 	}
 	rc = store_open(&s, dir, NULL, log_stderr, NULL, err, sizeof(err));
 	for (int tries = 0; rc == -EBUSY && strstr(err, "the mount at") && tries < 100; tries++) {

@@ -95,6 +95,19 @@ LC_ALL=C grep -q $'[\x80-\xff\x1b]' "$T/err" && die "raw binary bytes were echoe
 cp "$T/ini.good" "$STORE/evfs.ini"
 ok "evfs.ini: a NUL byte is refused by line, binary garbage is shown escaped"
 
+# --- evfsctl right after evfs returns: the mount is listed before it serves
+# its store; evfsctl waits for its control socket instead of running the
+# command itself (attach then said "the store is not mounted", 8 of 20 here)
+ctl volume create race --size 1M --encrypt >/dev/null
+for i in $(seq 10); do
+  "$EVFS_BIN" "$STORE" "$MNT"
+  ctl attach race >/dev/null 2>"$T/err" || die "attach right after evfs (round $i): $(cat "$T/err")"
+  ctl detach race >/dev/null
+  umnt
+done
+ctl volume delete race >/dev/null
+ok "evfsctl attach right after evfs returns reaches the mount (10 of 10)"
+
 # --- 2: a refused second mount leaves the lock file alone -----------------
 ctl volume create v --size 48M >/dev/null
 mnt
