@@ -71,7 +71,8 @@ static const struct {
 	  "administrator ([kms] security_admins in evfs.ini) may grant or revoke (R10,\n"
 	  "R11).  audit lists the KMS audit log (who did what to which key, and the\n"
 	  "result), only for KEY with --key; --verify checks that the log was not\n"
-	  "altered (exit 1 if it was).\n" },
+	  "altered (exit 1 if it was).  The log is readable by root and the security\n"
+	  "administrators only.\n" },
 	{ "key",
 	  "Customer master keys (CMKs) of the project; KEY is a key's name (alias, e.g.\n"
 	  "evs/default) or its id.  States: Enabled, Disabled, PendingDeletion, Deleted\n"

@@ -234,6 +234,8 @@ static int audit_cb(void *ctx, const struct kms_audit_entry *e)
 	char t[32];
 
 	fmt_time(e->time, t, sizeof(t));
+	if (au->x->json && !au->n)
+		fputc('[', au->x->out);
 	if (au->x->json)
 		fprintf(au->x->out, "%s{\"seq\":%lld,\"time\":\"%s\",\"uid\":%u,\"user\":\"%s\",\"project\":\"%s\","
 			"\"op\":\"%s\",\"key\":\"%s\",\"result\":%d}", au->n ? "," : "", (long long)e->seq, t,
@@ -279,12 +281,12 @@ int cmd_kms(struct cmdctx *x, const char *sub, struct args *a)
 			fprintf(x->out, x->json ? "{\"audit\":\"intact\"}\n" : "audit log intact\n");
 			return 0;
 		}
+		rc = store_audit_list(x->s, x->c, key_id, audit_cb, &au);   /* "[" with the first entry */
+		if (rc < 0)
+			return fail(x);
 		if (x->json)
-			fputc('[', x->out);
-		rc = store_audit_list(x->s, x->c, key_id, audit_cb, &au);
-		if (x->json)
-			fputs("]\n", x->out);
-		return rc < 0 ? fail(x) : 0;
+			fputs(au.n ? "]\n" : "[]\n", x->out);
+		return 0;
 	}
 	return usage(x, "unknown kms command '%s'", sub);
 }

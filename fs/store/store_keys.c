@@ -218,16 +218,35 @@ int store_key_rewrap(struct store *s, const struct store_caller *c, const char *
 
 /* =============================== audit ================================ */
 
+/* The audit log tells who did what to which key in every project: it is
+ * for root and the security administrators. */
+static int audit_reader_check(struct store *s, const struct store_caller *c, const char *op)
+{
+	if (c->uid == 0 || kms_is_admin(s->kms, c->user))
+		return 0;
+	evfs_err_set(c->err, "%s: permission denied: the audit log is readable by root and the security "
+		     "administrators only (security_admins in evfs.ini: %s)", op, s->cfg.security_admins);
+	return -EPERM;
+}
+
 int store_audit_list(struct store *s, const struct store_caller *c, const char *key_id, kms_audit_cb cb, void *ctx)
 {
-	int rc = kms_audit_list(s->kms, key_id, cb, ctx);
+	int rc = audit_reader_check(s, c, "kms audit");
+
+	if (rc)
+		return rc;
+	rc = kms_audit_list(s->kms, key_id, cb, ctx);
 
 	return rc < 0 ? key_error(s, c, rc, "audit", "") : rc;
 }
 
 int store_audit_verify(struct store *s, const struct store_caller *c, int64_t *bad_seq)
 {
-	int rc = kms_audit_verify(s->kms, bad_seq);
+	int rc = audit_reader_check(s, c, "kms audit --verify");
+
+	if (rc)
+		return rc;
+	rc = kms_audit_verify(s->kms, bad_seq);
 
 	if (rc == -EBADMSG)
 		evfs_err_set(c->err, "audit log TAMPERED: entry %lld and later do not verify", (long long)*bad_seq);

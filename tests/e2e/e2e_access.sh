@@ -108,6 +108,16 @@ grep -q "ask a security administrator" "$T/err" || die "p2 must still have no gr
 ctl volume create still-ok --size 8M --encrypt >/dev/null   # default project still granted
 ok "R10: $OTHER cannot grant or revoke ('ask a security administrator'); refusals audited; grants unchanged"
 
+# The audit log names every project's users and keys: root and the security
+# administrators read it, another user is refused (it was readable by anyone
+# who could reach the control socket).
+expect_fail 1 octl kms audit
+grep -q "permission denied: the audit log is readable by root and the security administrators" "$T/err" ||
+  die "audit read by $OTHER: $(cat "$T/err")"
+expect_fail 1 octl kms audit --verify
+ctl kms audit --verify >/dev/null || die "root cannot verify the audit log"
+ok "kms audit: $OTHER is refused (root and security administrators only)"
+
 # Copying someone else's data out is refused too (bugs found by this test:
 # a snapshot of root's volume used to belong to, and be readable by, the
 # caller; image export used to create the file as root anywhere).
