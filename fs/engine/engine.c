@@ -55,6 +55,7 @@ int engine_create(struct engine **out, const char *pools_dir, engine_log_fn log,
 	}
 	e->log.fn = log;
 	e->log.ctx = log_ctx;
+	e->format = 1;
 	pthread_mutex_init(&e->lock, NULL);
 	{
 		/* One helper per extra core (up to 3); without them large
@@ -81,6 +82,9 @@ void engine_destroy(struct engine *e)
 
 		e->pools = p->next;
 		p->users = 0;
+		if (p->version == 2 && tree_commit(p) < 0)
+			elog_printf(&e->log, LOG_ERR, "pool %s: the last commit failed", p->lineage_hex);
+		tree_close(p);
 		pool_close(p);
 	}
 	pthread_mutex_destroy(&e->lock);
@@ -143,8 +147,18 @@ static int maps_sync_hook(void *ctx, struct pool *p, const struct vol *except)
 	return err;
 }
 
+int engine_set_format(struct engine *e, int format)
+{
+	if (format != 1 && format != 2)
+		return -EINVAL;
+	e->format = format;
+	return 0;
+}
+
 int engine_pool_create(struct engine *e, const char *lineage, uint32_t chunk_size, int encrypted)
 {
+	if (e->format == 2)
+		return tree_pool_create(e->dir, lineage, chunk_size, encrypted);
 	return pool_files_create(e->dir, lineage, chunk_size, encrypted);
 }
 
@@ -165,13 +179,18 @@ int engine_pool_get(struct pool **out, struct engine *e, const char *lineage)
 	/* Opening scans maps; done under the table lock so two threads never
 	 * build two pools for one lineage.  Only control paths open pools. */
 	err = pool_open(&p, e->dir, lineage, &e->log);
-	if (!err) {
+	if (!err && p->version == 2) {
+		err = tree_open(p);          /* the header and the journal: no scan */
+		if (err)
+			pool_close(p);
+	} else if (!err) {
 		err = map_dir_load_refs(p);
 		if (err)
 			pool_close(p);
+		else
+			pool_refs_loaded(p);
 	}
 	if (!err) {
-		pool_refs_loaded(p);
 		p->eng = e;
 		p->maps_sync = maps_sync_hook;
 		p->maps_sync_ctx = e;
@@ -215,8 +234,22 @@ void engine_pool_put(struct pool *p)
 		}
 	}
 	pthread_mutex_unlock(&e->lock);
-	pool_give_back(p);
+	if (p->version == 2) {
+		if (tree_commit(p) < 0)
+			elog_printf(&e->log, LOG_ERR, "pool %s: the last commit failed; the changes since the last fsync are "
+				    "lost", p->lineage_hex);
+		tree_close(p);
+	} else {
+		pool_give_back(p);
+	}
 	pool_close(p);
+}
+
+static int any_root_cb(void *ctx, const char *id)
+{
+	(void)ctx;
+	(void)id;
+	return 1;
 }
 
 int engine_pool_delete(struct engine *e, const char *lineage)
@@ -231,6 +264,17 @@ int engine_pool_delete(struct engine *e, const char *lineage)
 		if (strcmp(p->lineage_hex, lineage) == 0)
 			err = -EBUSY;
 	pthread_mutex_unlock(&e->lock);
+	if (!err) {
+		/* Format 2: refused while a map remains (format 1: maps/ not
+		 * empty, pool_files_remove says so). */
+		struct pool *p;
+
+		if (engine_pool_get(&p, e, lineage) == 0) {
+			if (p->version == 2 && tree_root_list(p, any_root_cb, NULL))
+				err = -EBUSY;
+			engine_pool_put(p);
+		}
+	}
 	return err ? err : pool_files_remove(e->dir, lineage);
 }
 

@@ -45,6 +45,10 @@ void engine_lineage_format(const uint8_t lin[static CHUNK_LINEAGE_BYTES], char o
 void engine_lineage_generate(uint8_t out[static CHUNK_LINEAGE_BYTES]);
 
 /* --- pools and maps ------------------------------------------------------ */
+/* Format of the pools created from now on: 2 (the default: copy-on-write
+ * map trees, tree.c) or 1 (flat maps and a tag table, maps.c; for stores
+ * that have not been upgraded).  Existing pools keep theirs. */
+int engine_set_format(struct engine *e, int format) ENGINE_WUR;
 /* Create the pool directory of a new lineage (data, tags, maps/). */
 int engine_pool_create(struct engine *e, const char *lineage, uint32_t chunk_size, int encrypted) ENGINE_WUR;
 /* Remove a lineage's pool; -EBUSY while maps remain or it is open. */

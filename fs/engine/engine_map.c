@@ -68,6 +68,15 @@ int engine_map_create(struct engine *e, const char *lineage, const char *id, uin
 	err = engine_pool_get(&p, e, lineage);
 	if (err)
 		return err;
+	if (p->version == 2) {
+		uint32_t ri;
+
+		err = tree_root_add(p, id, size, &ri);
+		if (!err)
+			err = tree_commit(p);
+		engine_pool_put(p);
+		return err;
+	}
 	dfd = maps_dir(p);
 	if (dfd < 0) {
 		engine_pool_put(p);
@@ -193,6 +202,24 @@ int engine_map_clone(struct engine *e, const char *lineage, const char *src_id, 
 		return err;
 	if (engine_vol_lookup(&sv, e, src_id) < 0)     /* holds a reference while frozen */
 		sv = NULL;
+	if (p->version == 2) {
+		/* O(1): the clone names the source's root page. */
+		uint32_t si;
+
+		if (sv)
+			vol_freeze(sv);
+		err = tree_root_find(p, src_id, &si);
+		if (!err)
+			err = tree_root_clone(p, si, dst_id, size, replace);
+		if (!err)
+			err = tree_commit(p);
+		if (sv) {
+			vol_thaw(sv);
+			engine_vol_close(sv);
+		}
+		engine_pool_put(p);
+		return err;
+	}
 	/* Flush most of the pool's dirty data before freezing the source, so
 	 * the sync under the freeze (below) has little left to write. */
 	(void)pool_sync(p);
@@ -279,6 +306,18 @@ int engine_map_delete(struct engine *e, const char *lineage, const char *id)
 	err = engine_pool_get(&p, e, lineage);
 	if (err)
 		return err;
+	if (p->version == 2) {
+		/* Frees what only this map referenced; costs what it frees. */
+		uint32_t ri;
+
+		err = tree_root_find(p, id, &ri);
+		if (!err)
+			err = tree_root_drop(p, ri);
+		if (!err)
+			err = tree_commit(p);
+		engine_pool_put(p);
+		return err;
+	}
 	dfd = maps_dir(p);
 	if (dfd < 0) {
 		engine_pool_put(p);
@@ -337,12 +376,54 @@ static int with_map_fd(struct engine *e, const char *lineage, const char *id, st
 	return err;
 }
 
+/* Format 2 maps by id: the pool held, the root found. */
+static int with_root(struct engine *e, const char *lineage, const char *id, struct pool **pp, uint32_t *ri)
+{
+	int err = engine_pool_get(pp, e, lineage);
+
+	if (err)
+		return err;
+	if ((*pp)->version != 2)
+		err = -EPROTO;
+	else
+		err = tree_root_find(*pp, id, ri);
+	if (err)
+		engine_pool_put(*pp);
+	return err;
+}
+
+static int pool_version(struct engine *e, const char *lineage)
+{
+	struct pool *p;
+	int v;
+
+	if (engine_pool_get(&p, e, lineage) < 0)
+		return 1;           /* the format 1 path reports the error */
+	v = p->version;
+	engine_pool_put(p);
+	return v;
+}
+
 int engine_map_stats(struct engine *e, const char *lineage, const char *id, struct engine_map_stats *st)
 {
 	struct stats_ctx c = { .st = st };
 	struct map_header h;
-	int fd, err = with_map_fd(e, lineage, id, &c.pool, &fd);
+	int fd, err;
 
+	if (pool_version(e, lineage) == 2) {
+		uint32_t ri;
+
+		memset(st, 0, sizeof(*st));
+		err = with_root(e, lineage, id, &c.pool, &ri);
+		if (err)
+			return err;
+		st->size = tree_root_size(c.pool, ri);
+		st->chunk_size = c.pool->chunk_size;
+		err = tree_stats(c.pool, ri, &st->chunks, &st->exclusive);
+		engine_pool_put(c.pool);
+		return err;
+	}
+	err = with_map_fd(e, lineage, id, &c.pool, &fd);
 	if (err)
 		return err;
 	memset(st, 0, sizeof(*st));
@@ -382,12 +463,49 @@ static int verify_cb(void *ctx, uint64_t index, uint64_t slot)
 	return 0;
 }
 
+/* Format 2: the tag comes from the leaf entry. */
+static int verify2_cb(void *ctx, uint64_t index, const struct tree_ent *te)
+{
+	struct verify_ctx *c = ctx;
+	uint64_t slot = le64toh(te->slot1) - 1;
+	struct chunk_tag t;
+	int err = pool_chunk_load(c->pool, slot, c->buf);
+
+	tree_ent_tag(te, index, &t);
+	if (!err)
+		err = pool_chunk_open(c->pool, c->dk, index, c->buf, c->buf, &t);
+	if (err) {
+		c->bad++;
+		if (c->cb)
+			c->cb(c->cb_ctx, index, err);
+	}
+	return 0;
+}
+
 int engine_map_verify(struct engine *e, const char *lineage, const char *id, const struct kms_dk *dk,
 		      engine_bad_cb cb, void *ctx)
 {
 	struct verify_ctx c = { .cb = cb, .cb_ctx = ctx };
-	int fd, err = with_map_fd(e, lineage, id, &c.pool, &fd);
+	int fd, err;
 
+	if (pool_version(e, lineage) == 2) {
+		uint32_t ri;
+
+		err = with_root(e, lineage, id, &c.pool, &ri);
+		if (err)
+			return err;
+		if (c.pool->encrypted && !dk) {
+			engine_pool_put(c.pool);
+			return -ENOKEY;
+		}
+		c.dk = dk;
+		c.buf = sodium_malloc(c.pool->chunk_size);
+		err = c.buf ? tree_foreach(c.pool, ri, verify2_cb, &c) : -ENOMEM;
+		sodium_free(c.buf);
+		engine_pool_put(c.pool);
+		return err < 0 ? err : c.bad;
+	}
+	err = with_map_fd(e, lineage, id, &c.pool, &fd);
 	if (err)
 		return err;
 	if (c.pool->encrypted && !dk) {

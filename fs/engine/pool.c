@@ -236,6 +236,13 @@ int pool_open(struct pool **out, const char *pools_dir, const char *lineage, str
 		goto fail;
 	}
 	p->data_fd = openat(p->dir_fd, "data", O_RDWR | O_CLOEXEC);
+	if (p->data_fd >= 0 && faccessat(p->dir_fd, "roots", F_OK, 0) == 0) {
+		/* Format 2: the rest is tree.c's (tree_open). */
+		p->version = 2;
+		*out = p;
+		return 0;
+	}
+	p->version = 1;
 	p->tags_fd = openat(p->dir_fd, "tags", O_RDWR | O_CLOEXEC);
 	if (p->data_fd < 0 || p->tags_fd < 0) {
 		err = -errno;
@@ -325,6 +332,10 @@ void pool_close(struct pool *p)
 	free(p);
 }
 
+/* Every file a format 2 pool may hold (tree.c, blk.c), finished or not. */
+static const char *const v2_files[] = { "pages", "srefs", "prefs", "roots", "journal", "pages.new", "srefs.new",
+					"prefs.new", "roots.new", "journal.new" };
+
 int pool_files_remove(const char *pools_dir, const char *lineage)
 {
 	char path[4096];
@@ -334,7 +345,15 @@ int pool_files_remove(const char *pools_dir, const char *lineage)
 	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return errno == ENOENT ? 0 : -errno;
-	if (unlinkat(dfd, "maps", AT_REMOVEDIR) < 0) {
+	if (faccessat(dfd, "roots", F_OK, 0) == 0) {
+		/* Format 2: the engine checked that no map remains; the roots
+		 * file goes first so a crash leaves no half pool that opens. */
+		if (unlinkat(dfd, "roots", 0) < 0 || fsync(dfd) < 0) {
+			err = -errno;
+			close(dfd);
+			return err;
+		}
+	} else if (unlinkat(dfd, "maps", AT_REMOVEDIR) < 0) {
 		err = errno == ENOTEMPTY || errno == EEXIST ? -EBUSY : -errno;
 		if (err != -EBUSY && errno != ENOENT) {
 			close(dfd);
@@ -347,6 +366,8 @@ int pool_files_remove(const char *pools_dir, const char *lineage)
 	}
 	(void)unlinkat(dfd, "data", 0);
 	(void)unlinkat(dfd, "tags", 0);
+	for (unsigned i = 0; i < sizeof(v2_files) / sizeof(v2_files[0]); i++)
+		(void)unlinkat(dfd, v2_files[i], 0);
 	close(dfd);
 	return rmdir(path) < 0 ? -errno : 0;
 }

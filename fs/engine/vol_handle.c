@@ -98,6 +98,16 @@ int vol_create(struct vol **out, struct pool *p, const char *id, int writable, s
 	pthread_mutex_init(&v->pending_lock, NULL);
 	for (unsigned i = 0; i < VOL_STRIPES; i++)
 		pthread_rwlock_init(&v->stripe[i], NULL);
+	if (p->version == 2) {
+		/* Format 2: a root record of the pool's tree (tree.c). */
+		err = tree_root_find(p, id, &v->root);
+		if (err)
+			goto fail;
+		v->size = tree_root_size(p, v->root);
+		v->nchunks = chunk_count(v->size, p->chunk_size);
+		*out = v;
+		return 0;
+	}
 	dfd = openat(p->dir_fd, "maps", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
 		err = -errno;
@@ -154,7 +164,7 @@ int vol_map_dup(const struct vol *v)
 {
 	int fd;
 
-	if (!v->writable)
+	if (!v->writable || v->map_fd < 0)
 		return -EROFS;
 	fd = dup(v->map_fd);
 	return fd < 0 ? -errno : fd;
@@ -255,6 +265,15 @@ int vol_extend(struct vol *v, uint64_t new_size)
 	old_size = v->size;
 	if (!v->writable) {
 		err = -EROFS;
+	} else if (v->pool->version == 2) {
+		/* The tree grows levels on top; durable at once, like format 1. */
+		err = new_size < v->size ? -EINVAL : tree_extend(v->pool, v->root, new_size);
+		if (!err)
+			err = tree_commit(v->pool);
+		if (!err) {
+			v->size = new_size;
+			v->nchunks = nchunks;
+		}
 	} else if (new_size < v->size || nchunks > (SIZE_MAX - MAP_HDR_BYTES) / 8) {
 		err = -EINVAL;
 	} else if (ftruncate(v->map_fd, (off_t)map_entry_off(nchunks)) < 0) {

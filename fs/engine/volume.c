@@ -60,6 +60,8 @@ struct scratch {
 	uint8_t *cipher;                     /* SEG_MAX + 2 chunks */
 	uint8_t *bounce;                     /* one plaintext chunk (guarded) */
 	struct chunk_tag tags[SEG_CHUNKS];
+	struct chunk_tag otags[SEG_CHUNKS];  /* format 2: tags of the current entries */
+	struct tree_ent tents[SEG_CHUNKS];   /* format 2: leaf entries in transit */
 	uint64_t slots[SEG_CHUNKS];
 	uint64_t old[SEG_CHUNKS];
 	uint64_t ent[SEG_CHUNKS];
@@ -157,11 +159,35 @@ static void chunk_failed(struct vol *v, uint64_t index, int err)
 	elog_chunk_error(v->log, v->id, index, err);
 }
 
+/* Format 2: the entries of chunks [first, first+count) into sc->old
+ * (slot + 1, 0 for a hole) and their tags into sc->otags. */
+static void ents_load(struct vol *v, struct scratch *sc, uint64_t first, uint64_t count)
+{
+	for (uint64_t k = 0; k < count;) {
+		uint64_t idx = first + k, run = TREE_FANOUT - (idx & (TREE_FANOUT - 1));
+
+		if (run > count - k)
+			run = count - k;
+		tree_get(v->pool, v->root, idx, run, sc->tents + k);
+		for (uint64_t j = k; j < k + run; j++) {
+			sc->old[j] = le64toh(sc->tents[j].slot1);
+			if (sc->old[j])
+				tree_ent_tag(&sc->tents[j], first + j, &sc->otags[j]);
+		}
+		k += run;
+	}
+}
+
+/* The tag of the chunk in `slot`, entry k of the pass. */
+static const struct chunk_tag *tag_of(struct vol *v, struct scratch *sc, uint64_t k, uint64_t slot)
+{
+	return v->pool->version == 2 ? &sc->otags[k] : pool_tag(v->pool, slot);
+}
+
 /* Read and open one chunk held in `slot` into out (chunk_size bytes). */
-static int chunk_load(struct vol *v, uint64_t index, uint64_t slot, uint8_t *out)
+static int chunk_load(struct vol *v, uint64_t index, uint64_t slot, const struct chunk_tag *t, uint8_t *out)
 {
 	struct pool *p = v->pool;
-	const struct chunk_tag *t = pool_tag(p, slot);
 	int err = t ? pool_chunk_load(p, slot, out) : -EUCLEAN;
 
 	if (!err)
@@ -184,13 +210,19 @@ static ssize_t read_locked(struct vol *v, struct scratch *sc, uint8_t *buf, size
 
 	chunk_range(off, len, cs, &first, &count);
 	stripes_lock(v, first, count, 0);
+	if (p->version == 2)
+		ents_load(v, sc, first, count);
 	for (uint64_t k = 0; k < count && !err;) {
 		uint64_t idx = first + k, in_buf, e, run = 1;
 		uint32_t in_chunk, n;
 
-		if (k == 0 || (idx & 511) == 0)
-			hole_page = map_page_is_hole(v, idx);
-		e = hole_page ? 0 : map_get(v, idx);
+		if (p->version == 2) {
+			e = sc->old[k];
+		} else {
+			if (k == 0 || (idx & 511) == 0)
+				hole_page = map_page_is_hole(v, idx);
+			e = hole_page ? 0 : map_get(v, idx);
+		}
 		chunk_piece(off, len, cs, idx, &in_chunk, &n, &in_buf);
 		if (!e) {
 			memset(buf + in_buf, 0, n);
@@ -198,7 +230,7 @@ static ssize_t read_locked(struct vol *v, struct scratch *sc, uint8_t *buf, size
 			continue;
 		}
 		if (n < cs) {
-			err = chunk_load(v, idx, e - 1, sc->bounce);
+			err = chunk_load(v, idx, e - 1, tag_of(v, sc, k, e - 1), sc->bounce);
 			if (!err)
 				memcpy(buf + in_buf, sc->bounce + in_chunk, n);
 			sodium_memzero(sc->bounce, cs);
@@ -206,7 +238,8 @@ static ssize_t read_locked(struct vol *v, struct scratch *sc, uint8_t *buf, size
 			continue;
 		}
 		/* A run of whole chunks in consecutive slots: one pread. */
-		while (k + run < count && ((idx + run) & 511) != 0 && map_get(v, idx + run) == e + run &&
+		while (k + run < count && ((idx + run) & 511) != 0 &&
+		       (p->version == 2 ? sc->old[k + run] : map_get(v, idx + run)) == e + run &&
 		       (off + len) >= ((idx + run + 1) << p->chunk_shift))
 			run++;
 		{
@@ -218,7 +251,7 @@ static ssize_t read_locked(struct vol *v, struct scratch *sc, uint8_t *buf, size
 			}
 		}
 		for (uint64_t j = 0; j < run && !err; j++) {
-			const struct chunk_tag *t = pool_tag(p, e - 1 + j);
+			const struct chunk_tag *t = tag_of(v, sc, k + j, e - 1 + j);
 
 			err = t ? pool_chunk_open(p, v->dk, idx + j, buf + in_buf + j * cs, buf + in_buf + j * cs, t)
 				: -EUCLEAN;
@@ -401,7 +434,7 @@ static void seal_part(void *arg, size_t from, size_t to)
 			while (j + run < hi && sc->slots[j + run] == sc->slots[j] + run)
 				run++;
 			err = pwrite_all(p->data_fd, sc->cipher + j * cs, run * cs, sc->slots[j] << p->chunk_shift);
-			if (!err)
+			if (!err && p->version == 1)      /* format 2: the tags go to the leaf */
 				err = pool_tags_store(p, sc->slots[j], &sc->tags[j], run);
 			j += run;
 		}
@@ -411,6 +444,21 @@ static void seal_part(void *arg, size_t from, size_t to)
 			atomic_compare_exchange_strong(&sj->err, &none, err);
 		}
 	}
+}
+
+/* Format 2: the pass's new entries (holes for all-zero chunks) into the
+ * tree; the old slots lose their reference there. */
+static int tree_store(struct vol *v, struct scratch *sc, uint64_t first, uint64_t count, uint64_t nz)
+{
+	memset(sc->tents, 0, count * sizeof(*sc->tents));
+	for (uint64_t j = 0; j < nz; j++) {
+		struct tree_ent *e = &sc->tents[sc->which[j]];
+
+		e->slot1 = htole64(sc->slots[j] + 1);
+		memcpy(e->nonce, sc->tags[j].nonce, sizeof(e->nonce));
+		memcpy(e->mac, sc->tags[j].mac, sizeof(e->mac));
+	}
+	return tree_set(v->pool, v->root, first, count, sc->tents);
 }
 
 static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, size_t len, uint64_t off)
@@ -426,19 +474,22 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 	else
 		memset(sc->nonces, 0, count * CHUNK_NONCE_BYTES);
 	stripes_lock(v, first, count, 1);
+	if (p->version == 2)
+		ents_load(v, sc, first, count);
 	for (uint64_t k = 0; k < count && !err; k++) {
 		uint64_t idx = first + k, in_buf;
 		uint32_t in_chunk, n;
 		const uint8_t *plain = NULL;
 
 		chunk_piece(off, len, cs, idx, &in_chunk, &n, &in_buf);
-		sc->old[k] = map_get(v, idx);
+		if (p->version == 1)
+			sc->old[k] = map_get(v, idx);
 		sc->ent[k] = 0;
 		if (n == cs) {
 			plain = buf + in_buf;
 		} else {
 			if (sc->old[k])
-				err = chunk_load(v, idx, sc->old[k] - 1, sc->bounce);
+				err = chunk_load(v, idx, sc->old[k] - 1, tag_of(v, sc, k, sc->old[k] - 1), sc->bounce);
 			else
 				memset(sc->bounce, 0, cs);
 			memcpy(sc->bounce + in_chunk, buf + in_buf, n);
@@ -457,7 +508,7 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 			sodium_memzero(sc->bounce, cs);
 	}
 	if (!err && nz)
-		err = pool_alloc(p, nz, sc->slots);
+		err = p->version == 2 ? tree_slots_alloc(p, nz, sc->slots) : pool_alloc(p, nz, sc->slots);
 	if (err) {
 		stripes_unlock(v, first, count);
 		return err;
@@ -470,8 +521,15 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 	}
 	for (uint64_t j = 0; j < nz; j++)
 		sc->ent[sc->which[j]] = sc->slots[j] + 1;
-	if (!err)
+	if (!err && p->version == 2) {
+		err = tree_store(v, sc, first, count, nz);
+		if (err) {
+			tree_slots_release_new(p, sc->slots, nz);
+			nz = 0;
+		}
+	} else if (!err) {
 		err = map_store(v, sc, first, count, 0, &stored);
+	}
 	if (err) {
 		/* Entries from `stored` on are unchanged (old data intact):
 		 * give their new slots back; the stored ones keep theirs. */
@@ -480,7 +538,10 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 		for (uint64_t j = 0; j < nz; j++)
 			if (sc->which[j] >= stored)
 				sc->slots[nrel++] = sc->slots[j];
-		pool_release_new(p, sc->slots, nrel);
+		if (p->version == 2)
+			tree_slots_release_new(p, sc->slots, nrel);
+		else
+			pool_release_new(p, sc->slots, nrel);
 	}
 	stripes_unlock(v, first, count);
 	return err;
@@ -489,6 +550,9 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 static int vol_sync_pending_if_needed(struct vol *v)
 {
 	size_t n;
+
+	if (v->pool->version == 2)   /* metadata and freed space waiting for a commit */
+		return tree_dirty_bytes(v->pool) >= VOL_PENDING_BYTES ? vol_sync(v) : 0;
 
 	pthread_mutex_lock(&v->pending_lock);
 	n = v->npending;
@@ -566,6 +630,15 @@ int vol_discard(struct vol *v, uint64_t off, uint64_t len)
 			seg &= ~(uint64_t)(cs - 1);
 			chunk_range(off, seg, cs, &first, &count);
 			stripes_lock(v, first, count, 1);
+			if (v->pool->version == 2) {
+				/* Holes everywhere; unchanged leaves stay as they are. */
+				memset(sc->tents, 0, count * sizeof(*sc->tents));
+				err = tree_set(v->pool, v->root, first, count, sc->tents);
+				stripes_unlock(v, first, count);
+				off += seg;
+				len -= seg;
+				continue;
+			}
 			for (uint64_t k = 0; k < count; k++) {
 				/* Holes of the map file stay holes (not faulted in). */
 				if (k == 0 || ((first + k) & 511) == 0)
@@ -588,6 +661,9 @@ int vol_sync(struct vol *v)
 	uint64_t *list;
 	size_t n;
 	int err;
+
+	if (v->pool->version == 2)
+		return tree_commit(v->pool);    /* data, tree, counts: one journal commit */
 
 	pthread_mutex_lock(&v->pending_lock);
 	list = v->pending;
@@ -629,7 +705,13 @@ int64_t vol_seek(struct vol *v, uint64_t off, int whence)
 		return -ENXIO;
 	}
 	first = off / cs;
-	for (i = first; i < v->nchunks;) {
+	if (v->pool->version == 2) {
+		i = tree_seek(v->pool, v->root, first, v->nchunks, whence == SEEK_DATA);
+		if (i < v->nchunks)
+			res = (int64_t)(i * cs > off ? i * cs : off);
+		i = v->nchunks;                   /* skip the format 1 scan */
+	}
+	for (i = v->pool->version == 2 ? v->nchunks : first; i < v->nchunks;) {
 		if (i == first || (i & 511) == 0) {
 			/* Skip holes of the map file without touching them
 			 * (reading them through the mapping would allocate). */
@@ -676,6 +758,19 @@ int vol_chunk_load(struct vol *v, uint64_t index, uint8_t *cipher, struct chunk_
 		return -EINVAL;
 	}
 	stripes_lock(v, index, 1, 0);
+	if (v->pool->version == 2) {
+		struct tree_ent te;
+
+		tree_get(v->pool, v->root, index, 1, &te);
+		e = le64toh(te.slot1);
+		if (e) {
+			err = pool_chunk_load(v->pool, e - 1, cipher);
+			tree_ent_tag(&te, index, tag);
+		}
+		stripes_unlock(v, index, 1);
+		pthread_rwlock_unlock(&v->lock);
+		return err ? err : e != 0;
+	}
 	e = map_get(v, index);
 	if (e) {
 		const struct chunk_tag *t = pool_tag(v->pool, e - 1);
@@ -689,10 +784,42 @@ int vol_chunk_load(struct vol *v, uint64_t index, uint8_t *cipher, struct chunk_
 	return err ? err : e != 0;
 }
 
+/* Format 2: leaf by leaf, each chunk under its stripe. */
+static int chunks_foreach_v2(struct vol *v, int (*cb)(void *ctx, uint64_t index, uint64_t slot), void *ctx)
+{
+	uint64_t idx = 0;
+	int err = 0;
+
+	for (;;) {
+		pthread_rwlock_rdlock(&v->lock);
+		idx = idx < v->nchunks ? tree_seek(v->pool, v->root, idx, v->nchunks, 1) : v->nchunks;
+		if (idx >= v->nchunks) {
+			pthread_rwlock_unlock(&v->lock);
+			break;
+		}
+		for (uint64_t end = (idx | (TREE_FANOUT - 1)) + 1; !err && idx < end && idx < v->nchunks; idx++) {
+			struct tree_ent te;
+
+			stripes_lock(v, idx, 1, 0);
+			tree_get(v->pool, v->root, idx, 1, &te);
+			if (te.slot1)
+				err = cb(ctx, idx, le64toh(te.slot1) - 1);
+			stripes_unlock(v, idx, 1);
+		}
+		pthread_rwlock_unlock(&v->lock);
+		if (err)
+			break;
+	}
+	return err;
+}
+
 int vol_chunks_foreach(struct vol *v, int (*cb)(void *ctx, uint64_t index, uint64_t slot), void *ctx)
 {
 	uint64_t idx = 0;
 	int err = 0;
+
+	if (v->pool->version == 2)
+		return chunks_foreach_v2(v, cb, ctx);
 
 	for (;;) {
 		uint64_t end;

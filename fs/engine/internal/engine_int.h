@@ -24,6 +24,7 @@ struct engine {
 	struct pool *pools;                       /* open pools; lock */
 	struct vol *vols;                         /* open volume handles; lock */
 	struct par *par;                          /* crypto helpers for large requests (par.h) */
+	int format;                               /* of new pools: 1 or 2 (engine_set_format) */
 };
 
 /* The pool of `lineage`, opened if needed (its maps scanned), refcount

@@ -24,6 +24,7 @@
 struct engine;
 struct kms_dk;
 struct pool;
+struct tree_state;
 struct vol;
 
 /* fdatasync every open writable map of the pool but `except` (installed
@@ -46,6 +47,8 @@ struct pool {
 	uint32_t chunk_size;
 	unsigned chunk_shift;
 	int encrypted;
+	int version;                              /* format: 1 (maps.c) or 2 (tree.c); immutable */
+	struct tree_state *tree;                  /* format 2: tree.c's (opened by the engine table) */
 	int dir_fd, data_fd, tags_fd;
 	/* Tag segments are mapped read-only once and never unmapped while the
 	 * pool is open; readers load the pointer atomically. */
@@ -66,10 +69,12 @@ int pool_files_create(const char *pools_dir, const char *lineage, uint32_t chunk
 /* Remove an empty pool's files; -EBUSY while maps remain. */
 int pool_files_remove(const char *pools_dir, const char *lineage);
 
-/* Opening takes three steps: pool_open (files, header, tag mappings), then
- * the owner counts every map's references (pool_ref_load, from
- * map_dir_load_refs), then pool_refs_loaded.  pools_dir and log must
- * outlive the pool. */
+/* Opening a format 1 pool takes three steps: pool_open (files, header,
+ * tag mappings), then the owner counts every map's references
+ * (pool_ref_load, from map_dir_load_refs), then pool_refs_loaded.  A
+ * format 2 pool (a `roots` file) is opened by pool_open (directory and
+ * data file only) and then tree_open.  pools_dir and log must outlive the
+ * pool. */
 int pool_open(struct pool **out, const char *pools_dir, const char *lineage, struct elog *log);
 /* One reference of a map to slot, while loading; -ERANGE (logged) for a
  * slot beyond the tag table. */

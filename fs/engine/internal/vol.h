@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "maps.h"
+#include "tree.h"
 
 #define VOL_STRIPES 64u
 #define VOL_PENDING_BYTES (64u << 20)         /* sync once this much freed space waits */
@@ -32,7 +33,8 @@ struct vol {
 	struct par *par;                          /* crypto helpers (par.h); immutable */
 	char id[ENGINE_ID_MAX];
 	int writable;
-	int map_fd;
+	int map_fd;                               /* format 1: the map file */
+	uint32_t root;                            /* format 2: the map's root record (tree.c) */
 	/* The map: header then one u64 per chunk (0 hole, else slot + 1),
 	 * mapped read-only; updates go through pwrite on map_fd. */
 	pthread_rwlock_t lock;                    /* shared: I/O; exclusive: attach,

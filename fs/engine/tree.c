@@ -1,0 +1,1140 @@
+// SPDX-License-Identifier: MIT
+/*
+ * tree.c - format 2 chunk maps: a copy-on-write tree of map pages per map,
+ * shared between maps, with reference counts kept on disk.
+ *
+ * Format 1 (maps.c) gives every map a flat file of slot numbers, so a
+ * snapshot copies the whole map and opening a pool reads every map of the
+ * lineage to count references.  Here a map is a root record pointing at a
+ * tree of 4 KiB pages (64 entries each: leaves name a chunk's slot with its
+ * nonce and tag, interior pages name child pages with the BLAKE2b-256 hash
+ * of their content), and trees share pages:
+ *
+ *   snapshot, image, clone   a new root record naming the same root page,
+ *                            whose count goes up by one: O(1);
+ *   write                    the path from the root to the leaf is made
+ *                            private first: a page counted more than once
+ *                            is copied (its children each gain one count,
+ *                            it loses one), a page counted once is changed
+ *                            in place (Rodeh's "shadowing" B-trees, as in
+ *                            Btrfs);
+ *   delete, rollback         the root loses a count; a page or slot that
+ *                            reaches zero is freed and its children lose
+ *                            one: the walk stops at shared pages, so it
+ *                            costs what it frees.
+ *
+ * The counts (u32 per slot in `srefs`, per page in `prefs`), the pages and
+ * the roots (a header block, then 32 records of 128 bytes a block) are
+ * block files that change together through blk.c's journal.  A commit
+ * (tree_commit: every fsync, detach, close) hashes the modified pages
+ * bottom-up into their parents and the root records, bumps the header's
+ * generation, and writes one journal record.  Opening a pool reads its
+ * header and replays the journal: nothing scans a map.
+ *
+ * Slots and pages freed by a change must not be reused before the commit
+ * that stops referencing them is durable (else a crash could leave the
+ * durable tree naming reused space).  Until then their count reads
+ * PENDING in memory; the committed image says 0; after the commit they
+ * are free, and freed slots are punched.
+ *
+ * Every function here takes pool->lock itself; it covers the blocks, the
+ * counts and the allocators, and only memory work and page faults run
+ * under it.  Commits are serialised by their own mutex and do their I/O
+ * without pool->lock.
+ */
+#include "tree.h"
+
+#include "err.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#define REFS_PER_BLK (BLK_SIZE / 4u)
+#define ROOTS_PER_BLK (BLK_SIZE / sizeof(struct tree_root))
+#define PENDING UINT32_MAX
+
+struct tree_hdr {
+	char magic[8];
+	uint32_t version;            /* 2 */
+	uint32_t chunk_size;
+	uint8_t lineage[CHUNK_LINEAGE_BYTES];
+	uint32_t encrypted;
+	uint32_t root_blocks;        /* root record blocks in use (after block 0) */
+	uint64_t gen;                /* commits so far */
+	uint64_t nslots, nfree_slots;
+	uint64_t npages, nfree_pages;
+	uint8_t roots_hash[32];      /* BLAKE2b-256 of the root record blocks */
+	uint8_t pad[128];
+	uint8_t sum[32];             /* BLAKE2b-256 of the bytes before it */
+};
+
+struct tree_root {
+	char id[ENGINE_ID_MAX];
+	uint64_t page1;              /* root page + 1; 0: all holes */
+	uint8_t hash[32];            /* of the root page */
+	uint64_t size;               /* nominal bytes */
+	uint32_t depth;              /* levels, leaf included */
+	uint32_t used;
+	uint8_t pad[32];
+};
+_Static_assert(sizeof(struct tree_root) == 128, "root record");
+
+struct vec {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+struct tree_state {
+	struct blkset bs;
+	struct tree_hdr hdr;         /* pool->lock; as of the open transaction */
+	uint8_t fresh_hash[32];      /* of the last committed header block */
+	uint64_t fresh_gen;
+	pthread_mutex_t commit_lock;
+	uint64_t scur, pcur;         /* next-fit cursors */
+	struct vec sfree, pfree;     /* freed in the open transaction (PENDING) */
+	int failed;                  /* allocation failure inside a change */
+};
+
+static inline struct tree_state *TS(struct pool *p)
+{
+	return p->tree;
+}
+
+static int vec_push(struct vec *v, uint64_t x)
+{
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? 2 * v->cap : 256;
+		uint64_t *n = realloc(v->v, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		v->v = n;
+		v->cap = cap;
+	}
+	v->v[v->n++] = x;
+	return 0;
+}
+
+static void hash32(const void *buf, size_t len, uint8_t out[32])
+{
+	crypto_generichash(out, 32, buf, len, NULL, 0);
+}
+
+static unsigned depth_for(uint64_t size, uint32_t chunk_size)
+{
+	uint64_t n = chunk_count(size, chunk_size);
+	unsigned d = 1;
+
+	while (d < TREE_MAX_DEPTH && (1ull << (TREE_SHIFT * d)) < n)
+		d++;
+	return d;
+}
+
+void tree_ent_tag(const struct tree_ent *e, uint64_t index, struct chunk_tag *t)
+{
+	memset(t, 0, sizeof(*t));
+	memcpy(t->nonce, e->nonce, sizeof(t->nonce));
+	memcpy(t->mac, e->mac, sizeof(t->mac));
+	t->index_le = htole64(index);
+}
+
+/* ============================ counts =================================== */
+
+static uint32_t ref_get(struct tree_state *ts, enum blk_file f, uint64_t i)
+{
+	const uint8_t *b = blk_get(&ts->bs, f, i / REFS_PER_BLK);
+	uint32_t v;
+
+	if (!b)
+		return PENDING;              /* unreadable: never taken for free */
+	memcpy(&v, b + (i % REFS_PER_BLK) * 4, 4);
+	return le32toh(v);
+}
+
+static int ref_put(struct tree_state *ts, enum blk_file f, uint64_t i, uint32_t v)
+{
+	uint8_t *b = blk_mut(&ts->bs, f, i / REFS_PER_BLK);
+
+	if (!b) {
+		ts->failed = -ENOMEM;
+		return -ENOMEM;
+	}
+	v = htole32(v);
+	memcpy(b + (i % REFS_PER_BLK) * 4, &v, 4);
+	return 0;
+}
+
+static void ref_inc(struct tree_state *ts, enum blk_file f, uint64_t i)
+{
+	uint32_t r = ref_get(ts, f, i);
+
+	if (r != PENDING && r != PENDING - 1)
+		(void)ref_put(ts, f, i, r + 1);
+}
+
+/* One count less; at zero the slot or page is PENDING until the commit. */
+static int ref_dec(struct tree_state *ts, enum blk_file f, uint64_t i)
+{
+	uint32_t r = ref_get(ts, f, i);
+
+	if (r == 0 || r == PENDING)
+		return 0;                    /* damaged counts: leak rather than double free */
+	if (r > 1)
+		return ref_put(ts, f, i, r - 1), 0;
+	if (ref_put(ts, f, i, PENDING) < 0)
+		return 0;
+	if (vec_push(f == BLK_SREFS ? &ts->sfree : &ts->pfree, i) < 0)
+		ts->failed = -ENOMEM;        /* stays PENDING: leaked until fsck */
+	return 1;
+}
+
+/* Next-fit over counts [0, *count): n free ones, else grow the file. */
+static int alloc_n(struct tree_state *ts, enum blk_file f, uint64_t *count, uint64_t *nfree, uint64_t *cursor,
+		   uint64_t n, uint64_t *out)
+{
+	uint64_t got = 0;
+	int err = 0;
+
+	for (uint64_t scanned = 0; got < n && *nfree > 0 && scanned < *count; scanned++) {
+		uint64_t i = *cursor;
+
+		*cursor = i + 1 >= *count ? 0 : i + 1;
+		if (ref_get(ts, f, i) == 0) {
+			if ((err = ref_put(ts, f, i, 1)) < 0)
+				break;
+			(*nfree)--;
+			out[got++] = i;
+		}
+	}
+	while (!err && got < n) {
+		if ((err = ref_put(ts, f, *count, 1)) < 0)
+			break;
+		out[got++] = (*count)++;
+	}
+	if (err) {
+		for (uint64_t i = 0; i < got; i++)
+			(void)ref_put(ts, f, out[i], 0);
+		*nfree += got;       /* approximately: grown ones counted free, harmless */
+	}
+	return err;
+}
+
+static int page_alloc(struct tree_state *ts, uint64_t *pg)
+{
+	return alloc_n(ts, BLK_PREFS, &ts->hdr.npages, &ts->hdr.nfree_pages, &ts->pcur, 1, pg);
+}
+
+/* A page reached zero: its children lose one count each. */
+static void page_unref(struct tree_state *ts, uint64_t pg, unsigned level)
+{
+	const uint8_t *b;
+
+	if (!ref_dec(ts, BLK_PREFS, pg))
+		return;
+	b = blk_get(&ts->bs, BLK_PAGES, pg);
+	if (!b) {
+		ts->failed = -EIO;
+		return;
+	}
+	for (unsigned i = 0; i < TREE_FANOUT; i++) {
+		uint64_t c;
+
+		memcpy(&c, b + i * 64, 8);   /* slot1 / page1 alike */
+		c = le64toh(c);
+		if (!c)
+			continue;
+		if (level)
+			page_unref(ts, c - 1, level - 1);
+		else
+			(void)ref_dec(ts, BLK_SREFS, c - 1);
+		b = blk_get(&ts->bs, BLK_PAGES, pg);   /* the recursion may have remapped */
+	}
+}
+
+/* ============================ roots ==================================== */
+
+static struct tree_root *root_mut(struct tree_state *ts, uint32_t ri)
+{
+	uint8_t *b = blk_mut(&ts->bs, BLK_ROOTS, 1 + ri / ROOTS_PER_BLK);
+
+	if (!b) {
+		ts->failed = -ENOMEM;
+		return NULL;
+	}
+	return (struct tree_root *)(b + (ri % ROOTS_PER_BLK) * sizeof(struct tree_root));
+}
+
+static const struct tree_root *root_get(struct tree_state *ts, uint32_t ri)
+{
+	const uint8_t *b = blk_get(&ts->bs, BLK_ROOTS, 1 + ri / ROOTS_PER_BLK);
+
+	return b ? (const struct tree_root *)(b + (ri % ROOTS_PER_BLK) * sizeof(struct tree_root)) : NULL;
+}
+
+static uint32_t nroots(const struct tree_state *ts)
+{
+	return ts->hdr.root_blocks * (uint32_t)ROOTS_PER_BLK;
+}
+
+static int root_find_locked(struct tree_state *ts, const char *id, uint32_t *ri)
+{
+	for (uint32_t i = 0; i < nroots(ts); i++) {
+		const struct tree_root *r = root_get(ts, i);
+
+		if (r && r->used && strncmp(r->id, id, ENGINE_ID_MAX) == 0) {
+			*ri = i;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static int root_new_locked(struct tree_state *ts, const char *id, uint32_t *ri)
+{
+	uint32_t i;
+	struct tree_root *r;
+
+	for (i = 0; i < nroots(ts); i++) {
+		const struct tree_root *o = root_get(ts, i);
+
+		if (o && !o->used)
+			break;
+	}
+	if (i == nroots(ts))
+		ts->hdr.root_blocks++;
+	r = root_mut(ts, i);
+	if (!r)
+		return -ENOMEM;
+	memset(r, 0, sizeof(*r));
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	r->used = 1;
+	*ri = i;
+	return 0;
+}
+
+int tree_root_find(struct pool *p, const char *id, uint32_t *ri)
+{
+	int err;
+
+	pthread_mutex_lock(&p->lock);
+	err = root_find_locked(TS(p), id, ri);
+	pthread_mutex_unlock(&p->lock);
+	return err;
+}
+
+int tree_root_add(struct pool *p, const char *id, uint64_t size, uint32_t *ri)
+{
+	struct tree_state *ts = TS(p);
+	struct tree_root *r;
+	int err;
+
+	if (strlen(id) >= ENGINE_ID_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&p->lock);
+	err = root_find_locked(ts, id, ri) == 0 ? -EEXIST : root_new_locked(ts, id, ri);
+	if (!err && (r = root_mut(ts, *ri))) {
+		r->size = htole64(size);
+		r->depth = htole32(depth_for(size, p->chunk_size));
+	}
+	pthread_mutex_unlock(&p->lock);
+	return err ? err : ts->failed;
+}
+
+static void root_release_tree(struct tree_state *ts, const struct tree_root *r)
+{
+	uint64_t pg = le64toh(r->page1);
+
+	if (pg)
+		page_unref(ts, pg - 1, le32toh(r->depth) - 1);
+}
+
+int tree_root_clone(struct pool *p, uint32_t src, const char *dst_id, uint64_t size, int replace)
+{
+	struct tree_state *ts = TS(p);
+	struct tree_root s, *d;
+	uint32_t di;
+	int err = 0;
+
+	pthread_mutex_lock(&p->lock);
+	{
+		const struct tree_root *r = root_get(ts, src);
+
+		if (!r || !r->used)
+			err = -ENOENT;
+		else
+			s = *r;
+	}
+	if (!err) {
+		if (root_find_locked(ts, dst_id, &di) == 0) {
+			if (!replace)
+				err = -EEXIST;
+			else if (di == src)
+				err = -EINVAL;
+		} else {
+			err = replace ? -ENOENT : root_new_locked(ts, dst_id, &di);
+		}
+	}
+	if (!err && le64toh(s.page1))
+		ref_inc(ts, BLK_PREFS, le64toh(s.page1) - 1);   /* before the old tree goes */
+	if (!err && replace) {
+		const struct tree_root *o = root_get(ts, di);
+		struct tree_root old = *o;
+
+		root_release_tree(ts, &old);
+	}
+	if (!err && (d = root_mut(ts, di))) {
+		*d = s;
+		memset(d->id, 0, sizeof(d->id));
+		snprintf(d->id, sizeof(d->id), "%s", dst_id);
+		d->used = 1;
+		if (size > le64toh(s.size))
+			d->size = htole64(size);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (!err && size > le64toh(s.size))
+		err = tree_extend(p, di, size);
+	return err ? err : ts->failed;
+}
+
+int tree_root_drop(struct pool *p, uint32_t ri)
+{
+	struct tree_state *ts = TS(p);
+	struct tree_root *r;
+	int err = 0;
+
+	pthread_mutex_lock(&p->lock);
+	r = root_mut(ts, ri);
+	if (!r || !r->used) {
+		err = r ? -ENOENT : -ENOMEM;
+	} else {
+		struct tree_root old = *r;
+
+		memset(r, 0, sizeof(*r));
+		root_release_tree(ts, &old);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return err ? err : ts->failed;
+}
+
+uint64_t tree_root_size(struct pool *p, uint32_t ri)
+{
+	const struct tree_root *r;
+	uint64_t s = 0;
+
+	pthread_mutex_lock(&p->lock);
+	r = root_get(TS(p), ri);
+	if (r)
+		s = le64toh(r->size);
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+int tree_root_list(struct pool *p, int (*cb)(void *ctx, const char *id), void *ctx)
+{
+	struct tree_state *ts = TS(p);
+	char id[ENGINE_ID_MAX];
+	int err = 0;
+
+	for (uint32_t i = 0; !err; i++) {
+		const struct tree_root *r;
+		int have = 0;
+
+		pthread_mutex_lock(&p->lock);
+		if (i >= nroots(ts)) {
+			pthread_mutex_unlock(&p->lock);
+			break;
+		}
+		r = root_get(ts, i);
+		if (r && r->used) {
+			memcpy(id, r->id, sizeof(id));
+			id[sizeof(id) - 1] = 0;
+			have = 1;
+		}
+		pthread_mutex_unlock(&p->lock);
+		if (have)
+			err = cb(ctx, id);
+	}
+	return err;
+}
+
+int tree_extend(struct pool *p, uint32_t ri, uint64_t size)
+{
+	struct tree_state *ts = TS(p);
+	struct tree_root *r;
+	unsigned want = depth_for(size, p->chunk_size);
+	int err = 0;
+
+	pthread_mutex_lock(&p->lock);
+	r = root_mut(ts, ri);
+	if (!r) {
+		err = -ENOMEM;
+	} else if (size < le64toh(r->size)) {
+		err = -EINVAL;
+	} else {
+		/* Each new level is a page whose first child is the old root. */
+		while (!err && le32toh(r->depth) < want) {
+			uint64_t pg;
+			uint8_t *b;
+
+			if (le64toh(r->page1)) {
+				if ((err = page_alloc(ts, &pg)) < 0)
+					break;
+				b = blk_mut(&ts->bs, BLK_PAGES, pg);
+				if (!b) {
+					err = -ENOMEM;
+					break;
+				}
+				memset(b, 0, BLK_SIZE);
+				memcpy(b, &r->page1, 8);
+				memcpy(b + 8, r->hash, 32);
+				r->page1 = htole64(pg + 1);
+			}
+			r->depth = htole32(le32toh(r->depth) + 1);
+		}
+		if (!err)
+			r->size = htole64(size);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return err ? err : ts->failed;
+}
+
+/* ============================ the tree ================================= */
+
+static unsigned child_of(uint64_t index, unsigned level)
+{
+	return (unsigned)(index >> (TREE_SHIFT * level)) & (TREE_FANOUT - 1);
+}
+
+static void get_locked(struct tree_state *ts, uint32_t ri, uint64_t first, uint64_t n, struct tree_ent *out)
+{
+	const struct tree_root *r = root_get(ts, ri);
+	uint64_t pg;
+	unsigned level;
+
+	memset(out, 0, n * sizeof(*out));
+	if (!r)
+		return;
+	pg = le64toh(r->page1);
+	level = le32toh(r->depth);
+	while (pg && level-- > 0) {
+		const uint8_t *b = blk_get(&ts->bs, BLK_PAGES, pg - 1);
+
+		if (!b)
+			return;
+		if (level == 0) {
+			memcpy(out, b + child_of(first, 0) * sizeof(struct tree_ent), n * sizeof(*out));
+			return;
+		}
+		memcpy(&pg, b + child_of(first, level) * sizeof(struct tree_ptr), 8);
+		pg = le64toh(pg);
+	}
+}
+
+void tree_get(struct pool *p, uint32_t ri, uint64_t first, uint64_t n, struct tree_ent *out)
+{
+	pthread_mutex_lock(&p->lock);
+	get_locked(TS(p), ri, first, n, out);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* The leaf holding `index`, made private and modifiable: every page on
+ * the path that is shared is copied, every hole gets a fresh page. */
+static uint8_t *path_mut(struct tree_state *ts, uint32_t ri, uint64_t index)
+{
+	struct tree_root *r = root_mut(ts, ri);
+	uint8_t *ptr, *b = NULL;
+	unsigned level;
+
+	if (!r)
+		return NULL;
+	ptr = (uint8_t *)&r->page1;
+	for (level = le32toh(r->depth); level-- > 0;) {
+		uint64_t pg, cur;
+
+		memcpy(&cur, ptr, 8);
+		cur = le64toh(cur);
+		if (!cur || ref_get(ts, BLK_PREFS, cur - 1) != 1) {
+			const uint8_t *src = cur ? blk_get(&ts->bs, BLK_PAGES, cur - 1) : NULL;
+
+			if ((cur && !src) || page_alloc(ts, &pg) < 0)
+				return NULL;
+			b = blk_mut(&ts->bs, BLK_PAGES, pg);
+			if (!b)
+				return NULL;
+			if (!cur) {
+				memset(b, 0, BLK_SIZE);
+			} else {
+				/* Shadow a shared page: the copy's children gain
+				 * a parent, the original loses one. */
+				src = blk_get(&ts->bs, BLK_PAGES, cur - 1);
+				memcpy(b, src, BLK_SIZE);
+				for (unsigned i = 0; i < TREE_FANOUT; i++) {
+					uint64_t c;
+
+					memcpy(&c, b + i * 64, 8);
+					c = le64toh(c);
+					if (c)
+						ref_inc(ts, level ? BLK_PREFS : BLK_SREFS, c - 1);
+				}
+				(void)ref_dec(ts, BLK_PREFS, cur - 1);
+			}
+			pg = htole64(pg + 1);
+			memcpy(ptr, &pg, 8);
+		} else {
+			b = blk_mut(&ts->bs, BLK_PAGES, cur - 1);
+			if (!b)
+				return NULL;
+		}
+		if (level)
+			ptr = b + child_of(index, level) * sizeof(struct tree_ptr);
+	}
+	return b;
+}
+
+int tree_set(struct pool *p, uint32_t ri, uint64_t first, uint64_t n, const struct tree_ent *ents)
+{
+	struct tree_state *ts = TS(p);
+	int err = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (uint64_t k = 0; k < n && !err;) {
+		uint64_t idx = first + k, run = TREE_FANOUT - (idx & (TREE_FANOUT - 1));
+		uint8_t *leaf;
+		int changed = 0;
+
+		if (run > n - k)
+			run = n - k;
+		/* A discard of a hole leaves the tree as it is. */
+		{
+			struct tree_ent cur[TREE_FANOUT];
+
+			get_locked(ts, ri, idx, run, cur);
+			for (uint64_t j = 0; j < run && !changed; j++)
+				changed = memcmp(&cur[j], &ents[k + j], sizeof(cur[j])) != 0;
+		}
+		if (changed) {
+			leaf = path_mut(ts, ri, idx);
+			if (!leaf) {
+				err = ts->failed ? ts->failed : -ENOMEM;
+				break;
+			}
+			for (uint64_t j = 0; j < run; j++) {
+				struct tree_ent *e = (struct tree_ent *)leaf + child_of(idx + j, 0);
+				uint64_t old = le64toh(e->slot1);
+
+				*e = ents[k + j];
+				if (old && old != le64toh(e->slot1))
+					(void)ref_dec(ts, BLK_SREFS, old - 1);
+			}
+		}
+		k += run;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return err ? err : ts->failed;
+}
+
+int tree_slots_alloc(struct pool *p, uint64_t n, uint64_t *slots)
+{
+	struct tree_state *ts = TS(p);
+	int err;
+
+	pthread_mutex_lock(&p->lock);
+	err = alloc_n(ts, BLK_SREFS, &ts->hdr.nslots, &ts->hdr.nfree_slots, &ts->scur, n, slots);
+	pthread_mutex_unlock(&p->lock);
+	return err;
+}
+
+void tree_slots_release_new(struct pool *p, const uint64_t *slots, uint64_t n)
+{
+	struct tree_state *ts = TS(p);
+
+	pthread_mutex_lock(&p->lock);
+	for (uint64_t i = 0; i < n; i++)
+		(void)ref_dec(ts, BLK_SREFS, slots[i]);   /* PENDING until the commit: never written durably */
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* First index >= from under page pg (level `level`, covering base...). */
+static int seek_rec(struct tree_state *ts, uint64_t pg1, unsigned level, uint64_t base, uint64_t from,
+		    int want_data, uint64_t *out)
+{
+	uint64_t span = 1ull << (TREE_SHIFT * level);     /* chunks per child */
+	const uint8_t *b;
+
+	if (!pg1) {
+		if (want_data)
+			return 0;
+		*out = from > base ? from : base;
+		return 1;
+	}
+	b = blk_get(&ts->bs, BLK_PAGES, pg1 - 1);
+	if (!b)
+		return 0;
+	for (unsigned i = 0; i < TREE_FANOUT; i++) {
+		uint64_t cb = base + i * span, c;
+
+		if (cb + span <= from)
+			continue;
+		memcpy(&c, b + i * 64, 8);
+		c = le64toh(c);
+		if (level == 0) {
+			if ((c != 0) == (want_data != 0)) {
+				*out = cb;
+				return 1;
+			}
+			continue;
+		}
+		if (seek_rec(ts, c, level - 1, cb, from, want_data, out))
+			return 1;
+		b = blk_get(&ts->bs, BLK_PAGES, pg1 - 1);
+	}
+	return 0;
+}
+
+uint64_t tree_seek(struct pool *p, uint32_t ri, uint64_t from, uint64_t nchunks, int want_data)
+{
+	struct tree_state *ts = TS(p);
+	const struct tree_root *r;
+	uint64_t at = nchunks;
+
+	pthread_mutex_lock(&p->lock);
+	r = root_get(ts, ri);
+	if (r && !seek_rec(ts, le64toh(r->page1), le32toh(r->depth) - 1, 0, from, want_data, &at))
+		at = nchunks;
+	pthread_mutex_unlock(&p->lock);
+	return at < nchunks ? at : nchunks;
+}
+
+int tree_foreach(struct pool *p, uint32_t ri, int (*cb)(void *ctx, uint64_t index, const struct tree_ent *e),
+		 void *ctx)
+{
+	uint64_t n = chunk_count(tree_root_size(p, ri), p->chunk_size), idx = 0;
+	struct tree_ent ents[TREE_FANOUT];
+	int err = 0;
+
+	while (!err && (idx = tree_seek(p, ri, idx, n, 1)) < n) {
+		uint64_t leaf = idx & ~(uint64_t)(TREE_FANOUT - 1), cnt = n - leaf < TREE_FANOUT ? n - leaf : TREE_FANOUT;
+
+		tree_get(p, ri, leaf, cnt, ents);
+		for (uint64_t j = idx - leaf; j < cnt && !err; j++)
+			if (ents[j].slot1)
+				err = cb(ctx, leaf + j, &ents[j]);
+		idx = leaf + cnt;
+	}
+	return err;
+}
+
+/* Exclusive: reached through pages counted once and itself counted once. */
+static void stats_rec(struct tree_state *ts, uint64_t pg1, unsigned level, int shared, uint64_t *chunks,
+		      uint64_t *excl)
+{
+	const uint8_t *b = blk_get(&ts->bs, BLK_PAGES, pg1 - 1);
+
+	shared |= ref_get(ts, BLK_PREFS, pg1 - 1) != 1;
+	for (unsigned i = 0; b && i < TREE_FANOUT; i++) {
+		uint64_t c;
+
+		memcpy(&c, b + i * 64, 8);
+		c = le64toh(c);
+		if (!c)
+			continue;
+		if (level) {
+			stats_rec(ts, c, level - 1, shared, chunks, excl);
+			b = blk_get(&ts->bs, BLK_PAGES, pg1 - 1);
+		} else {
+			(*chunks)++;
+			*excl += !shared && ref_get(ts, BLK_SREFS, c - 1) == 1;
+		}
+	}
+}
+
+int tree_stats(struct pool *p, uint32_t ri, uint64_t *chunks, uint64_t *exclusive)
+{
+	struct tree_state *ts = TS(p);
+	const struct tree_root *r;
+
+	*chunks = *exclusive = 0;
+	pthread_mutex_lock(&p->lock);
+	r = root_get(ts, ri);
+	if (r && le64toh(r->page1))
+		stats_rec(ts, le64toh(r->page1), le32toh(r->depth) - 1, 0, chunks, exclusive);
+	pthread_mutex_unlock(&p->lock);
+	return r ? 0 : -ENOENT;
+}
+
+/* ============================ commits ================================== */
+
+/* Hash a modified page after its modified children (interior pointers get
+ * their children's new hashes). */
+static int rehash(struct tree_state *ts, uint64_t pg, unsigned level, uint8_t out[32])
+{
+	uint8_t *b = blk_mut(&ts->bs, BLK_PAGES, pg);
+
+	if (!b)
+		return -ENOMEM;
+	for (unsigned i = 0; level && i < TREE_FANOUT; i++) {
+		struct tree_ptr *c = (struct tree_ptr *)b + i;
+		uint64_t c1 = le64toh(c->page1);
+
+		if (c1 && blk_is_mod(&ts->bs, BLK_PAGES, c1 - 1) && rehash(ts, c1 - 1, level - 1, c->hash) < 0)
+			return -ENOMEM;
+	}
+	hash32(b, BLK_SIZE, out);
+	return 0;
+}
+
+static void header_seal(struct tree_hdr *h)
+{
+	hash32(h, offsetof(struct tree_hdr, sum), h->sum);
+}
+
+/* The on-disk header for this commit: counts little-endian, PENDING
+ * entries counted free (they are, once the commit is durable). */
+static void header_image(struct tree_state *ts, struct tree_hdr *out)
+{
+	crypto_generichash_state st;
+
+	*out = ts->hdr;
+	crypto_generichash_init(&st, NULL, 0, 32);
+	for (uint32_t b = 0; b < ts->hdr.root_blocks; b++) {
+		const uint8_t *blk = blk_get(&ts->bs, BLK_ROOTS, 1 + b);
+
+		crypto_generichash_update(&st, blk ? blk : (const uint8_t *)"", blk ? BLK_SIZE : 0);
+	}
+	crypto_generichash_final(&st, out->roots_hash, 32);
+	out->version = htole32(2);
+	out->chunk_size = htole32(ts->hdr.chunk_size);
+	out->encrypted = htole32(ts->hdr.encrypted);
+	out->root_blocks = htole32(ts->hdr.root_blocks);
+	out->gen = htole64(ts->hdr.gen);
+	out->nslots = htole64(ts->hdr.nslots);
+	out->nfree_slots = htole64(ts->hdr.nfree_slots + ts->sfree.n);
+	out->npages = htole64(ts->hdr.npages);
+	out->nfree_pages = htole64(ts->hdr.nfree_pages + ts->pfree.n);
+	header_seal(out);
+}
+
+static void pending_to_zero(uint8_t *img)
+{
+	for (unsigned i = 0; i < REFS_PER_BLK; i++) {
+		uint32_t v;
+
+		memcpy(&v, img + i * 4, 4);
+		if (v == PENDING)
+			memset(img + i * 4, 0, 4);
+	}
+}
+
+/* Slots/pages of a durable commit: free now (their overlay copy, if any,
+ * says PENDING; the home already says 0). */
+static void pending_release(struct tree_state *ts, enum blk_file f, const struct vec *v)
+{
+	for (size_t i = 0; i < v->n; i++) {
+		uint64_t b = v->v[i] / REFS_PER_BLK;
+
+		if (blk_get(&ts->bs, f, b) && ref_get(ts, f, v->v[i]) == PENDING) {
+			uint8_t *m = (uint8_t *)blk_get(&ts->bs, f, b);
+
+			/* Only an overlay copy can say PENDING; change it in
+			 * place without making it modified again. */
+			memset(m + (v->v[i] % REFS_PER_BLK) * 4, 0, 4);
+		}
+	}
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int tree_commit(struct pool *p)
+{
+	struct tree_state *ts = TS(p);
+	struct tree_hdr img;
+	struct vec sfree, pfree;
+	struct blk_txn t;
+	int err = 0;
+
+	pthread_mutex_lock(&ts->commit_lock);
+	pthread_mutex_lock(&p->lock);
+	err = ts->failed;
+	for (uint32_t i = 0; !err && i < nroots(ts); i++) {
+		const struct tree_root *r = root_get(ts, i);
+		uint64_t pg = r ? le64toh(r->page1) : 0;
+		uint8_t h[32];
+
+		if (!pg || !r->used || !blk_is_mod(&ts->bs, BLK_PAGES, pg - 1))
+			continue;
+		err = rehash(ts, pg - 1, le32toh(r->depth) - 1, h);
+		if (!err) {
+			struct tree_root *m = root_mut(ts, i);
+
+			if (m)
+				memcpy(m->hash, h, 32);
+			else
+				err = -ENOMEM;
+		}
+	}
+	if (err || !ts->bs.dirty) {
+		pthread_mutex_unlock(&p->lock);
+		pthread_mutex_unlock(&ts->commit_lock);
+		return err;
+	}
+	ts->hdr.gen++;
+	header_image(ts, &img);
+	{
+		uint8_t *b = blk_mut(&ts->bs, BLK_ROOTS, 0);
+
+		if (!b)
+			err = -ENOMEM;
+		else {
+			memset(b, 0, BLK_SIZE);
+			memcpy(b, &img, sizeof(img));
+		}
+	}
+	if (!err)
+		err = blk_capture(&ts->bs, ts->hdr.gen, &t);
+	if (err) {
+		ts->hdr.gen--;
+		pthread_mutex_unlock(&p->lock);
+		pthread_mutex_unlock(&ts->commit_lock);
+		return err;
+	}
+	for (size_t i = 0; i < t.n; i++) {
+		enum blk_file f = (enum blk_file)(t.keys[i] >> 56);
+
+		if (f == BLK_SREFS || f == BLK_PREFS)
+			pending_to_zero(t.img + i * BLK_SIZE);
+	}
+	sfree = ts->sfree;
+	pfree = ts->pfree;
+	memset(&ts->sfree, 0, sizeof(ts->sfree));
+	memset(&ts->pfree, 0, sizeof(ts->pfree));
+	pthread_mutex_unlock(&p->lock);
+
+	/* The chunks the new tree names must be durable before it is. */
+	if (fdatasync(p->data_fd) < 0)
+		err = -errno;
+	if (!err)
+		err = blk_commit_io(&ts->bs, &t);
+
+	pthread_mutex_lock(&p->lock);
+	blk_commit_done(&ts->bs, &t);
+	if (t.committed) {
+		pending_release(ts, BLK_SREFS, &sfree);
+		pending_release(ts, BLK_PREFS, &pfree);
+		ts->hdr.nfree_slots += sfree.n;
+		ts->hdr.nfree_pages += pfree.n;
+		ts->fresh_gen = ts->hdr.gen;
+		for (size_t i = 0; i < t.n; i++)
+			if (t.keys[i] == ((uint64_t)BLK_ROOTS << 56))
+				hash32(t.img + i * BLK_SIZE, BLK_SIZE, ts->fresh_hash);
+	} else {
+		/* Not durable: the frees wait for the next commit. */
+		ts->hdr.gen--;
+		for (size_t i = 0; i < sfree.n; i++)
+			(void)vec_push(&ts->sfree, sfree.v[i]);
+		for (size_t i = 0; i < pfree.n; i++)
+			(void)vec_push(&ts->pfree, pfree.v[i]);
+		sfree.n = 0;
+	}
+	pthread_mutex_unlock(&p->lock);
+	blk_txn_free(&t);
+	if (err && t.committed)
+		elog_printf(p->log, LOG_ERR, "pool %s: a committed change could not be written to its home files (%s); "
+			    "the journal holds it and the next open replays it", p->lineage_hex, evfs_strerror(err));
+	/* Give freed chunks' space back, one call per run. */
+	if (sfree.n) {
+		qsort(sfree.v, sfree.n, sizeof(uint64_t), cmp_u64);
+		for (size_t i = 0, run; i < sfree.n; i += run) {
+			for (run = 1; i + run < sfree.n && sfree.v[i + run] == sfree.v[i] + run; run++)
+				;
+			(void)pool_punch_run(p, sfree.v[i], run);
+		}
+	}
+	free(sfree.v);
+	free(pfree.v);
+	pthread_mutex_unlock(&ts->commit_lock);
+	return t.committed ? 0 : err;
+}
+
+uint64_t tree_dirty_bytes(struct pool *p)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&p->lock);
+	n = TS(p)->bs.dirty * BLK_SIZE;
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+void tree_fresh(struct pool *p, uint64_t *gen, uint8_t hash[static 32])
+{
+	pthread_mutex_lock(&p->lock);
+	*gen = TS(p)->fresh_gen;
+	memcpy(hash, TS(p)->fresh_hash, 32);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* ============================ pool files =============================== */
+
+int tree_pool_is_v2(int dir_fd)
+{
+	return faccessat(dir_fd, "roots", F_OK, 0) == 0;
+}
+
+int tree_pool_create(const char *pools_dir, const char *lineage, uint32_t chunk_size, int encrypted)
+{
+	uint8_t lin[CHUNK_LINEAGE_BYTES];
+	struct tree_state ts;
+	struct tree_hdr img;
+	struct blk_txn t;
+	char path[4096];
+	int dfd = -1, fd, err;
+
+	if (pool_lineage_parse(lineage, lin) < 0 || !chunk_size_valid(chunk_size))
+		return -EINVAL;
+	snprintf(path, sizeof(path), "%s/%s", pools_dir, lineage);
+	if (mkdir(path, 0700) < 0)
+		return -errno;
+	dfd = open(pools_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) < 0) {
+		err = -errno;
+		if (dfd >= 0)
+			close(dfd);
+		return err;
+	}
+	close(dfd);
+	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	fd = openat(dfd, "data", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err = -errno;
+		close(dfd);
+		return err;
+	}
+	close(fd);
+	/* The block files, written under temporary names; `roots` appearing
+	 * is what makes the directory a pool. */
+	memset(&ts, 0, sizeof(ts));
+	err = blk_open(&ts.bs, dfd, 1, ".new", NULL);
+	if (err) {
+		close(dfd);
+		return err;
+	}
+	memcpy(ts.hdr.magic, TREE_MAGIC, 8);
+	ts.hdr.chunk_size = chunk_size;
+	ts.hdr.encrypted = encrypted ? 1 : 0;
+	memcpy(ts.hdr.lineage, lin, sizeof(lin));
+	ts.hdr.gen = 1;
+	header_image(&ts, &img);
+	{
+		uint8_t *b = blk_mut(&ts.bs, BLK_ROOTS, 0);
+
+		err = b ? 0 : -ENOMEM;
+		if (b)
+			memcpy(b, &img, sizeof(img));
+	}
+	if (!err)
+		err = blk_capture(&ts.bs, 1, &t);
+	if (!err) {
+		err = blk_commit_io(&ts.bs, &t);
+		blk_txn_free(&t);
+	}
+	if (!err)
+		err = blk_checkpoint(&ts.bs);
+	blk_close(&ts.bs);
+	for (int f = BLK_NFILES; !err && f-- > 0;) {          /* roots last */
+		char from[64];
+
+		snprintf(from, sizeof(from), "%s.new", blk_file_names[f]);
+		if (renameat(dfd, from, dfd, blk_file_names[f]) < 0)
+			err = -errno;
+	}
+	if (!err && renameat(dfd, "journal.new", dfd, "journal") < 0)
+		err = -errno;
+	if (!err && fsync(dfd) < 0)
+		err = -errno;
+	close(dfd);
+	return err;
+}
+
+int tree_open(struct pool *p)
+{
+	struct tree_state *ts = calloc(1, sizeof(*ts));
+	struct tree_hdr h, want;
+	const uint8_t *b;
+	unsigned replayed = 0;
+	int err;
+
+	if (!ts)
+		return -ENOMEM;
+	pthread_mutex_init(&ts->commit_lock, NULL);
+	p->tree = ts;
+	err = blk_open(&ts->bs, p->dir_fd, 0, "", &replayed);
+	if (err) {
+		elog_printf(p->log, LOG_ERR, "pool %s: the block files of %s/%s cannot be opened (%s); restore them from a "
+			    "copy: the lineage's volumes, snapshots and images are refused until then", p->lineage_hex,
+			    p->pools_dir, p->lineage_hex, evfs_strerror(err));
+		p->tree = NULL;
+		free(ts);
+		return err == -ENOENT ? -EUCLEAN : err;
+	}
+	b = blk_get(&ts->bs, BLK_ROOTS, 0);
+	if (b)
+		memcpy(&h, b, sizeof(h));
+	want = h;
+	header_seal(&want);
+	if (!b || memcmp(h.magic, TREE_MAGIC, 8) != 0 || le32toh(h.version) != 2 ||
+	    sodium_memcmp(want.sum, h.sum, 32) != 0 || memcmp(h.lineage, p->lineage, CHUNK_LINEAGE_BYTES) != 0 ||
+	    !chunk_size_valid(le32toh(h.chunk_size))) {
+		elog_printf(p->log, LOG_ERR, "pool %s: header %s/%s/roots is damaged or not of this lineage; restore the "
+			    "pool from a copy: the lineage's volumes, snapshots and images are refused until then",
+			    p->lineage_hex, p->pools_dir, p->lineage_hex);
+		tree_close(p);
+		return -EUCLEAN;
+	}
+	hash32(b, BLK_SIZE, ts->fresh_hash);
+	ts->hdr = h;
+	ts->hdr.version = 2;
+	ts->hdr.chunk_size = le32toh(h.chunk_size);
+	ts->hdr.encrypted = le32toh(h.encrypted);
+	ts->hdr.root_blocks = le32toh(h.root_blocks);
+	ts->hdr.gen = ts->fresh_gen = le64toh(h.gen);
+	ts->hdr.nslots = le64toh(h.nslots);
+	ts->hdr.nfree_slots = le64toh(h.nfree_slots);
+	ts->hdr.npages = le64toh(h.npages);
+	ts->hdr.nfree_pages = le64toh(h.nfree_pages);
+	p->chunk_size = ts->hdr.chunk_size;
+	p->chunk_shift = (unsigned)__builtin_ctz(p->chunk_size);
+	p->encrypted = (int)ts->hdr.encrypted;
+	if (replayed)
+		elog_printf(p->log, LOG_INFO, "pool %s: replayed %u journal record(s) of an interrupted session",
+			    p->lineage_hex, replayed);
+	return 0;
+}
+
+void tree_close(struct pool *p)
+{
+	struct tree_state *ts = TS(p);
+
+	if (!ts)
+		return;
+	blk_close(&ts->bs);
+	pthread_mutex_destroy(&ts->commit_lock);
+	free(ts->sfree.v);
+	free(ts->pfree.v);
+	free(ts);
+	p->tree = NULL;
+}
