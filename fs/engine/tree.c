@@ -49,6 +49,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,11 @@ struct tree_state {
 	uint64_t scur, pcur;         /* next-fit cursors */
 	struct vec sfree, pfree;     /* freed in the open transaction (PENDING) */
 	int failed;                  /* allocation failure inside a change */
+	int failed_once;             /* path_mut: a page failed its check */
+	uint8_t *ok;                 /* pages checked against their parent's hash (bit per page) */
+	uint64_t okbits;
+	int bad_logged;
+	struct pool *pool;
 };
 
 static inline struct tree_state *TS(struct pool *p)
@@ -126,6 +132,58 @@ static int vec_push(struct vec *v, uint64_t x)
 static void hash32(const void *buf, size_t len, uint8_t out[32])
 {
 	crypto_generichash(out, 32, buf, len, NULL, 0);
+}
+
+/* ========================= authenticated pages ========================= */
+
+static int page_ok(const struct tree_state *ts, uint64_t pg)
+{
+	return pg < ts->okbits && (ts->ok[pg / 8] >> (pg % 8) & 1);
+}
+
+/* A page this process wrote or checked: it needs no check again. */
+static void page_mark_ok(struct tree_state *ts, uint64_t pg)
+{
+	if (pg >= ts->okbits) {
+		uint64_t bits = (pg + 1 > ts->okbits * 2 ? pg + 1 : ts->okbits * 2) + 4095;
+		uint8_t *n = realloc(ts->ok, (size_t)(bits / 8));
+
+		if (!n)
+			return;                  /* checked again next time */
+		memset(n + ts->okbits / 8, 0, (size_t)(bits / 8 - ts->okbits / 8));
+		ts->ok = n;
+		ts->okbits = bits / 8 * 8;
+	}
+	ts->ok[pg / 8] |= (uint8_t)(1u << (pg % 8));
+}
+
+/* Page pg, whose parent (interior entry or root record) names it with
+ * hash `want`: read and, on first use, checked against that hash, so a
+ * page altered or rolled back on disk is refused (NULL, -EUCLEAN in *err)
+ * instead of being read as entries or laundered by the next commit. */
+static const uint8_t *page_read(struct tree_state *ts, uint64_t pg, const uint8_t *want, int *err)
+{
+	const uint8_t *b = blk_get(&ts->bs, BLK_PAGES, pg);
+	uint8_t h[32];
+
+	if (!b) {
+		*err = -EIO;
+		return NULL;
+	}
+	if (page_ok(ts, pg))
+		return b;
+	hash32(b, BLK_SIZE, h);
+	if (sodium_memcmp(h, want, 32) != 0) {
+		if (!ts->bad_logged++)
+			elog_printf(ts->pool->log, LOG_ERR, "pool %s: map page %" PRIu64 " of %s/%s/pages does not match "
+				    "its parent's hash (altered or rolled back on disk); the chunks below it are refused: "
+				    "restore the pool from a copy", ts->pool->lineage_hex, pg, ts->pool->pools_dir,
+				    ts->pool->lineage_hex);
+		*err = -EUCLEAN;
+		return NULL;
+	}
+	page_mark_ok(ts, pg);
+	return b;
 }
 
 static unsigned depth_for(uint64_t size, uint32_t chunk_size)
@@ -233,29 +291,33 @@ static int page_alloc(struct tree_state *ts, uint64_t *pg)
 }
 
 /* A page reached zero: its children lose one count each. */
-static void page_unref(struct tree_state *ts, uint64_t pg, unsigned level)
+static void page_unref(struct tree_state *ts, uint64_t pg, const uint8_t *want, unsigned level)
 {
 	const uint8_t *b;
+	int err;
 
-	if (!ref_dec(ts, BLK_PREFS, pg))
+	/* A page that fails its check names nothing we trust: its
+	 * children keep their counts (a leak fsck reports). */
+	if (!page_read(ts, pg, want, &err) || !ref_dec(ts, BLK_PREFS, pg))
 		return;
-	b = blk_get(&ts->bs, BLK_PAGES, pg);
-	if (!b) {
-		ts->failed = -EIO;
-		return;
-	}
 	for (unsigned i = 0; i < TREE_FANOUT; i++) {
 		uint64_t c;
+		uint8_t h[32];
 
+		b = blk_get(&ts->bs, BLK_PAGES, pg);   /* the recursion may have remapped */
+		if (!b) {
+			ts->failed = -EIO;
+			return;
+		}
 		memcpy(&c, b + i * 64, 8);   /* slot1 / page1 alike */
+		memcpy(h, b + i * 64 + 8, 32);
 		c = le64toh(c);
 		if (!c)
 			continue;
 		if (level)
-			page_unref(ts, c - 1, level - 1);
+			page_unref(ts, c - 1, h, level - 1);
 		else
 			(void)ref_dec(ts, BLK_SREFS, c - 1);
-		b = blk_get(&ts->bs, BLK_PAGES, pg);   /* the recursion may have remapped */
 	}
 }
 
@@ -353,7 +415,7 @@ static void root_release_tree(struct tree_state *ts, const struct tree_root *r)
 	uint64_t pg = le64toh(r->page1);
 
 	if (pg)
-		page_unref(ts, pg - 1, le32toh(r->depth) - 1);
+		page_unref(ts, pg - 1, r->hash, le32toh(r->depth) - 1);
 }
 
 int tree_root_clone(struct pool *p, uint32_t src, const char *dst_id, uint64_t size, int replace)
@@ -492,6 +554,7 @@ int tree_extend(struct pool *p, uint32_t ri, uint64_t size)
 					err = -ENOMEM;
 					break;
 				}
+				page_mark_ok(ts, pg);
 				memset(b, 0, BLK_SIZE);
 				memcpy(b, &r->page1, 8);
 				memcpy(b + 8, r->hash, 32);
@@ -513,36 +576,45 @@ static unsigned child_of(uint64_t index, unsigned level)
 	return (unsigned)(index >> (TREE_SHIFT * level)) & (TREE_FANOUT - 1);
 }
 
-static void get_locked(struct tree_state *ts, uint32_t ri, uint64_t first, uint64_t n, struct tree_ent *out)
+static int get_locked(struct tree_state *ts, uint32_t ri, uint64_t first, uint64_t n, struct tree_ent *out)
 {
 	const struct tree_root *r = root_get(ts, ri);
+	const uint8_t *want;
 	uint64_t pg;
 	unsigned level;
+	int err = 0;
 
 	memset(out, 0, n * sizeof(*out));
 	if (!r)
-		return;
+		return -ENOENT;
 	pg = le64toh(r->page1);
+	want = r->hash;
 	level = le32toh(r->depth);
 	while (pg && level-- > 0) {
-		const uint8_t *b = blk_get(&ts->bs, BLK_PAGES, pg - 1);
+		const uint8_t *b = page_read(ts, pg - 1, want, &err);
+		const struct tree_ptr *c;
 
 		if (!b)
-			return;
+			return err;
 		if (level == 0) {
 			memcpy(out, b + child_of(first, 0) * sizeof(struct tree_ent), n * sizeof(*out));
-			return;
+			return 0;
 		}
-		memcpy(&pg, b + child_of(first, level) * sizeof(struct tree_ptr), 8);
-		pg = le64toh(pg);
+		c = (const struct tree_ptr *)b + child_of(first, level);
+		pg = le64toh(c->page1);
+		want = c->hash;
 	}
+	return 0;
 }
 
-void tree_get(struct pool *p, uint32_t ri, uint64_t first, uint64_t n, struct tree_ent *out)
+int tree_get(struct pool *p, uint32_t ri, uint64_t first, uint64_t n, struct tree_ent *out)
 {
+	int err;
+
 	pthread_mutex_lock(&p->lock);
-	get_locked(TS(p), ri, first, n, out);
+	err = get_locked(TS(p), ri, first, n, out);
 	pthread_mutex_unlock(&p->lock);
+	return err;
 }
 
 /* The leaf holding `index`, made private and modifiable: every page on
@@ -552,6 +624,7 @@ static uint8_t *path_mut(struct tree_state *ts, uint32_t ri, uint64_t index)
 	struct tree_root *r = root_mut(ts, ri);
 	uint8_t *ptr, *b = NULL;
 	unsigned level;
+	int err = 0;
 
 	if (!r)
 		return NULL;
@@ -561,14 +634,21 @@ static uint8_t *path_mut(struct tree_state *ts, uint32_t ri, uint64_t index)
 
 		memcpy(&cur, ptr, 8);
 		cur = le64toh(cur);
+		/* ptr + 8: the hash beside page1, in a root record and in an
+		 * interior entry alike. */
+		if (cur && !page_read(ts, cur - 1, ptr + 8, &err)) {
+			ts->failed_once = err;
+			return NULL;
+		}
 		if (!cur || ref_get(ts, BLK_PREFS, cur - 1) != 1) {
-			const uint8_t *src = cur ? blk_get(&ts->bs, BLK_PAGES, cur - 1) : NULL;
+			const uint8_t *src;
 
-			if ((cur && !src) || page_alloc(ts, &pg) < 0)
+			if (page_alloc(ts, &pg) < 0)
 				return NULL;
 			b = blk_mut(&ts->bs, BLK_PAGES, pg);
 			if (!b)
 				return NULL;
+			page_mark_ok(ts, pg);
 			if (!cur) {
 				memset(b, 0, BLK_SIZE);
 			} else {
@@ -616,14 +696,15 @@ int tree_set(struct pool *p, uint32_t ri, uint64_t first, uint64_t n, const stru
 		{
 			struct tree_ent cur[TREE_FANOUT];
 
-			get_locked(ts, ri, idx, run, cur);
+			err = get_locked(ts, ri, idx, run, cur);
 			for (uint64_t j = 0; j < run && !changed; j++)
 				changed = memcmp(&cur[j], &ents[k + j], sizeof(cur[j])) != 0;
 		}
-		if (changed) {
+		if (!err && changed) {
+			ts->failed_once = 0;
 			leaf = path_mut(ts, ri, idx);
 			if (!leaf) {
-				err = ts->failed ? ts->failed : -ENOMEM;
+				err = ts->failed ? ts->failed : ts->failed_once ? ts->failed_once : -ENOMEM;
 				break;
 			}
 			for (uint64_t j = 0; j < run; j++) {
@@ -663,11 +744,12 @@ void tree_slots_release_new(struct pool *p, const uint64_t *slots, uint64_t n)
 }
 
 /* First index >= from under page pg (level `level`, covering base...). */
-static int seek_rec(struct tree_state *ts, uint64_t pg1, unsigned level, uint64_t base, uint64_t from,
-		    int want_data, uint64_t *out)
+static int seek_rec(struct tree_state *ts, uint64_t pg1, const uint8_t *want, unsigned level, uint64_t base,
+		    uint64_t from, int want_data, uint64_t *out)
 {
 	uint64_t span = 1ull << (TREE_SHIFT * level);     /* chunks per child */
 	const uint8_t *b;
+	int err;
 
 	if (!pg1) {
 		if (want_data)
@@ -675,11 +757,15 @@ static int seek_rec(struct tree_state *ts, uint64_t pg1, unsigned level, uint64_
 		*out = from > base ? from : base;
 		return 1;
 	}
-	b = blk_get(&ts->bs, BLK_PAGES, pg1 - 1);
-	if (!b)
-		return 0;
+	b = page_read(ts, pg1 - 1, want, &err);
+	if (!b) {
+		/* Unreadable: call it data, so the read there reports it. */
+		*out = from > base ? from : base;
+		return 1;
+	}
 	for (unsigned i = 0; i < TREE_FANOUT; i++) {
 		uint64_t cb = base + i * span, c;
+		uint8_t h[32];
 
 		if (cb + span <= from)
 			continue;
@@ -692,7 +778,8 @@ static int seek_rec(struct tree_state *ts, uint64_t pg1, unsigned level, uint64_
 			}
 			continue;
 		}
-		if (seek_rec(ts, c, level - 1, cb, from, want_data, out))
+		memcpy(h, b + i * 64 + 8, 32);
+		if (seek_rec(ts, c, h, level - 1, cb, from, want_data, out))
 			return 1;
 		b = blk_get(&ts->bs, BLK_PAGES, pg1 - 1);
 	}
@@ -707,7 +794,7 @@ uint64_t tree_seek(struct pool *p, uint32_t ri, uint64_t from, uint64_t nchunks,
 
 	pthread_mutex_lock(&p->lock);
 	r = root_get(ts, ri);
-	if (r && !seek_rec(ts, le64toh(r->page1), le32toh(r->depth) - 1, 0, from, want_data, &at))
+	if (r && !seek_rec(ts, le64toh(r->page1), r->hash, le32toh(r->depth) - 1, 0, from, want_data, &at))
 		at = nchunks;
 	pthread_mutex_unlock(&p->lock);
 	return at < nchunks ? at : nchunks;
@@ -723,7 +810,7 @@ int tree_foreach(struct pool *p, uint32_t ri, int (*cb)(void *ctx, uint64_t inde
 	while (!err && (idx = tree_seek(p, ri, idx, n, 1)) < n) {
 		uint64_t leaf = idx & ~(uint64_t)(TREE_FANOUT - 1), cnt = n - leaf < TREE_FANOUT ? n - leaf : TREE_FANOUT;
 
-		tree_get(p, ri, leaf, cnt, ents);
+		err = tree_get(p, ri, leaf, cnt, ents);
 		for (uint64_t j = idx - leaf; j < cnt && !err; j++)
 			if (ents[j].slot1)
 				err = cb(ctx, leaf + j, &ents[j]);
@@ -733,10 +820,11 @@ int tree_foreach(struct pool *p, uint32_t ri, int (*cb)(void *ctx, uint64_t inde
 }
 
 /* Exclusive: reached through pages counted once and itself counted once. */
-static void stats_rec(struct tree_state *ts, uint64_t pg1, unsigned level, int shared, uint64_t *chunks,
-		      uint64_t *excl)
+static void stats_rec(struct tree_state *ts, uint64_t pg1, const uint8_t *want, unsigned level, int shared,
+		      uint64_t *chunks, uint64_t *excl)
 {
-	const uint8_t *b = blk_get(&ts->bs, BLK_PAGES, pg1 - 1);
+	int err;
+	const uint8_t *b = page_read(ts, pg1 - 1, want, &err);
 
 	shared |= ref_get(ts, BLK_PREFS, pg1 - 1) != 1;
 	for (unsigned i = 0; b && i < TREE_FANOUT; i++) {
@@ -747,7 +835,10 @@ static void stats_rec(struct tree_state *ts, uint64_t pg1, unsigned level, int s
 		if (!c)
 			continue;
 		if (level) {
-			stats_rec(ts, c, level - 1, shared, chunks, excl);
+			uint8_t h[32];
+
+			memcpy(h, b + i * 64 + 8, 32);
+			stats_rec(ts, c, h, level - 1, shared, chunks, excl);
 			b = blk_get(&ts->bs, BLK_PAGES, pg1 - 1);
 		} else {
 			(*chunks)++;
@@ -765,7 +856,7 @@ int tree_stats(struct pool *p, uint32_t ri, uint64_t *chunks, uint64_t *exclusiv
 	pthread_mutex_lock(&p->lock);
 	r = root_get(ts, ri);
 	if (r && le64toh(r->page1))
-		stats_rec(ts, le64toh(r->page1), le32toh(r->depth) - 1, 0, chunks, exclusive);
+		stats_rec(ts, le64toh(r->page1), r->hash, le32toh(r->depth) - 1, 0, chunks, exclusive);
 	pthread_mutex_unlock(&p->lock);
 	return r ? 0 : -ENOENT;
 }
@@ -798,18 +889,24 @@ static void header_seal(struct tree_hdr *h)
 
 /* The on-disk header for this commit: counts little-endian, PENDING
  * entries counted free (they are, once the commit is durable). */
-static void header_image(struct tree_state *ts, struct tree_hdr *out)
+/* BLAKE2b-256 over the root record blocks: the header binds them. */
+static void roots_digest(struct tree_state *ts, uint8_t out[32])
 {
 	crypto_generichash_state st;
 
-	*out = ts->hdr;
 	crypto_generichash_init(&st, NULL, 0, 32);
 	for (uint32_t b = 0; b < ts->hdr.root_blocks; b++) {
 		const uint8_t *blk = blk_get(&ts->bs, BLK_ROOTS, 1 + b);
 
 		crypto_generichash_update(&st, blk ? blk : (const uint8_t *)"", blk ? BLK_SIZE : 0);
 	}
-	crypto_generichash_final(&st, out->roots_hash, 32);
+	crypto_generichash_final(&st, out, 32);
+}
+
+static void header_image(struct tree_state *ts, struct tree_hdr *out)
+{
+	*out = ts->hdr;
+	roots_digest(ts, out->roots_hash);
 	out->version = htole32(2);
 	out->chunk_size = htole32(ts->hdr.chunk_size);
 	out->encrypted = htole32(ts->hdr.encrypted);
@@ -927,6 +1024,16 @@ int tree_commit(struct pool *p)
 		err = -errno;
 	if (!err)
 		err = blk_commit_io(&ts->bs, &t);
+	/* Give freed chunks' space back, one call per run, while their
+	 * counts still say PENDING: no writer can have taken one yet. */
+	if (t.committed && sfree.n) {
+		qsort(sfree.v, sfree.n, sizeof(uint64_t), cmp_u64);
+		for (size_t i = 0, run; i < sfree.n; i += run) {
+			for (run = 1; i + run < sfree.n && sfree.v[i + run] == sfree.v[i] + run; run++)
+				;
+			(void)pool_punch_run(p, sfree.v[i], run);
+		}
+	}
 
 	pthread_mutex_lock(&p->lock);
 	blk_commit_done(&ts->bs, &t);
@@ -953,15 +1060,6 @@ int tree_commit(struct pool *p)
 	if (err && t.committed)
 		elog_printf(p->log, LOG_ERR, "pool %s: a committed change could not be written to its home files (%s); "
 			    "the journal holds it and the next open replays it", p->lineage_hex, evfs_strerror(err));
-	/* Give freed chunks' space back, one call per run. */
-	if (sfree.n) {
-		qsort(sfree.v, sfree.n, sizeof(uint64_t), cmp_u64);
-		for (size_t i = 0, run; i < sfree.n; i += run) {
-			for (run = 1; i + run < sfree.n && sfree.v[i + run] == sfree.v[i] + run; run++)
-				;
-			(void)pool_punch_run(p, sfree.v[i], run);
-		}
-	}
 	free(sfree.v);
 	free(pfree.v);
 	pthread_mutex_unlock(&ts->commit_lock);
@@ -1081,6 +1179,7 @@ int tree_open(struct pool *p)
 	if (!ts)
 		return -ENOMEM;
 	pthread_mutex_init(&ts->commit_lock, NULL);
+	ts->pool = p;
 	p->tree = ts;
 	err = blk_open(&ts->bs, p->dir_fd, 0, "", &replayed);
 	if (err) {
@@ -1119,6 +1218,19 @@ int tree_open(struct pool *p)
 	p->chunk_size = ts->hdr.chunk_size;
 	p->chunk_shift = (unsigned)__builtin_ctz(p->chunk_size);
 	p->encrypted = (int)ts->hdr.encrypted;
+	{
+		uint8_t rh[32];
+
+		roots_digest(ts, rh);
+		if (sodium_memcmp(rh, h.roots_hash, 32) != 0) {
+			elog_printf(p->log, LOG_ERR, "pool %s: the root records of %s/%s/roots do not match the header "
+				    "(altered or rolled back on disk); restore the pool from a copy: the lineage's "
+				    "volumes, snapshots and images are refused until then", p->lineage_hex, p->pools_dir,
+				    p->lineage_hex);
+			tree_close(p);
+			return -EUCLEAN;
+		}
+	}
 	if (replayed)
 		elog_printf(p->log, LOG_INFO, "pool %s: replayed %u journal record(s) of an interrupted session",
 			    p->lineage_hex, replayed);
@@ -1135,6 +1247,7 @@ void tree_close(struct pool *p)
 	pthread_mutex_destroy(&ts->commit_lock);
 	free(ts->sfree.v);
 	free(ts->pfree.v);
+	free(ts->ok);
 	free(ts);
 	p->tree = NULL;
 }

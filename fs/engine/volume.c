@@ -161,14 +161,21 @@ static void chunk_failed(struct vol *v, uint64_t index, int err)
 
 /* Format 2: the entries of chunks [first, first+count) into sc->old
  * (slot + 1, 0 for a hole) and their tags into sc->otags. */
-static void ents_load(struct vol *v, struct scratch *sc, uint64_t first, uint64_t count)
+static int ents_load(struct vol *v, struct scratch *sc, uint64_t first, uint64_t count)
 {
 	for (uint64_t k = 0; k < count;) {
 		uint64_t idx = first + k, run = TREE_FANOUT - (idx & (TREE_FANOUT - 1));
+		int err;
 
 		if (run > count - k)
 			run = count - k;
-		tree_get(v->pool, v->root, idx, run, sc->tents + k);
+		err = tree_get(v->pool, v->root, idx, run, sc->tents + k);
+		if (err) {
+			/* A map page failed its check: every chunk it covers
+			 * is refused, none reads as a hole. */
+			chunk_failed(v, idx, err);
+			return err;
+		}
 		for (uint64_t j = k; j < k + run; j++) {
 			sc->old[j] = le64toh(sc->tents[j].slot1);
 			if (sc->old[j])
@@ -176,6 +183,7 @@ static void ents_load(struct vol *v, struct scratch *sc, uint64_t first, uint64_
 		}
 		k += run;
 	}
+	return 0;
 }
 
 /* The tag of the chunk in `slot`, entry k of the pass. */
@@ -211,7 +219,7 @@ static ssize_t read_locked(struct vol *v, struct scratch *sc, uint8_t *buf, size
 	chunk_range(off, len, cs, &first, &count);
 	stripes_lock(v, first, count, 0);
 	if (p->version == 2)
-		ents_load(v, sc, first, count);
+		err = ents_load(v, sc, first, count);
 	for (uint64_t k = 0; k < count && !err;) {
 		uint64_t idx = first + k, in_buf, e, run = 1;
 		uint32_t in_chunk, n;
@@ -475,7 +483,7 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 		memset(sc->nonces, 0, count * CHUNK_NONCE_BYTES);
 	stripes_lock(v, first, count, 1);
 	if (p->version == 2)
-		ents_load(v, sc, first, count);
+		err = ents_load(v, sc, first, count);
 	for (uint64_t k = 0; k < count && !err; k++) {
 		uint64_t idx = first + k, in_buf;
 		uint32_t in_chunk, n;
@@ -761,8 +769,8 @@ int vol_chunk_load(struct vol *v, uint64_t index, uint8_t *cipher, struct chunk_
 	if (v->pool->version == 2) {
 		struct tree_ent te;
 
-		tree_get(v->pool, v->root, index, 1, &te);
-		e = le64toh(te.slot1);
+		err = tree_get(v->pool, v->root, index, 1, &te);
+		e = err ? 0 : le64toh(te.slot1);
 		if (e) {
 			err = pool_chunk_load(v->pool, e - 1, cipher);
 			tree_ent_tag(&te, index, tag);
@@ -801,8 +809,8 @@ static int chunks_foreach_v2(struct vol *v, int (*cb)(void *ctx, uint64_t index,
 			struct tree_ent te;
 
 			stripes_lock(v, idx, 1, 0);
-			tree_get(v->pool, v->root, idx, 1, &te);
-			if (te.slot1)
+			err = tree_get(v->pool, v->root, idx, 1, &te);
+			if (!err && te.slot1)
 				err = cb(ctx, idx, le64toh(te.slot1) - 1);
 			stripes_unlock(v, idx, 1);
 		}

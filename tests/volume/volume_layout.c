@@ -149,7 +149,8 @@ START_TEST(test_huge_size)
 	}
 	if (r == 0) {
 		ck_assert_int_eq(vol_attach(v, NULL), 0);
-		for (uint64_t off = 0; off < UINT64_MAX / 2; off = off ? off << 10 : 4096) {
+		/* 0, 4 KiB, 4 MiB, ... 4 EiB: stop before the shift wraps. */
+		for (uint64_t off = 0; off < UINT64_MAX / 2; off = off > (UINT64_MAX >> 11) ? UINT64_MAX : off ? off << 10 : 4096) {
 			ck_assert_int_eq(vol_write(v, buf, sizeof(buf), off), (ssize_t)sizeof(buf));
 			memset(got, 0, sizeof(got));
 			ck_assert_int_eq(vol_read(v, got, sizeof(got), off), (ssize_t)sizeof(got));

@@ -13,7 +13,7 @@
 #define TREE_MAGIC "EVFSPL2"
 #define TREE_FANOUT 64u
 #define TREE_SHIFT 6u
-#define TREE_MAX_DEPTH 8u
+#define TREE_MAX_DEPTH 10u      /* 2^60 chunks: any size at 4 KiB chunks */
 #define TREE_ROOT_NONE UINT32_MAX
 
 /* A leaf entry: where chunk i lives and how it was sealed.  The nonce and
@@ -64,7 +64,7 @@ int tree_extend(struct pool *p, uint32_t ri, uint64_t size);
 int tree_root_list(struct pool *p, int (*cb)(void *ctx, const char *id), void *ctx);
 
 /* Entries of chunks [first, first+n) of map ri, n within one leaf. */
-void tree_get(struct pool *p, uint32_t ri, uint64_t first, uint64_t n, struct tree_ent *out);
+int tree_get(struct pool *p, uint32_t ri, uint64_t first, uint64_t n, struct tree_ent *out);
 /* Store entries (slot1 0: hole); old slots lose a reference.  The new
  * slots come from tree_slots_alloc (counted 1 each). */
 int tree_set(struct pool *p, uint32_t ri, uint64_t first, uint64_t n, const struct tree_ent *ents);
