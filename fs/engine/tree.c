@@ -1243,6 +1243,11 @@ void tree_close(struct pool *p)
 
 	if (!ts)
 		return;
+	/* A clean close (every change in the home files) empties the
+	 * journal: the home files alone are the pool, for a copy or a
+	 * backup of the directory. */
+	if (!ts->bs.dirty && !ts->bs.tab_n && ts->bs.jfd >= 0 && ts->bs.jtail)
+		(void)blk_checkpoint(&ts->bs);
 	blk_close(&ts->bs);
 	pthread_mutex_destroy(&ts->commit_lock);
 	free(ts->sfree.v);

@@ -72,6 +72,13 @@ static Suite *volume_suite(void)
 	volume_add_crash(tc);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
+
+	if (fx_format() == 2) {             /* ctest volume_v2 */
+		tc = tcase_create("format2");
+		volume_add_v2(tc);
+		tcase_set_timeout(tc, 120);
+		suite_add_tcase(s, tc);
+	}
 	return s;
 }
 

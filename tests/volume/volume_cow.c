@@ -115,6 +115,7 @@ START_TEST(test_clone_thin)
 	int64_t blocks[2];
 	uint8_t *buf = xmalloc(piece), got[4096];
 
+	FX_FORMAT1_ONLY("clones share pages: test_v2_clone_is_o1");
 	fx_init(&f, _i);
 	for (int i = 0; i < 2; i++) {
 		struct vol *v;

@@ -113,6 +113,7 @@ START_TEST(test_discard_punch_after_sync)
 	uint64_t seed = 5, s0;
 	struct vol *v;
 
+	FX_FORMAT1_ONLY("one journal commit orders data, tree and counts: test_v2_replay");
 	fx_init(&f, _i);
 	fx_path(&f, 0, "data", data, sizeof(data));
 	fx_map_path(&f, 0, "vol1", map, sizeof(map));
@@ -186,6 +187,7 @@ START_TEST(test_shared_slot_waits_for_every_map)
 	struct vol *v1, *v2;
 	uint64_t seed = 9, x;
 
+	FX_FORMAT1_ONLY("one journal commit orders data, tree and counts: test_v2_replay");
 	fx_init(&f, _i);
 	fx_map_path(&f, 0, "vol2", map2, sizeof(map2));
 	fx_create(&f, 0, "vol1", MiB);
@@ -224,6 +226,7 @@ START_TEST(test_delete_and_clone_sync)
 	struct vol *v1, *s;
 	uint64_t seed = 13;
 
+	FX_FORMAT1_ONLY("one journal commit orders data, tree and counts: test_v2_replay");
 	fx_init(&f, _i);
 	fx_map_path(&f, 0, "vol1", map1, sizeof(map1));
 	fx_path(&f, 0, "data", data, sizeof(data));

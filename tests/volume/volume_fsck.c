@@ -100,6 +100,7 @@ START_TEST(test_clean_and_counts)
 	struct engine_pool_report r;
 	uint8_t ref[8 * 4096];
 
+	FX_FORMAT1_ONLY("fsck of format 2 pools is not written yet");
 	setup(&f, _i, ref);
 	ck_assert_int_eq(engine_map_clone(f.e, f.lhex[0], "vol1", "snap1", 0, 0), 0);
 	ck_assert_int_eq(pool_check(&f, &s, &r), 0);
@@ -124,6 +125,7 @@ START_TEST(test_bad_chunk_quarantine)
 	char data[PATH_MAX + 64];
 	struct vol *v;
 
+	FX_FORMAT1_ONLY("fsck of format 2 pools is not written yet");
 	setup(&f, _i, ref);
 	fx_path(&f, 0, "data", data, sizeof(data));
 	file_flip(data, fx_slot(&f, 0, "vol1", 5) * 4096 + 33, 0x10);
@@ -163,6 +165,7 @@ START_TEST(test_leak_reclaim)
 	int64_t blocks;
 	struct vol *v;
 
+	FX_FORMAT1_ONLY("fsck of format 2 pools is not written yet");
 	setup(&f, _i, ref);
 	fx_path(&f, 0, "data", data, sizeof(data));
 	slot = fx_slot(&f, 0, "vol1", 6);
@@ -196,6 +199,7 @@ START_TEST(test_bad_entries)
 	uint64_t s1, s2;
 	char data[PATH_MAX + 64];
 
+	FX_FORMAT1_ONLY("fsck of format 2 pools is not written yet");
 	setup(&f, _i, ref);
 	s1 = fx_slot(&f, 0, "vol1", 1);
 	s2 = fx_slot(&f, 0, "vol1", 2);
@@ -235,6 +239,7 @@ START_TEST(test_open_pool_slot_free)
 	uint64_t old;
 	struct vol *v;
 
+	FX_FORMAT1_ONLY("fsck of format 2 pools is not written yet");
 	setup(&f, _i, ref);
 	v = fx_open(&f, "vol1", 1);
 	old = fx_slot(&f, 0, "vol1", 0);
@@ -261,6 +266,7 @@ START_TEST(test_files)
 	char path[PATH_MAX + 128];
 	int fd;
 
+	FX_FORMAT1_ONLY("fsck of format 2 pools is not written yet");
 	setup(&f, 1, ref);
 	/* An interrupted clone's temporary file: reported, then removed. */
 	snprintf(path, sizeof(path), "%s/%s/maps/.tmp-snapX.map", f.pools, f.lhex[0]);

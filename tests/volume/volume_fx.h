@@ -89,6 +89,15 @@ void fx_map_path(struct fx *f, int li, const char *id, char *out, size_t n);
 void fx_create(struct fx *f, int li, const char *id, uint64_t size);
 struct vol *fx_open_li(struct fx *f, int li, const char *id, int writable);
 struct vol *fx_open(struct fx *f, const char *id, int writable);
+/* The pool format under test: EVFS_TEST_FORMAT (ctest volume_v2), else 1. */
+int fx_format(void);
+/* Under format 2, a test of format 1's files says so and returns 1. */
+int fx_format1_only(const char *test, const char *instead);
+#define FX_FORMAT1_ONLY(instead)                     \
+	do {                                         \
+		if (fx_format1_only(__func__, instead)) \
+			return;                      \
+	} while (0)
 uint64_t fx_map_entry(struct fx *f, int li, const char *id, uint64_t index);
 uint64_t fx_slot(struct fx *f, int li, const char *id, uint64_t index);
 void xwrite(struct vol *v, const void *buf, size_t len, uint64_t off);
@@ -106,6 +115,7 @@ void volume_add_concurrency(TCase *tc);    /* concurrency (volume_concurrency.c)
 void volume_add_par(TCase *tc);            /* concurrency (volume_par.c) */
 void volume_add_persistence(TCase *tc);    /* persistence (volume_persistence.c) */
 void volume_add_fsck(TCase *tc);           /* fsck (volume_fsck.c) */
-void volume_add_crash(TCase *tc);          /* crash (volume_crash.c): power-cut ordering */
+void volume_add_crash(TCase *tc);
+void volume_add_v2(TCase *tc);             /* format2 (volume_v2.c), format 2 runs only */          /* crash (volume_crash.c): power-cut ordering */
 
 #endif

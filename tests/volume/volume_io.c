@@ -525,6 +525,7 @@ START_TEST(test_map_write_cut_short)
 	struct vol *v;
 	ssize_t r;
 
+	FX_FORMAT1_ONLY("a failed commit: test_v2_commit_cut_short");
 	fx_init(&f, _i);
 	fx_create(&f, 0, "vol1", size);
 	v = fx_open(&f, "vol1", 1);
@@ -591,6 +592,7 @@ START_TEST(test_discard_thin_range)
 	int64_t b0;
 	struct vol *v;
 
+	FX_FORMAT1_ONLY("map pages are blocks of one pages file");
 	fx_init(&f, _i);
 	fx_create(&f, 0, "vol1", GiB);
 	fx_map_path(&f, 0, "vol1", map, sizeof(map));

@@ -159,6 +159,7 @@ START_TEST(test_far_slot)
 	uint64_t seed = 95;
 	uint8_t ent[8];
 
+	FX_FORMAT1_ONLY("no tags file");
 	fx_init(&f, _i);
 	fx_path(&f, 0, "data", data, sizeof(data));
 	fx_path(&f, 0, "tags", tags, sizeof(tags));
@@ -275,6 +276,7 @@ START_TEST(test_stray_temporary)
 	struct stat st;
 	uint64_t seed = 91;
 
+	FX_FORMAT1_ONLY("no temporary map files");
 	fx_init(&f, _i);
 	fx_create(&f, 0, "vol1", MiB);
 	v = fx_open(&f, "vol1", 1);

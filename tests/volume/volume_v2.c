@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: MIT
+/*
+ * volume_v2.c - what only format 2 promises (tcase "format2", registered
+ * when EVFS_TEST_FORMAT=2: ctest volume_v2).
+ *
+ * The rest of the suite runs unchanged on format 2 pools and asserts the
+ * same behaviour as on format 1; these tests look at what format 2 adds:
+ * a clone costs a root record, not a copy of the map; every map page is
+ * bound by hash to its parent and the root records to the header, so a
+ * page altered or rolled back on disk is refused rather than read; one
+ * journal commit makes data, tree and counts durable together, so a
+ * process that dies after vol_sync() loses nothing and a commit the
+ * file system cuts short changes nothing on disk.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "volume_fx.h"
+
+/* Bytes the pool's metadata (home block files, journal apart) take on disk. */
+static int64_t meta_blocks(struct fx *f)
+{
+	static const char *const names[] = { "pages", "srefs", "prefs", "roots" };
+	char path[PATH_MAX + 128];
+	int64_t n = 0;
+
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		fx_path(f, 0, names[i], path, sizeof(path));
+		n += file_blocks(path);
+	}
+	return n * 512;
+}
+
+/*
+ * Twenty snapshots of a volume with 32 MiB of data: each costs a root
+ * record (no page, no chunk), so the metadata does not grow with them;
+ * one chunk written to the origin afterwards copies one path of pages
+ * (depth pages), not the map; deleting the snapshots frees no chunk the
+ * origin still names.
+ */
+START_TEST(test_v2_clone_is_o1)
+{
+	struct fx f;
+	const uint64_t size = 1 * GiB, data = 32 * MiB;
+	uint8_t *buf = xmalloc(data), got[4096];
+	char data_path[PATH_MAX + 128], id[32];
+	uint64_t seed = 77;
+	int64_t m0, m1, m2, d0, d1;
+	struct vol *v;
+
+	fx_init(&f, _i);
+	fx_create(&f, 0, "vol1", size);
+	v = fx_open(&f, "vol1", 1);
+	rnd_fill(&seed, buf, data);
+	xwrite(v, buf, data, 0);
+	ck_assert_int_eq(vol_sync(v), 0);
+	fx_path(&f, 0, "data", data_path, sizeof(data_path));
+	m0 = meta_blocks(&f);
+	d0 = file_blocks(data_path);
+	for (int i = 0; i < 20; i++) {
+		snprintf(id, sizeof(id), "snap%02d", i);
+		ck_assert_int_eq(engine_map_clone(f.e, f.lhex[0], "vol1", id, 0, 0), 0);
+	}
+	ck_assert_int_eq(vol_sync(v), 0);
+	m1 = meta_blocks(&f);
+	d1 = file_blocks(data_path);
+	printf("format 2 clone (%s): metadata %lld KiB -> %lld KiB after 20 snapshots of %llu MiB written\n",
+	       _i ? "encrypted" : "plain", (long long)m0 / 1024, (long long)m1 / 1024,
+	       (unsigned long long)(data / MiB));
+	ck_assert_int_eq(d1, d0);                       /* no chunk copied */
+	ck_assert_int_le(m1 - m0, 8 * 1024);            /* root records, no map copy */
+	{
+		struct engine_map_stats st = fx_stats(&f, 0, "snap07");
+
+		ck_assert_uint_eq(st.chunks, data / f.cs);
+		ck_assert_uint_eq(st.exclusive, 0);     /* all shared with vol1 and the others */
+	}
+	/* One chunk in the origin: one path of pages shadowed. */
+	xwrite(v, buf + 4096, 4096, 0);
+	ck_assert_int_eq(vol_sync(v), 0);
+	m2 = meta_blocks(&f);
+	ck_assert_int_le(m2 - m1, 256 * 1024);
+	{
+		struct vol *s = fx_open(&f, "snap07", 0);
+
+		xread(s, got, sizeof(got), 0);
+		ck_assert_mem_eq(got, buf, sizeof(got));        /* the snapshot kept the old chunk */
+		engine_vol_close(s);
+	}
+	for (int i = 0; i < 20; i++) {
+		snprintf(id, sizeof(id), "snap%02d", i);
+		ck_assert_int_eq(engine_map_delete(f.e, f.lhex[0], id), 0);
+	}
+	ck_assert_int_eq(vol_sync(v), 0);
+	/* Only chunk 0's old copy is gone; vol1 reads as written. */
+	ck_assert_int_ge(file_blocks(data_path), d0 - 2 * (int64_t)(f.cs / 512));
+	xread(v, got, sizeof(got), 0);
+	ck_assert_mem_eq(got, buf + 4096, sizeof(got));
+	xread(v, got, sizeof(got), data - 4096);
+	ck_assert_mem_eq(got, buf + data - 4096, sizeof(got));
+	engine_vol_close(v);
+	free(buf);
+	fx_fini(&f);
+}
+END_TEST
+
+/* Write, sync and close; returns the data written (cs bytes at chunk 3). */
+static void write_closed(struct fx *f, uint8_t *buf, size_t n)
+{
+	struct vol *v;
+	uint64_t seed = 99;
+
+	fx_create(f, 0, "vol1", 64 * MiB);
+	v = fx_open(f, "vol1", 1);
+	rnd_fill(&seed, buf, n);
+	xwrite(v, buf, n, 0);
+	ck_assert_int_eq(vol_sync(v), 0);
+	engine_vol_close(v);
+	fx_engine_stop(f);
+}
+
+/*
+ * A map page altered on disk (one bit of the pages file, where the leaf
+ * names chunk 0) is refused: the read fails with -EUCLEAN instead of
+ * returning zeros or another chunk, and the log names the file.
+ */
+START_TEST(test_v2_tamper_page)
+{
+	struct fx f;
+	uint8_t buf[4 * 4096], got[4096];
+	char path[PATH_MAX + 128];
+	int64_t npages;
+	struct vol *v;
+
+	fx_init(&f, _i);
+	write_closed(&f, buf, sizeof(buf));
+	fx_path(&f, 0, "pages", path, sizeof(path));
+	npages = file_size(path) / 4096;
+	ck_assert_int_ge(npages, 1);
+	/* Every page in use holds chunk 0's path: flip a bit of each one's
+	 * first entry. */
+	for (int64_t pg = 0; pg < npages; pg++)
+		file_flip(path, (uint64_t)pg * 4096 + 1, 0x01);
+	fx_engine_start(&f);
+	v = fx_open(&f, "vol1", 1);
+	ck_assert_int_eq(vol_read(v, got, sizeof(got), 0), -EUCLEAN);
+	ck_assert_int_eq(vol_write(v, got, sizeof(got), 0), -EUCLEAN);
+	ck_assert(log_has(&f, "does not match its parent's hash"));
+	engine_vol_close(v);
+	/* Put the bits back: the pool reads as written (nothing was
+	 * committed over the damage). */
+	fx_engine_stop(&f);
+	for (int64_t pg = 0; pg < npages; pg++)
+		file_flip(path, (uint64_t)pg * 4096 + 1, 0x01);
+	fx_engine_start(&f);
+	v = fx_open(&f, "vol1", 0);
+	xread(v, got, sizeof(got), 4096);
+	ck_assert_mem_eq(got, buf + 4096, sizeof(got));
+	engine_vol_close(v);
+	fx_fini(&f);
+}
+END_TEST
+
+/* A root record altered on disk: the pool is refused as a whole. */
+START_TEST(test_v2_tamper_roots)
+{
+	struct fx f;
+	uint8_t buf[4096];
+	char path[PATH_MAX + 128];
+	struct vol *v = NULL;
+
+	fx_init(&f, _i);
+	write_closed(&f, buf, sizeof(buf));
+	fx_path(&f, 0, "roots", path, sizeof(path));
+	file_flip(path, 4096 + 60, 0x80);              /* root record 0: its size */
+	fx_engine_start(&f);
+	ck_assert_int_eq(engine_vol_open(&v, f.e, f.lhex[0], "vol1", 1), -EUCLEAN);
+	ck_assert(log_has(&f, "do not match the header"));
+	fx_fini(&f);
+}
+END_TEST
+
+/*
+ * A process that dies right after vol_sync() (here: a child that
+ * _exit()s without closing anything) leaves a journal the next open
+ * replays: every synced write reads back; chunks written after the last
+ * sync read old or new, never anything else.
+ */
+START_TEST(test_v2_replay)
+{
+	struct fx f;
+	const size_t n = 2 * MiB;
+	uint8_t *a = xmalloc(n), *b = xmalloc(n), *got = xmalloc(n);
+	uint64_t seed = 5;
+	pid_t pid;
+	int st;
+	struct vol *v;
+
+	fx_init(&f, _i);
+	fx_create(&f, 0, "vol1", 16 * MiB);
+	rnd_fill(&seed, a, n);
+	rnd_fill(&seed, b, n);
+	fx_engine_stop(&f);                 /* the child is the pool's only user */
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		fx_engine_start(&f);
+		v = fx_open(&f, "vol1", 1);
+		if (vol_write(v, a, n, 0) != (ssize_t)n || vol_sync(v) != 0)
+			_exit(2);
+		if (engine_map_clone(f.e, f.lhex[0], "vol1", "snap", 0, 0) != 0 || vol_sync(v) != 0)
+			_exit(3);
+		if (vol_write(v, b, n, 0) != (ssize_t)n)   /* not synced */
+			_exit(4);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+	fx_engine_start(&f);
+	v = fx_open(&f, "snap", 0);
+	xread(v, got, n, 0);
+	ck_assert_msg(memcmp(got, a, n) == 0, "the synced snapshot lost data");
+	engine_vol_close(v);
+	v = fx_open(&f, "vol1", 0);
+	xread(v, got, n, 0);
+	for (size_t off = 0; off < n; off += f.cs)
+		ck_assert_msg(memcmp(got + off, a + off, f.cs) == 0 || memcmp(got + off, b + off, f.cs) == 0,
+			      "chunk at %zu reads neither its synced nor its later content", off);
+	engine_vol_close(v);
+	ck_assert(log_has(&f, "replayed"));
+	free(a);
+	free(b);
+	free(got);
+	fx_fini(&f);
+}
+END_TEST
+
+/*
+ * A commit the file system cuts short (RLIMIT_FSIZE stops the journal
+ * write; ENOSPC on a full disk alike): vol_sync() reports it, the
+ * volume keeps serving what was written, and the next vol_sync() with
+ * room commits it all; after a restart everything reads back.
+ */
+START_TEST(test_v2_commit_cut_short)
+{
+	struct fx f;
+	const size_t n = 4 * MiB;
+	uint8_t *a = xmalloc(n), *got = xmalloc(n);
+	char path[PATH_MAX + 128];
+	struct rlimit old, rl;
+	uint64_t seed = 11;
+	struct vol *v;
+	int r;
+
+	fx_init(&f, _i);
+	fx_create(&f, 0, "vol1", 64 * MiB);
+	v = fx_open(&f, "vol1", 1);
+	rnd_fill(&seed, a, n);
+	xwrite(v, a, 4096, 0);
+	ck_assert_int_eq(vol_sync(v), 0);
+	xwrite(v, a, n, 0);
+	fx_path(&f, 0, "journal", path, sizeof(path));
+	signal(SIGXFSZ, SIG_IGN);
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	rl = old;
+	rl.rlim_cur = (rlim_t)file_size(path) + 4096;   /* less than the record */
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	r = vol_sync(v);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	/* A short write is reported as -ENOSPC, a refused one as -EFBIG. */
+	ck_assert_msg(r == -EFBIG || r == -ENOSPC, "vol_sync with the journal cut short: %d (want -EFBIG)", r);
+	xread(v, got, n, 0);
+	ck_assert(memcmp(got, a, n) == 0);
+	ck_assert_int_eq(vol_sync(v), 0);
+	engine_vol_close(v);
+	fx_engine_restart(&f);
+	v = fx_open(&f, "vol1", 0);
+	xread(v, got, n, 0);
+	ck_assert(memcmp(got, a, n) == 0);
+	engine_vol_close(v);
+	free(a);
+	free(got);
+	fx_fini(&f);
+}
+END_TEST
+
+void volume_add_v2(TCase *tc)
+{
+	tcase_add_loop_test(tc, test_v2_clone_is_o1, 0, 2);
+	tcase_add_loop_test(tc, test_v2_tamper_page, 0, 2);
+	tcase_add_loop_test(tc, test_v2_tamper_roots, 0, 2);
+	tcase_add_loop_test(tc, test_v2_replay, 0, 2);
+	tcase_add_loop_test(tc, test_v2_commit_cut_short, 0, 2);
+}
