@@ -54,6 +54,7 @@
 #include <sodium.h>
 
 #include "engine_int.h"
+#include "tree.h"
 
 /* A pool as the checker sees it: the engine's (held) or files opened here. */
 struct chk {
@@ -87,10 +88,13 @@ const char *engine_fsck_what_str(enum engine_fsck_what w)
 	case ENGINE_FSCK_SLOT_BEYOND: return "map entry points beyond the end of the data file";
 	case ENGINE_FSCK_SLOT_EMPTY: return "map entry points at a freed slot (no data or empty tag)";
 	case ENGINE_FSCK_SLOT_INDEX: return "slot holds another chunk (moved)";
-	case ENGINE_FSCK_SLOT_FREE: return "referenced slot is counted free in memory (would be reused)";
-	case ENGINE_FSCK_REFCOUNT: return "in-memory reference count differs from the maps";
+	case ENGINE_FSCK_SLOT_FREE: return "referenced slot is counted free (would be reused)";
+	case ENGINE_FSCK_REFCOUNT: return "reference count (in memory; format 2: stored) differs from the maps";
 	case ENGINE_FSCK_TMP_MAP: return "interrupted clone left a temporary map";
 	case ENGINE_FSCK_CHUNK_BAD: return "chunk failed authentication or could not be read";
+	case ENGINE_FSCK_PAGE_HASH: return "map page does not match its parent's hash (altered or rolled back); the "
+					   "chunks below it are refused: restore the pool from a copy";
+	case ENGINE_FSCK_PAGE_COUNT: return "map page's stored reference count differs from the maps (a page leaked)";
 	}
 	return "unknown";
 }
@@ -148,6 +152,59 @@ static int map_file_id(const char *name, char id[static ENGINE_ID_MAX])
 	return tmp;
 }
 
+/* 1 if the pool of `lineage` is format 2 (open or on disk), 0 if not,
+ * or a negative errno. */
+static int pool_is_v2(struct engine *e, const char *lineage)
+{
+	struct pool *p = engine_pool_find(e, lineage);
+	char path[4096];
+	int fd, v2;
+
+	if (p) {
+		v2 = p->version == 2;
+		engine_pool_put(p);
+		return v2;
+	}
+	snprintf(path, sizeof(path), "%s/%s", e->dir, lineage);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	v2 = tree_pool_is_v2(fd);
+	close(fd);
+	return v2;
+}
+
+struct list_v2 {
+	int (*cb)(void *ctx, const char *id, int tmp);
+	void *ctx;
+	int n;
+};
+
+static int list_v2_cb(void *ctx, const char *id)
+{
+	struct list_v2 *l = ctx;
+	int err = l->cb(l->ctx, id, 0);
+
+	l->n += err == 0;
+	return err > 0 ? err : 0;
+}
+
+/* Format 2: the root records (no temporary files: a clone is one
+ * commit). */
+static int map_list_v2(struct engine *e, const char *lineage, int (*cb)(void *ctx, const char *id, int tmp),
+		       void *ctx)
+{
+	struct list_v2 l = { .cb = cb, .ctx = ctx };
+	struct pool *p;
+	int err = engine_pool_get(&p, e, lineage);
+
+	if (err)
+		return err;
+	err = tree_root_list(p, list_v2_cb, &l);
+	engine_pool_put(p);
+	return err < 0 ? err : l.n;
+}
+
 int engine_map_list(struct engine *e, const char *lineage, int (*cb)(void *ctx, const char *id, int tmp), void *ctx)
 {
 	char id[ENGINE_ID_MAX];
@@ -155,6 +212,8 @@ int engine_map_list(struct engine *e, const char *lineage, int (*cb)(void *ctx, 
 	struct dirent *de;
 	DIR *d;
 
+	if (fd == -ENOENT && pool_is_v2(e, lineage) == 1)
+		return map_list_v2(e, lineage, cb, ctx);
 	if (fd < 0)
 		return fd;
 	d = fdopendir(fd);
@@ -401,6 +460,82 @@ static void counts_compare(struct chk *c, struct engine_pool_report *r)
 	}
 }
 
+static const enum engine_fsck_what tree_what[] = {
+	[TREE_CHK_PAGE_HASH] = ENGINE_FSCK_PAGE_HASH,
+	[TREE_CHK_PAGE_RANGE] = ENGINE_FSCK_PAGE_HASH,
+	[TREE_CHK_PAGE_COUNT] = ENGINE_FSCK_PAGE_COUNT,
+	[TREE_CHK_SLOT_RANGE] = ENGINE_FSCK_MAP_RANGE,
+	[TREE_CHK_SLOT_BEYOND] = ENGINE_FSCK_SLOT_BEYOND,
+	[TREE_CHK_SLOT_FREE] = ENGINE_FSCK_SLOT_FREE,
+	[TREE_CHK_SLOT_COUNT] = ENGINE_FSCK_REFCOUNT,
+};
+
+static void tree_issue_cb(void *ctx, const struct tree_chk_issue *is)
+{
+	struct chk *c = ctx;
+
+	c->map = is->map;
+	report(c, tree_what[is->what], is->index, is->what == TREE_CHK_PAGE_HASH ? is->index : is->slot, is->count,
+	       is->what == TREE_CHK_PAGE_HASH ? -EUCLEAN : 0);
+	c->map = NULL;
+}
+
+/* Format 2: the engine opens the pool (replaying a journal a crash left),
+ * writers are frozen, the trees are walked and the counts recomputed
+ * (tree_check); free slots that still hold data are leaks. */
+static int pool_check_v2(struct engine *e, const char *lineage, engine_fsck_cb cb, void *ctx,
+			 struct engine_pool_report *r)
+{
+	struct vol **frozen;
+	size_t nfrozen = 0;
+	struct pool *p;
+	struct chk c;
+	struct stat st;
+	uint32_t *stored = NULL;
+	struct pool *o = engine_pool_find(e, lineage);
+	int was_open = o != NULL, err;
+
+	if (o)
+		engine_pool_put(o);
+	memset(&c, 0, sizeof(c));
+	c.e = e;
+	c.cb = cb;
+	c.ctx = ctx;
+	err = engine_pool_get(&p, e, lineage);
+	if (err) {
+		if (err == -EUCLEAN) {
+			report(&c, ENGINE_FSCK_POOL_HEADER, 0, 0, 0, err);
+			return c.problems;
+		}
+		return err;
+	}
+	c.p = p;
+	r->open = was_open;
+	r->chunk_size = p->chunk_size;
+	r->encrypted = p->encrypted;
+	r->usable = 1;
+	frozen = freeze(e, p, &nfrozen);
+	err = tree_check(p, tree_issue_cb, &c, &stored, &c.nslots, &r->maps);
+	if (err >= 0 && fstat(p->data_fd, &st) == 0)
+		c.data_bytes = (uint64_t)st.st_size;
+	r->slots = c.nslots;
+	r->data_bytes = c.data_bytes;
+	if (err >= 0)
+		err = data_extents(&c);
+	for (uint64_t s = 0; err >= 0 && s < c.nslots; s++) {
+		r->referenced += stored[s] != 0;
+		if (!stored[s] && has_data(&c, s)) {
+			r->leaked++;
+			r->leaked_bytes += p->chunk_size;
+		}
+	}
+	thaw(frozen, nfrozen);
+	free(stored);
+	free(c.has_data);
+	engine_pool_put(p);
+	return err < 0 ? err : c.problems;
+}
+
 int engine_pool_check(struct engine *e, const char *lineage, engine_fsck_cb cb, void *ctx,
 		      struct engine_pool_report *r)
 {
@@ -413,6 +548,8 @@ int engine_pool_check(struct engine *e, const char *lineage, engine_fsck_cb cb, 
 	int err, dfd, tmp;
 
 	memset(r, 0, sizeof(*r));
+	if (engine_lineage_parse(lineage, (uint8_t[CHUNK_LINEAGE_BYTES]){ 0 }) == 0 && pool_is_v2(e, lineage) == 1)
+		return pool_check_v2(e, lineage, cb, ctx, r);
 	err = chk_init(&c, e, lineage, cb, ctx);
 	if (err) {
 		int problems = c.problems;
@@ -521,6 +658,69 @@ static int check_open_vol(struct verify *vf, struct vol *v)
 	return vol_chunks_foreach(v, open_vol_cb, vf);
 }
 
+struct verify_v2 {
+	struct verify *vf;
+	struct vol *v;
+};
+
+/* Format 2: each mapped chunk re-read with its entry under its stripe
+ * lock (vol_chunk_load), so writers go on and a chunk replaced meanwhile
+ * is checked as it is now. */
+static int verify_v2_cb(void *ctx, uint64_t index, const struct tree_ent *e)
+{
+	struct verify_v2 *x = ctx;
+	struct pool *p = x->v->pool;
+	struct chunk_tag t;
+	int r = vol_chunk_load(x->v, index, x->vf->buf, &t);
+
+	(void)e;
+	if (r == 1)
+		r = pool_chunk_open(p, x->vf->dk, index, x->vf->buf, x->vf->buf, &t);
+	sodium_memzero(x->vf->buf, p->chunk_size);
+	if (r < 0) {
+		x->vf->bad++;
+		report(x->vf->c, ENGINE_FSCK_CHUNK_BAD, index, 0, 0, r);
+	}
+	return 0;
+}
+
+static int map_check_v2(struct engine *e, const char *lineage, const char *id, const struct kms_dk *dk,
+			engine_fsck_cb cb, void *ctx)
+{
+	struct verify vf = { 0 };
+	struct verify_v2 x = { .vf = &vf };
+	struct chk c;
+	int err;
+
+	memset(&c, 0, sizeof(c));
+	c.e = e;
+	c.cb = cb;
+	c.ctx = ctx;
+	c.map = id;
+	vf.c = &c;
+	vf.dk = dk;
+	err = engine_vol_open(&x.v, e, lineage, id, 0);
+	if (err)
+		return err;
+	if (x.v->pool->encrypted && !dk) {
+		engine_vol_close(x.v);
+		return -ENOKEY;
+	}
+	vf.buf = sodium_malloc(x.v->pool->chunk_size);
+	if (!vf.buf)
+		err = -ENOMEM;
+	else
+		err = tree_foreach(x.v->pool, x.v->root, verify_v2_cb, &x);
+	if (err == -EUCLEAN) {               /* a map page failed its hash */
+		vf.bad++;
+		report(&c, ENGINE_FSCK_PAGE_HASH, 0, 0, 0, err);
+		err = 0;
+	}
+	sodium_free(vf.buf);
+	engine_vol_close(x.v);
+	return err < 0 ? err : vf.bad;
+}
+
 int engine_map_check(struct engine *e, const char *lineage, const char *id, const struct kms_dk *dk,
 		     engine_fsck_cb cb, void *ctx)
 {
@@ -532,6 +732,8 @@ int engine_map_check(struct engine *e, const char *lineage, const char *id, cons
 
 	if (!id || !*id || strchr(id, '/') || strlen(id) >= ENGINE_ID_MAX)
 		return -EINVAL;
+	if (pool_is_v2(e, lineage) == 1)
+		return map_check_v2(e, lineage, id, dk, cb, ctx);
 	err = chk_init(&c, e, lineage, NULL, NULL);
 	if (err) {
 		chk_fini(&c);
@@ -590,6 +792,25 @@ int engine_pool_reclaim(struct engine *e, const char *lineage, uint64_t *slots)
 	err = engine_pool_get(&p, e, lineage);
 	if (err)
 		return err;
+	if (p->version == 2) {
+		struct stat st;
+
+		memset(&c, 0, sizeof(c));
+		c.p = p;
+		err = tree_commit(p);            /* slots freed so far: punched and free */
+		if (!err && fstat(p->data_fd, &st) < 0)
+			err = -errno;
+		if (!err) {
+			c.data_bytes = (uint64_t)st.st_size;
+			c.nslots = c.data_bytes >> p->chunk_shift;
+			err = data_extents(&c);
+		}
+		if (!err)
+			err = tree_reclaim(p, c.nslots, has_data_cb, &c, slots);
+		free(c.has_data);
+		engine_pool_put(p);
+		return err;
+	}
 	err = chk_init(&c, e, lineage, NULL, NULL);      /* finds p open: holds it */
 	if (!err)
 		err = data_extents(&c);
@@ -620,6 +841,34 @@ int engine_pool_reclaim(struct engine *e, const char *lineage, uint64_t *slots)
 	return err;
 }
 
+/* Format 2: the entry becomes a hole in one commit; the slot loses its
+ * reference (freed by that commit if it was the last). */
+static int quarantine_v2(struct engine *e, struct pool *p, const char *id, uint64_t index)
+{
+	struct tree_ent te, hole;
+	struct vol *v = NULL;
+	uint32_t ri;
+	int err = tree_root_find(p, id, &ri);
+
+	if (err)
+		return err;
+	if (index >= chunk_count(tree_root_size(p, ri), p->chunk_size))
+		return -EINVAL;
+	if (engine_vol_lookup(&v, e, id) == 0)
+		vol_freeze(v);                   /* readers and writers wait */
+	memset(&hole, 0, sizeof(hole));
+	err = tree_get(p, ri, index, 1, &te);
+	if (!err && te.slot1)
+		err = tree_set(p, ri, index, 1, &hole);
+	if (!err && te.slot1)
+		err = tree_commit(p);
+	if (v) {
+		vol_thaw(v);
+		engine_vol_close(v);
+	}
+	return err ? err : te.slot1 != 0;
+}
+
 int engine_map_quarantine(struct engine *e, const char *lineage, const char *id, uint64_t index)
 {
 	struct map_header h;
@@ -634,6 +883,11 @@ int engine_map_quarantine(struct engine *e, const char *lineage, const char *id,
 	err = engine_pool_get(&p, e, lineage);
 	if (err)
 		return err;
+	if (p->version == 2) {
+		err = quarantine_v2(e, p, id, index);
+		engine_pool_put(p);
+		return err;
+	}
 	dfd = openat(p->dir_fd, "maps", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
 		err = -errno;
@@ -677,7 +931,7 @@ int engine_map_tmp_remove(struct engine *e, const char *lineage, const char *id)
 	int dfd = maps_dir_open(e, lineage), err = 0;
 
 	if (dfd < 0)
-		return dfd;
+		return dfd == -ENOENT && pool_is_v2(e, lineage) == 1 ? -ENOENT : dfd;   /* format 2: none */
 	if (!*id || strchr(id, '/') || strlen(id) >= ENGINE_ID_MAX)
 		err = -EINVAL;
 	snprintf(name, sizeof(name), ".tmp-%s.map", id);

@@ -32,6 +32,8 @@ enum engine_fsck_what {
 	ENGINE_FSCK_REFCOUNT,       /* open pool: in-memory count (count) differs from the maps' */
 	ENGINE_FSCK_TMP_MAP,        /* a clone interrupted before its rename (.tmp-<map>.map) */
 	ENGINE_FSCK_CHUNK_BAD,      /* chunk failed authentication / could not be read (err) */
+	ENGINE_FSCK_PAGE_HASH,      /* format 2: a map page fails its parent's hash (slot = page) */
+	ENGINE_FSCK_PAGE_COUNT,     /* format 2: a page's stored count (count) differs from its pointers */
 };
 
 struct engine_fsck_issue {

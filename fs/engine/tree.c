@@ -861,6 +861,166 @@ int tree_stats(struct pool *p, uint32_t ri, uint64_t *chunks, uint64_t *exclusiv
 	return r ? 0 : -ENOENT;
 }
 
+/* ============================= checks ================================== */
+
+struct walk {
+	struct tree_state *ts;
+	uint32_t *pcount, *scount;
+	uint8_t *seen;
+	uint64_t npages, nslots, data_slots;
+	const char *map;
+	void (*cb)(void *ctx, const struct tree_chk_issue *is);
+	void *ctx;
+	int issues;
+};
+
+static void walk_issue(struct walk *w, enum tree_chk_what what, uint64_t index, uint64_t slot, uint64_t count)
+{
+	struct tree_chk_issue is = { .what = what, .map = w->map, .index = index, .slot = slot, .count = count };
+
+	w->issues++;
+	w->cb(w->ctx, &is);
+}
+
+/* One pointer to page pg1 (0: hole) with hash `want`, covering chunks
+ * from `base`; the page's own entries are walked once however many
+ * parents share it. */
+static void walk_page(struct walk *w, uint64_t pg1, const uint8_t *want, unsigned level, uint64_t base)
+{
+	uint64_t pg = pg1 - 1, span = 1ull << (TREE_SHIFT * level);
+	const uint8_t *b;
+	uint8_t h[32], copy[BLK_SIZE];
+
+	if (!pg1)
+		return;
+	if (pg >= w->npages) {
+		walk_issue(w, TREE_CHK_PAGE_RANGE, pg, 0, w->npages);
+		return;
+	}
+	if (w->pcount[pg] < UINT32_MAX - 2)
+		w->pcount[pg]++;
+	if (w->seen[pg / 8] >> (pg % 8) & 1)
+		return;
+	w->seen[pg / 8] |= (uint8_t)(1u << (pg % 8));
+	b = blk_get(&w->ts->bs, BLK_PAGES, pg);
+	if (b)
+		hash32(b, BLK_SIZE, h);
+	/* A page changed since the last commit (by a writer fsck did not
+	 * freeze) is memory, not disk: its parent's hash is not yet due. */
+	if (!b || (sodium_memcmp(h, want, 32) != 0 && !blk_is_mod(&w->ts->bs, BLK_PAGES, pg))) {
+		walk_issue(w, TREE_CHK_PAGE_HASH, pg, 0, 0);
+		return;
+	}
+	memcpy(copy, b, BLK_SIZE);       /* the recursion may remap */
+	for (unsigned i = 0; i < TREE_FANOUT; i++) {
+		uint64_t c;
+
+		memcpy(&c, copy + i * 64, 8);
+		c = le64toh(c);
+		if (level) {
+			walk_page(w, c, copy + i * 64 + 8, level - 1, base + i * span);
+			continue;
+		}
+		if (!c)
+			continue;
+		if (c - 1 >= w->nslots) {
+			walk_issue(w, TREE_CHK_SLOT_RANGE, base + i, c - 1, w->nslots);
+			continue;
+		}
+		if (c - 1 >= w->data_slots)
+			walk_issue(w, TREE_CHK_SLOT_BEYOND, base + i, c - 1, 0);
+		if (w->scount[c - 1] < UINT32_MAX - 2)
+			w->scount[c - 1]++;
+	}
+}
+
+int tree_check(struct pool *p, void (*cb)(void *ctx, const struct tree_chk_issue *is), void *ctx, uint32_t **refs,
+	       uint64_t *nslots, uint64_t *maps)
+{
+	struct tree_state *ts = TS(p);
+	struct walk w = { .ts = ts, .cb = cb, .ctx = ctx };
+	struct stat st;
+	char id[ENGINE_ID_MAX];
+	int err = tree_commit(p);
+
+	*refs = NULL;
+	*nslots = *maps = 0;
+	if (err)
+		return err;
+	pthread_mutex_lock(&ts->commit_lock);
+	pthread_mutex_lock(&p->lock);
+	w.npages = ts->hdr.npages;
+	w.nslots = ts->hdr.nslots;
+	w.data_slots = fstat(p->data_fd, &st) == 0 ? (uint64_t)st.st_size >> p->chunk_shift : 0;
+	w.pcount = calloc(w.npages + 1, sizeof(*w.pcount));
+	w.scount = calloc(w.nslots + 1, sizeof(*w.scount));
+	w.seen = calloc(w.npages / 8 + 1, 1);
+	if (!w.pcount || !w.scount || !w.seen) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < nroots(ts); i++) {
+		const struct tree_root *r = root_get(ts, i);
+
+		if (!r || !r->used)
+			continue;
+		memcpy(id, r->id, sizeof(id));
+		id[sizeof(id) - 1] = 0;
+		w.map = id;
+		(*maps)++;
+		walk_page(&w, le64toh(r->page1), r->hash, le32toh(r->depth) - 1, 0);
+		r = NULL;
+	}
+	w.map = NULL;
+	for (uint64_t pg = 0; pg < w.npages; pg++) {
+		uint32_t stored = ref_get(ts, BLK_PREFS, pg);
+
+		if (stored != w.pcount[pg])
+			walk_issue(&w, TREE_CHK_PAGE_COUNT, pg, 0, stored);
+	}
+	for (uint64_t s = 0; s < w.nslots; s++) {
+		uint32_t stored = ref_get(ts, BLK_SREFS, s);
+
+		if (w.scount[s] && (stored == 0 || stored == PENDING))
+			walk_issue(&w, TREE_CHK_SLOT_FREE, 0, s, stored);
+		else if (stored != w.scount[s])
+			walk_issue(&w, TREE_CHK_SLOT_COUNT, 0, s, stored);
+		w.scount[s] = stored == PENDING ? UINT32_MAX : stored;
+	}
+	*refs = w.scount;
+	*nslots = w.nslots;
+	w.scount = NULL;
+	err = w.issues;
+out:
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&ts->commit_lock);
+	free(w.pcount);
+	free(w.scount);
+	free(w.seen);
+	return err;
+}
+
+int tree_reclaim(struct pool *p, uint64_t nslots, int (*has_data)(void *ctx, uint64_t slot), void *ctx,
+		 uint64_t *n)
+{
+	struct tree_state *ts = TS(p);
+	int err = 0;
+
+	*n = 0;
+	/* Under the pool lock: no writer can take a slot while it is
+	 * punched.  A repair, rare: the I/O it holds up is short. */
+	pthread_mutex_lock(&p->lock);
+	for (uint64_t s = 0; !err && s < nslots && s < ts->hdr.nslots; s++) {
+		if (ref_get(ts, BLK_SREFS, s) != 0 || !has_data(ctx, s))
+			continue;
+		err = pool_punch_run(p, s, 1);
+		if (!err)
+			(*n)++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return err;
+}
+
 /* ============================ commits ================================== */
 
 /* Hash a modified page after its modified children (interior pointers get

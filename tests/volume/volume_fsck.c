@@ -100,7 +100,6 @@ START_TEST(test_clean_and_counts)
 	struct engine_pool_report r;
 	uint8_t ref[8 * 4096];
 
-	FX_FORMAT1_ONLY("fsck of format 2 pools is not written yet");
 	setup(&f, _i, ref);
 	ck_assert_int_eq(engine_map_clone(f.e, f.lhex[0], "vol1", "snap1", 0, 0), 0);
 	ck_assert_int_eq(pool_check(&f, &s, &r), 0);
@@ -125,7 +124,6 @@ START_TEST(test_bad_chunk_quarantine)
 	char data[PATH_MAX + 64];
 	struct vol *v;
 
-	FX_FORMAT1_ONLY("fsck of format 2 pools is not written yet");
 	setup(&f, _i, ref);
 	fx_path(&f, 0, "data", data, sizeof(data));
 	file_flip(data, fx_slot(&f, 0, "vol1", 5) * 4096 + 33, 0x10);
@@ -239,7 +237,7 @@ START_TEST(test_open_pool_slot_free)
 	uint64_t old;
 	struct vol *v;
 
-	FX_FORMAT1_ONLY("fsck of format 2 pools is not written yet");
+	FX_FORMAT1_ONLY("a commit punches the chunks it frees: test_v2_fsck");
 	setup(&f, _i, ref);
 	v = fx_open(&f, "vol1", 1);
 	old = fx_slot(&f, 0, "vol1", 0);

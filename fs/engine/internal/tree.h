@@ -83,6 +83,35 @@ int tree_commit(struct pool *p);
 /* Bytes of metadata modified since the last commit. */
 uint64_t tree_dirty_bytes(struct pool *p);
 
+/* --- checks (engine_fsck.c) ------------------------------------------- */
+enum tree_chk_what {
+	TREE_CHK_PAGE_HASH,          /* a page fails its parent's hash (index: page) */
+	TREE_CHK_PAGE_RANGE,         /* a pointer beyond the pages file (index: page) */
+	TREE_CHK_PAGE_COUNT,         /* stored page count (count) differs from the pointers */
+	TREE_CHK_SLOT_RANGE,         /* an entry names a slot beyond the count table */
+	TREE_CHK_SLOT_BEYOND,        /* an entry names a slot beyond the data file */
+	TREE_CHK_SLOT_FREE,          /* a referenced slot counted free (would be reused) */
+	TREE_CHK_SLOT_COUNT,         /* stored slot count (count) differs from the entries */
+};
+struct tree_chk_issue {
+	enum tree_chk_what what;
+	const char *map;             /* the map reached through, or NULL */
+	uint64_t index;              /* chunk index, or page number */
+	uint64_t slot;
+	uint64_t count;
+};
+/* Commit, then walk every map with the pool locked: every page checked
+ * against its parent's hash (ignoring what was checked before), page and
+ * slot counts recomputed and compared with the stored ones.  *refs (caller
+ * frees) gets each slot's stored count (0: free), *nslots their number,
+ * *maps the maps.  Returns the number of issues or a negative errno. */
+int tree_check(struct pool *p, void (*cb)(void *ctx, const struct tree_chk_issue *is), void *ctx, uint32_t **refs,
+	       uint64_t *nslots, uint64_t *maps);
+/* Punch every free slot for which has_data(ctx, slot) (space a crash or a
+ * failed punch left behind); *n gets the number punched. */
+int tree_reclaim(struct pool *p, uint64_t nslots, int (*has_data)(void *ctx, uint64_t slot), void *ctx,
+		 uint64_t *n);
+
 /* A chunk_tag (for the chunk cipher) from a leaf entry. */
 void tree_ent_tag(const struct tree_ent *e, uint64_t index, struct chunk_tag *t);
 
