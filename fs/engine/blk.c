@@ -16,8 +16,16 @@
  *     modified block, with a BLAKE2b-256 checksum over the whole record,
  *     and fdatasyncs it: that is the commit point;
  *   - then the blocks are written to their home files, without a sync;
- *   - once the journal passes 64 MiB (and at every open), the homes are
- *     synced and the journal emptied (a checkpoint).
+ *   - once the journal passes its 4 MiB reserve (and at every open), the
+ *     homes are synced and the journal emptied (a checkpoint).
+ *
+ * The journal's first 4 MiB are allocated when the pool is opened and
+ * never given back: a commit that frees space (a discard, a snapshot
+ * deleted) must not need space itself, or a full disk could never be
+ * emptied through the mount.  So emptying the journal does not truncate
+ * it: it zeroes the first record's header, and records are written over
+ * older ones.  Leftovers of older records past the last one never replay:
+ * their generations are lower than the one the replay waits for.
  *
  * Opening replays every complete record in order (a record is images, so
  * replaying one twice is harmless); a torn record at the tail was never
@@ -178,6 +186,28 @@ static int jrn_replay(struct blkset *bs, unsigned *replayed)
 	return 0;
 }
 
+/* Make the record at `off` unreadable (the journal ends there). */
+static int jrn_cut(struct blkset *bs, uint64_t off)
+{
+	static const struct jrn_hdr zero;
+
+	return pwrite_full(bs->jfd, &zero, sizeof(zero), off);
+}
+
+/* The journal's reserve (best effort: a full disk leaves it short, and
+ * commits then need new space like any write), and only the reserve. */
+static void jrn_reserve(struct blkset *bs)
+{
+	struct stat st;
+
+	if (fstat(bs->jfd, &st) < 0)
+		return;
+	if ((uint64_t)st.st_size < BLK_JOURNAL_RESERVE)
+		(void)fallocate(bs->jfd, 0, 0, (off_t)BLK_JOURNAL_RESERVE);
+	else if ((uint64_t)st.st_size > BLK_JOURNAL_RESERVE && bs->jtail <= BLK_JOURNAL_RESERVE)
+		(void)ftruncate(bs->jfd, (off_t)BLK_JOURNAL_RESERVE);
+}
+
 static int file_blocks(struct blkset *bs, enum blk_file f)
 {
 	struct stat st;
@@ -221,8 +251,10 @@ int blk_open(struct blkset *bs, int dir_fd, int create, const char *sfx, unsigne
 		err = jrn_replay(bs, &r);
 	if (!err && r)
 		err = blk_checkpoint(bs);
-	else if (!err && !create && ftruncate(bs->jfd, 0) < 0)   /* a torn tail */
-		err = -errno;
+	else if (!err && !create)
+		err = jrn_cut(bs, 0);                           /* a torn record, or none */
+	if (!err)
+		jrn_reserve(bs);
 	for (int f = 0; f < BLK_NFILES && !err; f++)
 		err = file_blocks(bs, (enum blk_file)f);
 	if (replayed)
@@ -261,12 +293,17 @@ void blk_close(struct blkset *bs)
 
 int blk_checkpoint(struct blkset *bs)
 {
+	int err;
+
 	for (int f = 0; f < BLK_NFILES; f++)
 		if (fdatasync(bs->fd[f]) < 0)
 			return -errno;
-	if (ftruncate(bs->jfd, 0) < 0 || fdatasync(bs->jfd) < 0)
+	if ((err = jrn_cut(bs, 0)) < 0)
+		return err;
+	if (fdatasync(bs->jfd) < 0)
 		return -errno;
 	bs->jtail = 0;
+	jrn_reserve(bs);                   /* what a large record added, back */
 	return 0;
 }
 
@@ -457,9 +494,9 @@ int blk_commit_io(struct blkset *bs, struct blk_txn *t)
 	if (!err && fdatasync(bs->jfd) < 0)
 		err = -errno;
 	if (err) {
-		/* Nothing committed: cut off what was written so the next
-		 * record starts where this one did. */
-		(void)ftruncate(bs->jfd, (off_t)bs->jtail);
+		/* Nothing committed: unmake what was written (the next
+		 * record starts where this one did). */
+		(void)jrn_cut(bs, bs->jtail);
 		return err;
 	}
 	bs->jtail += kb + t->n * BLK_SIZE;
@@ -471,7 +508,7 @@ int blk_commit_io(struct blkset *bs, struct blk_txn *t)
 	if (err)
 		return err;
 	t->homes_ok = 1;
-	return bs->jtail > BLK_JOURNAL_MAX ? blk_checkpoint(bs) : 0;
+	return bs->jtail >= BLK_JOURNAL_RESERVE ? blk_checkpoint(bs) : 0;
 }
 
 void blk_commit_done(struct blkset *bs, const struct blk_txn *t)

@@ -55,7 +55,7 @@ int engine_create(struct engine **out, const char *pools_dir, engine_log_fn log,
 	}
 	e->log.fn = log;
 	e->log.ctx = log_ctx;
-	e->format = 1;
+	e->format = 2;
 	pthread_mutex_init(&e->lock, NULL);
 	{
 		/* One helper per extra core (up to 3); without them large

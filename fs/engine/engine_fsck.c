@@ -205,6 +205,33 @@ static int map_list_v2(struct engine *e, const char *lineage, int (*cb)(void *ct
 	return err < 0 ? err : l.n;
 }
 
+int engine_map_exists(struct engine *e, const char *lineage, const char *id)
+{
+	char name[ENGINE_ID_MAX + 8];
+	struct stat st;
+	struct pool *p;
+	uint32_t ri;
+	int fd, found;
+
+	if (!id || !*id || strchr(id, '/') || strlen(id) >= ENGINE_ID_MAX ||
+	    engine_lineage_parse(lineage, (uint8_t[CHUNK_LINEAGE_BYTES]){ 0 }) < 0)
+		return 0;
+	if (pool_is_v2(e, lineage) == 1) {
+		if (engine_pool_get(&p, e, lineage) < 0)
+			return 0;
+		found = tree_root_find(p, id, &ri) == 0;
+		engine_pool_put(p);
+		return found;
+	}
+	fd = maps_dir_open(e, lineage);
+	if (fd < 0)
+		return 0;
+	snprintf(name, sizeof(name), "%s.map", id);
+	found = fstatat(fd, name, &st, 0) == 0;
+	close(fd);
+	return found;
+}
+
 int engine_map_list(struct engine *e, const char *lineage, int (*cb)(void *ctx, const char *id, int tmp), void *ctx)
 {
 	char id[ENGINE_ID_MAX];

@@ -87,6 +87,9 @@ int engine_pool_check(struct engine *e, const char *lineage, engine_fsck_cb cb, 
 int engine_map_check(struct engine *e, const char *lineage, const char *id, const struct kms_dk *dk,
 		     engine_fsck_cb cb, void *ctx) ENGINE_WUR;
 
+/* 1 if pool `lineage` holds map `id` (a map file in format 1, a root
+ * record in format 2), 0 if not (or the pool is missing or unreadable). */
+int engine_map_exists(struct engine *e, const char *lineage, const char *id);
 /* --- repairs -------------------------------------------------------------- */
 /* Punch the data of every slot no map references (leaked); *slots gets the
  * number punched.  Opens the pool (fails if a map of it is unreadable). */

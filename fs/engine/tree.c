@@ -1230,8 +1230,10 @@ uint64_t tree_dirty_bytes(struct pool *p)
 {
 	uint64_t n;
 
+	/* Modified metadata, and space freed that only a commit gives back
+	 * (overwrites without fsync must not fill the disk). */
 	pthread_mutex_lock(&p->lock);
-	n = TS(p)->bs.dirty * BLK_SIZE;
+	n = TS(p)->bs.dirty * BLK_SIZE + (uint64_t)TS(p)->sfree.n * p->chunk_size;
 	pthread_mutex_unlock(&p->lock);
 	return n;
 }

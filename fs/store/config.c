@@ -62,7 +62,7 @@ enum kind {
 	LABEL,          /* 1..size-1 characters, no control characters (PKCS#11 labels) */
 	BOOL,           /* yes/no true/false on/off 1/0, any case */
 };
-enum { K_REGION, K_BACKUP_DIR, K_CHUNK_SIZE, K_BACKEND, K_KEY_SOURCE, K_KEY_PATH, K_P11_MODULE, K_P11_TOKEN,
+enum { K_REGION, K_BACKUP_DIR, K_CHUNK_SIZE, K_POOL_FORMAT, K_BACKEND, K_KEY_SOURCE, K_KEY_PATH, K_P11_MODULE, K_P11_TOKEN,
        K_P11_PIN_FILE, K_P11_KEY, K_ADMINS, K_PROJECT, K_ALLOW_OTHER, K_LOG_FILE, K_METRICS_FILE, NKEYS };
 #define IS_P11_KEY(k) ((k) >= K_P11_MODULE && (k) <= K_P11_KEY)
 
@@ -81,6 +81,11 @@ static const struct key_def {
 		"; Directory for backups, relative to the store unless absolute (another disk).\n" },
 	[K_CHUNK_SIZE] = { "store", "chunk_size", CHUNK, FIELD(chunk_size), 0, { 0 }, "use 4096 (the default)",
 		"; Chunk size in bytes of new volumes: a power of two, 4096 to 65536.\n" },
+	[K_POOL_FORMAT] = { "store", "pool_format", WORD, FIELD(pool_format), 0, { "2", "1" },
+		"use 2 (the default: copy-on-write map trees) or 1 (map files, for stores shared with older evfs)",
+		"; On-disk format of new pools (lineages): 2 (copy-on-write map trees:\n"
+		"; O(1) snapshots, authenticated maps) or 1 (one map file per volume).\n"
+		"; Existing pools keep theirs; evfsctl store upgrade converts them.\n" },
 	[K_BACKEND] = { "kms", "backend", WORD, FIELD(kms_backend), 0, { "local", "pkcs11" },
 		"use local (root key from a key file or a passphrase) or pkcs11 (root key in a PKCS#11 token)",
 		"; Key management: local (root key from a key file or a passphrase) or\n"
@@ -450,6 +455,7 @@ void config_defaults(struct evfs_config *c)
 	strcpy(c->region, "region-1");
 	strcpy(c->backup_dir, "backups");
 	c->chunk_size = CHUNK_PLAIN_BYTES;
+	strcpy(c->pool_format, "2");
 	strcpy(c->kms_backend, "local");
 	strcpy(c->security_admins, "root");
 	strcpy(c->default_project, "default");

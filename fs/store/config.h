@@ -29,6 +29,7 @@ struct evfs_config {
 	char backup_dir[4096];      /* [store] backup_dir, default "backups"; config_load makes it absolute
 	                               (relative to the store directory) */
 	uint32_t chunk_size;        /* [store] chunk_size, default 4096; power of two 4096..65536 */
+	char pool_format[4];        /* [store] pool_format: "2" (default) or "1", of new pools */
 	char kms_backend[16];       /* [kms] backend: "local" or "pkcs11" (R34) */
 	char key_source[16];        /* [kms] key_source: "keyfile", "passphrase" or "" (not set); local only */
 	char key_path[4096];        /* [kms] key_path: absolute path of the key or passphrase file, or ""; local only */

@@ -574,6 +574,8 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 		snprintf(err, errsz, "store %s: cannot open %s: %s", s->dir, path, evfs_strerror(rc));
 		goto fail;
 	}
+	if (engine_set_format(s->eng, s->cfg.pool_format[0] == '1' ? 1 : 2) < 0)   /* of new pools */
+		abort();                  /* config.c admits only "1" and "2" */
 	(void)mkdir(s->cfg.backup_dir, 0700);
 	*out = s;
 	return 0;

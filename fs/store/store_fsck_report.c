@@ -119,11 +119,7 @@ int fsck_pool_exists(const struct fsck *f, const char *lineage)
 
 int fsck_map_present(struct store *s, const struct meta_object *o)
 {
-	char path[4096];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "%s/pools/%s/maps/%s.map", s->dir, o->lineage, o->id);
-	return stat(path, &st) == 0;
+	return engine_map_exists(s->eng, o->lineage, o->id);
 }
 
 /* =========================== engine findings =========================== */

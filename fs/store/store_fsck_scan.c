@@ -226,9 +226,9 @@ void fsck_object_files(struct fsck *f, const struct meta_object *o)
 			  o->lineage);
 	if (o->kind != META_BACKUP) {
 		if (!fsck_map_present(s, o))
-			fsck_emit(f, "problem", "map_missing", o, 0, 0, "%s %s: its map pools/%s/maps/%s.map is "
+			fsck_emit(f, "problem", "map_missing", o, 0, 0, "%s %s: its map %s in pool %s is "
 				  "missing: its data is lost; restore it from a backup (evfsctl volume create "
-				  "--from-backup) or delete it", meta_kind_name(o->kind), o->name, o->lineage, o->id);
+				  "--from-backup) or delete it", meta_kind_name(o->kind), o->name, o->id, o->lineage);
 		return;
 	}
 	rc = backup_info_load(o->location, o->id, &bi);

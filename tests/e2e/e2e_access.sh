@@ -57,7 +57,10 @@ check_store_modes() {
     -printf '%m %u %p\n')
   [ -z "$bad" ] || die "R27: store entries not 0700/0600 root: $bad"
   for f in evfs.ini catalog.db kms.db evfs.lock pools backups; do [ -e "$STORE/$f" ] || die "missing $STORE/$f"; done
-  ls "$STORE"/pools/*/maps/*.map "$STORE"/pools/*/data "$STORE"/pools/*/tags "$STORE"/backups/* >/dev/null ||
+  # Format 2 pools (the default): block files; format 1: maps/ and tags.
+  { ls "$STORE"/pools/*/roots "$STORE"/pools/*/pages "$STORE"/pools/*/journal >/dev/null 2>&1 ||
+    ls "$STORE"/pools/*/maps/*.map "$STORE"/pools/*/tags >/dev/null; } &&
+  ls "$STORE"/pools/*/data "$STORE"/backups/* >/dev/null ||
     die "walk did not see pool files, maps and backups"
 }
 [ "$(stat -c %a "$STORE")" = 700 ] || die "store dir mode"

@@ -23,6 +23,7 @@ sum() { sha256sum "$1" | cut -d' ' -f1; }
 field() { ctl --json "$1" show "$2" | jget "$3"; }
 
 new_store
+pool_format 1   # this test damages format 1 files (maps/, tags); format 2: e2e_corrupt2
 # Mount log in the store, to check what the mount reports.
 sed -i 's/^log_file =.*/log_file = mount.log/' "$STORE/evfs.ini"
 ctl volume create v1 --size 8M --encrypt >/dev/null

@@ -39,5 +39,7 @@ expect_fail() { local want=$1; shift; set +e; "$@" 2>"$T/err"; local rc=$?; set 
   [ "$rc" = "$want" ] || die "expected exit $want from: $* (got $rc)"; }
 new_store() { ctl init --keyfile "$T/root.key" >/dev/null; ctl kms grant >/dev/null
   sed -i "s|^log_file =.*|log_file = $T/evfs.log|" "$STORE/evfs.ini"; }
+# Tests of format 1's files (maps/, tags) make their pools in format 1.
+pool_format() { sed -i "s|^pool_format =.*|pool_format = $1|" "$STORE/evfs.ini"; }
 losetup_add() { local l; l=$(losetup -f --show "$1"); LOOPS+=("$l"); echo "$l" >>"$T/loops"; echo "$l"; }
 finish() { echo "$PASS passed, 0 failed"; }

@@ -208,11 +208,8 @@ int log_has(struct fx *f, const char *needle)
 
 void fx_engine_start(struct fx *f)
 {
-	const char *fmt = getenv("EVFS_TEST_FORMAT");
-
 	ck_assert_int_eq(engine_create(&f->e, f->pools, log_cb, f), 0);
-	if (fmt)
-		ck_assert_int_eq(engine_set_format(f->e, atoi(fmt)), 0);
+	ck_assert_int_eq(engine_set_format(f->e, fx_format()), 0);
 }
 
 void fx_engine_stop(struct fx *f)

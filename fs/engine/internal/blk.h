@@ -12,7 +12,7 @@
 
 #define BLK_SIZE 4096u
 #define BLK_SEG_SHIFT 18u                     /* 2^18 blocks (1 GiB) a mapping */
-#define BLK_JOURNAL_MAX (64ull << 20)         /* checkpoint past this */
+#define BLK_JOURNAL_RESERVE (4ull << 20)     /* allocated up front; checkpoint past it */
 
 enum blk_file { BLK_PAGES, BLK_SREFS, BLK_PREFS, BLK_ROOTS, BLK_NFILES };
 

@@ -80,7 +80,7 @@ int tree_foreach(struct pool *p, uint32_t ri, int (*cb)(void *ctx, uint64_t inde
 int tree_stats(struct pool *p, uint32_t ri, uint64_t *chunks, uint64_t *exclusive);
 /* Make every change so far durable (one journal commit). */
 int tree_commit(struct pool *p);
-/* Bytes of metadata modified since the last commit. */
+/* Bytes of metadata modified and of chunks freed since the last commit. */
 uint64_t tree_dirty_bytes(struct pool *p);
 
 /* --- checks (engine_fsck.c) ------------------------------------------- */
