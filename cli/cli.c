@@ -45,6 +45,7 @@ static const struct {
 	{ "attach detach", "  attach VOL | detach VOL [--force]\n" },
 	{ "fsck", "  fsck [NAME | --all] [--repair [--quarantine]]   (no NAME: the whole store)\n" },
 	{ "status", "  status                              (the mount: attached volumes, counters, errors)\n" },
+	{ "upgrade", "  upgrade                             (format 1 pools to format 2; the store unmounted)\n" },
 	{ "help", "  help [COMMAND]                      (one command's lines, with what they do)\n" },
 };
 
@@ -129,6 +130,12 @@ static const struct {
 	  "1 problems left.  fsck never writes unless --repair (removes orphans, punches\n"
 	  "leaked slots); --quarantine (with --repair and a NAME) turns unreadable\n"
 	  "chunks into zeros and lists each range it zeroed.\n" },
+	{ "upgrade",
+	  "Convert every format 1 pool of the store (one map file per volume) to format 2\n"
+	  "(copy-on-write map trees: O(1) snapshots, maps authenticated up to each pool's\n"
+	  "header).  Chunks do not move; only the maps are rewritten.  Root or the store's\n"
+	  "owner, on an unmounted store; a pool cut short stays format 1 and the next run\n"
+	  "finishes the job.  New pools are format 2 unless evfs.ini says pool_format = 1.\n" },
 	{ "status",
 	  "What the store's mount is doing: its pid, mount point and uptime, every\n"
 	  "attached volume with its key state, open file handles, bytes read and\n"
@@ -138,7 +145,7 @@ static const struct {
 	{ "help",
 	  "Without COMMAND: the whole usage (as evfsctl --help).  With a command group\n"
 	  "(init, kms, key, volume, snapshot, backup, image, attach, detach, fsck, status,\n"
-	  "help): its lines of the usage and what they do.  man evfsctl has the details.\n" },
+	  "upgrade, help): its lines of the usage and what they do.  man evfsctl has the details.\n" },
 };
 
 static const char usage_head[] = "usage: evfsctl [--store DIR] [--project P] [--json] COMMAND ...\n";
@@ -182,7 +189,7 @@ int cli_help(int argc, char **argv, FILE *out, FILE *err)
 			text = help_texts[i].text;
 	if (!text) {
 		fprintf(err, "evfsctl: help: unknown command '%s'; commands are init, kms, key, volume, snapshot, "
-			"backup, image, attach, detach, fsck, status, help\n", topic);
+			"backup, image, attach, detach, fsck, status, upgrade, help\n", topic);
 		return EXIT_USAGE;
 	}
 	fprintf(out, "usage: evfsctl [--store DIR] [--project P] [--json] %s ...\n", topic);
@@ -544,7 +551,7 @@ int cli_run(struct store *s, const struct store_caller *c, int json, int argc, c
 	if (strcmp(grp, "help") == 0)
 		return cli_help(argc - 1, argv + 1, out, err);
 	if (strcmp(grp, "attach") == 0 || strcmp(grp, "detach") == 0 || strcmp(grp, "fsck") == 0 ||
-	    strcmp(grp, "status") == 0)
+	    strcmp(grp, "status") == 0 || strcmp(grp, "upgrade") == 0)
 		skip = 1;
 	rc = parse_args(&x, argc > skip ? argc - skip : 0, argv + (argc > skip ? skip : argc), &a);
 	if (rc)
@@ -576,6 +583,11 @@ int cli_run(struct store *s, const struct store_caller *c, int json, int argc, c
 	}
 	if (strcmp(grp, "status") == 0)
 		return cmd_status(&x, &a);
+	if (strcmp(grp, "upgrade") == 0) {
+		if (a.n)
+			return usage(&x, "%s", "upgrade (no arguments)");
+		return store_upgrade(s, c, out) ? fail(&x) : 0;
+	}
 	if (strcmp(grp, "fsck") == 0) {
 		struct store_fsck_opts fo = { a.n ? a.pos[0] : NULL, a.repair, a.quarantine, json };
 

@@ -1315,18 +1315,123 @@ int tree_pool_create(const char *pools_dir, const char *lineage, uint32_t chunk_
 	if (!err)
 		err = blk_checkpoint(&ts.bs);
 	blk_close(&ts.bs);
-	for (int f = BLK_NFILES; !err && f-- > 0;) {          /* roots last */
+	if (!err && renameat(dfd, "journal.new", dfd, "journal") < 0)
+		err = -errno;
+	for (int f = 0; !err && f < BLK_NFILES; f++) {          /* roots last (BLK_ROOTS) */
 		char from[64];
 
 		snprintf(from, sizeof(from), "%s.new", blk_file_names[f]);
 		if (renameat(dfd, from, dfd, blk_file_names[f]) < 0)
 			err = -errno;
 	}
-	if (!err && renameat(dfd, "journal.new", dfd, "journal") < 0)
-		err = -errno;
 	if (!err && fsync(dfd) < 0)
 		err = -errno;
 	close(dfd);
+	return err;
+}
+
+/* ============================ upgrade ================================== */
+
+static void build_unlink(int dfd)
+{
+	char name[64];
+
+	for (int f = 0; f < BLK_NFILES; f++) {
+		snprintf(name, sizeof(name), "%s.new", blk_file_names[f]);
+		(void)unlinkat(dfd, name, 0);
+	}
+	(void)unlinkat(dfd, "journal.new", 0);
+}
+
+int tree_build_begin(struct pool *p1, struct pool **out)
+{
+	struct pool *p2 = calloc(1, sizeof(*p2));
+	struct tree_state *ts = calloc(1, sizeof(*ts));
+	int err;
+
+	*out = NULL;
+	if (!p2 || !ts) {
+		free(p2);
+		free(ts);
+		return -ENOMEM;
+	}
+	build_unlink(p1->dir_fd);            /* of an upgrade cut short */
+	err = blk_open(&ts->bs, p1->dir_fd, 1, ".new", NULL);
+	if (err) {
+		free(p2);
+		free(ts);
+		return err;
+	}
+	p2->log = p1->log;
+	p2->pools_dir = p1->pools_dir;
+	memcpy(p2->lineage, p1->lineage, sizeof(p2->lineage));
+	memcpy(p2->lineage_hex, p1->lineage_hex, sizeof(p2->lineage_hex));
+	p2->chunk_size = p1->chunk_size;
+	p2->chunk_shift = p1->chunk_shift;
+	p2->encrypted = p1->encrypted;
+	p2->version = 2;
+	p2->dir_fd = p1->dir_fd;
+	p2->data_fd = p1->data_fd;
+	p2->tags_fd = -1;
+	pthread_mutex_init(&p2->lock, NULL);
+	pthread_mutex_init(&ts->commit_lock, NULL);
+	memcpy(ts->hdr.magic, TREE_MAGIC, 8);
+	ts->hdr.chunk_size = p1->chunk_size;
+	ts->hdr.encrypted = p1->encrypted ? 1 : 0;
+	memcpy(ts->hdr.lineage, p1->lineage, CHUNK_LINEAGE_BYTES);
+	ts->pool = p2;
+	p2->tree = ts;
+	*out = p2;
+	return 0;
+}
+
+int tree_build_ref(struct pool *p2, const uint64_t *slots, size_t n)
+{
+	struct tree_state *ts = TS(p2);
+	int err = 0;
+
+	pthread_mutex_lock(&p2->lock);
+	for (size_t i = 0; i < n && !err; i++) {
+		if (slots[i] >= ts->hdr.nslots)
+			ts->hdr.nslots = slots[i] + 1;
+		err = ref_put(ts, BLK_SREFS, slots[i], ref_get(ts, BLK_SREFS, slots[i]) + 1);
+	}
+	pthread_mutex_unlock(&p2->lock);
+	return err;
+}
+
+int tree_build_end(struct pool *p2, int keep)
+{
+	struct tree_state *ts = TS(p2);
+	int dfd = p2->dir_fd, err = ts->failed;
+
+	if (keep && !err) {
+		ts->hdr.nfree_slots = 0;
+		for (uint64_t s = 0; s < ts->hdr.nslots; s++)
+			ts->hdr.nfree_slots += ref_get(ts, BLK_SREFS, s) == 0;
+		/* Header block modified: the commit writes the header even
+		 * when no map was built. */
+		err = blk_mut(&ts->bs, BLK_ROOTS, 0) ? tree_commit(p2) : -ENOMEM;
+	}
+	if (keep && !err)
+		err = blk_checkpoint(&ts->bs);
+	tree_close(p2);
+	/* The journal, then the block files, `roots` last (blk.h's order). */
+	if (keep && !err && renameat(dfd, "journal.new", dfd, "journal") < 0)
+		err = -errno;
+	for (int f = 0; keep && !err && f < BLK_NFILES; f++) {
+		char from[64];
+
+		snprintf(from, sizeof(from), "%s.new", blk_file_names[f]);
+		if (renameat(dfd, from, dfd, blk_file_names[f]) < 0)
+			err = -errno;
+	}
+	if (keep && !err && fsync(dfd) < 0)
+		err = -errno;
+	if (!keep || err)
+		build_unlink(dfd);
+	pthread_mutex_destroy(&p2->lock);
+	free(p2);
 	return err;
 }
 

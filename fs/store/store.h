@@ -173,6 +173,11 @@ struct store_fsck_opts {
 };
 int store_fsck_run(struct store *s, const struct store_caller *c, const struct store_fsck_opts *o,
 		   FILE *out) STORE_WUR;
+/* evfsctl upgrade (store_fsck.c): every format 1 pool of the store to
+ * format 2, one line per pool on out.  Root or the store's owner, on an
+ * unmounted store.  Returns 0 or a negative errno (message in store_error;
+ * the pools done so far stay done, the failed one is unchanged). */
+int store_upgrade(struct store *s, const struct store_caller *c, FILE *out) STORE_WUR;
 int store_volume_resize(struct store *s, const struct store_caller *c, const struct meta_object *o,
 			uint64_t size) STORE_WUR;
 /* "Enabled", ... for a key id as seen from project (for listings). */

@@ -189,6 +189,63 @@ static int may_repair(struct fsck *f)
 	return -EPERM;
 }
 
+struct upgrade {
+	struct store *s;
+	const struct store_caller *c;
+	FILE *out;
+	unsigned done, already;
+	int err;
+};
+
+static int upgrade_cb(void *ctx, const char *lineage)
+{
+	struct upgrade *u = ctx;
+	uint64_t maps = 0;
+	int rc = engine_pool_upgrade(u->s->eng, lineage, &maps);
+
+	if (rc == 1) {
+		u->already++;
+		return 0;
+	}
+	if (rc < 0) {
+		store_seterr(u->s, u->c, "upgrade: pool %s: %s; it is unchanged (format 1)%s", lineage, evfs_strerror(rc),
+			     rc == -EUCLEAN ? ": run evfsctl fsck, repair or restore the pool, then run upgrade again"
+					    : rc == -ENOSPC ? ": free some space (the new maps need about 1/64 of the "
+							      "volumes' written data) and run upgrade again" : "");
+		u->err = rc;
+		return 1;
+	}
+	u->done++;
+	fprintf(u->out, "pool %s: upgraded to format 2 (%llu map(s))\n", lineage, (unsigned long long)maps);
+	return 0;
+}
+
+int store_upgrade(struct store *s, const struct store_caller *c, FILE *out)
+{
+	struct stat st;
+	struct upgrade u = { .s = s, .c = c, .out = out };
+	int rc;
+
+	if (c->uid != 0 && (stat(s->dir, &st) != 0 || st.st_uid != c->uid)) {
+		store_seterr(s, c, "upgrade: permission denied: only root or the store's owner may upgrade the store");
+		return -EPERM;
+	}
+	if (s->mounted) {
+		store_seterr(s, c, "upgrade: the store is mounted: unmount it (fusermount3 -u MOUNTPOINT) and run "
+			     "evfsctl upgrade again; pools in use cannot be converted");
+		return -EBUSY;
+	}
+	rc = engine_pool_list(s->eng, upgrade_cb, &u);
+	if (u.err)
+		return u.err;
+	if (rc < 0) {
+		store_seterr(s, c, "upgrade: cannot read the pools directory: %s", evfs_strerror(rc));
+		return rc;
+	}
+	fprintf(out, "upgrade: %u pool(s) upgraded to format 2, %u already format 2\n", u.done, u.already);
+	return 0;
+}
+
 static int collect(struct fsck *f)
 {
 	int rc = meta_object_list(f->s->meta, NULL, obj_cb, f);

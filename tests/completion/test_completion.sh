@@ -46,7 +46,7 @@ check()
     fi
 }
 
-GROUPS_ALL="init kms key volume snapshot backup image attach detach fsck status help"
+GROUPS_ALL="init kms key volume snapshot backup image attach detach fsck status upgrade help"
 unset EVFS_STORE
 
 check "evfsctl vol<TAB>: volume" "volume" "$EVFSCTL" vol

@@ -287,6 +287,50 @@ static void setup(void)
 	golden_open();
 }
 
+static int upgraded_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	ck_assert_msg(strcmp(path + ftw->base, "tags") && strcmp(path + ftw->base, "maps"), "%s: format 1 file left "
+		      "after the upgrade", path);
+	return 0;
+}
+
+/* The same copy, first converted to format 2 (evfsctl upgrade) on the
+ * unmounted store: every object must read exactly as before. */
+static void setup_upgraded(void)
+{
+	char err[2048] = "", *out = NULL;
+	size_t len = 0;
+	FILE *f;
+	int rc;
+
+	setup();
+	store_close(t.s);
+	rc = store_open(&t.s, t.store, NULL, on_log, NULL, err, sizeof err);
+	ck_assert_msg(rc == 0, "store_open %s: %s (%s)", t.store, strerror(-rc), err);
+	store_caller_init(t.s, &t.c, 0, 0, NULL);
+	t.c.err = &t.err;
+	ck_assert_ptr_nonnull(f = open_memstream(&out, &len));
+	rc = store_upgrade(t.s, &t.c, f);
+	fclose(f);
+	ck_assert_msg(rc == 0, "upgrade: %s", why(t.s, rc));
+	ck_assert_msg(strstr(out, "upgraded to format 2") && !strstr(out, " 0 pool(s) upgraded"), "upgrade said: %s",
+		      out);
+	free(out);
+	store_close(t.s);
+	golden_open();
+	{
+		char roots[PATH_MAX + 64];
+		struct stat st;
+
+		/* Every pool is format 2 now: a roots file, no maps/. */
+		snprintf(roots, sizeof roots, "%s/pools", t.store);
+		ck_assert_int_eq(nftw(roots, upgraded_cb, 16, FTW_PHYS), 0);
+		(void)st;
+	}
+}
+
 static void teardown(void)
 {
 	store_close(t.s);
@@ -469,6 +513,13 @@ static Suite *golden_suite(void)
 	tc = tcase_create("store");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_golden_files_clean);
+	tcase_add_test(tc, test_catalog_matches_manifest);
+	tcase_add_test(tc, test_fsck_clean);
+	tcase_set_timeout(tc, 60);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("upgraded");
+	tcase_add_checked_fixture(tc, setup_upgraded, teardown);
+	tcase_add_loop_test(tc, test_object, 0, g_nobj);
 	tcase_add_test(tc, test_catalog_matches_manifest);
 	tcase_add_test(tc, test_fsck_clean);
 	tcase_set_timeout(tc, 60);

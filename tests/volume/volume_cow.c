@@ -108,6 +108,7 @@ END_TEST
 /* Clone cost follows the data written, not the nominal size. */
 START_TEST(test_clone_thin)
 {
+	FX_FORMAT1_ONLY("clones share pages: test_v2_clone_is_o1");
 	struct fx f;
 	const uint64_t sizes[2] = { 1 * GiB, 100 * GiB }, written = 64 * MiB, piece = 4 * MiB;
 	const char *ids[2] = { "small", "big" }, *snaps[2] = { "small-snap", "big-snap" };
@@ -115,7 +116,6 @@ START_TEST(test_clone_thin)
 	int64_t blocks[2];
 	uint8_t *buf = xmalloc(piece), got[4096];
 
-	FX_FORMAT1_ONLY("clones share pages: test_v2_clone_is_o1");
 	fx_init(&f, _i);
 	for (int i = 0; i < 2; i++) {
 		struct vol *v;

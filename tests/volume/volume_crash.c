@@ -105,6 +105,7 @@ static void file_copy(const char *from, const char *to)
  * cut before it leaves the old map entry, which must still read. */
 START_TEST(test_discard_punch_after_sync)
 {
+	FX_FORMAT1_ONLY("one journal commit orders data, tree and counts: test_v2_replay");
 	struct fx f;
 	uint8_t a[4096], got[4096], ct[4096], ct2[4096];
 	char data[PATH_MAX + 64], map[PATH_MAX + 128], dir[PATH_MAX + 256], path[PATH_MAX + 400];
@@ -113,7 +114,6 @@ START_TEST(test_discard_punch_after_sync)
 	uint64_t seed = 5, s0;
 	struct vol *v;
 
-	FX_FORMAT1_ONLY("one journal commit orders data, tree and counts: test_v2_replay");
 	fx_init(&f, _i);
 	fx_path(&f, 0, "data", data, sizeof(data));
 	fx_map_path(&f, 0, "vol1", map, sizeof(map));
@@ -181,13 +181,13 @@ END_TEST
  * chunk's data). */
 START_TEST(test_shared_slot_waits_for_every_map)
 {
+	FX_FORMAT1_ONLY("one journal commit orders data, tree and counts: test_v2_replay");
 	struct fx f;
 	uint8_t a[4096], b[4096], c[4096];
 	char map2[PATH_MAX + 128];
 	struct vol *v1, *v2;
 	uint64_t seed = 9, x;
 
-	FX_FORMAT1_ONLY("one journal commit orders data, tree and counts: test_v2_replay");
 	fx_init(&f, _i);
 	fx_map_path(&f, 0, "vol2", map2, sizeof(map2));
 	fx_create(&f, 0, "vol1", MiB);
@@ -220,13 +220,13 @@ END_TEST
  * first.  A clone syncs the pool's data and tags (unsynced writes). */
 START_TEST(test_delete_and_clone_sync)
 {
+	FX_FORMAT1_ONLY("one journal commit orders data, tree and counts: test_v2_replay");
 	struct fx f;
 	uint8_t a[4096], b[4096], got[4096];
 	char map1[PATH_MAX + 128], data[PATH_MAX + 64], tags[PATH_MAX + 64];
 	struct vol *v1, *s;
 	uint64_t seed = 13;
 
-	FX_FORMAT1_ONLY("one journal commit orders data, tree and counts: test_v2_replay");
 	fx_init(&f, _i);
 	fx_map_path(&f, 0, "vol1", map1, sizeof(map1));
 	fx_path(&f, 0, "data", data, sizeof(data));

@@ -513,6 +513,7 @@ END_TEST
  */
 START_TEST(test_map_write_cut_short)
 {
+	FX_FORMAT1_ONLY("a failed commit: test_v2_commit_cut_short");
 	struct fx f;
 	const uint32_t cs = 4096;
 	const uint64_t lim = MiB;
@@ -525,7 +526,6 @@ START_TEST(test_map_write_cut_short)
 	struct vol *v;
 	ssize_t r;
 
-	FX_FORMAT1_ONLY("a failed commit: test_v2_commit_cut_short");
 	fx_init(&f, _i);
 	fx_create(&f, 0, "vol1", size);
 	v = fx_open(&f, "vol1", 1);
@@ -586,13 +586,13 @@ END_TEST
  * nothing (no map blocks allocated, no ENOSPC on a full disk). */
 START_TEST(test_discard_thin_range)
 {
+	FX_FORMAT1_ONLY("map pages are blocks of one pages file");
 	struct fx f;
 	char map[PATH_MAX + 128];
 	uint8_t buf[4096];
 	int64_t b0;
 	struct vol *v;
 
-	FX_FORMAT1_ONLY("map pages are blocks of one pages file");
 	fx_init(&f, _i);
 	fx_create(&f, 0, "vol1", GiB);
 	fx_map_path(&f, 0, "vol1", map, sizeof(map));

@@ -235,6 +235,7 @@ END_TEST
  * 12 KiB to 200 MiB. */
 START_TEST(test_seek_thin)
 {
+	FX_FORMAT1_ONLY("map pages are blocks of one pages file");
 	struct fx f;
 	char map[PATH_MAX + 128];
 	const uint64_t size = 100 * GiB;
@@ -242,7 +243,6 @@ START_TEST(test_seek_thin)
 	struct vol *v;
 	double t0, t;
 
-	FX_FORMAT1_ONLY("map pages are blocks of one pages file");
 	memset(buf, 0x11, sizeof(buf));
 	fx_init(&f, 0);
 	fx_create(&f, 0, "vol1", size);
@@ -281,13 +281,13 @@ END_TEST
  * read path needs the same (or pread of the entries). */
 START_TEST(test_read_holes_thin)
 {
+	FX_FORMAT1_ONLY("map pages are blocks of one pages file");
 	struct fx f;
 	uint8_t *buf = xmalloc(MiB);
 	char map[PATH_MAX + 128];
 	struct vol *v;
 	int64_t before, after;
 
-	FX_FORMAT1_ONLY("map pages are blocks of one pages file");
 	fx_init(&f, 0);
 	fx_create(&f, 0, "vol1", 100 * GiB);
 	fx_map_path(&f, 0, "vol1", map, sizeof(map));

@@ -149,6 +149,7 @@ END_TEST
  * table, the chunk reads back, and rewriting it frees that slot. */
 START_TEST(test_far_slot)
 {
+	FX_FORMAT1_ONLY("no tags file");
 	struct fx f;
 	const uint64_t slot = (1ull << 20) + 7;
 	uint8_t p0[4096], p3[4096], c3[4096], q[4096], got[4096];
@@ -159,7 +160,6 @@ START_TEST(test_far_slot)
 	uint64_t seed = 95;
 	uint8_t ent[8];
 
-	FX_FORMAT1_ONLY("no tags file");
 	fx_init(&f, _i);
 	fx_path(&f, 0, "data", data, sizeof(data));
 	fx_path(&f, 0, "tags", tags, sizeof(tags));
@@ -269,6 +269,7 @@ END_TEST
  * open removes it and nothing else changes. */
 START_TEST(test_stray_temporary)
 {
+	FX_FORMAT1_ONLY("no temporary map files");
 	struct fx f;
 	uint8_t buf[4096], got[4096];
 	char tmp[PATH_MAX + 128], path[PATH_MAX + 128];
@@ -276,7 +277,6 @@ START_TEST(test_stray_temporary)
 	struct stat st;
 	uint64_t seed = 91;
 
-	FX_FORMAT1_ONLY("no temporary map files");
 	fx_init(&f, _i);
 	fx_create(&f, 0, "vol1", MiB);
 	v = fx_open(&f, "vol1", 1);

@@ -137,6 +137,7 @@ END_TEST
 
 START_TEST(test_flip_tag)
 {
+	FX_FORMAT1_ONLY("tags live in the leaf entries: test_v2_tamper_page");
 	struct fx f;
 	uint8_t ref[4 * 4096], got[4 * 4096];
 	char tags[PATH_MAX + 64];
@@ -146,7 +147,6 @@ START_TEST(test_flip_tag)
 	static const unsigned enc_pos[] = { 0, 11, 23, 24, 31, 39 };
 	static const unsigned plain_pos[] = { 24, 31, 39 };
 
-	FX_FORMAT1_ONLY("tags live in the leaf entries: test_v2_tamper_page");
 	fx_init(&f, _i);
 	fx_path(&f, 0, "tags", tags, sizeof(tags));
 	fx_create(&f, 0, "vol1", MiB);
@@ -190,13 +190,13 @@ static void copy_slot(struct fx *f, int la, uint64_t a, int lb, uint64_t b)
 
 START_TEST(test_swap_chunks)
 {
+	FX_FORMAT1_ONLY("tags live in the leaf entries: test_v2_tamper_page");
 	struct fx f;
 	uint8_t ref[12 * 4096], got[12 * 4096];
 	struct vol *v;
 	uint64_t seed = 64;
 	int l2;
 
-	FX_FORMAT1_ONLY("tags live in the leaf entries: test_v2_tamper_page");
 	fx_init(&f, _i);
 	fx_create(&f, 0, "vol1", MiB);
 	v = fx_open(&f, "vol1", 1);
@@ -324,6 +324,7 @@ END_TEST
 
 START_TEST(test_damaged_headers)
 {
+	FX_FORMAT1_ONLY("test_v2_tamper_roots");
 	struct fx f;
 	uint8_t buf[4096];
 	char map[PATH_MAX + 128], map2[PATH_MAX + 128], tags[PATH_MAX + 64];
@@ -333,7 +334,6 @@ START_TEST(test_damaged_headers)
 	 * 12-15, lineage 16-31, id 32-71, size 72-79, pad 80-95, sum 96-111 */
 	static const uint64_t map_pos[] = { 0, 7, 8, 12, 16, 31, 32, 35, 36, 71, 72, 79, 80, 96, 111 };
 
-	FX_FORMAT1_ONLY("test_v2_tamper_roots");
 	fx_init(&f, _i);
 	fx_map_path(&f, 0, "vol1", map, sizeof(map));
 	fx_path(&f, 0, "tags", tags, sizeof(tags));
@@ -424,6 +424,7 @@ END_TEST
  * instead of vol_open failing with -EUCLEAN. */
 START_TEST(test_truncated_map)
 {
+	FX_FORMAT1_ONLY("test_v2_tamper_page");
 	struct fx f;
 	uint8_t buf[4096], got[4096];
 	char map[PATH_MAX + 128];
@@ -431,7 +432,6 @@ START_TEST(test_truncated_map)
 	uint64_t seed = 68;
 	int r;
 
-	FX_FORMAT1_ONLY("test_v2_tamper_page");
 	fx_init(&f, _i);
 	fx_map_path(&f, 0, "vol1", map, sizeof(map));
 	fx_create(&f, 0, "vol1", 64 * MiB);

@@ -112,6 +112,18 @@ int tree_check(struct pool *p, void (*cb)(void *ctx, const struct tree_chk_issue
 int tree_reclaim(struct pool *p, uint64_t nslots, int (*has_data)(void *ctx, uint64_t slot), void *ctx,
 		 uint64_t *n);
 
+/* --- format 1 to 2 (engine_upgrade.c) --------------------------------- */
+/* A format 2 pool built beside format 1 pool p1's files, under temporary
+ * names (*.new): a pool shell sharing p1's directory and data file, on
+ * which tree_root_add and tree_set build the maps. */
+int tree_build_begin(struct pool *p1, struct pool **out);
+/* Slots named once more by the maps being built (counts grow). */
+int tree_build_ref(struct pool *p2, const uint64_t *slots, size_t n);
+/* keep: commit the new files and rename them into place, `roots` last:
+ * from then on the directory is a format 2 pool.  !keep: remove them.
+ * Frees p2 either way. */
+int tree_build_end(struct pool *p2, int keep);
+
 /* A chunk_tag (for the chunk cipher) from a leaf entry. */
 void tree_ent_tag(const struct tree_ent *e, uint64_t index, struct chunk_tag *t);
 
