@@ -85,7 +85,7 @@ static const struct key_def {
 		"use 2 (the default: copy-on-write map trees) or 1 (map files, for stores shared with older evfs)",
 		"; On-disk format of new pools (lineages): 2 (copy-on-write map trees:\n"
 		"; O(1) snapshots, authenticated maps) or 1 (one map file per volume).\n"
-		"; Existing pools keep theirs; evfsctl store upgrade converts them.\n" },
+		"; Existing pools keep theirs; evfsctl upgrade converts them.\n" },
 	[K_BACKEND] = { "kms", "backend", WORD, FIELD(kms_backend), 0, { "local", "pkcs11" },
 		"use local (root key from a key file or a passphrase) or pkcs11 (root key in a PKCS#11 token)",
 		"; Key management: local (root key from a key file or a passphrase) or\n"

@@ -8,18 +8,24 @@
 # <= 64 KiB added, cold mount + first read <= 200 ms, nothing growing with
 # the count.  Not a test: it prints a table.
 #   usage: sudo tests/bench/history.sh [DIR]   (default /var/tmp)
-#   env: WRITTEN (default 8G), COUNTS (default "1 50 200"), OVERWRITE_MB (default 4)
+#   env: WRITTEN (default 8G), COUNTS (default "1 50 200"), OVERWRITE_MB (default 4),
+#        FORMATS (default "1 2": the pool formats, in turn, each with its own store)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/tests/e2e/json.sh"   # jget
 EVFS=${EVFS_BIN:-$ROOT/build/fs/fuse/evfs} CTL=${EVFSCTL_BIN:-$ROOT/build/cli/evfsctl}
 BASE=${1:-/var/tmp}; WRITTEN=${WRITTEN:-8G}; COUNTS=${COUNTS:-"1 50 200"}; OW=${OVERWRITE_MB:-4}
-W=$(mktemp -d "$BASE/evfs-history.XXXXXX")
-cleanup() { set +e; mountpoint -q "$W/mnt" && { fusermount3 -u "$W/mnt" || umount -l "$W/mnt"; }; rm -rf "$W"; }
+FORMATS=${FORMATS:-"1 2"}
+W=
+cleanup() { set +e; [ -n "$W" ] || return 0; mountpoint -q "$W/mnt" && { fusermount3 -u "$W/mnt" || umount -l "$W/mnt"; }; rm -rf "$W"; }
 trap cleanup EXIT
+run_format() {
+W=$(mktemp -d "$BASE/evfs-history.XXXXXX")
 mkdir -p "$W/mnt"
 export EVFS_STORE=$W/store
 $CTL init --keyfile "$W/root.key" >/dev/null; $CTL kms grant >/dev/null
+sed -i "s/^pool_format =.*/pool_format = $1/" "$EVFS_STORE/evfs.ini"
+echo "== pool format $1"
 bytes=$(numfmt --from=iec "$WRITTEN")
 $CTL volume create v --size $((bytes + (1 << 30))) --encrypt >/dev/null
 now_ms() { date +%s%N | awk '{printf "%.1f", $1 / 1e6}'; }
@@ -53,4 +59,7 @@ for target in $COUNTS; do
       'BEGIN { printf "%-10s %12.1f %12d %12.1f %12.1f %16.1f %10s\n", c, t1 - t0, add, t3 - t2, t5 - t4, t7 - t6, rss }'
 done
 lin=$($CTL --json volume show v | jget lineage)
-echo "maps on disk: $(du -sh "$EVFS_STORE/pools/$lin/maps" | cut -f1) for $n snapshots + the volume" >&2
+echo "format $1: maps on disk: $(du -sh --exclude=data "$EVFS_STORE/pools/$lin" | cut -f1) for $n snapshots + the volume" >&2
+umount_; cleanup; W=
+}
+for f in $FORMATS; do run_format "$f"; done
