@@ -238,6 +238,8 @@ void engine_pool_put(struct pool *p)
 		if (tree_commit(p) < 0)
 			elog_printf(&e->log, LOG_ERR, "pool %s: the last commit failed; the changes since the last fsync are "
 				    "lost", p->lineage_hex);
+		else
+			(void)tree_give_back(p);
 		tree_close(p);
 	} else {
 		pool_give_back(p);

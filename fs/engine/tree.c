@@ -101,6 +101,7 @@ struct tree_state {
 	pthread_mutex_t commit_lock;
 	uint64_t scur, pcur;         /* next-fit cursors */
 	struct vec sfree, pfree;     /* freed in the open transaction (PENDING) */
+	struct vec skeep;            /* of sfree: freed by an overwrite, kept (not punched) for reuse */
 	int failed;                  /* allocation failure inside a change */
 	int failed_once;             /* path_mut: a page failed its check */
 	uint8_t *ok;                 /* pages checked against their parent's hash (bit per page) */
@@ -712,8 +713,13 @@ int tree_set(struct pool *p, uint32_t ri, uint64_t first, uint64_t n, const stru
 				uint64_t old = le64toh(e->slot1);
 
 				*e = ents[k + j];
-				if (old && old != le64toh(e->slot1))
-					(void)ref_dec(ts, BLK_SREFS, old - 1);
+				/* An overwritten chunk's slot is soon taken by
+				 * another write: punching it would cost a discard
+				 * now and an allocation then.  Holes and dropped
+				 * maps give their space back. */
+				if (old && old != le64toh(e->slot1) && ref_dec(ts, BLK_SREFS, old - 1) && e->slot1 &&
+				    vec_push(&ts->skeep, old - 1) < 0)
+					ts->skeep.n = 0;   /* out of memory: punch them all */
 			}
 		}
 		k += run;
@@ -1021,6 +1027,27 @@ int tree_reclaim(struct pool *p, uint64_t nslots, int (*has_data)(void *ctx, uin
 	return err;
 }
 
+int tree_give_back(struct pool *p)
+{
+	struct tree_state *ts = TS(p);
+	uint64_t s = 0, n;
+	int err = 0;
+
+	pthread_mutex_lock(&p->lock);
+	n = ts->hdr.nslots;
+	while (!err && s < n) {
+		uint64_t run = 0;
+
+		while (s + run < n && ref_get(ts, BLK_SREFS, s + run) == 0)
+			run++;
+		if (run)
+			err = pool_punch_run(p, s, run);
+		s += run + 1;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return err;
+}
+
 /* ============================ commits ================================== */
 
 /* Hash a modified page after its modified children (interior pointers get
@@ -1118,7 +1145,7 @@ int tree_commit(struct pool *p)
 {
 	struct tree_state *ts = TS(p);
 	struct tree_hdr img;
-	struct vec sfree, pfree;
+	struct vec sfree, pfree, skeep;
 	struct blk_txn t;
 	int err = 0;
 
@@ -1175,6 +1202,8 @@ int tree_commit(struct pool *p)
 	}
 	sfree = ts->sfree;
 	pfree = ts->pfree;
+	skeep = ts->skeep;
+	memset(&ts->skeep, 0, sizeof(ts->skeep));
 	memset(&ts->sfree, 0, sizeof(ts->sfree));
 	memset(&ts->pfree, 0, sizeof(ts->pfree));
 	pthread_mutex_unlock(&p->lock);
@@ -1187,12 +1216,23 @@ int tree_commit(struct pool *p)
 	/* Give freed chunks' space back, one call per run, while their
 	 * counts still say PENDING: no writer can have taken one yet. */
 	if (t.committed && sfree.n) {
+		uint64_t *v = malloc(sfree.n * sizeof(*v));
+		size_t n = 0;
+
 		qsort(sfree.v, sfree.n, sizeof(uint64_t), cmp_u64);
-		for (size_t i = 0, run; i < sfree.n; i += run) {
-			for (run = 1; i + run < sfree.n && sfree.v[i + run] == sfree.v[i] + run; run++)
-				;
-			(void)pool_punch_run(p, sfree.v[i], run);
+		qsort(skeep.v, skeep.n, sizeof(uint64_t), cmp_u64);
+		for (size_t i = 0, k = 0; v && i < sfree.n; i++) {      /* sfree minus skeep */
+			while (k < skeep.n && skeep.v[k] < sfree.v[i])
+				k++;
+			if (k == skeep.n || skeep.v[k] != sfree.v[i])
+				v[n++] = sfree.v[i];
 		}
+		for (size_t i = 0, run; v && i < n; i += run) {
+			for (run = 1; i + run < n && v[i + run] == v[i] + run; run++)
+				;
+			(void)pool_punch_run(p, v[i], run);
+		}
+		free(v);
 	}
 
 	pthread_mutex_lock(&p->lock);
@@ -1213,6 +1253,8 @@ int tree_commit(struct pool *p)
 			(void)vec_push(&ts->sfree, sfree.v[i]);
 		for (size_t i = 0; i < pfree.n; i++)
 			(void)vec_push(&ts->pfree, pfree.v[i]);
+		for (size_t i = 0; i < skeep.n; i++)
+			(void)vec_push(&ts->skeep, skeep.v[i]);
 		sfree.n = 0;
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -1222,6 +1264,7 @@ int tree_commit(struct pool *p)
 			    "the journal holds it and the next open replays it", p->lineage_hex, evfs_strerror(err));
 	free(sfree.v);
 	free(pfree.v);
+	free(skeep.v);
 	pthread_mutex_unlock(&ts->commit_lock);
 	return t.committed ? 0 : err;
 }
@@ -1519,6 +1562,7 @@ void tree_close(struct pool *p)
 	pthread_mutex_destroy(&ts->commit_lock);
 	free(ts->sfree.v);
 	free(ts->pfree.v);
+	free(ts->skeep.v);
 	free(ts->ok);
 	free(ts);
 	p->tree = NULL;

@@ -112,6 +112,10 @@ int tree_check(struct pool *p, void (*cb)(void *ctx, const struct tree_chk_issue
 int tree_reclaim(struct pool *p, uint64_t nslots, int (*has_data)(void *ctx, uint64_t slot), void *ctx,
 		 uint64_t *n);
 
+/* Punch every free slot: the space of chunks overwritten since the open
+ * (kept for reuse, see tree_set) goes back when the pool closes. */
+int tree_give_back(struct pool *p);
+
 /* --- format 1 to 2 (engine_upgrade.c) --------------------------------- */
 /* A format 2 pool built beside format 1 pool p1's files, under temporary
  * names (*.new): a pool shell sharing p1's directory and data file, on
