@@ -68,48 +68,40 @@ starttime() {
 # alive PID STARTTIME: PID still runs and is still the process we started.
 alive() { [ "$(starttime "$1")" = "$2" ]; }
 
-# spawn NAME LOGFILE CMD...: start CMD in the background (stdin /dev/null,
-# output to LOGFILE, the watchdog pipe closed), record it; PID in $SPAWNED.
+# spawn [-s SIG] NAME LOGFILE CMD...: start CMD in the background (stdin
+# /dev/null, output to LOGFILE, the watchdog pipe closed), record it with
+# the signal that stops it (default TERM); PID in $SPAWNED.
 spawn() {
+  local sig=TERM
+  if [ "$1" = -s ]; then sig=$2; shift 2; fi
   local name=$1 log=$2; shift 2
   "$@" </dev/null >>"$log" 2>&1 9>&- &
   SPAWNED=$!
   local st=
   st=$(starttime "$SPAWNED")
   [ -n "$st" ] || { wait "$SPAWNED" 2>/dev/null || true; die "$name exited at once (log: $log)"; }
-  echo "$SPAWNED $st $name" >>"$CL_DIR/pids"
+  echo "$SPAWNED $st $name $sig" >>"$CL_DIR/pids"
 }
 
-# stop_all: TERM every recorded process (the command first, daemons in the
-# reverse order of their start), KILL what is left after a grace period.
-# Usable from the script and from the watchdog (no `wait`: may not be our
-# children there).
+# stop_all GRACE: stop the recorded processes one at a time in the reverse
+# order of their start (the command first, then the OSD before its mon, so
+# each can still say goodbye to the one it depends on): its stop signal,
+# up to GRACE seconds, then SIGKILL.  Usable from the script and from the
+# watchdog (polls /proc, no `wait`: they may not be its children).
 stop_all() {
-  local grace=${1:-10} pid st name i lines=()
+  local grace=${1:-10} pid st name sig i j lines=()
   [ -f "$CL_DIR/pids" ] || return 0
   mapfile -t lines <"$CL_DIR/pids"
   for ((i = ${#lines[@]} - 1; i >= 0; i--)); do
-    read -r pid st name <<<"${lines[$i]}"
-    alive "$pid" "$st" && kill -TERM "$pid" 2>/dev/null || true
-  done
-  for ((i = 0; i < grace * 10; i++)); do
-    local left=0
-    for l in "${lines[@]}"; do read -r pid st name <<<"$l"; alive "$pid" "$st" && left=1; done
-    [ "$left" = 0 ] && break
-    sleep 0.1
-  done
-  for l in "${lines[@]}"; do
-    read -r pid st name <<<"$l"
+    read -r pid st name sig <<<"${lines[$i]}"
+    alive "$pid" "$st" || continue
+    kill -"${sig:-TERM}" "$pid" 2>/dev/null || true
+    for ((j = 0; j < grace * 20; j++)); do alive "$pid" "$st" || break; sleep 0.05; done
     if alive "$pid" "$st"; then
-      echo "[$CL_NAME] $name (pid $pid) ignored SIGTERM for ${grace}s: SIGKILL" >&2
+      echo "[$CL_NAME] $name (pid $pid) still runs ${grace}s after SIG${sig:-TERM}: SIGKILL" >&2
       kill -KILL "$pid" 2>/dev/null || true
+      for ((j = 0; j < 100; j++)); do alive "$pid" "$st" || break; sleep 0.05; done
     fi
-  done
-  for ((i = 0; i < 50; i++)); do
-    local left=0
-    for l in "${lines[@]}"; do read -r pid st name <<<"$l"; alive "$pid" "$st" && left=1; done
-    [ "$left" = 0 ] && break
-    sleep 0.1
   done
 }
 
@@ -123,15 +115,18 @@ cl_cleanup() {
   set +e
   trap - EXIT INT TERM HUP
   if [ -n "$CL_DIR" ] && [ -d "$CL_DIR" ]; then
+    local t0=$SECONDS
     stop_all 10
     # reap them (only them: a bare `wait` would also wait for the watchdog,
     # which waits for us)
     local pid _rest
     while read -r pid _rest; do wait "$pid" 2>/dev/null; done <"$CL_DIR/pids"
     if [ "${EVFS_CLUSTER_KEEP:-0}" = 1 ]; then
-      say "EVFS_CLUSTER_KEEP=1: leaving $CL_DIR"
+      : >"$CL_DIR/stopped"   # tells the watchdog there is nothing left to do
+      say "stopped what it started in $((SECONDS - t0)) s; EVFS_CLUSTER_KEEP=1: left $CL_DIR"
     else
       remove_dir
+      say "stopped what it started and removed its dir in $((SECONDS - t0)) s"
     fi
   fi
   exit "$rc"
@@ -157,7 +152,7 @@ cl_setup() {
   exec 9> >(
     trap '' INT HUP TERM
     while read -r _; do :; done
-    if [ -d "$CL_DIR" ]; then
+    if [ -d "$CL_DIR" ] && [ ! -e "$CL_DIR/stopped" ]; then
       echo "[$CL_NAME watchdog] the script died without cleaning up: stopping its processes" >&2
       stop_all 3
       [ "${EVFS_CLUSTER_KEEP:-0}" = 1 ] || remove_dir
@@ -180,7 +175,7 @@ wait_until() {
 # cl_check_daemons: die early when a daemon we started has exited.
 cl_check_daemons() {
   local pid st name
-  while read -r pid st name; do
+  while read -r pid st name _; do
     [ "$name" = cmd ] && continue
     alive "$pid" "$st" || die "$name (pid $pid) exited"
   done <"$CL_DIR/pids"
@@ -193,7 +188,7 @@ run_cmd() {
   exec 3<&0
   "$@" <&3 3<&- 9>&- &
   CL_CMD_PID=$!
-  echo "$CL_CMD_PID $(starttime "$CL_CMD_PID") cmd" >>"$CL_DIR/pids"
+  echo "$CL_CMD_PID $(starttime "$CL_CMD_PID") cmd TERM" >>"$CL_DIR/pids"
   exec 3<&-
   local rc=0
   wait "$CL_CMD_PID" || rc=$?
