@@ -12,6 +12,7 @@
 set -euo pipefail
 
 CL_NAME=${CL_NAME:-cluster}
+CL_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CL_DIR=
 CL_CMD_PID=
 CL_T0=$(date +%s.%N)
@@ -146,16 +147,13 @@ cl_setup() {
   trap 'cl_signal INT 2' INT
   trap 'cl_signal TERM 15' TERM
   trap 'cl_signal HUP 1' HUP
-  # The watchdog: blocks on a pipe only this script writes to.  At EOF the
-  # script is gone; if its temp dir is still there the script died without
-  # its EXIT trap (SIGKILL): stop its processes and remove the dir.
-  exec 9> >(
-    trap '' INT HUP TERM
-    while read -r _; do :; done
-    if [ -d "$CL_DIR" ] && [ ! -e "$CL_DIR/stopped" ]; then
-      echo "[$CL_NAME watchdog] the script died without cleaning up: stopping its processes" >&2
-      stop_all 3
-      [ "${EVFS_CLUSTER_KEEP:-0}" = 1 ] || remove_dir
+  # The watchdog (watchdog.sh): blocks on a pipe only this script writes
+  # to.  At EOF the script is gone; if it died without its EXIT trap
+  # (SIGKILL) the watchdog stops its processes and removes the dir.  setsid:
+  # its own process group, so a kill of ours (ctest's timeout kills the
+  # test's group) does not take it along before it has cleaned up.
+  exec 9> >(exec setsid bash "$CL_HERE/watchdog.sh" "$CL_NAME" "$CL_DIR")
+}" = 1 ] || remove_dir
     fi
   )
 }
