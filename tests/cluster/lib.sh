@@ -149,13 +149,10 @@ cl_setup() {
   trap 'cl_signal HUP 1' HUP
   # The watchdog (watchdog.sh): blocks on a pipe only this script writes
   # to.  At EOF the script is gone; if it died without its EXIT trap
-  # (SIGKILL) the watchdog stops its processes and removes the dir.  setsid:
-  # its own process group, so a kill of ours (ctest's timeout kills the
-  # test's group) does not take it along before it has cleaned up.
-  exec 9> >(exec setsid bash "$CL_HERE/watchdog.sh" "$CL_NAME" "$CL_DIR")
-}" = 1 ] || remove_dir
-    fi
-  )
+  # (SIGKILL) the watchdog stops its processes and removes the dir.
+  # setsid -f: a session of its own and not our child, so a kill of our
+  # process group or tree (ctest's timeout) does not take it along.
+  exec 9> >(exec setsid -f bash "$CL_HERE/watchdog.sh" "$CL_NAME" "$CL_DIR")
 }
 
 # wait_until SECONDS WHAT CMD...: retry CMD every 0.5 s until it succeeds;
