@@ -126,7 +126,7 @@ static int home_write(struct blkset *bs, uint64_t key, const uint8_t *img)
 	enum blk_file f = (enum blk_file)(key >> 56);
 	uint64_t b = key & ((1ull << 56) - 1);
 
-	if (f >= BLK_NFILES)
+	if (f >= BLK_NFILES || b > (uint64_t)INT64_MAX / BLK_SIZE)
 		return -EUCLEAN;
 	return pwrite_full(bs->fd[f], img, BLK_SIZE, b * BLK_SIZE);
 }

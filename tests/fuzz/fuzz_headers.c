@@ -7,14 +7,18 @@
  * Once, a small valid store is laid out in a temporary directory with the
  * real engine: an unencrypted lineage with a volume "vol" (chunks written,
  * one rewritten, a hole), a copy-on-write snapshot "snap" sharing its
- * slots, a full backup B1 and an incremental backup B2 on top of it.  The
- * pristine bytes of every file are kept in memory.
+ * slots, a full backup B1 and an incremental backup B2 on top of it; and a
+ * second lineage, in a format 2 pool (tree pages, reference counts, roots,
+ * journal), holding the same volume and snapshot.  The pristine bytes of
+ * every file are kept in memory.
  *
  * Each input damages one of those files and then drives the real open /
  * read / verify / clone / delete paths over it; afterwards every file is
  * put back.  Input layout:
  *
- *   byte 0   target: 0 tags, 1 data, 2 vol.map, 3 snap.map, 4 B1, 5 B2
+ *   byte 0   target: 0 tags, 1 data, 2 vol.map, 3 snap.map, 4 B1, 5 B2,
+ *            format 2: 6 pages, 7 srefs, 8 prefs, 9 roots, 10 journal,
+ *            11 data
  *   byte 1   bits 0-1: 0 overlay the payload at offset 0
  *                      1 the file becomes the payload
  *                      2 overlay payload[2..] at offset u16(payload[0..1])
@@ -24,6 +28,9 @@
  *            bit 2:    recompute the checksums the format carries (header
  *                      BLAKE2b, backup index BLAKE2b) over the damaged
  *                      bytes, so the fuzzer gets past them to the fields
+ *                      (format 2: the journal's first record; the other
+ *                      files' hashes live in parent pages and the roots
+ *                      header, and are left as they are)
  *   byte 2.. payload
  *
  * Every call must return success or a negative errno: never crash, leak,
@@ -50,11 +57,13 @@
 #include "engine.h"
 
 #define LIN "00112233445566778899aabbccddeeff"
+#define LIN2 "ffeeddccbbaa99887766554433221100"
 #define B1 "11111111-2222-4333-8444-555555555555"
 #define B2 "66666666-7777-4888-9999-aaaaaaaaaaaa"
 #define CS 4096u
 #define VOL_BYTES (16u * CS + 1000u)
-#define NFILES 6
+#define NFILES 12
+#define IS_BACKUP(t) ((t) == 4 || (t) == 5)
 
 static char root[256], pools[300], bdir[300];
 static struct file {
@@ -70,6 +79,12 @@ static struct file {
 	{ .name = "snap.map", .sum_off = 96, .sum_len = 16, .hdr_len = 96 },
 	{ .name = B1 ".evb", .sum_off = 320, .sum_len = 32, .hdr_len = 320 },
 	{ .name = B2 ".evb", .sum_off = 320, .sum_len = 32, .hdr_len = 320 },
+	{ .name = "pages" },
+	{ .name = "srefs" },
+	{ .name = "prefs" },
+	{ .name = "roots" },
+	{ .name = "journal" },
+	{ .name = "data" },
 };
 static const uint8_t key[CHUNK_KEY_BYTES] = { 1, 2, 3 }; /* used if damage marks a backup encrypted */
 static struct kms_dk *dk;   /* a handle holding `key` (made at initialisation) */
@@ -145,6 +160,7 @@ static void prune(const char *dir, const char *const *keep, size_t nkeep)
 static void restore_all(void)
 {
 	static const char *const maps[] = { "vol.map", "snap.map" }, *const bks[] = { B1 ".evb", B2 ".evb" };
+	static const char *const v2[] = { "pages", "srefs", "prefs", "roots", "journal", "data" };
 	char mdir[400];
 
 	for (int i = 0; i < NFILES; i++)
@@ -152,6 +168,8 @@ static void restore_all(void)
 	snprintf(mdir, sizeof(mdir), "%s/%s/maps", pools, LIN);
 	prune(mdir, maps, 2);
 	prune(bdir, bks, 2);
+	snprintf(mdir, sizeof(mdir), "%s/%s", pools, LIN2);
+	prune(mdir, v2, sizeof(v2) / sizeof(v2[0]));
 }
 
 static void fill(uint8_t *buf, size_t n, unsigned seed)
@@ -160,12 +178,12 @@ static void fill(uint8_t *buf, size_t n, unsigned seed)
 		buf[i] = (uint8_t)(seed * 31u + i * 7u + (i >> 9));
 }
 
-static void setup_write(struct engine *e, const char *id, const unsigned *chunks, size_t n)
+static void setup_write(struct engine *e, const char *lin, const char *id, const unsigned *chunks, size_t n)
 {
 	struct vol *v;
 	uint8_t buf[CS];
 
-	must(engine_vol_open(&v, e, LIN, id, 1) == 0 && vol_attach(v, NULL) == 0, "vol_open");
+	must(engine_vol_open(&v, e, lin, id, 1) == 0 && vol_attach(v, NULL) == 0, "vol_open");
 	for (size_t i = 0; i < n; i++) {
 		fill(buf, CS, chunks[i]);
 		must(vol_write(v, buf, CS, (uint64_t)chunks[i] * CS) == CS, "vol_write");
@@ -222,7 +240,15 @@ static void dump_seeds(const char *dir)
 			must(write_file(path, buf, len), path);
 			n++;
 		}
-		if (t >= 4) { /* the backup index, from the end, sums fixed */
+		if (!strcmp(f->name, "journal")) { /* the checkpointed record, its magic back */
+			buf[0] = (uint8_t)t;
+			buf[1] = 4;
+			memcpy(buf + 2, "EVFSJRN2", 8);
+			snprintf(path, sizeof(path), "%s/seed-%d-%s-record", dir, t, f->name);
+			must(write_file(path, buf, 10), path);
+			n++;
+		}
+		if (IS_BACKUP(t)) { /* the backup index, from the end, sums fixed */
 			size_t il = f->len - 4096 < 4096 ? f->len - 4096 : 4096;
 
 			buf[0] = (uint8_t)t;
@@ -265,16 +291,27 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(bdir, sizeof(bdir), "%s/backups", root);
 	must(mkdir(bdir, 0700) == 0, "mkdir backups");
 	must(engine_create(&e, pools, NULL, NULL) == 0, "engine_create");
+	must(engine_set_format(e, 1) == 0, "engine_set_format"); /* LIN: format 1 */
 	must(engine_pool_create(e, LIN, CS, 0) == 0, "engine_pool_create");
 	must(engine_map_create(e, LIN, "vol", VOL_BYTES) == 0, "engine_map_create");
-	setup_write(e, "vol", first, sizeof(first) / sizeof(first[0]));
+	setup_write(e, LIN, "vol", first, sizeof(first) / sizeof(first[0]));
 	must(engine_map_clone(e, LIN, "vol", "snap", 0, 0) == 0, "engine_map_clone");
 	setup_backup(e, B1, "");
-	setup_write(e, "vol", second, sizeof(second) / sizeof(second[0]));
+	setup_write(e, LIN, "vol", second, sizeof(second) / sizeof(second[0]));
 	setup_backup(e, B2, B1);
+	must(engine_set_format(e, 2) == 0, "engine_set_format");
+	must(engine_pool_create(e, LIN2, CS, 0) == 0, "engine_pool_create 2");
+	must(engine_map_create(e, LIN2, "vol", VOL_BYTES) == 0, "engine_map_create 2");
+	setup_write(e, LIN2, "vol", first, sizeof(first) / sizeof(first[0]));
+	must(engine_map_clone(e, LIN2, "vol", "snap", 0, 0) == 0, "engine_map_clone 2");
+	setup_write(e, LIN2, "vol", second, sizeof(second) / sizeof(second[0]));
 	engine_destroy(e);
 	for (int i = 0; i < NFILES; i++) {
-		snprintf(dir, sizeof(dir), i >= 4 ? "%s" : i >= 2 ? "%s/" LIN "/maps" : "%s/" LIN, i >= 4 ? bdir : pools);
+		if (i >= 6)
+			snprintf(dir, sizeof(dir), "%s/" LIN2, pools);
+		else
+			snprintf(dir, sizeof(dir), IS_BACKUP(i) ? "%s" : i >= 2 ? "%s/" LIN "/maps" : "%s/" LIN,
+				 IS_BACKUP(i) ? bdir : pools);
 		snprintf(files[i].path, sizeof(files[i].path), "%s/%s", dir, files[i].name);
 		read_file(&files[i]);
 	}
@@ -292,8 +329,33 @@ static uint16_t get16(const uint8_t *p)
 	return (uint16_t)(p[0] | p[1] << 8);
 }
 
+/* The journal's first record: BLAKE2b-256 over its header (sum zeroed),
+ * keys and images, as blk.c writes it. */
+static void fix_journal_sum(uint8_t *b, size_t n)
+{
+	crypto_generichash_state st;
+	uint64_t cnt;
+	size_t kb;
+
+	if (n < 64)
+		return;
+	memcpy(&cnt, b + 16, 8);
+	if (cnt == 0 || cnt > 64)
+		return;
+	kb = (64 + cnt * 8 + CS - 1) / CS * CS;
+	if (kb + cnt * CS > n)
+		return;
+	memset(b + 32, 0, 32);
+	crypto_generichash_init(&st, NULL, 0, 32);
+	crypto_generichash_update(&st, b, 64 + cnt * 8);
+	crypto_generichash_update(&st, b + kb, cnt * CS);
+	crypto_generichash_final(&st, b + 32, 32);
+}
+
 static void fix_sums(const struct file *f, uint8_t *b, size_t n)
 {
+	if (!strcmp(f->name, "journal"))
+		fix_journal_sum(b, n);
 	if (f->hdr_len == 0 || n < f->sum_off + f->sum_len)
 		return;
 	if (f->sum_len == 32 && n >= 4096) { /* backup: index region first */
@@ -358,7 +420,7 @@ static void read_all(struct vol *v)
 	(void)sane(vol_seek(v, 3 * CS, SEEK_HOLE));
 }
 
-static void engine_paths(void)
+static void engine_paths(const char *lin)
 {
 	struct engine_map_stats st;
 	struct engine *e;
@@ -367,9 +429,9 @@ static void engine_paths(void)
 
 	if (engine_create(&e, pools, NULL, NULL))
 		abort();
-	(void)sane(engine_map_verify(e, LIN, "vol", NULL, bad_cb, NULL));
-	(void)sane(engine_map_stats(e, LIN, "snap", &st));
-	if (sane(engine_vol_open(&v, e, LIN, "vol", 1)) == 0) {
+	(void)sane(engine_map_verify(e, lin, "vol", NULL, bad_cb, NULL));
+	(void)sane(engine_map_stats(e, lin, "snap", &st));
+	if (sane(engine_vol_open(&v, e, lin, "vol", 1)) == 0) {
 		(void)sane(vol_attach(v, NULL));
 		read_all(v);
 		fill(buf, sizeof(buf), 7);
@@ -378,14 +440,14 @@ static void engine_paths(void)
 		(void)sane(vol_sync(v));
 		engine_vol_close(v);
 	}
-	if (sane(engine_vol_open(&v, e, LIN, "snap", 0)) == 0) {
+	if (sane(engine_vol_open(&v, e, lin, "snap", 0)) == 0) {
 		(void)sane(vol_attach(v, NULL));
 		read_all(v);
 		engine_vol_close(v);
 	}
-	if (sane(engine_map_clone(e, LIN, "snap", "clone", 0, 0)) == 0)
-		(void)sane(engine_map_delete(e, LIN, "clone"));
-	(void)sane(engine_map_clone(e, LIN, "snap", "vol", 0, 1)); /* rollback */
+	if (sane(engine_map_clone(e, lin, "snap", "clone", 0, 0)) == 0)
+		(void)sane(engine_map_delete(e, lin, "clone"));
+	(void)sane(engine_map_clone(e, lin, "snap", "vol", 0, 1)); /* rollback */
 	engine_destroy(e);
 }
 
@@ -456,10 +518,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int t = data[0] % NFILES;
 
 	damage(t, data[1], data + 2, size - 2);
-	if (t < 4)
-		engine_paths();
-	else
+	if (IS_BACKUP(t))
 		backup_paths();
+	else
+		engine_paths(t >= 6 ? LIN2 : LIN);
 	restore_all();
 	return 0;
 }
