@@ -220,6 +220,18 @@ void meta_db_leave(struct meta_db *db)
 	pthread_mutex_unlock(&db->lock);
 }
 
+/* meta_set_patient - 0: SQLite errors out at once on a locked catalog
+ * (-EBUSY) instead of waiting; for a connection used where waiting could
+ * deadlock against a transaction of the same process.  Otherwise the
+ * default busy timeout. */
+void meta_set_patient(struct meta_db *db, int patient)
+{
+	if (!db || meta_db_enter(db))
+		return;
+	sqlite3_busy_timeout(db->conn, patient ? META_BUSY_MS : 0);
+	meta_db_leave(db);
+}
+
 /* ---- open / close ------------------------------------------------------ */
 
 /* Make sure the file exists (creating it 0600 if allowed) and is a regular

@@ -34,7 +34,7 @@
 #define META_SOURCE_MAX 160u
 #define META_KEYID_LEN 36u
 #define META_WRAPPED_MAX 128u
-#define META_SCHEMA_VERSION 1
+#define META_SCHEMA_VERSION 2
 
 #define META_WUR __attribute__((warn_unused_result))
 
@@ -135,6 +135,15 @@ int meta_object_set_encryption(struct meta_db *db, const char *id, int encrypted
 /* Small key/value table for store-wide settings (e.g. "store.id"). */
 int meta_setting_get(struct meta_db *db, const char *name, char *out, size_t outsz) META_WUR;
 int meta_setting_set(struct meta_db *db, const char *name, const char *value) META_WUR;
+
+/* The freshness record of a format 2 pool (meta_fresh.c): its generation
+ * and header hash as of its last recorded commit.  set moves the record
+ * only forward unless force.  A connection that must never wait on the
+ * catalog's write lock: meta_set_patient(db, 0) (-EBUSY at once). */
+int meta_fresh_get(struct meta_db *db, const char *lineage, uint64_t *gen, uint8_t hash[static 32]) META_WUR;
+int meta_fresh_set(struct meta_db *db, const char *lineage, uint64_t gen, const uint8_t hash[static 32],
+		   int force) META_WUR;
+void meta_set_patient(struct meta_db *db, int patient);
 
 /* Fill out[37] with a random UUID v4 text. Cannot fail. */
 void meta_id_generate(char out[static META_ID_LEN + 1]);

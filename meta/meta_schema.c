@@ -96,9 +96,18 @@ static const char schema_v1[] =
 	"  WHEN OLD.name = '" META_MAGIC_NAME "' "
 	"BEGIN SELECT RAISE(ABORT, 'catalog.magic is immutable'); END;";
 
+/* Version 1 -> 2: the freshness record of format 2 pools (meta_fresh.c). */
+static const char schema_v2[] =
+	"CREATE TABLE pool_fresh ("
+	"  lineage TEXT PRIMARY KEY NOT NULL REFERENCES lineages(id) ON DELETE CASCADE,"
+	"  gen     INT NOT NULL CHECK (gen >= 0),"
+	"  hash    BLOB NOT NULL CHECK (length(hash) = 32)"
+	") STRICT;";
+
 /* migrations[i] takes user_version i to i + 1. */
 static const char *const migrations[] = {
 	schema_v1,
+	schema_v2,
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == META_SCHEMA_VERSION,
 	       "one migration step per schema version");
@@ -110,6 +119,7 @@ static const struct {
 	{ "table", "settings" },
 	{ "table", "lineages" },
 	{ "table", "objects" },
+	{ "table", "pool_fresh" },
 	{ "trigger", "objects_encryption_immutable" },
 	{ "trigger", "lineages_encryption_immutable" },
 	{ "trigger", "settings_magic_update" },

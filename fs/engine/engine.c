@@ -22,6 +22,8 @@
  */
 #include "engine_int.h"
 
+#include "err.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -162,7 +164,52 @@ int engine_pool_create(struct engine *e, const char *lineage, uint32_t chunk_siz
 	return pool_files_create(e->dir, lineage, chunk_size, encrypted);
 }
 
-int engine_pool_get(struct pool **out, struct engine *e, const char *lineage)
+void engine_set_fresh(struct engine *e, const struct engine_fresh_ops *ops, void *ctx)
+{
+	e->fresh = ops;
+	e->fresh_ctx = ctx;
+}
+
+/* The pool's commit hook: forward the durable state to the store. */
+static void fresh_committed(void *ctx, struct pool *p, uint64_t gen, const uint8_t hash[static 32])
+{
+	struct engine *e = ctx;
+
+	(void)e->fresh->save(e->fresh_ctx, p->lineage_hex, gen, hash, 0);
+}
+
+/* A format 2 pool just opened against its freshness record: 0 (fresh, or
+ * ahead of a record that lagged, which then moves forward), -EUCLEAN
+ * (older than the record, or at its generation with other contents: put
+ * back from an older copy) with *rolled set, or the record's load error. */
+static int fresh_check(struct engine *e, struct pool *p, int *rolled)
+{
+	uint64_t gen, want_gen;
+	uint8_t hash[32], want[32];
+	int err;
+
+	tree_fresh(p, &gen, hash);
+	err = e->fresh->load(e->fresh_ctx, p->lineage_hex, &want_gen, want);
+	if (err == -ENOENT || (!err && gen > want_gen))
+		return e->fresh->save(e->fresh_ctx, p->lineage_hex, gen, hash, 0), 0;
+	if (err) {
+		elog_printf(&e->log, LOG_ERR, "pool %s: the catalog's freshness record of the pool cannot be read (%s); "
+			    "run evfsctl fsck", p->lineage_hex, evfs_strerror(err));
+		return err;
+	}
+	if (gen == want_gen && sodium_memcmp(hash, want, 32) == 0)
+		return 0;
+	*rolled = 1;
+	elog_printf(&e->log, LOG_ERR, "pool %s: rolled back: its files in %s/%s are at generation %llu but the catalog "
+		    "recorded generation %llu%s; they were put back from an older copy. Restore the pool's latest copy, "
+		    "or accept this older state with evfsctl fsck --repair (what was written since is lost): the "
+		    "lineage's volumes, snapshots and images are refused until then", p->lineage_hex, e->dir,
+		    p->lineage_hex, (unsigned long long)gen, (unsigned long long)want_gen,
+		    gen == want_gen ? " with other contents" : "");
+	return -EUCLEAN;
+}
+
+static int pool_get(struct pool **out, struct engine *e, const char *lineage, int check, int *rolled)
 {
 	struct pool *p;
 	int err;
@@ -181,6 +228,11 @@ int engine_pool_get(struct pool **out, struct engine *e, const char *lineage)
 	err = pool_open(&p, e->dir, lineage, &e->log);
 	if (!err && p->version == 2) {
 		err = tree_open(p);          /* the header and the journal: no scan */
+		if (!err && e->fresh && check) {
+			err = fresh_check(e, p, rolled);
+			if (err)
+				tree_close(p);
+		}
 		if (err)
 			pool_close(p);
 	} else if (!err) {
@@ -194,12 +246,52 @@ int engine_pool_get(struct pool **out, struct engine *e, const char *lineage)
 		p->eng = e;
 		p->maps_sync = maps_sync_hook;
 		p->maps_sync_ctx = e;
+		if (e->fresh && p->version == 2) {
+			p->committed = fresh_committed;
+			p->committed_ctx = e;
+		}
 		p->users = 1;
 		p->next = e->pools;
 		e->pools = p;
 		*out = p;
 	}
 	pthread_mutex_unlock(&e->lock);
+	return err;
+}
+
+int engine_pool_get(struct pool **out, struct engine *e, const char *lineage)
+{
+	int rolled = 0;
+
+	return pool_get(out, e, lineage, 1, &rolled);
+}
+
+int engine_pool_get_fsck(struct pool **out, struct engine *e, const char *lineage, int *rolled_back)
+{
+	*rolled_back = 0;
+	return pool_get(out, e, lineage, 1, rolled_back);
+}
+
+int engine_pool_accept(struct engine *e, const char *lineage)
+{
+	struct pool *p;
+	uint64_t gen;
+	uint8_t hash[32];
+	int rolled = 0, err;
+
+	if (engine_lineage_parse(lineage, (uint8_t[CHUNK_LINEAGE_BYTES]){ 0 }) < 0)
+		return -EINVAL;
+	err = pool_get(&p, e, lineage, 0, &rolled);
+	if (err)
+		return err;
+	if (p->version == 2 && e->fresh) {
+		tree_fresh(p, &gen, hash);
+		err = e->fresh->save(e->fresh_ctx, lineage, gen, hash, 1);
+		if (!err)
+			elog_printf(&e->log, LOG_WARNING, "pool %s: its files at generation %llu are accepted as they are "
+				    "(the catalog's freshness record now says so)", lineage, (unsigned long long)gen);
+	}
+	engine_pool_put(p);
 	return err;
 }
 

@@ -49,6 +49,24 @@ void engine_lineage_generate(uint8_t out[static CHUNK_LINEAGE_BYTES]);
  * map trees, tree.c) or 1 (flat maps and a tag table, maps.c; for stores
  * that have not been upgraded).  Existing pools keep theirs. */
 int engine_set_format(struct engine *e, int format) ENGINE_WUR;
+/* Freshness of format 2 pools.  A pool authenticates its own files, but a
+ * whole pool directory put back from an older copy is self-consistent; the
+ * store keeps each pool's generation and header hash outside it (the
+ * catalog) and the engine checks them at every open.  load: the recorded
+ * (gen, hash), -ENOENT if none.  save: after every commit, once it is
+ * durable (so the record may lag the pool, never lead it); only forward
+ * unless force; it must not block on anything the engine's callers hold
+ * (it runs under the pool's commit lock) and its failure only delays the
+ * record.  Without ops (the default) nothing is checked. */
+struct engine_fresh_ops {
+	int (*load)(void *ctx, const char *lineage, uint64_t *gen, uint8_t hash[static 32]);
+	int (*save)(void *ctx, const char *lineage, uint64_t gen, const uint8_t hash[static 32], int force);
+};
+void engine_set_fresh(struct engine *e, const struct engine_fresh_ops *ops, void *ctx);
+/* Accept a format 2 pool's files as they are (after a deliberate restore of
+ * an older copy): record their generation, whatever the record said.
+ * 0 (also for format 1: nothing to record), or the pool's open error. */
+int engine_pool_accept(struct engine *e, const char *lineage) ENGINE_WUR;
 /* Create the pool directory of a new lineage (data, tags, maps/). */
 int engine_pool_create(struct engine *e, const char *lineage, uint32_t chunk_size, int encrypted) ENGINE_WUR;
 /* Remove a lineage's pool; -EBUSY while maps remain or it is open. */

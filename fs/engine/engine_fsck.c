@@ -95,6 +95,8 @@ const char *engine_fsck_what_str(enum engine_fsck_what w)
 	case ENGINE_FSCK_PAGE_HASH: return "map page does not match its parent's hash (altered or rolled back); the "
 					   "chunks below it are refused: restore the pool from a copy";
 	case ENGINE_FSCK_PAGE_COUNT: return "map page's stored reference count differs from the maps (a page leaked)";
+	case ENGINE_FSCK_ROLLED_BACK: return "the pool's files are older than the catalog's freshness record (put back "
+					     "from an older copy: rolled back)";
 	}
 	return "unknown";
 }
@@ -520,7 +522,7 @@ static int pool_check_v2(struct engine *e, const char *lineage, engine_fsck_cb c
 	struct stat st;
 	uint32_t *stored = NULL;
 	struct pool *o = engine_pool_find(e, lineage);
-	int was_open = o != NULL, err;
+	int was_open = o != NULL, rolled, err;
 
 	if (o)
 		engine_pool_put(o);
@@ -528,10 +530,15 @@ static int pool_check_v2(struct engine *e, const char *lineage, engine_fsck_cb c
 	c.e = e;
 	c.cb = cb;
 	c.ctx = ctx;
-	err = engine_pool_get(&p, e, lineage);
+	err = engine_pool_get_fsck(&p, e, lineage, &rolled);
 	if (err) {
 		if (err == -EUCLEAN) {
-			report(&c, ENGINE_FSCK_POOL_HEADER, 0, 0, 0, err);
+			struct engine_fsck_issue is = { rolled ? ENGINE_FSCK_ROLLED_BACK : ENGINE_FSCK_POOL_HEADER,
+							lineage, NULL, 0, 0, 0, rolled ? 0 : err, 0 };
+
+			c.problems++;
+			if (cb)
+				cb(ctx, &is);
 			return c.problems;
 		}
 		return err;

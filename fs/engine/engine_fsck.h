@@ -34,6 +34,7 @@ enum engine_fsck_what {
 	ENGINE_FSCK_CHUNK_BAD,      /* chunk failed authentication / could not be read (err) */
 	ENGINE_FSCK_PAGE_HASH,      /* format 2: a map page fails its parent's hash (slot = page) */
 	ENGINE_FSCK_PAGE_COUNT,     /* format 2: a page's stored count (count) differs from its pointers */
+	ENGINE_FSCK_ROLLED_BACK,    /* format 2: the pool's files are older than the catalog's record */
 };
 
 struct engine_fsck_issue {

@@ -1147,7 +1147,9 @@ int tree_commit(struct pool *p)
 	struct tree_hdr img;
 	struct vec sfree, pfree, skeep;
 	struct blk_txn t;
-	int err = 0;
+	uint64_t fresh_gen = 0;
+	uint8_t fresh_hash[32] = { 0 };
+	int err = 0, committed;
 
 	pthread_mutex_lock(&ts->commit_lock);
 	pthread_mutex_lock(&p->lock);
@@ -1220,7 +1222,8 @@ int tree_commit(struct pool *p)
 		size_t n = 0;
 
 		qsort(sfree.v, sfree.n, sizeof(uint64_t), cmp_u64);
-		qsort(skeep.v, skeep.n, sizeof(uint64_t), cmp_u64);
+		if (skeep.n) /* qsort's base may not be NULL, even for 0 items */
+			qsort(skeep.v, skeep.n, sizeof(uint64_t), cmp_u64);
 		for (size_t i = 0, k = 0; v && i < sfree.n; i++) {      /* sfree minus skeep */
 			while (k < skeep.n && skeep.v[k] < sfree.v[i])
 				k++;
@@ -1246,6 +1249,8 @@ int tree_commit(struct pool *p)
 		for (size_t i = 0; i < t.n; i++)
 			if (t.keys[i] == ((uint64_t)BLK_ROOTS << 56))
 				hash32(t.img + i * BLK_SIZE, BLK_SIZE, ts->fresh_hash);
+		fresh_gen = ts->fresh_gen;
+		memcpy(fresh_hash, ts->fresh_hash, 32);
 	} else {
 		/* Not durable: the frees wait for the next commit. */
 		ts->hdr.gen--;
@@ -1258,15 +1263,20 @@ int tree_commit(struct pool *p)
 		sfree.n = 0;
 	}
 	pthread_mutex_unlock(&p->lock);
-	blk_txn_free(&t);
-	if (err && t.committed)
+	committed = t.committed;
+	blk_txn_free(&t);                  /* (zeroes t) */
+	/* Durable now: tell the freshness record (still under commit_lock,
+	 * so the records go out in generation order). */
+	if (committed && p->committed)
+		p->committed(p->committed_ctx, p, fresh_gen, fresh_hash);
+	if (err && committed)
 		elog_printf(p->log, LOG_ERR, "pool %s: a committed change could not be written to its home files (%s); "
 			    "the journal holds it and the next open replays it", p->lineage_hex, evfs_strerror(err));
 	free(sfree.v);
 	free(pfree.v);
 	free(skeep.v);
 	pthread_mutex_unlock(&ts->commit_lock);
-	return t.committed ? 0 : err;
+	return committed ? 0 : err;
 }
 
 uint64_t tree_dirty_bytes(struct pool *p)

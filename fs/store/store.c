@@ -91,6 +91,29 @@ static void sub_log(void *ctx, int level, const char *msg)
 		s->log(s->log_ctx, level, msg);
 }
 
+/* The pools' freshness records (engine_fresh_ops): the catalog keeps each
+ * format 2 pool's generation and header hash.  The engine saves after
+ * every commit under the pool's commit lock, so that connection must not
+ * wait for a transaction this process may hold while it waits for the
+ * same pool: it gives up at once (the record then lags, which is safe)
+ * and is a connection of its own.  A forced save (fsck --repair accepting
+ * a restored pool) runs from a command and may wait. */
+static int fresh_load(void *ctx, const char *lineage, uint64_t *gen, uint8_t hash[static 32])
+{
+	struct store *s = ctx;
+
+	return meta_fresh_get(s->fresh, lineage, gen, hash);
+}
+
+static int fresh_save(void *ctx, const char *lineage, uint64_t gen, const uint8_t hash[static 32], int force)
+{
+	struct store *s = ctx;
+
+	return meta_fresh_set(force ? s->meta : s->fresh, lineage, gen, hash, force);
+}
+
+static const struct engine_fresh_ops store_fresh_ops = { .load = fresh_load, .save = fresh_save };
+
 const struct evfs_config *store_config(const struct store *s)
 {
 	return &s->cfg;
@@ -536,6 +559,13 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 			 rc == -EUCLEAN ? " (damaged or not an evfs catalog; restore it from a copy)" : "");
 		goto fail;
 	}
+	rc = meta_open(&s->fresh, path, 0, NULL, NULL);
+	if (rc) {
+		snprintf(err, errsz, "store %s: catalog %s cannot be opened a second time: %s", s->dir, path,
+			 evfs_strerror(rc));
+		goto fail;
+	}
+	meta_set_patient(s->fresh, 0);
 	kms_opts(&s->cfg, &ko, s);
 	join(path, sizeof(path), s->dir, "kms.db");
 	rc = kms_open(&s->kms, path, &ko);
@@ -576,6 +606,7 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 	}
 	if (engine_set_format(s->eng, s->cfg.pool_format[0] == '1' ? 1 : 2) < 0)   /* of new pools */
 		abort();                  /* config.c admits only "1" and "2" */
+	engine_set_fresh(s->eng, &store_fresh_ops, s);
 	(void)mkdir(s->cfg.backup_dir, 0700);
 	*out = s;
 	return 0;
@@ -591,6 +622,7 @@ void store_close(struct store *s)
 	store_detach_all(s);
 	engine_destroy(s->eng);
 	kms_close(s->kms);
+	meta_close(s->fresh);
 	meta_close(s->meta);
 	if (s->lock_fd >= 0) {
 		if (ftruncate(s->lock_fd, 0) < 0) {

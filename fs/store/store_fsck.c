@@ -124,8 +124,9 @@ static int object_chunks(struct fsck *f, const struct meta_object *o, int quaran
 	unsigned before = f->bad_chunks;
 	int rc;
 
-	if ((o->kind != META_BACKUP && !fsck_map_present(s, o)) || !fsck_lin_by_id(f, o->lineage))
-		return 0;                          /* reported by fsck_object_files */
+	if ((o->kind != META_BACKUP && (fsck_pool_refused(f, o->lineage) || !fsck_map_present(s, o))) ||
+	    !fsck_lin_by_id(f, o->lineage))
+		return 0;                          /* reported by fsck_object_files or fsck_pool */
 	{
 		struct store_caller wc = *f->c;
 
@@ -364,6 +365,7 @@ out:
 	free(f.objs);
 	free(f.lins);
 	free(f.pools);
+	free(f.refused);
 	free(f.bad);
 	free(f.seen);
 	return rc;

@@ -117,6 +117,14 @@ int fsck_pool_exists(const struct fsck *f, const char *lineage)
 	return 0;
 }
 
+int fsck_pool_refused(const struct fsck *f, const char *lineage)
+{
+	for (size_t i = 0; f->refused && i < f->npool; i++)
+		if (strcmp(f->pools[i], lineage) == 0)
+			return f->refused[i];
+	return 0;
+}
+
 int fsck_map_present(struct store *s, const struct meta_object *o)
 {
 	return engine_map_exists(s->eng, o->lineage, o->id);
@@ -187,6 +195,12 @@ void fsck_issue_cb(void *ctx, const struct engine_fsck_issue *is)
 		break;
 	case ENGINE_FSCK_TMP_MAP:
 		break;                               /* handled with the map list */
+	case ENGINE_FSCK_ROLLED_BACK:
+		f->rolled_back = 1;
+		fsck_emit(f, "problem", "rolled_back", NULL, 0, 0, "%s: %s; restore its latest copy, or accept this "
+			  "older state with --repair (what was written since is lost)", who,
+			  engine_fsck_what_str(is->what));
+		break;
 	default:
 		fsck_emit(f, "problem", "pool", o, 0, 0, "%s: %s%s%s", who, engine_fsck_what_str(is->what),
 			  is->err ? ": " : "", is->err ? evfs_strerror(is->err) : "");

@@ -173,7 +173,31 @@ void fsck_pool(struct fsck *f, const char *lineage)
 
 	f->pool = lineage;
 	f->cs = s->cfg.chunk_size;
+	f->rolled_back = 0;
 	rc = engine_pool_check(s->eng, lineage, fsck_issue_cb, f, &r);
+	if (rc >= 0 && f->rolled_back && f->o->repair) {
+		rc = engine_pool_accept(s->eng, lineage);
+		if (rc) {
+			fsck_emit(f, "problem", "repair_failed", NULL, 0, 0, "pool %s: its older state not accepted: %s",
+				  lineage, evfs_strerror(rc));
+			f->pool = NULL;
+			return;
+		}
+		fsck_emit(f, "repaired", "rolled_back", NULL, 0, 0, "pool %s: its files are accepted as they are (the "
+			  "catalog's freshness record now matches them)", lineage);
+		before = f->problems;
+		f->rolled_back = 0;
+		rc = engine_pool_check(s->eng, lineage, fsck_issue_cb, f, &r);
+	}
+	if (rc >= 0 && f->rolled_back) {       /* reported; its maps cannot be looked at */
+		if (!f->refused)
+			f->refused = calloc(f->npool ? f->npool : 1, 1);
+		for (size_t i = 0; f->refused && i < f->npool; i++)
+			if (strcmp(f->pools[i], lineage) == 0)
+				f->refused[i] = 1;
+		f->pool = NULL;
+		return;
+	}
 	if (rc < 0) {
 		fsck_emit(f, "problem", "pool", NULL, 0, 0, "pool %s cannot be checked: %s", lineage, evfs_strerror(rc));
 		f->pool = NULL;
@@ -225,6 +249,8 @@ void fsck_object_files(struct fsck *f, const struct meta_object *o)
 			  "is missing from the catalog; its data cannot be decrypted", meta_kind_name(o->kind), o->name,
 			  o->lineage);
 	if (o->kind != META_BACKUP) {
+		if (fsck_pool_refused(f, o->lineage))
+			return;                      /* the pool's rollback is reported */
 		if (!fsck_map_present(s, o))
 			fsck_emit(f, "problem", "map_missing", o, 0, 0, "%s %s: its map %s in pool %s is "
 				  "missing: its data is lost; restore it from a backup (evfsctl volume create "

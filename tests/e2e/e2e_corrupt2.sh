@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Damaged or rolled-back format 2 pool files (copy-on-write map trees,
 # fs/engine/tree.c): the root records, a map page, a pages file put back
-# from an earlier copy.  Each must be refused with an error that names the
+# from an earlier copy, the whole pool directory put back from one (the
+# catalog's freshness record).  Each must be refused with an error that names the
 # file and says what to do, through the CLI and the live mount alike, never
 # read as zeros or as another chunk; the other volumes keep reading their
 # data, and the pool works again once the file is restored.  (Format 1's
@@ -90,13 +91,33 @@ v2_ok
 umnt
 ok "a pages file put back from an earlier copy: refused (its pages no longer match the newer root records)"
 
-# ---- restored: everything reads again ----------------------------------------
+# ---- the whole pool directory put back from an older copy ---------------------
+# Self-consistent, so the pool cannot see it from the inside: the catalog's
+# freshness record (generation and header hash at the last commit) can.
 cp -a "$T/good/pools/$L1/." "$P1/"
 mnt
-ctl attach v1 >/dev/null 2>&1 || true
-[ "$(sum "$MNT/volumes/v1")" = "${SUM[v1]}" ] || die "v1 after restoring its pool from the copy"
+set +e; ctl attach v1 >"$T/out" 2>"$T/err"; rc=$?; set -e
+[ $rc = 1 ] || die "attach of a volume whose pool was rolled back: exit $rc ($(cat "$T/err"))"
+grep -q "evfsctl fsck --repair" "$T/err" || die "the attach error does not name the remedy: $(cat "$T/err")"
+set +e; dd if="$MNT/volumes/v1" of=/dev/null bs=1M count=1 status=none 2>"$T/err"; rc=$?; set -e
+[ $rc != 0 ] && grep -q "Input/output error" "$T/err" || die "a rolled-back pool must read as EIO (rc $rc)"
 v2_ok
-ctl fsck >"$T/out" 2>&1 || { cat "$T/out"; die "fsck after the restore"; }
+set +e; ctl fsck >"$T/out" 2>&1; rc=$?; set -e
+[ $rc = 1 ] && grep -q "pool $L1: the pool's files are older than the catalog's freshness record" "$T/out" ||
+  { cat "$T/out"; die "fsck must report the rolled-back pool (exit $rc)"; }
 umnt
-ok "the pool restored from the copy: v1 reads its data, fsck is clean"
+grep -q "pool $L1: rolled back: its files in .*/$L1 are at generation [0-9]* but the catalog recorded generation [0-9]*" \
+  "$T/evfs.log" || die "the mount's log does not name the rolled-back pool and the generations"
+ok "the whole pool directory put back from an older copy: refused (EIO), the log and fsck name it and the generations"
+
+# ---- accepted on purpose: everything reads again --------------------------------
+ctl fsck --repair >"$T/out" 2>&1 || true
+grep -q "pool $L1: its files are accepted as they are" "$T/out" || { cat "$T/out"; die "fsck --repair must accept the pool"; }
+ctl fsck >"$T/out" 2>&1 || { cat "$T/out"; die "fsck after accepting the older pool"; }
+mnt
+ctl attach v1 >/dev/null 2>&1 || true
+[ "$(sum "$MNT/volumes/v1")" = "${SUM[v1]}" ] || die "v1 after accepting its pool's older copy"
+v2_ok
+umnt
+ok "fsck --repair accepts the older copy: v1 reads the data of the copy, fsck is clean"
 finish

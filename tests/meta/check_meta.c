@@ -938,9 +938,9 @@ START_TEST(test_migrate_from_v0)
 	ck_assert_int_eq(meta_setting_get(db, "catalog.magic", v, sizeof v), 0);
 	ck_assert_str_eq(v, "evfs-catalog");
 	meta_close(db);
-	ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), 1);
+	ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), META_SCHEMA_VERSION);
 	ck_assert_int_eq(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN"
-				 " ('settings', 'lineages', 'objects')"), 3);
+				 " ('settings', 'lineages', 'objects', 'pool_fresh')"), 4);
 
 	/* an empty (0-byte) file is version 0 too */
 	snprintf(path, sizeof path, "%s/empty.db", dir);
@@ -949,7 +949,7 @@ START_TEST(test_migrate_from_v0)
 	close(fd);
 	ck_assert_int_eq(meta_open(&db, path, 0, NULL, NULL), 0);
 	meta_close(db);
-	ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), 1);
+	ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), META_SCHEMA_VERSION);
 	tmpdir_remove(dir);
 }
 END_TEST
@@ -1143,6 +1143,61 @@ START_TEST(test_two_connections)
 	ck_assert_int_eq(meta_object_delete(b, o.id), 0);
 	ck_assert_int_eq(meta_lineage_delete(b, LIN_A), 0);
 	ck_assert_int_eq(meta_lineage_get(a, LIN_A, NULL), -ENOENT);
+	meta_close(a);
+	meta_close(b);
+	tmpdir_remove(dir);
+}
+END_TEST
+
+/* A catalog of version 1 (before the freshness records) keeps its rows and
+ * gains the table; the records move only forward unless forced, need their
+ * lineage, and go with it. */
+START_TEST(test_fresh_records)
+{
+	char dir[64], path[96];
+	struct meta_db *a = NULL, *b = NULL;
+	uint8_t h[32], got[32];
+	uint64_t gen = 0;
+
+	tmpdir_make(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/catalog.db", dir);
+	ck_assert_int_eq(meta_open(&a, path, 1, NULL, NULL), 0);
+	add_lineage(a, LIN_A, 1, KEY_A);
+	meta_close(a);
+	ck_assert_int_eq(raw_exec(path, "DROP TABLE pool_fresh; PRAGMA user_version = 1", NULL, 0), SQLITE_OK);
+	ck_assert_int_eq(meta_open(&a, path, 0, NULL, NULL), 0);
+	ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), META_SCHEMA_VERSION);
+	ck_assert_int_eq(meta_lineage_get(a, LIN_A, NULL), 0);
+
+	ck_assert_int_eq(meta_open(&b, path, 0, NULL, NULL), 0);
+	meta_set_patient(b, 0);
+	memset(h, 7, sizeof h);
+	ck_assert_int_eq(meta_fresh_get(a, LIN_A, &gen, got), -ENOENT);
+	ck_assert_int_eq(meta_fresh_set(b, LIN_A, 5, h, 0), 0);
+	ck_assert_int_eq(meta_fresh_get(a, LIN_A, &gen, got), 0);
+	ck_assert_uint_eq(gen, 5);
+	ck_assert_mem_eq(got, h, 32);
+	h[0] = 9;
+	ck_assert_int_eq(meta_fresh_set(b, LIN_A, 4, h, 0), 0);    /* backwards: ignored */
+	ck_assert_int_eq(meta_fresh_get(a, LIN_A, &gen, got), 0);
+	ck_assert_uint_eq(gen, 5);
+	ck_assert_uint_eq(got[0], 7);
+	ck_assert_int_eq(meta_fresh_set(a, LIN_A, 4, h, 1), 0);    /* forced */
+	ck_assert_int_eq(meta_fresh_get(b, LIN_A, &gen, got), 0);
+	ck_assert_uint_eq(gen, 4);
+	ck_assert_uint_eq(got[0], 9);
+	/* the impatient connection gives up at once on a held write lock */
+	ck_assert_int_eq(meta_begin(a), 0);
+	ck_assert_int_eq(meta_fresh_set(a, LIN_A, 6, h, 0), 0);
+	ck_assert_int_eq(meta_fresh_set(b, LIN_A, 7, h, 0), -EBUSY);
+	ck_assert_int_eq(meta_commit(a), 0);
+	ck_assert_int_eq(meta_fresh_get(b, LIN_A, &gen, got), 0);
+	ck_assert_uint_eq(gen, 6);
+	/* only for a lineage the catalog has; gone with it */
+	ck_assert_int_eq(meta_fresh_set(b, LIN_B, 1, h, 0), -ENOENT);
+	ck_assert_int_eq(meta_fresh_set(b, "short", 1, h, 0), -EINVAL);
+	ck_assert_int_eq(meta_lineage_delete(a, LIN_A), 0);
+	ck_assert_int_eq(meta_fresh_get(b, LIN_A, &gen, got), -ENOENT);
 	meta_close(a);
 	meta_close(b);
 	tmpdir_remove(dir);
@@ -1407,6 +1462,7 @@ static Suite *meta_suite(void)
 	tcase_add_test(tc, test_garbage_file);
 	tcase_add_test(tc, test_truncated_file);
 	tcase_add_test(tc, test_two_connections);
+	tcase_add_test(tc, test_fresh_records);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");

@@ -25,11 +25,16 @@ struct engine {
 	struct vol *vols;                         /* open volume handles; lock */
 	struct par *par;                          /* crypto helpers for large requests (par.h) */
 	int format;                               /* of new pools: 1 or 2 (engine_set_format) */
+	const struct engine_fresh_ops *fresh;     /* engine_set_fresh; set before use */
+	void *fresh_ctx;
 };
 
 /* The pool of `lineage`, opened if needed (its maps scanned), refcount
  * raised; engine_pool_put drops it (the last user closes it). */
 int engine_pool_get(struct pool **out, struct engine *e, const char *lineage);
+/* The same, for fsck: *rolled_back set when the open was refused because
+ * the pool's files are older than the freshness record (-EUCLEAN). */
+int engine_pool_get_fsck(struct pool **out, struct engine *e, const char *lineage, int *rolled_back);
 void engine_pool_put(struct pool *p);
 /* The pool if it is open (refcount raised), else NULL. */
 struct pool *engine_pool_find(struct engine *e, const char *lineage);

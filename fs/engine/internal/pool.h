@@ -30,6 +30,9 @@ struct vol;
 /* fdatasync every open writable map of the pool but `except` (installed
  * by the engine table, which alone knows the open maps). */
 typedef int (*pool_maps_sync_fn)(void *ctx, struct pool *p, const struct vol *except);
+/* Told of every durable commit of a format 2 pool (installed by the engine
+ * table, which alone knows the store's freshness record). */
+typedef void (*pool_committed_fn)(void *ctx, struct pool *p, uint64_t gen, const uint8_t hash[static 32]);
 
 struct pool {
 	/* The engine table's fields (engine.c; protected by engine->lock).
@@ -39,6 +42,8 @@ struct pool {
 	unsigned users;
 	pool_maps_sync_fn maps_sync;              /* immutable once in the table */
 	void *maps_sync_ctx;
+	pool_committed_fn committed;              /* immutable once in the table; may be NULL */
+	void *committed_ctx;
 
 	struct elog *log;
 	const char *pools_dir;                    /* STORE/pools, for messages */

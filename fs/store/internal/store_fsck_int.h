@@ -22,6 +22,8 @@ struct fsck {
 	size_t nlin, caplin;
 	char (*pools)[META_LINEAGE_LEN + 1];
 	size_t npool, cappool;
+	unsigned char *refused;            /* per pool (lazily allocated): refused as rolled back; its
+					      objects' maps are not looked for */
 	const struct meta_object *cur;     /* object whose chunks are verified */
 	struct evfs_err why;               /* why the last object's chunks were not checked */
 	const char *pool;                  /* pool being checked */
@@ -32,6 +34,7 @@ struct fsck {
 	size_t nbad, capbad;
 	int items;
 	unsigned problems, repaired, warnings, checked, unchecked, bad_chunks, damaged_maps;
+	int rolled_back;                /* the pool being checked was refused as rolled back */
 	uint64_t leaked, leaked_bytes;
 };
 
@@ -45,6 +48,8 @@ void fsck_issue_cb(void *ctx, const struct engine_fsck_issue *is);
 const struct meta_object *fsck_obj_by_id(const struct fsck *f, const char *id);
 const struct meta_lineage *fsck_lin_by_id(const struct fsck *f, const char *id);
 int fsck_pool_exists(const struct fsck *f, const char *lineage);
+/* Was the pool refused as rolled back (reported once, its maps unseen)? */
+int fsck_pool_refused(const struct fsck *f, const char *lineage);
 /* Has object o (not a backup) its map file? */
 int fsck_map_present(struct store *s, const struct meta_object *o);
 

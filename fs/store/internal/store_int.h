@@ -19,6 +19,9 @@ struct store {
 	char *dir;
 	struct evfs_config cfg;
 	struct meta_db *meta;
+	struct meta_db *fresh;          /* a second catalog connection that never waits: the
+					   pools' freshness records, written under their commit
+					   locks (engine_fresh_ops) */
 	struct kms *kms;
 	struct engine *eng;
 	int lock_fd;

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: MIT
+/*
+ * meta_fresh.c - the catalog's freshness record of each format 2 pool.
+ *
+ * A format 2 pool authenticates itself from the inside: every page is
+ * checked against its parent's hash, every root record against the
+ * header.  What it cannot see from the inside is a whole pool directory
+ * put back from an older, self-consistent copy.  The catalog can: after
+ * every commit the engine hands the store the pool's generation and the
+ * hash of its header block, and they are kept here, one row per lineage.
+ * Opening a pool whose files are older than this row is refused.
+ *
+ * The row is written after the pool's commit is durable and never before,
+ * so the catalog can lag the pool (a crash between the two, or a write
+ * that found the catalog busy) but never lead it; a pool ahead of its row
+ * is the normal after-crash case and simply moves the row forward.  That
+ * is why these writes need no fsync of their own (synchronous=NORMAL): a
+ * row lost to a power cut is a lag, never a false alarm.
+ *
+ * The rows hang off `lineages` (ON DELETE CASCADE), so a lineage's record
+ * goes when the lineage does.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sqlite3.h>
+
+#include "meta_int.h"
+
+static int fresh_id_ok(const char *lineage)
+{
+	return lineage && strnlen(lineage, META_LINEAGE_LEN + 1) == META_LINEAGE_LEN;
+}
+
+/* meta_fresh_get - 0 and *gen, hash filled; -ENOENT (no record yet),
+ * -EUCLEAN (a damaged row), -EINVAL. */
+int meta_fresh_get(struct meta_db *db, const char *lineage, uint64_t *gen, uint8_t hash[static 32])
+{
+	sqlite3_stmt *st;
+	int rc, err;
+
+	if (!db || !fresh_id_ok(lineage))
+		return -EINVAL;
+	err = meta_db_enter(db);
+	if (err)
+		return err;
+	err = meta_prepare(db, "SELECT gen, hash FROM pool_fresh WHERE lineage = ?1", &st);
+	if (!err) {
+		sqlite3_bind_text(st, 1, lineage, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			const void *h = sqlite3_column_blob(st, 1);
+
+			if (sqlite3_column_bytes(st, 1) != 32 || !h || sqlite3_column_int64(st, 0) < 0) {
+				err = -EUCLEAN;
+			} else {
+				*gen = (uint64_t)sqlite3_column_int64(st, 0);
+				memcpy(hash, h, 32);
+			}
+		} else {
+			err = rc == SQLITE_DONE ? -ENOENT : meta_sql_fail(db, rc, "get pool freshness");
+		}
+		sqlite3_finalize(st);
+	}
+	meta_db_leave(db);
+	return err;
+}
+
+/* meta_fresh_set - record (gen, hash) for lineage: only forward (a lower
+ * or equal generation leaves the row as it is) unless `force`.  0,
+ * -ENOENT (no such lineage), -EBUSY (the catalog is locked and the
+ * connection does not wait), -EINVAL. */
+int meta_fresh_set(struct meta_db *db, const char *lineage, uint64_t gen, const uint8_t hash[static 32], int force)
+{
+	static const char fwd[] =
+		"INSERT INTO pool_fresh (lineage, gen, hash) VALUES (?1, ?2, ?3) ON CONFLICT (lineage) DO UPDATE "
+		"SET gen = excluded.gen, hash = excluded.hash WHERE excluded.gen > pool_fresh.gen";
+	static const char any[] =
+		"INSERT INTO pool_fresh (lineage, gen, hash) VALUES (?1, ?2, ?3) ON CONFLICT (lineage) DO UPDATE "
+		"SET gen = excluded.gen, hash = excluded.hash";
+	sqlite3_stmt *st;
+	int err;
+
+	if (!db || !fresh_id_ok(lineage) || gen > INT64_MAX)
+		return -EINVAL;
+	err = meta_db_enter(db);
+	if (err)
+		return err;
+	err = meta_prepare(db, force ? any : fwd, &st);
+	if (!err) {
+		sqlite3_bind_text(st, 1, lineage, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (int64_t)gen);
+		sqlite3_bind_blob(st, 3, hash, 32, SQLITE_STATIC);
+		err = meta_run(db, st, "record pool freshness");
+	}
+	meta_db_leave(db);
+	return err;
+}
