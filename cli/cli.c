@@ -128,8 +128,9 @@ static const struct {
 	  "Check the store (no NAME, or --all: every pool, map, reference count, backup\n"
 	  "chain and chunk tag) or one volume, snapshot, backup or image.  Exit 0 clean,\n"
 	  "1 problems left.  fsck never writes unless --repair (removes orphans, punches\n"
-	  "leaked slots); --quarantine (with --repair and a NAME) turns unreadable\n"
-	  "chunks into zeros and lists each range it zeroed.\n" },
+	  "leaked slots, accepts a pool put back from an older copy, which the catalog\n"
+	  "otherwise refuses as rolled back); --quarantine (with --repair and a NAME)\n"
+	  "turns unreadable chunks into zeros and lists each range it zeroed.\n" },
 	{ "upgrade",
 	  "Convert every format 1 pool of the store (one map file per volume) to format 2\n"
 	  "(copy-on-write map trees: O(1) snapshots, maps authenticated up to each pool's\n"
