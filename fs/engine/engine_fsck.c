@@ -545,6 +545,7 @@ static int pool_check_v2(struct engine *e, const char *lineage, engine_fsck_cb c
 	}
 	c.p = p;
 	r->open = was_open;
+	r->format = 2;
 	r->chunk_size = p->chunk_size;
 	r->encrypted = p->encrypted;
 	r->usable = 1;
@@ -592,6 +593,7 @@ int engine_pool_check(struct engine *e, const char *lineage, engine_fsck_cb cb, 
 		return err == -EUCLEAN ? problems : err;
 	}
 	r->open = c.open != NULL;
+	r->format = 1;
 	r->chunk_size = c.p->chunk_size;
 	r->encrypted = c.p->encrypted;
 	r->usable = c.problems == 0;

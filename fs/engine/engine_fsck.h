@@ -60,6 +60,7 @@ struct engine_pool_report {
 	uint64_t leaked;            /* unreferenced slots still holding data */
 	uint64_t leaked_bytes;
 	int open;                   /* the engine had the pool open (mount) */
+	int format;                 /* 1 or 2 (0: not known, the pool could not be read) */
 };
 
 /* Lineage directories under pools/ (cb gets each name; non-zero stops).

@@ -205,6 +205,10 @@ void fsck_pool(struct fsck *f, const char *lineage)
 	}
 	if (r.chunk_size)
 		f->cs = r.chunk_size;
+	if (r.format == 1)   /* not a problem: what the pool's format gives (R32) */
+		fsck_emit(f, "note", "no_freshness", NULL, 0, 0, "pool %s is in format 1: no protection against "
+			  "rollback (a chunk with its tag, a map or the whole pool put back from an older copy reads "
+			  "as valid); evfsctl upgrade converts it to format 2", lineage);
 	pool_orphans(f, lineage, users == 0, before);
 	for (size_t i = 0; i < f->nobj; i++)
 		missing += f->objs[i].kind != META_BACKUP && strcmp(f->objs[i].lineage, lineage) == 0 &&

@@ -72,6 +72,7 @@ static struct {
 	struct store *s;
 	struct store_caller c;
 	struct evfs_err err;        /* the caller's error object (t.c.err) */
+	int upgraded;               /* setup_upgraded: the copy is format 2 */
 } t;
 
 /* ============================ store adapter ============================ */
@@ -269,6 +270,7 @@ static void setup(void)
 	char real[PATH_MAX], key_from[PATH_MAX + 16], key_to[PATH_MAX + 16];
 
 	ck_assert_int_ge(sodium_init(), 0);
+	t.upgraded = 0;
 	if (!base || !*base)
 		base = getenv("TMPDIR");
 	snprintf(t.tmp, sizeof t.tmp, "%s/evfs-golden-XXXXXX", base && *base ? base : "/tmp");
@@ -320,6 +322,7 @@ static void setup_upgraded(void)
 	free(out);
 	store_close(t.s);
 	golden_open();
+	t.upgraded = 1;
 	{
 		char roots[PATH_MAX + 64];
 		struct stat st;
@@ -496,6 +499,10 @@ START_TEST(test_fsck_clean)
 	fclose(f);
 	if (rc != 0)
 		fprintf(stderr, "fsck of the golden store:\n%s", out);
+	/* Format 1 pools are named as lacking rollback protection, until
+	 * upgraded. */
+	ck_assert_msg((strstr(out, "no protection against rollback") == NULL) == t.upgraded, "fsck (%s) said:\n%s",
+		      t.upgraded ? "upgraded" : "format 1", out);
 	free(out);
 	ck_assert_msg(rc == 0, "fsck: %d: %s", rc, rc < 0 ? why(t.s, rc) : "problems (printed above)");
 }
