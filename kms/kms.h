@@ -259,4 +259,12 @@ int kms_audit_verify(struct kms *k, int64_t *bad_seq) KMS_WUR;
 /* Names: "Enabled", "Disabled", "PendingDeletion", "Deleted". Cannot fail. */
 const char *kms_state_name(enum kms_key_state s);
 
+/* A pool's freshness (generation, header hash) kept on the PKCS#11 token,
+ * outside the store's files (kms_fresh.c); lineage: 32 lowercase hex.
+ * set moves it only forward unless force.  -EOPNOTSUPP without a token,
+ * -ENOENT (get) when none was kept. */
+int kms_fresh_get(struct kms *k, const char *lineage, uint64_t *gen, uint8_t hash[static 32]) KMS_WUR;
+int kms_fresh_set(struct kms *k, const char *lineage, uint64_t gen, const uint8_t hash[static 32], int force) KMS_WUR;
+int kms_fresh_drop(struct kms *k, const char *lineage) KMS_WUR;
+
 #endif

@@ -152,6 +152,18 @@ int kms_p11_seal(struct kms *k, const uint8_t *plain, size_t n, const uint8_t *a
  * they do not authenticate under the token's key and ad. */
 int kms_p11_unseal(struct kms *k, const uint8_t *sealed, size_t sn, const uint8_t *ad, size_t adn,
 		   uint8_t *plain) KMS_WUR;
+/* Small token objects of our own (CKO_DATA, application "evfs", private,
+ * on the token): what the store keeps where a copy of the store's files
+ * cannot roll it back (kms_fresh.c). */
+#define KMS_P11_NOTE_APP "evfs"
+#define KMS_P11_NOTE_MAX 64u
+/* cb gets the value of each object so labelled (normally one; two after a
+ * crash inside note_set); returns their number, cb's negative return, or a
+ * negative errno. */
+int kms_p11_note_each(struct kms *k, const char *label, int (*cb)(void *ctx, const uint8_t *val, size_t n),
+		      void *ctx) KMS_WUR;
+int kms_p11_note_set(struct kms *k, const char *label, const uint8_t *val, size_t n) KMS_WUR;
+int kms_p11_note_drop(struct kms *k, const char *label) KMS_WUR;
 const char *kms_p11_token(const struct kms *k);
 const char *kms_p11_key(const struct kms *k);
 

@@ -478,7 +478,12 @@ int kms_p11_open(const struct kms_options *opt, int create, struct kms_p11 **out
 	p->f = p->mod->f;
 	if ((rc = slot_find(p, p->token, &slot, log, lctx)) < 0 || (rc = mech_check(p, slot, create, log, lctx)) < 0)
 		goto fail;
-	rv = p->f->C_OpenSession(slot, CKF_SERIAL_SESSION | (create ? CKF_RW_SESSION : 0), NULL, NULL, &p->session);
+	/* Read-write: the freshness notes are token objects (kms_fresh.c).  A
+	 * write-protected token still opens, read-only; the notes then fail
+	 * to be written and say so. */
+	rv = p->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &p->session);
+	if (!create && (rv == CKR_TOKEN_WRITE_PROTECTED || rv == CKR_SESSION_READ_WRITE_SO_EXISTS))
+		rv = p->f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &p->session);
 	if (rv != CKR_OK) {
 		P11_LOG(log, lctx, LOG_ERR, "kms: cannot open a session on token \"%s\" (CKR 0x%lx)", p->token,
 			(unsigned long)rv);
@@ -567,6 +572,102 @@ int kms_p11_unseal(struct kms *k, const uint8_t *sealed, size_t sn, const uint8_
 	memcpy(plain, p->buf, n);
 	sodium_memzero(p->buf, P11_BUF_BYTES);
 	return 0;
+}
+
+/* ------------------------------------------------------------------ notes */
+
+#define NOTES_MAX 8u
+
+/* The CKO_DATA objects of application "evfs" labelled `label` (at most
+ * NOTES_MAX): their number, or a negative errno. */
+static int notes_find(struct kms_p11 *p, const char *label, CK_OBJECT_HANDLE h[static NOTES_MAX])
+{
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_ATTRIBUTE find[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_APPLICATION, (void *)KMS_P11_NOTE_APP, sizeof(KMS_P11_NOTE_APP) - 1 },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+	};
+	CK_ULONG n = 0;
+	CK_RV rv;
+
+	rv = p->f->C_FindObjectsInit(p->session, find, 3);
+	if (rv == CKR_OK) {
+		rv = p->f->C_FindObjects(p->session, h, NOTES_MAX, &n);
+		(void)p->f->C_FindObjectsFinal(p->session);
+	}
+	return rv == CKR_OK ? (int)n : rv_errno(rv);
+}
+
+int kms_p11_note_each(struct kms *k, const char *label, int (*cb)(void *ctx, const uint8_t *val, size_t n),
+		      void *ctx)
+{
+	struct kms_p11 *p = k->p11;
+	CK_OBJECT_HANDLE h[NOTES_MAX];
+	uint8_t val[KMS_P11_NOTE_MAX];
+	int n = notes_find(p, label, h), rc = 0;
+
+	if (n < 0) {
+		KMS_LOG(k, LOG_ERR, "kms: token \"%s\": looking for the object \"%s\" failed (%d)", p->token, label, n);
+		return n;
+	}
+	for (int i = 0; i < n && !rc; i++) {
+		CK_ATTRIBUTE a = { CKA_VALUE, val, sizeof(val) };
+		CK_RV rv = p->f->C_GetAttributeValue(p->session, h[i], &a, 1);
+
+		if (rv != CKR_OK || a.ulValueLen == CK_UNAVAILABLE_INFORMATION) {
+			KMS_LOG(k, LOG_ERR, "kms: token \"%s\": the object \"%s\" cannot be read (CKR 0x%lx)", p->token,
+				label, (unsigned long)rv);
+			return rv == CKR_BUFFER_TOO_SMALL ? -EUCLEAN : -EIO;
+		}
+		rc = cb(ctx, val, a.ulValueLen);
+	}
+	return rc < 0 ? rc : n;
+}
+
+/* Tokens may refuse to change CKA_VALUE (SoftHSM does): a new object is
+ * created first and the older ones destroyed after, so a crash in between
+ * leaves two, which kms_p11_note_each shows both of. */
+int kms_p11_note_set(struct kms *k, const char *label, const uint8_t *val, size_t n)
+{
+	struct kms_p11 *p = k->p11;
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_BBOOL yes = CK_TRUE;
+	CK_OBJECT_HANDLE old[NOTES_MAX], h;
+	CK_ATTRIBUTE tmpl[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_APPLICATION, (void *)KMS_P11_NOTE_APP, sizeof(KMS_P11_NOTE_APP) - 1 },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_VALUE, (void *)val, n },
+	};
+	int nold = notes_find(p, label, old);
+	CK_RV rv;
+
+	if (nold < 0)
+		return nold;
+	rv = p->f->C_CreateObject(p->session, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h);
+	if (rv != CKR_OK) {
+		KMS_LOG(k, LOG_ERR, "kms: token \"%s\": the object \"%s\" cannot be written (CKR 0x%lx)", p->token,
+			label, (unsigned long)rv);
+		return rv_errno(rv) == -EBADMSG ? -EIO : rv_errno(rv);
+	}
+	for (int i = 0; i < nold; i++)
+		(void)p->f->C_DestroyObject(p->session, old[i]);
+	return 0;
+}
+
+int kms_p11_note_drop(struct kms *k, const char *label)
+{
+	struct kms_p11 *p = k->p11;
+	CK_OBJECT_HANDLE h[NOTES_MAX];
+	int n = notes_find(p, label, h), rc = 0;
+
+	for (int i = 0; i < n; i++)
+		if (p->f->C_DestroyObject(p->session, h[i]) != CKR_OK)
+			rc = -EIO;
+	return n < 0 ? n : rc;
 }
 
 const char *kms_p11_token(const struct kms *k)

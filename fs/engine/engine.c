@@ -200,8 +200,8 @@ static int fresh_check(struct engine *e, struct pool *p, int *rolled)
 	if (gen == want_gen && sodium_memcmp(hash, want, 32) == 0)
 		return 0;
 	*rolled = 1;
-	elog_printf(&e->log, LOG_ERR, "pool %s: rolled back: its files in %s/%s are at generation %llu but the catalog "
-		    "recorded generation %llu%s; they were put back from an older copy. Restore the pool's latest copy, "
+	elog_printf(&e->log, LOG_ERR, "pool %s: rolled back: its files in %s/%s are at generation %llu but the store "
+		    "recorded generation %llu%s (in its catalog, or on its key token); they were put back from an older copy. Restore the pool's latest copy, "
 		    "or accept this older state with evfsctl fsck --repair (what was written since is lost): the "
 		    "lineage's volumes, snapshots and images are refused until then", p->lineage_hex, e->dir,
 		    p->lineage_hex, (unsigned long long)gen, (unsigned long long)want_gen,

@@ -92,24 +92,64 @@ static void sub_log(void *ctx, int level, const char *msg)
 }
 
 /* The pools' freshness records (engine_fresh_ops): the catalog keeps each
- * format 2 pool's generation and header hash.  The engine saves after
+ * format 2 pool's generation and header hash, and with the root key in a
+ * PKCS#11 token the token keeps a copy (kms_fresh.c: written at detach and
+ * close, so a copy of the whole store is caught too); the pool must not be
+ * older than the newer of the two.  The engine saves after
  * every commit under the pool's commit lock, so that connection must not
  * wait for a transaction this process may hold while it waits for the
  * same pool: it gives up at once (the record then lags, which is safe)
  * and is a connection of its own.  A forced save (fsck --repair accepting
  * a restored pool) runs from a command and may wait. */
+static int is_pkcs11(const struct evfs_config *cfg);
+
 static int fresh_load(void *ctx, const char *lineage, uint64_t *gen, uint8_t hash[static 32])
 {
 	struct store *s = ctx;
+	uint64_t tgen;
+	uint8_t th[32];
+	int rc = meta_fresh_get(s->fresh, lineage, gen, hash);
+	int trc = kms_fresh_get(s->kms, lineage, &tgen, th);
 
-	return meta_fresh_get(s->fresh, lineage, gen, hash);
+	if (trc == 0 && (rc == -ENOENT || (rc == 0 && tgen > *gen))) {
+		*gen = tgen;
+		memcpy(hash, th, 32);
+		rc = 0;
+	} else if (trc && trc != -ENOENT && trc != -EOPNOTSUPP && !rc) {
+		rc = trc;                         /* the token's record cannot be read */
+	}
+	sodium_memzero(th, sizeof(th));
+	return rc;
 }
 
 static int fresh_save(void *ctx, const char *lineage, uint64_t gen, const uint8_t hash[static 32], int force)
 {
 	struct store *s = ctx;
+	int rc = meta_fresh_set(force ? s->meta : s->fresh, lineage, gen, hash, force);
 
-	return meta_fresh_set(force ? s->meta : s->fresh, lineage, gen, hash, force);
+	if (!rc && force) {
+		int trc = kms_fresh_set(s->kms, lineage, gen, hash, 1);
+
+		if (trc && trc != -EOPNOTSUPP)
+			rc = trc;
+	}
+	return rc;
+}
+
+/* Copy a pool's catalog record to the token (detach, close): from then on
+ * a copy of the whole store taken before is refused too. */
+static void fresh_to_token(struct store *s, const char *lineage)
+{
+	uint64_t gen;
+	uint8_t hash[32];
+	int rc;
+
+	if (!is_pkcs11(&s->cfg) || meta_fresh_get(s->meta, lineage, &gen, hash) < 0)
+		return;
+	rc = kms_fresh_set(s->kms, lineage, gen, hash, 0);
+	if (rc)
+		store_logf(s, LOG_WARNING, "pool %s: its freshness record could not be written to the token (%s); the "
+			   "token's copy lags until the next detach", lineage, evfs_strerror(rc));
 }
 
 static const struct engine_fresh_ops store_fresh_ops = { .load = fresh_load, .save = fresh_save };
@@ -813,6 +853,13 @@ void store_lineage_gc(struct store *s, const char *lineage)
 		store_logf(s, LOG_WARNING, "lineage %s: pool not removed: %s", lineage, evfs_strerror(rc));
 	if (rc == 0 && cc.backups == 0 && meta_lineage_delete(s->meta, lineage) < 0)
 		store_logf(s, LOG_WARNING, "lineage %s: catalog row not removed", lineage);
+	if (rc == 0) {  /* the pool is gone: so is its freshness (catalog row: cascade) */
+		int trc = kms_fresh_drop(s->kms, lineage);
+
+		if (trc && trc != -EOPNOTSUPP)
+			store_logf(s, LOG_WARNING, "lineage %s: its freshness object on the token not removed: %s",
+				   lineage, evfs_strerror(trc));
+	}
 }
 
 int store_object_find(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name,
@@ -873,6 +920,7 @@ int store_attach_object(struct store *s, const struct store_caller *c, const str
 		return rc;
 	}
 	snprintf(a->id, sizeof(a->id), "%s", o->id);
+	snprintf(a->lineage, sizeof(a->lineage), "%s", o->lineage);
 	a->v = v;
 	pthread_mutex_lock(&s->lock);
 	a->next = s->attached;
@@ -902,6 +950,7 @@ int store_detach_object(struct store *s, const char *id)
 	if (vol_detach(a->v) < 0)
 		store_logf(s, LOG_WARNING, "volume %s was not attached", id);
 	engine_vol_close(a->v);
+	fresh_to_token(s, a->lineage);
 	free(a);
 	return rc;
 }

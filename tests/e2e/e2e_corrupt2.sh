@@ -106,7 +106,7 @@ set +e; ctl fsck >"$T/out" 2>&1; rc=$?; set -e
 [ $rc = 1 ] && grep -q "pool $L1: the pool's files are older than the catalog's freshness record" "$T/out" ||
   { cat "$T/out"; die "fsck must report the rolled-back pool (exit $rc)"; }
 umnt
-grep -q "pool $L1: rolled back: its files in .*/$L1 are at generation [0-9]* but the catalog recorded generation [0-9]*" \
+grep -q "pool $L1: rolled back: its files in .*/$L1 are at generation [0-9]* but the store recorded generation [0-9]*" \
   "$T/evfs.log" || die "the mount's log does not name the rolled-back pool and the generations"
 ok "the whole pool directory put back from an older copy: refused (EIO), the log and fsck name it and the generations"
 

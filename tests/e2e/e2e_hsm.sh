@@ -4,8 +4,10 @@
 # (no key file anywhere), an encrypted volume is written and read through a
 # real mount, survives an unmount and remount (the daemon opens the token
 # after it forked), and: the PIN is in no store file, a wrong PIN and a
-# missing token are refused naming the token and the remedy, and the store
-# copied next to another token with a key of the same label opens nothing.
+# missing token are refused naming the token and the remedy, the whole
+# store put back from an older copy is caught by the pool generations the
+# token keeps, and the store copied next to another token with a key of the
+# same label opens nothing.
 . "$(dirname "$0")/lib.sh"
 
 MODULE=${EVFS_SOFTHSM_MODULE:-}
@@ -72,6 +74,32 @@ grep -q 'no token labelled "evfs-e2e"' "$T/err" || die "missing token message"
 rm -rf "$T/tokens"; mv "$T/tokens.away" "$T/tokens"
 ctl volume list >/dev/null || die "token back: store does not open"
 ok "token absent: refused with its label and the tokens present; back: opens again"
+
+# The whole store (catalog, key store, pools) put back from an older copy is
+# self-consistent; the token, outside it, keeps each pool's generation as of
+# the last detach and catches it.
+cp -a "$STORE" "$T/old"
+mnt
+ctl attach v1 >/dev/null 2>&1 || true
+head -c 1M /dev/urandom | dd of="$MNT/volumes/v1" bs=1M conv=notrunc,fsync status=none
+umnt                                     # detaches: the token gets the pool's generation
+rm -rf "$STORE"; cp -a "$T/old" "$STORE"
+mnt
+ctl attach v1 >/dev/null 2>&1 || true
+set +e; dd if="$MNT/volumes/v1" of=/dev/null bs=1M count=1 status=none 2>"$T/err"; rc=$?; set -e
+[ $rc != 0 ] && grep -q "Input/output error" "$T/err" || die "the store put back from a copy reads (rc $rc)"
+set +e; ctl fsck >"$T/out" 2>&1; rc=$?; set -e
+[ $rc = 1 ] && grep -q "older than the catalog's freshness record" "$T/out" || { cat "$T/out"; die "fsck: rc $rc"; }
+umnt
+grep -q "rolled back: its files in .* are at generation [0-9]* but the store recorded generation [0-9]*" "$T/evfs.log" ||
+  die "the log does not name the rolled-back pool"
+ctl fsck --repair >"$T/out" 2>&1 || true
+grep -q "its files are accepted as they are" "$T/out" || { cat "$T/out"; die "fsck --repair"; }
+mnt
+ctl attach v1 >/dev/null 2>&1 || true
+cmp -n 4194304 "$T/data" "$MNT/volumes/v1" || die "the accepted copy does not read as it was"
+umnt
+ok "the whole store put back from an older copy: refused through the token's record (EIO, log, fsck); --repair accepts it"
 
 # The whole store next to another token whose key has the same label.
 cp -a "$STORE" "$T/copy"

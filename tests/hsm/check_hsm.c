@@ -486,6 +486,47 @@ START_TEST(threads_share_handle)
 }
 END_TEST
 
+/* A pool's freshness kept on the token (kms_fresh.c): forward only unless
+ * forced, survives a reopen (it is a token object, not in kms.db), dropped
+ * on request, and a key store with a local root key keeps none. */
+START_TEST(fresh_notes)
+{
+	static const char lin[] = "0123456789abcdef0123456789abcdef";
+	struct kms_options o = p11opts(T1, "evfs-fresh", pin_ok);
+	char db[400];
+	struct kms *k = NULL;
+	uint8_t h[32], got[32];
+	uint64_t gen = 0;
+
+	store_dir(db, sizeof(db), "fresh");
+	ck_assert_int_eq(kms_create(db, &o), 0);
+	ck_assert_int_eq(kms_open(&k, db, &o), 0);
+	memset(h, 0x11, sizeof(h));
+	ck_assert_int_eq(kms_fresh_get(k, lin, &gen, got), -ENOENT);
+	ck_assert_int_eq(kms_fresh_set(k, lin, 7, h, 0), 0);
+	h[0] = 0x22;
+	ck_assert_int_eq(kms_fresh_set(k, lin, 5, h, 0), 0);     /* backwards: kept at 7 */
+	ck_assert_int_eq(kms_fresh_get(k, lin, &gen, got), 0);
+	ck_assert_uint_eq(gen, 7);
+	ck_assert_uint_eq(got[0], 0x11);
+	ck_assert_int_eq(kms_fresh_set(k, lin, 9, h, 0), 0);
+	kms_close(k);
+	unlink(db);                                              /* the token keeps it, not kms.db */
+	ck_assert_int_eq(kms_create(db, &o), 0);
+	ck_assert_int_eq(kms_open(&k, db, &o), 0);
+	ck_assert_int_eq(kms_fresh_get(k, lin, &gen, got), 0);
+	ck_assert_uint_eq(gen, 9);
+	ck_assert_uint_eq(got[0], 0x22);
+	ck_assert_int_eq(kms_fresh_set(k, lin, 4, h, 1), 0);     /* forced */
+	ck_assert_int_eq(kms_fresh_get(k, lin, &gen, got), 0);
+	ck_assert_uint_eq(gen, 4);
+	ck_assert_int_eq(kms_fresh_set(k, "not-a-lineage", 1, h, 0), -EINVAL);
+	ck_assert_int_eq(kms_fresh_drop(k, lin), 0);
+	ck_assert_int_eq(kms_fresh_get(k, lin, &gen, got), -ENOENT);
+	kms_close(k);
+}
+END_TEST
+
 static Suite *hsm_suite(void)
 {
 	Suite *s = suite_create("hsm");
@@ -499,6 +540,7 @@ static Suite *hsm_suite(void)
 	tcase_add_test(tc, copy_without_token);
 	tcase_add_test(tc, two_handles);
 	tcase_add_test(tc, threads_share_handle);
+	tcase_add_test(tc, fresh_notes);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -266,6 +266,13 @@ START_TEST(test_create_open_keyfile)
 	ck_assert_int_eq(kms_create(dbp, &o), -EEXIST);
 	ck_assert_int_eq(kms_open(&K, dbp, &o), 0);
 	ck_assert_ptr_nonnull(K);
+	{       /* freshness notes live only on a PKCS#11 token (check_hsm) */
+		uint8_t h[32] = { 0 };
+		uint64_t g;
+
+		ck_assert_int_eq(kms_fresh_get(K, "0123456789abcdef0123456789abcdef", &g, h), -EOPNOTSUPP);
+		ck_assert_int_eq(kms_fresh_set(K, "0123456789abcdef0123456789abcdef", 1, h, 0), -EOPNOTSUPP);
+	}
 	{
 		size_t n;
 		uint8_t *hdr = read_all(dbp, &n);   /* header bytes 18/19 = 2: WAL */

@@ -11,6 +11,7 @@
 
 struct attachment {
 	char id[META_ID_LEN + 1];
+	char lineage[META_LINEAGE_LEN + 1];
 	struct vol *v;                 /* holds one reference while attached */
 	struct attachment *next;
 };
