@@ -105,10 +105,14 @@ int engine_map_quarantine(struct engine *e, const char *lineage, const char *id,
 int engine_map_tmp_remove(struct engine *e, const char *lineage, const char *id) ENGINE_WUR;
 
 /* Convert the format 1 pool of `lineage` to format 2 in place (see
- * engine_upgrade.c); *maps gets the maps converted.  Returns 0, 1 if the
- * pool already was format 2, -EBUSY if the engine has it open (a volume
+ * engine_upgrade.c); *maps gets the maps converted.  step (may be NULL) is
+ * told the bytes of map files converted so far and their total: once with
+ * done 0 before the first map, then after each.  Returns 0, 1 if the pool
+ * already was format 2, -EBUSY if the engine has it open (a volume
  * attached), or a negative errno (the pool is then unchanged). */
-int engine_pool_upgrade(struct engine *e, const char *lineage, uint64_t *maps) ENGINE_WUR;
+typedef void (*engine_step_fn)(void *ctx, uint64_t done, uint64_t total);
+int engine_pool_upgrade(struct engine *e, const char *lineage, uint64_t *maps, engine_step_fn step,
+			void *step_ctx) ENGINE_WUR;
 /* Words for an issue kind ("map entry points beyond the tag table"). */
 const char *engine_fsck_what_str(enum engine_fsck_what w);
 

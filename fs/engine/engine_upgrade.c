@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine_int.h"
@@ -130,12 +131,30 @@ static void v1_files_remove(int dfd)
 	(void)fsync(dfd);
 }
 
-int engine_pool_upgrade(struct engine *e, const char *lineage, uint64_t *maps)
+/* Bytes of the map files in the maps directory (for the progress bar). */
+static uint64_t maps_bytes(DIR *d)
+{
+	struct dirent *de;
+	struct stat st;
+	uint64_t total = 0;
+
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.' && fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode))
+			total += (uint64_t)st.st_size;
+	rewinddir(d);
+	return total;
+}
+
+int engine_pool_upgrade(struct engine *e, const char *lineage, uint64_t *maps, engine_step_fn step,
+			void *step_ctx)
 {
 	struct up u = { 0 };
 	struct pool *p;
 	struct dirent *de;
+	struct stat st;
 	DIR *d = NULL;
+	uint64_t done = 0, total = 0;
 	int err, mfd;
 
 	*maps = 0;
@@ -167,10 +186,18 @@ int engine_pool_upgrade(struct engine *e, const char *lineage, uint64_t *maps)
 				close(mfd);
 		}
 	}
+	if (!err && step) {
+		total = maps_bytes(d);
+		step(step_ctx, 0, total);
+	}
 	while (!err && (de = readdir(d))) {
 		err = up_map(&u, dirfd(d), de->d_name);
 		if (!err && de->d_name[0] != '.' && strstr(de->d_name, ".map"))
 			(*maps)++;
+		if (!err && step && de->d_name[0] != '.' && fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			done += (uint64_t)st.st_size;
+			step(step_ctx, done < total ? done : total, total);
+		}
 	}
 	if (d)
 		closedir(d);

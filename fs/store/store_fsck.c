@@ -28,6 +28,7 @@
  * the engine's open pools and volumes are checked as the mount sees them.
  */
 #include "json.h"
+#include "progress.h"
 #include "store_fsck_int.h"
 
 #include <errno.h>
@@ -196,13 +197,33 @@ struct upgrade {
 	FILE *out;
 	unsigned done, already;
 	int err;
+	struct progress pr;             /* of the pool being converted */
+	int bar;                        /* pr begun */
+	char what[64];
 };
+
+static void upgrade_step(void *ctx, uint64_t done, uint64_t total)
+{
+	struct upgrade *u = ctx;
+
+	if (!u->bar) {
+		progress_begin(&u->pr, u->c->progress, u->what, total);
+		u->bar = 1;
+	}
+	progress_update(&u->pr, done);
+}
 
 static int upgrade_cb(void *ctx, const char *lineage)
 {
 	struct upgrade *u = ctx;
 	uint64_t maps = 0;
-	int rc = engine_pool_upgrade(u->s->eng, lineage, &maps);
+	int rc;
+
+	snprintf(u->what, sizeof(u->what), "upgrade pool %.8s", lineage);
+	u->bar = 0;
+	rc = engine_pool_upgrade(u->s->eng, lineage, &maps, upgrade_step, u);
+	if (u->bar)
+		progress_end(&u->pr, rc >= 0);
 
 	if (rc == 1) {
 		u->already++;

@@ -30,7 +30,9 @@ L=$(field volume v lineage)
 [ -d "$STORE/pools/$L/maps" ] && [ ! -e "$STORE/pools/$L/roots" ] || die "format 1 pool expected before the upgrade"
 ok "format 1 store: two volumes, a snapshot, an image; upgrade refused while mounted, naming the remedy"
 
-ctl upgrade >"$T/out" || die "upgrade: $(cat "$T/out")"
+tty() { script -qec "$*" /dev/null </dev/null; }      # a terminal: progress bars
+tty "$EVFSCTL_BIN" upgrade >"$T/out" || die "upgrade: $(cat "$T/out")"
+grep -Eq "upgrade pool ${L:0:8} \[#*.*100%" "$T/out" || die "no progress bar for the upgrade: $(cat "$T/out")"
 grep -q "pool $L: upgraded to format 2 (2 map(s))" "$T/out" || die "upgrade output: $(cat "$T/out")"
 grep -q "2 pool(s) upgraded to format 2, 0 already format 2" "$T/out" || die "upgrade summary: $(cat "$T/out")"
 for d in "$STORE"/pools/*/; do
@@ -38,7 +40,7 @@ for d in "$STORE"/pools/*/; do
 done
 ctl upgrade >"$T/out2" && grep -q "0 pool(s) upgraded to format 2, 2 already format 2" "$T/out2" ||
   die "a second upgrade: $(cat "$T/out2")"
-ok "upgrade converts both pools (roots, no maps/ or tags left); a second run finds nothing to do"
+ok "upgrade converts both pools with a progress bar each (roots, no maps/ or tags left); a second run finds nothing to do"
 
 mnt
 ctl attach v >/dev/null 2>&1 || true; ctl attach p >/dev/null 2>&1 || true
