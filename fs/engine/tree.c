@@ -1538,6 +1538,19 @@ int tree_open(struct pool *p)
 	p->chunk_size = ts->hdr.chunk_size;
 	p->chunk_shift = (unsigned)__builtin_ctz(p->chunk_size);
 	p->encrypted = (int)ts->hdr.encrypted;
+	/* The counts drive loops over the files (fsck, give-back, the
+	 * allocators): they must fit what the files hold (found by
+	 * fuzz_headers with the hash chain recomputed). */
+	if ((uint64_t)ts->hdr.root_blocks + 1 > ts->bs.nblk[BLK_ROOTS] ||
+	    ts->hdr.nslots > ts->bs.nblk[BLK_SREFS] * REFS_PER_BLK || ts->hdr.nfree_slots > ts->hdr.nslots ||
+	    ts->hdr.npages > ts->bs.nblk[BLK_PAGES] || ts->hdr.npages > ts->bs.nblk[BLK_PREFS] * REFS_PER_BLK ||
+	    ts->hdr.nfree_pages > ts->hdr.npages) {
+		elog_printf(p->log, LOG_ERR, "pool %s: header %s/%s/roots counts more slots, pages or root records than "
+			    "the pool's files hold (damaged); restore the pool from a copy: the lineage's volumes, "
+			    "snapshots and images are refused until then", p->lineage_hex, p->pools_dir, p->lineage_hex);
+		tree_close(p);
+		return -EUCLEAN;
+	}
 	{
 		uint8_t rh[32];
 

@@ -28,9 +28,11 @@
  *            bit 2:    recompute the checksums the format carries (header
  *                      BLAKE2b, backup index BLAKE2b) over the damaged
  *                      bytes, so the fuzzer gets past them to the fields
- *                      (format 2: the journal's first record; the other
- *                      files' hashes live in parent pages and the roots
- *                      header, and are left as they are)
+ *                      (format 2: the journal's first record; for pages,
+ *                      srefs, prefs and roots: every page hash of every
+ *                      tree, bottom up, the root records' hashes, the
+ *                      header's roots hash and checksum, as tree.c makes
+ *                      them, so the fuzzer reaches the entries)
  *   byte 2.. payload
  *
  * Every call must return success or a negative errno: never crash, leak,
@@ -275,6 +277,8 @@ __attribute__((destructor)) static void cleanup(void)
 	}
 }
 
+static void fix_v2(void);
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	static const unsigned first[] = { 0, 1, 2, 4, 5, 6, 7, 8, 9, 12 }, second[] = { 1, 5, 12, 13 };
@@ -314,6 +318,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 				 IS_BACKUP(i) ? bdir : pools);
 		snprintf(files[i].path, sizeof(files[i].path), "%s/%s", dir, files[i].name);
 		read_file(&files[i]);
+	}
+	/* The hash fixer must know the layout: on the pristine pool it
+	 * changes nothing. */
+	fix_v2();
+	for (int i = 6; i <= 9; i++) {
+		struct file g = { .name = "" };
+
+		snprintf(g.path, sizeof(g.path), "%s", files[i].path);
+		read_file(&g);
+		must(g.len == files[i].len && memcmp(g.bytes, files[i].bytes, g.len) == 0, "fix_v2 is the identity");
+		free(g.bytes);
 	}
 	if (getenv("EVFS_FUZZ_SEEDS")) {
 		dump_seeds(getenv("EVFS_FUZZ_SEEDS"));
@@ -368,6 +383,90 @@ static void fix_sums(const struct file *f, uint8_t *b, size_t n)
 	crypto_generichash(b + f->sum_off, f->sum_len, b, f->hdr_len, NULL, 0);
 }
 
+/* ---- format 2: the hash chain, recomputed (tree.c's layout) ---------------
+ * Page p is bytes [p * 4096, +4096) of `pages`; an interior entry is
+ * { u64 page + 1, hash[32], pad[24] }, 64 to a page; a leaf holds chunks.
+ * `roots`: block 0 the header (root blocks in use: u32 at 36; hash of the
+ * root blocks at 80; BLAKE2b-256 of the 240 bytes before it at 240), then
+ * blocks of 32 records of 128 bytes { id[40], u64 page + 1, hash[32], u64
+ * size, u32 depth, u32 used }. */
+#define V2_BLK 4096u
+#define V2_HDR_ROOT_BLOCKS 36u
+#define V2_HDR_ROOTS_HASH 80u
+#define V2_HDR_SUM 240u
+
+static uint8_t *v2_pages;
+static size_t v2_npages;
+static unsigned v2_budget;           /* pages rehashed per input: bounds loops and fan-out */
+
+static int v2_rehash(uint64_t pg, uint32_t depth, uint8_t out[32])
+{
+	uint8_t *page;
+
+	if (pg >= v2_npages || depth == 0 || depth > 10 || v2_budget == 0)
+		return -1;
+	v2_budget--;
+	page = v2_pages + pg * V2_BLK;
+	for (unsigned i = 0; depth > 1 && i < 64; i++) {
+		uint64_t c1;
+
+		memcpy(&c1, page + i * 64, 8);
+		if (c1)
+			(void)v2_rehash(c1 - 1, depth - 1, page + i * 64 + 8);
+	}
+	crypto_generichash(out, 32, page, V2_BLK, NULL, 0);
+	return 0;
+}
+
+static uint8_t *slurp(const char *path, size_t *n)
+{
+	struct file f = { .name = "" };
+
+	snprintf(f.path, sizeof(f.path), "%s", path);
+	read_file(&f);
+	*n = f.len;
+	return f.bytes;
+}
+
+static void fix_v2(void)
+{
+	char pages[400], roots[400];
+	uint8_t *r;
+	size_t rn, pn;
+	uint32_t nblocks;
+
+	snprintf(pages, sizeof(pages), "%s/" LIN2 "/pages", pools);
+	snprintf(roots, sizeof(roots), "%s/" LIN2 "/roots", pools);
+	v2_pages = slurp(pages, &pn);
+	r = slurp(roots, &rn);
+	v2_npages = pn / V2_BLK;
+	v2_budget = 4096;
+	if (rn >= V2_BLK) {
+		memcpy(&nblocks, r + V2_HDR_ROOT_BLOCKS, 4);
+		if (nblocks > rn / V2_BLK - 1)
+			nblocks = (uint32_t)(rn / V2_BLK - 1);
+		for (uint32_t b = 0; b < nblocks; b++)
+			for (unsigned k = 0; k < V2_BLK / 128; k++) {
+				uint8_t *rec = r + (1 + b) * V2_BLK + k * 128;
+				uint64_t p1;
+				uint32_t depth, used;
+
+				memcpy(&p1, rec + 40, 8);
+				memcpy(&depth, rec + 88, 4);
+				memcpy(&used, rec + 92, 4);
+				if (used && p1)
+					(void)v2_rehash(p1 - 1, depth, rec + 48);
+			}
+		crypto_generichash(r + V2_HDR_ROOTS_HASH, 32, r + V2_BLK, (size_t)nblocks * V2_BLK, NULL, 0);
+		crypto_generichash(r + V2_HDR_SUM, 32, r, V2_HDR_SUM, NULL, 0);
+	}
+	must(write_file(pages, v2_pages, pn), pages);
+	must(write_file(roots, r, rn), roots);
+	free(v2_pages);
+	free(r);
+	v2_pages = NULL;
+}
+
 /* Build the damaged image of file t and write it in place. */
 static void damage(int t, unsigned mode, const uint8_t *p, size_t n)
 {
@@ -395,6 +494,8 @@ static void damage(int t, unsigned mode, const uint8_t *p, size_t n)
 	if (mode & 4)
 		fix_sums(f, b, len);
 	must(write_file(f->path, b, len), f->path);
+	if ((mode & 4) && t >= 6 && t <= 9)
+		fix_v2();
 	free(b);
 }
 
