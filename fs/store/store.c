@@ -108,8 +108,16 @@ static int fresh_load(void *ctx, const char *lineage, uint64_t *gen, uint8_t has
 	struct store *s = ctx;
 	uint64_t tgen;
 	uint8_t th[32];
-	int rc = meta_fresh_get(s->fresh, lineage, gen, hash);
-	int trc = kms_fresh_get(s->kms, lineage, &tgen, th);
+	int rc = meta_fresh_get(s->fresh, lineage, gen, hash), trc;
+
+	/* A WAL reader is refused only for a moment (a checkpoint, a
+	 * recovery); waiting on the patient connection could deadlock
+	 * (this runs under the engine's table lock), so retry, up to 2 s. */
+	for (int i = 0; rc == -EBUSY && i < 200; i++) {
+		usleep(10000);
+		rc = meta_fresh_get(s->fresh, lineage, gen, hash);
+	}
+	trc = kms_fresh_get(s->kms, lineage, &tgen, th);
 
 	if (trc == 0 && (rc == -ENOENT || (rc == 0 && tgen > *gen))) {
 		*gen = tgen;
