@@ -10,7 +10,11 @@
  * the table and the refcounts only; it is taken here and nowhere else, and
  * never held across I/O, except that opening a pool (which scans its maps)
  * runs under it, so two threads never build two pools for one lineage:
- * only control paths open pools.
+ * only control paths open pools.  A pool whose last user left stays in the
+ * table, marked closing, until its last commit, give-back and checkpoint
+ * are done: an open of the same lineage meanwhile waits for it
+ * (pool_closed), or it would replay a journal the closing instance is
+ * still writing and work from a state that instance then changes.
  *
  * The files below engine.c in the chain (pool.c, maps.c, vol_handle.c,
  * volume.c) know nothing of this table.  When a pool needs "every open map
@@ -59,6 +63,7 @@ int engine_create(struct engine **out, const char *pools_dir, engine_log_fn log,
 	e->log.ctx = log_ctx;
 	e->format = 2;
 	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->pool_closed, NULL);
 	{
 		/* One helper per extra core (up to 3); without them large
 		 * requests are encrypted inline, which is only slower. */
@@ -89,6 +94,7 @@ void engine_destroy(struct engine *e)
 		tree_close(p);
 		pool_close(p);
 	}
+	pthread_cond_destroy(&e->pool_closed);
 	pthread_mutex_destroy(&e->lock);
 	free(e->dir);
 	free(e);
@@ -215,13 +221,18 @@ static int pool_get(struct pool **out, struct engine *e, const char *lineage, in
 	int err;
 
 	pthread_mutex_lock(&e->lock);
+again:
 	for (p = e->pools; p; p = p->next) {
-		if (strcmp(p->lineage_hex, lineage) == 0) {
-			p->users++;
-			pthread_mutex_unlock(&e->lock);
-			*out = p;
-			return 0;
+		if (strcmp(p->lineage_hex, lineage) != 0)
+			continue;
+		if (p->closing) {              /* its files are still being closed */
+			pthread_cond_wait(&e->pool_closed, &e->lock);
+			goto again;
 		}
+		p->users++;
+		pthread_mutex_unlock(&e->lock);
+		*out = p;
+		return 0;
 	}
 	/* Opening scans maps; done under the table lock so two threads never
 	 * build two pools for one lineage.  Only control paths open pools. */
@@ -301,7 +312,7 @@ struct pool *engine_pool_find(struct engine *e, const char *lineage)
 
 	pthread_mutex_lock(&e->lock);
 	for (p = e->pools; p; p = p->next)
-		if (strcmp(p->lineage_hex, lineage) == 0)
+		if (strcmp(p->lineage_hex, lineage) == 0 && !p->closing)
 			break;
 	if (p)
 		p->users++;
@@ -319,12 +330,7 @@ void engine_pool_put(struct pool *p)
 		pthread_mutex_unlock(&e->lock);
 		return;
 	}
-	for (pp = &e->pools; *pp; pp = &(*pp)->next) {
-		if (*pp == p) {
-			*pp = p->next;
-			break;
-		}
-	}
+	p->closing = 1;                    /* stays in the table until its files are closed */
 	pthread_mutex_unlock(&e->lock);
 	if (p->version == 2) {
 		if (tree_commit(p) < 0)
@@ -336,6 +342,15 @@ void engine_pool_put(struct pool *p)
 	} else {
 		pool_give_back(p);
 	}
+	pthread_mutex_lock(&e->lock);
+	for (pp = &e->pools; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	}
+	pthread_cond_broadcast(&e->pool_closed);
+	pthread_mutex_unlock(&e->lock);
 	pool_close(p);
 }
 

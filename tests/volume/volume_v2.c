@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -493,8 +494,89 @@ START_TEST(test_v2_fresh)
 }
 END_TEST
 
+/* Two threads, each opening the volume, writing its own chunks, syncing
+ * and closing it again, so that one closes the pool (its last commit,
+ * give-back and checkpoint) while the other opens it.  The open must wait
+ * for the close: a second instance opened meanwhile replays a journal the
+ * first is still writing (found by e2e_stress: a chunk that failed
+ * authentication after a detach/attach race). */
+struct reopen_arg {
+	struct fx *f;
+	int who, rounds, err;
+};
+
+static void *reopen_main(void *arg)
+{
+	struct reopen_arg *a = arg;
+	uint8_t buf[4096];
+
+	for (int r = 0; r < a->rounds && !a->err; r++) {
+		struct vol *v = NULL;
+		uint64_t idx = (uint64_t)(a->who * 512 + r % 512);
+
+		a->err = engine_vol_open(&v, a->f->e, a->f->lhex[0], "vol1", 1);
+		if (a->err)
+			break;
+		{
+			struct kms_dk *dk = fx_dk(a->f, 0);
+
+			a->err = vol_attach(v, dk);
+			if (a->err == -EALREADY) {      /* the shared handle, attached by the other thread */
+				kms_dk_destroy(dk);
+				a->err = 0;
+			}
+		}
+		/* Overwrites free slots (kept for reuse); the close gives the
+		 * free ones back (punches them). */
+		for (int k = 3; !a->err && k >= 0; k--) {
+			memset(buf, (int)(idx * 7 + (uint64_t)r + (uint64_t)k), sizeof(buf));
+			buf[0] = (uint8_t)r;
+			if (vol_write(v, buf, sizeof(buf), idx * 4096) != (ssize_t)sizeof(buf))
+				a->err = -EIO;
+			else if (k == 2)
+				a->err = vol_sync(v);  /* the later writes stay in the open transaction */
+		}
+		engine_vol_close(v);
+	}
+	return NULL;
+}
+
+START_TEST(test_v2_reopen_race)
+{
+	struct fx f;
+	struct reopen_arg a[2];
+	pthread_t th[2];
+	uint8_t got[4096], want[4096];
+	struct vol *v;
+
+	fx_init(&f, _i);
+	fx_create(&f, 0, "vol1", 16 * MiB);
+	for (int i = 0; i < 2; i++) {
+		a[i] = (struct reopen_arg){ .f = &f, .who = i, .rounds = 300 };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, reopen_main, &a[i]), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_msg(a[i].err == 0, "thread %d: %d", i, a[i].err);
+	}
+	v = fx_open(&f, "vol1", 0);
+	for (int i = 0; i < 2; i++)
+		for (int r = 300 - 512 > 0 ? 300 - 512 : 0; r < 300; r++) {
+			uint64_t idx = (uint64_t)(i * 512 + r % 512);
+
+			memset(want, (int)(idx * 7 + (uint64_t)r), sizeof(want));
+			want[0] = (uint8_t)r;
+			xread(v, got, sizeof(got), idx * 4096);
+			ck_assert_msg(memcmp(got, want, sizeof(got)) == 0, "chunk %llu", (unsigned long long)idx);
+		}
+	engine_vol_close(v);
+	fx_fini(&f);
+}
+END_TEST
+
 void volume_add_v2(TCase *tc)
 {
+	tcase_add_loop_test(tc, test_v2_reopen_race, 0, 2);
 	tcase_add_loop_test(tc, test_v2_fresh, 0, 2);
 	tcase_add_loop_test(tc, test_v2_fsck, 0, 2);
 	tcase_add_loop_test(tc, test_v2_clone_is_o1, 0, 2);

@@ -21,7 +21,8 @@ struct engine {
 	char *dir;                                /* STORE/pools; immutable */
 	struct elog log;
 	pthread_mutex_t lock;                     /* the table below; engine.c only */
-	struct pool *pools;                       /* open pools; lock */
+	pthread_cond_t pool_closed;               /* a closing pool left the table; with lock */
+	struct pool *pools;                       /* open (and closing) pools; lock */
 	struct vol *vols;                         /* open volume handles; lock */
 	struct par *par;                          /* crypto helpers for large requests (par.h) */
 	int format;                               /* of new pools: 1 or 2 (engine_set_format) */

@@ -40,6 +40,8 @@ struct pool {
 	struct engine *eng;
 	struct pool *next;
 	unsigned users;
+	int closing;                              /* last user gone, files being closed: not reusable,
+						     and no second instance may open them yet */
 	pool_maps_sync_fn maps_sync;              /* immutable once in the table */
 	void *maps_sync_ctx;
 	pool_committed_fn committed;              /* immutable once in the table; may be NULL */
