@@ -369,9 +369,16 @@ int engine_pool_delete(struct engine *e, const char *lineage)
 	if (engine_lineage_parse(lineage, lin) < 0)
 		return -EINVAL;
 	pthread_mutex_lock(&e->lock);
-	for (struct pool *p = e->pools; p; p = p->next)
-		if (strcmp(p->lineage_hex, lineage) == 0)
-			err = -EBUSY;
+again:
+	for (struct pool *p = e->pools; p; p = p->next) {
+		if (strcmp(p->lineage_hex, lineage) != 0)
+			continue;
+		if (p->closing) {              /* its last user just left: wait for the close */
+			pthread_cond_wait(&e->pool_closed, &e->lock);
+			goto again;
+		}
+		err = -EBUSY;
+	}
 	pthread_mutex_unlock(&e->lock);
 	if (!err) {
 		/* Format 2: refused while a map remains (format 1: maps/ not
