@@ -121,8 +121,8 @@ int kms_fresh_set(struct kms *k, const char *lineage, uint64_t gen, const uint8_
 	pthread_mutex_lock(&k->lock);
 	rc = force ? -ENOENT : get_locked(k, label, &old, old_hash);
 	if (rc == 0 && old >= gen)
-		rc = 0;                       /* only forward */
-	else if (rc == 0 || rc == -ENOENT || rc == -EUCLEAN)
+		;                             /* only forward */
+	else if (rc == 0 || rc == -ENOENT || rc == -EUCLEAN)    /* (a damaged one is replaced) */
 		rc = kms_p11_note_set(k, label, v, sizeof(v));
 	pthread_mutex_unlock(&k->lock);
 	return rc;

@@ -207,12 +207,32 @@ static int fresh_check(struct engine *e, struct pool *p, int *rolled)
 		return 0;
 	*rolled = 1;
 	elog_printf(&e->log, LOG_ERR, "pool %s: rolled back: its files in %s/%s are at generation %llu but the store "
-		    "recorded generation %llu%s (in its catalog, or on its key token); they were put back from an older copy. Restore the pool's latest copy, "
-		    "or accept this older state with evfsctl fsck --repair (what was written since is lost): the "
-		    "lineage's volumes, snapshots and images are refused until then", p->lineage_hex, e->dir,
+		    "recorded generation %llu%s (in its catalog, or on its key token); they were put back from an "
+		    "older copy. Restore the pool's latest copy, or accept this older state with evfsctl fsck --repair "
+		    "(what was written since is lost): the lineage's volumes, snapshots and images are refused until "
+		    "then", p->lineage_hex, e->dir,
 		    p->lineage_hex, (unsigned long long)gen, (unsigned long long)want_gen,
 		    gen == want_gen ? " with other contents" : "");
 	return -EUCLEAN;
+}
+
+/* The open pool of lineage, or NULL; one whose files are still being
+ * closed is waited for (it then is gone).  Under e->lock. */
+static struct pool *table_find(struct engine *e, const char *lineage)
+{
+	struct pool *p;
+
+again:
+	for (p = e->pools; p; p = p->next) {
+		if (strcmp(p->lineage_hex, lineage) != 0)
+			continue;
+		if (p->closing) {
+			pthread_cond_wait(&e->pool_closed, &e->lock);
+			goto again;
+		}
+		return p;
+	}
+	return NULL;
 }
 
 static int pool_get(struct pool **out, struct engine *e, const char *lineage, int check, int *rolled)
@@ -221,14 +241,8 @@ static int pool_get(struct pool **out, struct engine *e, const char *lineage, in
 	int err;
 
 	pthread_mutex_lock(&e->lock);
-again:
-	for (p = e->pools; p; p = p->next) {
-		if (strcmp(p->lineage_hex, lineage) != 0)
-			continue;
-		if (p->closing) {              /* its files are still being closed */
-			pthread_cond_wait(&e->pool_closed, &e->lock);
-			goto again;
-		}
+	p = table_find(e, lineage);
+	if (p) {
 		p->users++;
 		pthread_mutex_unlock(&e->lock);
 		*out = p;
@@ -369,16 +383,8 @@ int engine_pool_delete(struct engine *e, const char *lineage)
 	if (engine_lineage_parse(lineage, lin) < 0)
 		return -EINVAL;
 	pthread_mutex_lock(&e->lock);
-again:
-	for (struct pool *p = e->pools; p; p = p->next) {
-		if (strcmp(p->lineage_hex, lineage) != 0)
-			continue;
-		if (p->closing) {              /* its last user just left: wait for the close */
-			pthread_cond_wait(&e->pool_closed, &e->lock);
-			goto again;
-		}
+	if (table_find(e, lineage))
 		err = -EBUSY;
-	}
 	pthread_mutex_unlock(&e->lock);
 	if (!err) {
 		/* Format 2: refused while a map remains (format 1: maps/ not

@@ -91,18 +91,21 @@ static void sub_log(void *ctx, int level, const char *msg)
 		s->log(s->log_ctx, level, msg);
 }
 
+static int is_pkcs11(const struct evfs_config *cfg)
+{
+	return strcmp(cfg->kms_backend, "pkcs11") == 0;
+}
+
 /* The pools' freshness records (engine_fresh_ops): the catalog keeps each
  * format 2 pool's generation and header hash, and with the root key in a
  * PKCS#11 token the token keeps a copy (kms_fresh.c: written at detach and
  * close, so a copy of the whole store is caught too); the pool must not be
- * older than the newer of the two.  The engine saves after
- * every commit under the pool's commit lock, so that connection must not
- * wait for a transaction this process may hold while it waits for the
- * same pool: it gives up at once (the record then lags, which is safe)
- * and is a connection of its own.  A forced save (fsck --repair accepting
- * a restored pool) runs from a command and may wait. */
-static int is_pkcs11(const struct evfs_config *cfg);
-
+ * older than the newer of the two.  The engine saves after every commit,
+ * under the pool's commit lock, so the catalog connection it saves on
+ * must not wait for a transaction this process may hold while it waits
+ * for the same pool: it is a connection of its own that gives up at once
+ * (the record then lags, which is safe).  A forced save (fsck --repair
+ * accepting a restored pool) runs from a command and may wait. */
 static int fresh_load(void *ctx, const char *lineage, uint64_t *gen, uint8_t hash[static 32])
 {
 	struct store *s = ctx;
@@ -118,7 +121,6 @@ static int fresh_load(void *ctx, const char *lineage, uint64_t *gen, uint8_t has
 		rc = meta_fresh_get(s->fresh, lineage, gen, hash);
 	}
 	trc = kms_fresh_get(s->kms, lineage, &tgen, th);
-
 	if (trc == 0 && (rc == -ENOENT || (rc == 0 && tgen > *gen))) {
 		*gen = tgen;
 		memcpy(hash, th, 32);
@@ -126,7 +128,6 @@ static int fresh_load(void *ctx, const char *lineage, uint64_t *gen, uint8_t has
 	} else if (trc && trc != -ENOENT && trc != -EOPNOTSUPP && !rc) {
 		rc = trc;                         /* the token's record cannot be read */
 	}
-	sodium_memzero(th, sizeof(th));
 	return rc;
 }
 
@@ -218,11 +219,6 @@ static void kms_opts(const struct evfs_config *cfg, struct kms_options *o, struc
 	o->security_admins = cfg->security_admins;
 	o->log = s ? sub_log : NULL;
 	o->log_ctx = s;
-}
-
-static int is_pkcs11(const struct evfs_config *cfg)
-{
-	return strcmp(cfg->kms_backend, "pkcs11") == 0;
 }
 
 /* The KMS's first error message (its log; kms_create ends with a generic

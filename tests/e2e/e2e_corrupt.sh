@@ -19,8 +19,6 @@ expect_refused() {
   grep -qiE 'restore|fix|remove|copy|use |give |run ' "$T/err" || { cat "$T/err"; die "$what: the error says nothing to do"; }
   sed 's/^/    /' "$T/err" | head -3 | cut -c1-240
 }
-sum() { sha256sum "$1" | cut -d' ' -f1; }
-field() { ctl --json "$1" show "$2" | jget "$3"; }
 
 new_store
 pool_format 1   # this test damages format 1 files (maps/, tags); format 2: e2e_corrupt2
@@ -35,11 +33,11 @@ for v in v1 v2 v3; do
   head -c 3M /dev/urandom | dd of="$MNT/volumes/$v" bs=1M seek=1 conv=notrunc,fsync status=none
 done
 declare -A SUM
-for v in v1 v2 v3; do SUM[$v]=$(sum "$MNT/volumes/$v"); done
+for v in v1 v2 v3; do SUM[$v]=$(sha "$MNT/volumes/$v"); done
 ctl backup create v1 b1 >/dev/null
 ctl snapshot create v1 s1 >/dev/null
 umnt
-L1=$(field volume v1 lineage) ID1=$(field volume v1 id) B1=$(field backup b1 id)
+L1=$(show_field volume v1 lineage) ID1=$(show_field volume v1 id) B1=$(show_field backup b1 id)
 POOL1=$STORE/pools/$L1 MAP1=$STORE/pools/$L1/maps/$ID1.map BK1=$STORE/backups/$B1.evb
 [ -s "$MAP1" ] && [ -s "$POOL1/tags" ] && [ -s "$BK1" ] || die "store layout: $MAP1 $POOL1/tags $BK1"
 cp -a "$STORE" "$T/good"
@@ -57,7 +55,7 @@ others_ok() {
       continue
     fi
     ctl attach "$v" >/dev/null 2>&1 || true   # re-attached at mount time already
-    [ "$(sum "$MNT/volumes/$v")" = "${SUM[$v]}" ] || die "volume $v reads wrong data (damage elsewhere: $bad)"
+    [ "$(sha "$MNT/volumes/$v")" = "${SUM[$v]}" ] || die "volume $v reads wrong data (damage elsewhere: $bad)"
   done
   umnt
 }
@@ -121,7 +119,7 @@ restore "pools/$L1/maps/$ID1.map"
 others_ok
 mnt
 ctl attach v1 >/dev/null 2>&1 || true
-[ "$(sum "$MNT/volumes/v1")" = "${SUM[v1]}" ] || die "v1 after restoring its files"
+[ "$(sha "$MNT/volumes/v1")" = "${SUM[v1]}" ] || die "v1 after restoring its files"
 cmp -s "$MNT/snapshots/s1" "$MNT/volumes/v1" || die "snapshot s1 after restoring the files"
 umnt
 ok "damaged / truncated chunk map: refused naming the map (mount logs it), others fine; restored: v1 and s1 read"

@@ -9,9 +9,6 @@
 # files: e2e_corrupt.)
 . "$(dirname "$0")/lib.sh"
 
-sum() { sha256sum "$1" | cut -d' ' -f1; }
-field() { ctl --json "$1" show "$2" | jget "$3"; }
-
 new_store
 pool_format 2
 ctl volume create v1 --size 8M --encrypt >/dev/null
@@ -23,16 +20,16 @@ for v in v1 v2; do
 done
 ctl snapshot create v1 s1 >/dev/null
 declare -A SUM
-for v in v1 v2; do SUM[$v]=$(sum "$MNT/volumes/$v"); done
+for v in v1 v2; do SUM[$v]=$(sha "$MNT/volumes/$v"); done
 umnt
-L1=$(field volume v1 lineage)
+L1=$(show_field volume v1 lineage)
 P1=$STORE/pools/$L1
 for f in roots pages srefs prefs journal data; do [ -s "$P1/$f" ] || die "format 2 pool layout: no $P1/$f"; done
 [ ! -e "$P1/maps" ] && [ ! -e "$P1/tags" ] || die "format 2 pool has format 1 files"
 cp -a "$STORE" "$T/good"
 restore() { cp -a "$T/good/pools/$L1/$1" "$P1/$1"; }
 # v2 (its own pool) must read its data whatever happens to v1's pool.
-v2_ok() { [ "$(sum "$MNT/volumes/v2")" = "${SUM[v2]}" ] || die "v2 reads wrong data (damage in v1's pool only)"; }
+v2_ok() { [ "$(sha "$MNT/volumes/v2")" = "${SUM[v2]}" ] || die "v2 reads wrong data (damage in v1's pool only)"; }
 ok "format 2 store: an encrypted volume with a snapshot, a plain volume; copy kept"
 
 # ---- a root record ----------------------------------------------------------
@@ -78,7 +75,7 @@ ok "map pages altered on disk: reads fail with EIO (never zeros), fsck names the
 # ---- a pages file rolled back to an earlier copy -----------------------------
 mnt
 ctl attach v1 >/dev/null 2>&1 || true
-[ "$(sum "$MNT/volumes/v1")" = "${SUM[v1]}" ] || die "v1 after the restore of its files"
+[ "$(sha "$MNT/volumes/v1")" = "${SUM[v1]}" ] || die "v1 after the restore of its files"
 cp "$P1/pages" "$T/pages.old"
 head -c 1M /dev/urandom | dd of="$MNT/volumes/v1" bs=1M seek=2 conv=notrunc,fsync status=none
 umnt
@@ -116,7 +113,7 @@ grep -q "pool $L1: its files are accepted as they are" "$T/out" || { cat "$T/out
 ctl fsck >"$T/out" 2>&1 || { cat "$T/out"; die "fsck after accepting the older pool"; }
 mnt
 ctl attach v1 >/dev/null 2>&1 || true
-[ "$(sum "$MNT/volumes/v1")" = "${SUM[v1]}" ] || die "v1 after accepting its pool's older copy"
+[ "$(sha "$MNT/volumes/v1")" = "${SUM[v1]}" ] || die "v1 after accepting its pool's older copy"
 v2_ok
 umnt
 ok "fsck --repair accepts the older copy: v1 reads the data of the copy, fsck is clean"

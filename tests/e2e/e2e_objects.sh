@@ -121,17 +121,16 @@ expect_fail 1 "$EVFSCTL_BIN" volume delete v
 grep -q "detach it first" "$T/err" || die "deleting an attached volume must say to detach it first"
 ok "deleting a volume keeps its snapshots/images; deleting those keeps volumes made from them; the last user frees the space"
 # Progress: a bar with rate and ETA on a terminal, none otherwise or with --json (forwarded to the mount here).
-tty() { script -qec "$*" /dev/null </dev/null; }
-tty "$EVFSCTL_BIN" backup create v bp > "$T/tty1"
+on_tty "$EVFSCTL_BIN" backup create v bp > "$T/tty1"
 grep -q 'bp \[#*' "$T/tty1" && grep -q '100%.*MiB/s' "$T/tty1" || die "no progress bar on a terminal: $(cat "$T/tty1")"
-tty "$EVFSCTL_BIN" volume create rp --from-backup bp --no-encrypt > "$T/tty2"
+on_tty "$EVFSCTL_BIN" volume create rp --from-backup bp --no-encrypt > "$T/tty2"
 grep -q 'rp \[#*.*100%.*MiB/s' "$T/tty2" || die "no progress bar for a restore"
-tty "$EVFSCTL_BIN" image export ip "$T/ip2.raw" > "$T/tty3"
+on_tty "$EVFSCTL_BIN" image export ip "$T/ip2.raw" > "$T/tty3"
 grep -q 'ip \[#*.*100%' "$T/tty3" || die "no progress bar for an export"
-tty "$EVFSCTL_BIN" --json backup create v bj > "$T/tty4"
+on_tty "$EVFSCTL_BIN" --json backup create v bj > "$T/tty4"
 ctl backup create v bn 2> "$T/nontty" >/dev/null
 ! grep -q 'MiB/s' "$T/tty4" "$T/nontty" || die "progress bar with --json or without a terminal"
-umnt; tty "$EVFSCTL_BIN" backup create v bl > "$T/tty5"
+umnt; on_tty "$EVFSCTL_BIN" backup create v bl > "$T/tty5"
 grep -q 'bl \[#*.*100%.*MiB/s' "$T/tty5" || die "no progress bar when evfsctl runs the store itself"
 ok "progress bars with rate and ETA on a terminal (backup, restore, export; mounted or not), none with --json or off a terminal"
 finish

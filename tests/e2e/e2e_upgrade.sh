@@ -6,9 +6,6 @@
 # share the map instead of copying it.
 . "$(dirname "$0")/lib.sh"
 
-sum() { sha256sum "$1" | cut -d' ' -f1; }
-field() { ctl --json "$1" show "$2" | jget "$3"; }
-
 new_store
 pool_format 1
 ctl volume create v --size 64M --encrypt >/dev/null
@@ -21,17 +18,16 @@ ctl snapshot create v s1 >/dev/null
 head -c 1M /dev/urandom | dd of="$MNT/volumes/v" bs=1M seek=4 conv=notrunc,fsync status=none
 ctl image create p img >/dev/null
 declare -A SUM
-SUM[v]=$(sum "$MNT/volumes/v"); SUM[p]=$(sum "$MNT/volumes/p"); SUM[s1]=$(sum "$MNT/snapshots/s1")
-SUM[img]=$(sum "$MNT/images/img")
+SUM[v]=$(sha "$MNT/volumes/v"); SUM[p]=$(sha "$MNT/volumes/p"); SUM[s1]=$(sha "$MNT/snapshots/s1")
+SUM[img]=$(sha "$MNT/images/img")
 expect_fail 1 "$EVFSCTL_BIN" upgrade
 grep -q "the store is mounted: unmount it" "$T/err" || die "upgrade of a mounted store: $(cat "$T/err")"
 umnt
-L=$(field volume v lineage)
+L=$(show_field volume v lineage)
 [ -d "$STORE/pools/$L/maps" ] && [ ! -e "$STORE/pools/$L/roots" ] || die "format 1 pool expected before the upgrade"
 ok "format 1 store: two volumes, a snapshot, an image; upgrade refused while mounted, naming the remedy"
 
-tty() { script -qec "$*" /dev/null </dev/null; }      # a terminal: progress bars
-tty "$EVFSCTL_BIN" upgrade >"$T/out" || die "upgrade: $(cat "$T/out")"
+on_tty "$EVFSCTL_BIN" upgrade >"$T/out" || die "upgrade: $(cat "$T/out")"
 grep -Eq "upgrade pool ${L:0:8} \[#*.*100%" "$T/out" || die "no progress bar for the upgrade: $(cat "$T/out")"
 grep -q "pool $L: upgraded to format 2 (2 map(s))" "$T/out" || die "upgrade output: $(cat "$T/out")"
 grep -q "2 pool(s) upgraded to format 2, 0 already format 2" "$T/out" || die "upgrade summary: $(cat "$T/out")"
@@ -44,15 +40,15 @@ ok "upgrade converts both pools with a progress bar each (roots, no maps/ or tag
 
 mnt
 ctl attach v >/dev/null 2>&1 || true; ctl attach p >/dev/null 2>&1 || true
-for n in v p; do [ "$(sum "$MNT/volumes/$n")" = "${SUM[$n]}" ] || die "volume $n reads differently after the upgrade"; done
-[ "$(sum "$MNT/snapshots/s1")" = "${SUM[s1]}" ] || die "snapshot s1 reads differently after the upgrade"
-[ "$(sum "$MNT/images/img")" = "${SUM[img]}" ] || die "image img reads differently after the upgrade"
+for n in v p; do [ "$(sha "$MNT/volumes/$n")" = "${SUM[$n]}" ] || die "volume $n reads differently after the upgrade"; done
+[ "$(sha "$MNT/snapshots/s1")" = "${SUM[s1]}" ] || die "snapshot s1 reads differently after the upgrade"
+[ "$(sha "$MNT/images/img")" = "${SUM[img]}" ] || die "image img reads differently after the upgrade"
 m0=$(du -sk --exclude=data --exclude=journal "$STORE/pools/$L" | cut -f1)
 for i in 1 2 3 4 5; do ctl snapshot create v "n$i" >/dev/null; done
 m1=$(du -sk --exclude=data --exclude=journal "$STORE/pools/$L" | cut -f1)
 [ $((m1 - m0)) -le 16 ] || die "5 snapshots after the upgrade took $((m1 - m0)) KiB of maps"
 head -c 1M /dev/urandom | dd of="$MNT/volumes/v" bs=1M seek=10 conv=notrunc,fsync status=none
-[ "$(sum "$MNT/snapshots/n3")" = "${SUM[v]}" ] || die "a snapshot taken after the upgrade changed with its volume"
+[ "$(sha "$MNT/snapshots/n3")" = "${SUM[v]}" ] || die "a snapshot taken after the upgrade changed with its volume"
 ctl fsck >"$T/fsck" 2>&1 || { cat "$T/fsck"; die "fsck after the upgrade"; }
 umnt
 ok "after the upgrade: every object reads its bytes, 5 new snapshots add $((m1 - m0)) KiB of map, fsck is clean"

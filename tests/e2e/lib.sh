@@ -42,4 +42,9 @@ new_store() { ctl init --keyfile "$T/root.key" >/dev/null; ctl kms grant >/dev/n
 # Tests of format 1's files (maps/, tags) make their pools in format 1.
 pool_format() { sed -i "s|^pool_format =.*|pool_format = $1|" "$STORE/evfs.ini"; }
 losetup_add() { local l; l=$(losetup -f --show "$1"); LOOPS+=("$l"); echo "$l" >>"$T/loops"; echo "$l"; }
+# sha FILE: its SHA-256; show_field KIND NAME PATH: a field of `evfsctl --json
+# KIND show NAME`; on_tty CMD...: CMD on a pseudo-terminal (progress bars).
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+show_field() { ctl --json "$1" show "$2" | jget "$3"; }
+on_tty() { script -qec "$*" /dev/null </dev/null; }
 finish() { echo "$PASS passed, 0 failed"; }
