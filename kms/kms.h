@@ -237,6 +237,15 @@ const uint8_t *kms_dk_bytes(const struct kms_dk *dk);
 struct kms_dk *kms_dk_ref(const struct kms_dk *dk);
 /* Drop one reference; the last one wipes and frees.  NULL is fine. */
 void kms_dk_destroy(struct kms_dk *dk);
+/* Data-key generations (a rekey, R33).  A handle is generation 0 unless
+ * chained: kms_dk_chain, before the handle is shared, makes dk generation
+ * `gen` and hands it `older` (ownership moves; NULL: none), the generation
+ * it replaces, so one handle opens chunks of both while a rekey runs.
+ * kms_dk_for_gen returns the handle of generation gen in dk's chain, NULL
+ * if none (the key was destroyed).  None can fail. */
+void kms_dk_chain(struct kms_dk *dk, uint32_t gen, struct kms_dk *older);
+uint32_t kms_dk_gen(const struct kms_dk *dk);
+const struct kms_dk *kms_dk_for_gen(const struct kms_dk *dk, uint32_t gen);
 
 /* --- audit (tamper-evident log) ----------------------------------------- */
 struct kms_audit_entry {

@@ -60,6 +60,8 @@ _Static_assert(DK_BLOB_BYTES <= KMS_WRAPPED_MAX, "DK blob exceeds KMS_WRAPPED_MA
 struct kms_dk {
 	atomic_uint refs;                 /* handles held; the last drop wipes */
 	uint8_t *key;                     /* KMS_KEY_BYTES, sodium_malloc'd, read-only */
+	uint32_t gen;                     /* data-key generation (kms_dk_chain) */
+	struct kms_dk *older;             /* the generation a rekey replaces; owned */
 };
 
 static size_t dk_ad(uint8_t ad[static DK_AD_FIXED + KMS_CONTEXT_MAX], const char *key_id, uint32_t version,
@@ -136,8 +138,29 @@ void kms_dk_destroy(struct kms_dk *dk)
 {
 	if (!dk || atomic_fetch_sub(&dk->refs, 1) != 1)
 		return;
+	kms_dk_destroy(dk->older);
 	sodium_free(dk->key);      /* unprotects, wipes, frees */
 	free(dk);
+}
+
+void kms_dk_chain(struct kms_dk *dk, uint32_t gen, struct kms_dk *older)
+{
+	dk->gen = gen;
+	kms_dk_destroy(dk->older);
+	dk->older = older;
+}
+
+uint32_t kms_dk_gen(const struct kms_dk *dk)
+{
+	return dk ? dk->gen : 0;
+}
+
+const struct kms_dk *kms_dk_for_gen(const struct kms_dk *dk, uint32_t gen)
+{
+	for (; dk; dk = dk->older)
+		if (dk->gen == gen)
+			return dk;
+	return NULL;
 }
 
 int kms_dk_new(const uint8_t key[static KMS_KEY_BYTES], struct kms_dk **out)

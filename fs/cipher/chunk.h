@@ -38,7 +38,8 @@ struct chunk_tag {
 	uint8_t mac[CHUNK_TAG_BYTES];
 	uint64_t index_le;     /* logical chunk index written here (for fsck) */
 	uint64_t seq_le;       /* reserved: write sequence (0 in format 1) */
-	uint8_t reserved[8];
+	uint32_t dkgen_le;     /* data-key generation that sealed it (0 in format 1) */
+	uint8_t reserved[4];
 };
 _Static_assert(sizeof(struct chunk_tag) == 64, "tag entry is 64 bytes");
 

@@ -518,3 +518,41 @@ int engine_vols_of_pool(struct engine *e, struct pool *p, struct vol ***out, siz
 	*n = k;
 	return err;
 }
+
+int engine_pool_freeze(struct engine *e, struct pool *p, struct vol ***out, size_t *n)
+{
+	struct vol **list = NULL, **nl;
+	size_t k = 0;
+
+	pthread_mutex_lock(&e->lock);
+	for (struct vol *v = e->vols; v; v = v->next) {
+		if (v->pool != p)
+			continue;
+		nl = realloc(list, (k + 1) * sizeof(*nl));
+		if (!nl) {
+			for (size_t i = 0; i < k; i++)
+				vol_thaw(list[i]);
+			free(list);
+			pthread_mutex_unlock(&e->lock);
+			*out = NULL;
+			*n = 0;
+			return -ENOMEM;
+		}
+		list = nl;
+		vol_freeze(v);
+		list[k++] = v;
+	}
+	*out = list;
+	*n = k;
+	/* Stays locked: no handle opens or closes until the thaw.  The list
+	 * is not counted: the lock keeps every handle alive. */
+	return 0;
+}
+
+void engine_pool_thaw(struct engine *e, struct vol **vols, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		vol_thaw(vols[i]);
+	free(vols);
+	pthread_mutex_unlock(&e->lock);
+}

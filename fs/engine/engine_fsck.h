@@ -113,6 +113,28 @@ int engine_map_tmp_remove(struct engine *e, const char *lineage, const char *id)
 typedef void (*engine_step_fn)(void *ctx, uint64_t done, uint64_t total);
 int engine_pool_upgrade(struct engine *e, const char *lineage, uint64_t *maps, engine_step_fn step,
 			void *step_ctx) ENGINE_WUR;
+/* Data-key rotation of a format 2 lineage (engine_rekey.c, R33).  dk is
+ * the new generation, chained (kms_dk_chain) to the one it replaces.
+ * engine_lineage_set_key first gives every attached handle of the lineage
+ * dk (waiting for their I/O), so that writes seal under it; then
+ * engine_lineage_rekey re-seals every chunk of every map that names
+ * another generation, while the maps stay in use, telling step its
+ * progress.  Returns 0 with st->left the chunks still stale (those that
+ * failed authentication: st->bad), -EPROTO for a format 1 pool, or a
+ * negative errno; what was committed stays done, and a rerun resumes. */
+struct engine_rekey_stats {
+	uint64_t resealed;           /* entries moved to the new generation */
+	uint64_t raced;              /* entries a writer replaced first */
+	uint64_t bad;                /* chunks that could not be opened */
+	uint64_t left;               /* entries of an older generation at the end */
+	unsigned passes;
+};
+int engine_lineage_set_key(struct engine *e, const char *lineage, const struct kms_dk *dk) ENGINE_WUR;
+int engine_lineage_rekey(struct engine *e, const char *lineage, const struct kms_dk *dk, engine_step_fn step,
+			 void *step_ctx, struct engine_rekey_stats *st) ENGINE_WUR;
+/* Entries of every map of the lineage sealed by a generation other than
+ * gen (0 after a complete rekey to gen). */
+int engine_lineage_key_scan(struct engine *e, const char *lineage, uint32_t gen, uint64_t *stale) ENGINE_WUR;
 /* Words for an issue kind ("map entry points beyond the tag table"). */
 const char *engine_fsck_what_str(enum engine_fsck_what w);
 

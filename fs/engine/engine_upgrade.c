@@ -58,7 +58,7 @@ static int up_flush(struct up *u)
 		return 0;
 	err = tree_set(u->p2, u->ri, u->leaf, TREE_FANOUT, u->ents);
 	if (!err)
-		err = tree_build_ref(u->p2, u->slots, u->nslots);
+		err = tree_slots_ref(u->p2, u->slots, u->nslots);
 	memset(u->ents, 0, sizeof(u->ents));
 	u->nslots = 0;
 	u->have = 0;

@@ -39,6 +39,7 @@
 #include "pool.h"
 
 #include "err.h"
+#include "kms/kms.h"
 
 #include <dirent.h>
 #include <endian.h>
@@ -558,20 +559,45 @@ int pool_chunk_load(struct pool *p, uint64_t slot, uint8_t *cipher)
 	return r == (ssize_t)p->chunk_size ? 0 : -EUCLEAN;
 }
 
+int pool_chunk_store(struct pool *p, uint64_t slot, const uint8_t *cipher)
+{
+	size_t done = 0;
+
+	while (done < p->chunk_size) {
+		ssize_t w = pwrite(p->data_fd, cipher + done, p->chunk_size - done,
+				   (off_t)((slot << p->chunk_shift) + done));
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		done += (size_t)w;
+	}
+	return 0;
+}
+
 int pool_chunk_seal(const struct pool *p, const struct kms_dk *dk, uint64_t index,
 		    const uint8_t nonce[static CHUNK_NONCE_BYTES], const uint8_t *plain, uint8_t *out,
 		    struct chunk_tag *tag)
 {
-	if (p->encrypted)
-		return chunk_encrypt_nonce(dk, p->lineage, index, nonce, plain, out, p->chunk_size, tag);
+	if (p->encrypted) {
+		int err = chunk_encrypt_nonce(dk, p->lineage, index, nonce, plain, out, p->chunk_size, tag);
+
+		tag->dkgen_le = htole32(kms_dk_gen(dk));
+		return err;
+	}
 	return chunk_plain_seal(p->lineage, index, plain, out, p->chunk_size, tag);
 }
 
 int pool_chunk_open(const struct pool *p, const struct kms_dk *dk, uint64_t index, const uint8_t *in,
 		    uint8_t *out, const struct chunk_tag *tag)
 {
-	if (p->encrypted)
-		return chunk_decrypt(dk, p->lineage, index, in, out, p->chunk_size, tag);
+	if (p->encrypted) {
+		/* A rekey in progress: the entry names the generation. */
+		const struct kms_dk *k = kms_dk_for_gen(dk, le32toh(tag->dkgen_le));
+
+		return k ? chunk_decrypt(k, p->lineage, index, in, out, p->chunk_size, tag) : -EKEYREJECTED;
+	}
 	return chunk_plain_open(p->lineage, index, in, out, p->chunk_size, tag);
 }
 

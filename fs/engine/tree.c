@@ -203,6 +203,7 @@ void tree_ent_tag(const struct tree_ent *e, uint64_t index, struct chunk_tag *t)
 	memcpy(t->nonce, e->nonce, sizeof(t->nonce));
 	memcpy(t->mac, e->mac, sizeof(t->mac));
 	t->index_le = htole64(index);
+	t->dkgen_le = e->dkgen;      /* both little-endian */
 }
 
 /* ============================ counts =================================== */
@@ -680,6 +681,37 @@ static uint8_t *path_mut(struct tree_state *ts, uint32_t ri, uint64_t index)
 	return b;
 }
 
+/* Store entries [idx, idx + run), within one leaf, with pool->lock held. */
+static int set_run_locked(struct tree_state *ts, uint32_t ri, uint64_t idx, uint64_t run, const struct tree_ent *ents)
+{
+	struct tree_ent cur[TREE_FANOUT];
+	uint8_t *leaf;
+	int changed = 0, err = get_locked(ts, ri, idx, run, cur);
+
+	/* A discard of a hole leaves the tree as it is. */
+	for (uint64_t j = 0; j < run && !err && !changed; j++)
+		changed = memcmp(&cur[j], &ents[j], sizeof(cur[j])) != 0;
+	if (err || !changed)
+		return err;
+	ts->failed_once = 0;
+	leaf = path_mut(ts, ri, idx);
+	if (!leaf)
+		return ts->failed ? ts->failed : ts->failed_once ? ts->failed_once : -ENOMEM;
+	for (uint64_t j = 0; j < run; j++) {
+		struct tree_ent *e = (struct tree_ent *)leaf + child_of(idx + j, 0);
+		uint64_t old = le64toh(e->slot1);
+
+		*e = ents[j];
+		/* An overwritten chunk's slot is soon taken by another write:
+		 * punching it would cost a discard now and an allocation then.
+		 * Holes and dropped maps give their space back. */
+		if (old && old != le64toh(e->slot1) && ref_dec(ts, BLK_SREFS, old - 1) && e->slot1 &&
+		    vec_push(&ts->skeep, old - 1) < 0)
+			ts->skeep.n = 0;   /* out of memory: punch them all */
+	}
+	return 0;
+}
+
 int tree_set(struct pool *p, uint32_t ri, uint64_t first, uint64_t n, const struct tree_ent *ents)
 {
 	struct tree_state *ts = TS(p);
@@ -688,43 +720,38 @@ int tree_set(struct pool *p, uint32_t ri, uint64_t first, uint64_t n, const stru
 	pthread_mutex_lock(&p->lock);
 	for (uint64_t k = 0; k < n && !err;) {
 		uint64_t idx = first + k, run = TREE_FANOUT - (idx & (TREE_FANOUT - 1));
-		uint8_t *leaf;
-		int changed = 0;
 
 		if (run > n - k)
 			run = n - k;
-		/* A discard of a hole leaves the tree as it is. */
-		{
-			struct tree_ent cur[TREE_FANOUT];
-
-			err = get_locked(ts, ri, idx, run, cur);
-			for (uint64_t j = 0; j < run && !changed; j++)
-				changed = memcmp(&cur[j], &ents[k + j], sizeof(cur[j])) != 0;
-		}
-		if (!err && changed) {
-			ts->failed_once = 0;
-			leaf = path_mut(ts, ri, idx);
-			if (!leaf) {
-				err = ts->failed ? ts->failed : ts->failed_once ? ts->failed_once : -ENOMEM;
-				break;
-			}
-			for (uint64_t j = 0; j < run; j++) {
-				struct tree_ent *e = (struct tree_ent *)leaf + child_of(idx + j, 0);
-				uint64_t old = le64toh(e->slot1);
-
-				*e = ents[k + j];
-				/* An overwritten chunk's slot is soon taken by
-				 * another write: punching it would cost a discard
-				 * now and an allocation then.  Holes and dropped
-				 * maps give their space back. */
-				if (old && old != le64toh(e->slot1) && ref_dec(ts, BLK_SREFS, old - 1) && e->slot1 &&
-				    vec_push(&ts->skeep, old - 1) < 0)
-					ts->skeep.n = 0;   /* out of memory: punch them all */
-			}
-		}
+		err = set_run_locked(ts, ri, idx, run, ents + k);
 		k += run;
 	}
 	pthread_mutex_unlock(&p->lock);
+	return err ? err : ts->failed;
+}
+
+int tree_cas(struct pool *p, uint32_t ri, uint64_t first, uint64_t n, const struct tree_ent *expect,
+	     const struct tree_ent *ents, uint64_t *done)
+{
+	struct tree_state *ts = TS(p);
+	struct tree_ent want[TREE_FANOUT];
+	int err;
+
+	*done = 0;
+	if (!n || n > TREE_FANOUT - (first & (TREE_FANOUT - 1)))
+		return -EINVAL;
+	pthread_mutex_lock(&p->lock);
+	err = get_locked(ts, ri, first, n, want);
+	for (uint64_t j = 0; j < n && !err; j++)
+		if (!memcmp(&want[j], &expect[j], sizeof(want[j]))) {
+			want[j] = ents[j];
+			*done |= 1ull << j;
+		}
+	if (!err && *done)
+		err = set_run_locked(ts, ri, first, n, want);
+	pthread_mutex_unlock(&p->lock);
+	if (err)
+		*done = 0;
 	return err ? err : ts->failed;
 }
 
@@ -1438,7 +1465,7 @@ int tree_build_begin(struct pool *p1, struct pool **out)
 	return 0;
 }
 
-int tree_build_ref(struct pool *p2, const uint64_t *slots, size_t n)
+int tree_slots_ref(struct pool *p2, const uint64_t *slots, size_t n)
 {
 	struct tree_state *ts = TS(p2);
 	int err = 0;

@@ -192,6 +192,14 @@ int vol_attach(struct vol *v, struct kms_dk *dk)
 	return err;
 }
 
+void vol_key_swap_frozen(struct vol *v, const struct kms_dk *dk)
+{
+	if (v->attached && v->dk) {
+		kms_dk_destroy(v->dk);          /* the last reference wipes it */
+		v->dk = kms_dk_ref(dk);
+	}
+}
+
 int vol_detach(struct vol *v)
 {
 	int err = 0;

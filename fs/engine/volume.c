@@ -465,6 +465,7 @@ static int tree_store(struct vol *v, struct scratch *sc, uint64_t first, uint64_
 		e->slot1 = htole64(sc->slots[j] + 1);
 		memcpy(e->nonce, sc->tags[j].nonce, sizeof(e->nonce));
 		memcpy(e->mac, sc->tags[j].mac, sizeof(e->mac));
+		e->dkgen = sc->tags[j].dkgen_le;
 	}
 	return tree_set(v->pool, v->root, first, count, sc->tents);
 }

@@ -44,5 +44,11 @@ int engine_vol_is_open(struct engine *e, const char *id);
 /* The open writable volumes of p, each with its refcount raised (drop with
  * engine_vol_close); -ENOMEM leaves the ones listed so far. */
 int engine_vols_of_pool(struct engine *e, struct pool *p, struct vol ***out, size_t *n);
+/* Every open handle of p (read-only ones too) frozen (vol_freeze), with
+ * the table locked so that none opens meanwhile; engine_pool_thaw undoes
+ * both.  The handles' I/O must not need the table (format 2's does not).
+ * On error (-ENOMEM) nothing is frozen or locked. */
+int engine_pool_freeze(struct engine *e, struct pool *p, struct vol ***out, size_t *n);
+void engine_pool_thaw(struct engine *e, struct vol **vols, size_t n);
 
 #endif

@@ -110,6 +110,7 @@ uint64_t pool_claim_run(struct pool *p, uint64_t first, uint64_t max, int (*want
 const struct chunk_tag *pool_tag(struct pool *p, uint64_t slot);
 int pool_tags_store(struct pool *p, uint64_t slot, const struct chunk_tag *tags, uint64_t n);
 int pool_chunk_load(struct pool *p, uint64_t slot, uint8_t *cipher);   /* -EUCLEAN if short */
+int pool_chunk_store(struct pool *p, uint64_t slot, const uint8_t *cipher);  /* not synced */
 /* Seal / open one chunk of this pool: under dk for an encrypted pool, as
  * checksummed plaintext otherwise (dk unused).  -EBADMSG on a bad chunk. */
 int pool_chunk_seal(const struct pool *p, const struct kms_dk *dk, uint64_t index,

@@ -68,6 +68,14 @@ int tree_get(struct pool *p, uint32_t ri, uint64_t first, uint64_t n, struct tre
 /* Store entries (slot1 0: hole); old slots lose a reference.  The new
  * slots come from tree_slots_alloc (counted 1 each). */
 int tree_set(struct pool *p, uint32_t ri, uint64_t first, uint64_t n, const struct tree_ent *ents);
+/* Compare and set, for a rekey racing the volume's writers: each entry k
+ * of [first, first+n) (n within one leaf) becomes ents[k] only if it still
+ * equals expect[k]; bit k of *done says it did. */
+int tree_cas(struct pool *p, uint32_t ri, uint64_t first, uint64_t n, const struct tree_ent *expect,
+	     const struct tree_ent *ents, uint64_t *done);
+/* Slots named once more: a new slot stored in several maps (a rekey), or
+ * a format 1 slot by the maps being built (the count table grows). */
+int tree_slots_ref(struct pool *p, const uint64_t *slots, size_t n);
 int tree_slots_alloc(struct pool *p, uint64_t n, uint64_t *slots);
 void tree_slots_release_new(struct pool *p, const uint64_t *slots, uint64_t n);
 /* First index >= from that is mapped (want_data) or a hole; nchunks if none. */
@@ -121,8 +129,6 @@ int tree_give_back(struct pool *p);
  * names (*.new): a pool shell sharing p1's directory and data file, on
  * which tree_root_add and tree_set build the maps. */
 int tree_build_begin(struct pool *p1, struct pool **out);
-/* Slots named once more by the maps being built (counts grow). */
-int tree_build_ref(struct pool *p2, const uint64_t *slots, size_t n);
 /* keep: commit the new files and rename them into place, `roots` last:
  * from then on the directory is a format 2 pool.  !keep: remove them.
  * Frees p2 either way. */

@@ -64,6 +64,9 @@ void vol_thaw(struct vol *v);
 /* A dup() of a writable map's fd (-EROFS for a read-only map). */
 int vol_map_dup(const struct vol *v);
 int vol_is_writable(const struct vol *v);
+/* Replace an attached handle's data key by another reference to dk (a
+ * rekey: the new generation chained to the old); v frozen by the caller. */
+void vol_key_swap_frozen(struct vol *v, const struct kms_dk *dk);
 
 /* volume.c.  Call cb(ctx, index, slot) for every mapped chunk, each under
  * its chunk stripe (shared) and the volume lock (shared), so I/O goes on;
