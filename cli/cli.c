@@ -38,6 +38,7 @@ static const struct {
 	{ "volume", "  volume create NAME --from-snapshot SNAP | --from-backup BK [--encrypt [--key K] | --no-encrypt]\n" },
 	{ "volume", "  volume create NAME --from-image IMG [--type system|data] [--encrypt [--key KEY]]\n" },
 	{ "volume", "  volume list | show VOL | delete VOL [--force] | extend VOL --size SIZE | rollback VOL --snapshot SNAP\n" },
+	{ "volume", "  volume rekey VOL\n" },
 	{ "snapshot", "  snapshot create VOL NAME | list | show NAME | delete NAME\n" },
 	{ "backup", "  backup create VOL NAME [--incremental] | list | show NAME | delete NAME | verify NAME\n" },
 	{ "image", "  image create VOL NAME | copy IMG NAME [--encrypt [--key KEY]] | list | show NAME | delete NAME\n" },
@@ -97,7 +98,13 @@ static const struct {
 	  "SIZE: whole 512-byte sectors, K/M/G/T suffixes, at most 1 PiB.  extend only\n"
 	  "grows (R23).  rollback needs the volume detached and a snapshot of it (R24).\n"
 	  "delete is refused while the volume is attached (detach it first) and, with\n"
-	  "--force only, goes ahead while it is open in the mount (R35).\n" },
+	  "--force only, goes ahead while it is open in the mount (R35).  rekey gives the\n"
+	  "volume's lineage (the volume, its snapshots and images, volumes made from\n"
+	  "them) a new data key and re-encrypts every stored chunk under it while the\n"
+	  "volume stays attached and in use, then destroys the old key (R33); an\n"
+	  "interrupted rekey resumes when run again.  Backups keep the data key they\n"
+	  "were taken with and restore as before; backups wait until a rekey is done.\n"
+	  "Needs pool format 2 (evfsctl upgrade).\n" },
 	{ "snapshot",
 	  "A snapshot is a read-only, copy-on-write point-in-time copy of a volume,\n"
 	  "instant whatever the size (R24), with the volume's encryption and key (R8);\n"
@@ -435,6 +442,24 @@ static int cmd_volume(struct cmdctx *x, const char *sub, struct args *a)
 		if (!rc && !x->json)
 			fprintf(x->out, "extended volume %s to %llu bytes\n", a->pos[0], size);
 		return rc ? fail(x) : 0;
+	}
+	if (strcmp(sub, "rekey") == 0) {
+		struct store_rekey_result res;
+
+		if ((rc = want_pos(x, a, 1, "volume rekey VOL")))
+			return rc;
+		rc = store_volume_rekey(x->s, x->c, a->pos[0], &res);
+		if (rc)
+			return fail(x);
+		if (x->json)
+			fprintf(x->out, "{\"volume\": \"%s\", \"key_generation\": %u, \"chunks_resealed\": %llu, "
+					"\"resumed\": %s}\n", a->pos[0], res.gen, (unsigned long long)res.resealed,
+				res.resumed ? "true" : "false");
+		else
+			fprintf(x->out, "rekeyed volume %s: data key generation %u, %llu chunks re-encrypted%s; old key "
+					"destroyed\n", a->pos[0], res.gen, (unsigned long long)res.resealed,
+				res.resumed ? " (resumed)" : "");
+		return 0;
 	}
 	if (strcmp(sub, "rollback") == 0) {
 		if ((rc = want_pos(x, a, 1, "volume rollback VOL --snapshot SNAP")) || !a->snapshot)

@@ -34,7 +34,7 @@
 #define META_SOURCE_MAX 160u
 #define META_KEYID_LEN 36u
 #define META_WRAPPED_MAX 128u
-#define META_SCHEMA_VERSION 2
+#define META_SCHEMA_VERSION 3
 
 #define META_WUR __attribute__((warn_unused_result))
 
@@ -135,6 +135,27 @@ int meta_object_set_encryption(struct meta_db *db, const char *id, int encrypted
 /* Small key/value table for store-wide settings (e.g. "store.id"). */
 int meta_setting_get(struct meta_db *db, const char *name, char *out, size_t outsz) META_WUR;
 int meta_setting_set(struct meta_db *db, const char *name, const char *value) META_WUR;
+
+/* Data-key generations (meta_rekey.c; a rekey, R33).  A lineage's
+ * wrapped key in `lineages` is generation `gen` (0 until its first rekey);
+ * while a rekey runs, the generation it replaces stays here, wrapped, until
+ * meta_rekey_end destroys it. */
+struct meta_rekey {
+	uint32_t gen;                       /* of lineages.wrapped */
+	uint32_t old_gen;
+	uint8_t old_wrapped[META_WRAPPED_MAX];
+	size_t old_wrapped_len;             /* 0: no rekey under way */
+};
+/* 0 (a lineage never rekeyed reads gen 0, no old key), -ENOENT (no such
+ * lineage), -EUCLEAN (a damaged row). */
+int meta_rekey_get(struct meta_db *db, const char *lineage, struct meta_rekey *out) META_WUR;
+/* One transaction: the current wrapped key kept as the old generation,
+ * `wrapped` (generation gen + 1) put in its place; *gen gets the new
+ * generation.  -EALREADY if a rekey is already under way. */
+int meta_rekey_begin(struct meta_db *db, const char *lineage, const uint8_t *wrapped, size_t len,
+		     uint32_t *gen) META_WUR;
+/* Destroy the old generation's wrapped key (secure_delete, WAL checkpoint). */
+int meta_rekey_end(struct meta_db *db, const char *lineage) META_WUR;
 
 /* The freshness record of a format 2 pool (meta_fresh.c): its generation
  * and header hash as of its last recorded commit.  set moves the record

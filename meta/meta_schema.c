@@ -104,10 +104,20 @@ static const char schema_v2[] =
 	"  hash    BLOB NOT NULL CHECK (length(hash) = 32)"
 	") STRICT;";
 
+/* Version 2 -> 3: data-key generations of rekeyed lineages (meta_rekey.c). */
+static const char schema_v3[] =
+	"CREATE TABLE lineage_keys ("
+	"  lineage     TEXT PRIMARY KEY NOT NULL REFERENCES lineages(id) ON DELETE CASCADE,"
+	"  gen         INT NOT NULL CHECK (gen > 0),"
+	"  old_gen     INT NOT NULL DEFAULT 0 CHECK (old_gen >= 0 AND old_gen < gen),"
+	"  old_wrapped BLOB"
+	") STRICT;";
+
 /* migrations[i] takes user_version i to i + 1. */
 static const char *const migrations[] = {
 	schema_v1,
 	schema_v2,
+	schema_v3,
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == META_SCHEMA_VERSION,
 	       "one migration step per schema version");
@@ -120,6 +130,7 @@ static const struct {
 	{ "table", "lineages" },
 	{ "table", "objects" },
 	{ "table", "pool_fresh" },
+	{ "table", "lineage_keys" },
 	{ "trigger", "objects_encryption_immutable" },
 	{ "trigger", "lineages_encryption_immutable" },
 	{ "trigger", "settings_magic_update" },

@@ -69,6 +69,9 @@ void engine_set_fresh(struct engine *e, const struct engine_fresh_ops *ops, void
 int engine_pool_accept(struct engine *e, const char *lineage) ENGINE_WUR;
 /* Create the pool directory of a new lineage (data, tags, maps/). */
 int engine_pool_create(struct engine *e, const char *lineage, uint32_t chunk_size, int encrypted) ENGINE_WUR;
+/* The format of a lineage's pool: 1 or 2 (1 also when it cannot be opened:
+ * the format 1 paths report the error). */
+int engine_pool_format(struct engine *e, const char *lineage);
 /* Remove a lineage's pool; -EBUSY while maps remain or it is open. */
 int engine_pool_delete(struct engine *e, const char *lineage) ENGINE_WUR;
 

@@ -392,7 +392,7 @@ static int with_root(struct engine *e, const char *lineage, const char *id, stru
 	return err;
 }
 
-static int pool_version(struct engine *e, const char *lineage)
+int engine_pool_format(struct engine *e, const char *lineage)
 {
 	struct pool *p;
 	int v;
@@ -410,7 +410,7 @@ int engine_map_stats(struct engine *e, const char *lineage, const char *id, stru
 	struct map_header h;
 	int fd, err;
 
-	if (pool_version(e, lineage) == 2) {
+	if (engine_pool_format(e, lineage) == 2) {
 		uint32_t ri;
 
 		memset(st, 0, sizeof(*st));
@@ -488,7 +488,7 @@ int engine_map_verify(struct engine *e, const char *lineage, const char *id, con
 	struct verify_ctx c = { .cb = cb, .cb_ctx = ctx };
 	int fd, err;
 
-	if (pool_version(e, lineage) == 2) {
+	if (engine_pool_format(e, lineage) == 2) {
 		uint32_t ri;
 
 		err = with_root(e, lineage, id, &c.pool, &ri);

@@ -803,6 +803,7 @@ int store_lineage_unwrap(struct store *s, const struct store_caller *c, const ch
 			 struct kms_dk **dk)
 {
 	struct meta_lineage l;
+	struct meta_rekey r;
 	struct kms_caller kc;
 	uint8_t lin[CHUNK_LINEAGE_BYTES];
 	int rc = meta_lineage_get(s->meta, lineage, &l);
@@ -817,12 +818,57 @@ int store_lineage_unwrap(struct store *s, const struct store_caller *c, const ch
 	if (engine_lineage_parse(lineage, lin) < 0)
 		return -EUCLEAN;
 	store_kcaller(c, &kc, project);
+	rc = meta_rekey_get(s->meta, lineage, &r);
+	if (rc) {
+		store_seterr(s, c, "lineage %s: data-key generations unreadable in the catalog: %s; run 'evfsctl fsck'",
+			     lineage, evfs_strerror(rc));
+		return rc;
+	}
 	rc = kms_dk_unwrap(s->kms, &kc, l.key_id, lin, sizeof(lin), l.wrapped, l.wrapped_len, dk);
+	/* A rekey under way: the handle carries the generation it replaces. */
+	if (!rc && r.old_wrapped_len) {
+		struct kms_dk *old = NULL;
+
+		rc = kms_dk_unwrap(s->kms, &kc, l.key_id, lin, sizeof(lin), r.old_wrapped, r.old_wrapped_len, &old);
+		if (!rc) {
+			kms_dk_chain(old, r.old_gen, NULL);
+			kms_dk_chain(*dk, r.gen, old);
+		}
+	} else if (!rc) {
+		kms_dk_chain(*dk, r.gen, NULL);
+	}
 	if (rc) {
 		struct kms_key_info ki;
 
+		kms_dk_destroy(*dk);
+		*dk = NULL;
 		store_key_error(s, c, rc, "unwrap data key", key_info_by_id(s, c, project, l.key_id, &ki) == 0 ? &ki : NULL,
 				l.key_id);
+	}
+	return rc;
+}
+
+int store_lineage_new_key(struct store *s, const struct store_caller *c, const char *project, const char *lineage,
+			  uint8_t wrapped[static KMS_WRAPPED_MAX], size_t *wrapped_len)
+{
+	struct meta_lineage l;
+	struct kms_caller kc;
+	uint8_t lin[CHUNK_LINEAGE_BYTES];
+	int rc = meta_lineage_get(s->meta, lineage, &l);
+
+	if (rc) {
+		store_seterr(s, c, "lineage %s missing from the catalog: %s; run 'evfsctl fsck'", lineage, evfs_strerror(rc));
+		return rc;
+	}
+	if (!l.encrypted || engine_lineage_parse(lineage, lin) < 0)
+		return -EINVAL;
+	store_kcaller(c, &kc, project);
+	rc = kms_dk_generate(s->kms, &kc, l.key_id, lin, sizeof(lin), wrapped, wrapped_len, NULL);
+	if (rc) {
+		struct kms_key_info ki;
+
+		store_key_error(s, c, rc, "generate a new data key",
+				key_info_by_id(s, c, project, l.key_id, &ki) == 0 ? &ki : NULL, l.key_id);
 	}
 	return rc;
 }

@@ -139,6 +139,18 @@ int store_volume_create(struct store *s, const struct store_caller *c, const str
 int store_volume_extend(struct store *s, const struct store_caller *c, const char *name, uint64_t size) STORE_WUR;
 int store_volume_rollback(struct store *s, const struct store_caller *c, const char *name,
 			  const char *snap) STORE_WUR;
+/* A new data key for the volume's lineage (the volume, its snapshots and
+ * images and the volumes made from them), every stored chunk re-sealed
+ * under it while the volume stays attached, then the old key destroyed
+ * (R33; store_rekey.c).  Resumes an interrupted rekey.  Backups keep the
+ * key they were taken with. */
+struct store_rekey_result {
+	uint32_t gen;                /* the lineage's data-key generation now */
+	uint64_t resealed;           /* chunk entries moved to it by this run */
+	int resumed;                 /* an interrupted rekey was picked up */
+};
+int store_volume_rekey(struct store *s, const struct store_caller *c, const char *name,
+		       struct store_rekey_result *res) STORE_WUR;
 /* kind META_SNAPSHOT or META_IMAGE: a CoW copy of the volume's map. */
 int store_snapshot_create(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *vol,
 			  const char *name, struct meta_object *out) STORE_WUR;

@@ -57,6 +57,22 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 		store_seterr(s, c, "volume %s: its lineage is missing from the catalog; run evfsctl fsck", vol);
 		return rc;
 	}
+	{
+		/* A backup holds one wrapped key: not while chunks need two. */
+		struct meta_rekey r;
+
+		rc = meta_rekey_get(s->meta, v.lineage, &r);
+		if (!rc && r.old_wrapped_len) {
+			store_seterr(s, c, "volume %s: a rekey of its data key is unfinished; complete it with 'evfsctl "
+					   "volume rekey %s', then back up", vol, vol);
+			return -EBUSY;
+		}
+		if (rc) {
+			store_seterr(s, c, "volume %s: data-key generations unreadable in the catalog: %s; run evfsctl fsck",
+				     vol, evfs_strerror(rc));
+			return rc;
+		}
+	}
 	snprintf(setting, sizeof(setting), "backup.last.%s", v.id);
 	if (incremental) {
 		struct meta_object prev;

@@ -57,9 +57,14 @@ int store_key_error(struct store *s, const struct store_caller *c, int err, cons
 /* New lineage (pool + catalog row); *dk gets the plaintext DK if dk != NULL. */
 int store_lineage_new(struct store *s, const struct store_caller *c, int encrypted, const char *key_id,
 		      char lineage[static META_LINEAGE_LEN + 1], struct kms_dk **dk);
-/* Unwrap the DK of a lineage for c (NULL for unencrypted lineages). */
+/* Unwrap the DK of a lineage for c (NULL for unencrypted lineages); while
+ * a rekey is under way the handle carries both generations. */
 int store_lineage_unwrap(struct store *s, const struct store_caller *c, const char *project, const char *lineage,
 			 struct kms_dk **dk);
+/* A new wrapped DK for an encrypted lineage (a rekey), under its key,
+ * with the same checks and messages as an unwrap. */
+int store_lineage_new_key(struct store *s, const struct store_caller *c, const char *project, const char *lineage,
+			  uint8_t wrapped[static KMS_WRAPPED_MAX], size_t *wrapped_len);
 /* Drop the lineage's pool and catalog row if nothing uses them any more. */
 void store_lineage_gc(struct store *s, const char *lineage);
 /* A new object's name: 1-63 of letters, digits, '.', '_', '-', not
