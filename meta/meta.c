@@ -255,17 +255,18 @@ static int file_prepare(struct meta_db *db, const char *path, int create)
 		if (err != -EEXIST)
 			return err;
 	}
-	fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
+	/* stat and access, not open: closing any descriptor of the file
+	 * would drop every POSIX lock this process holds on it, the shared
+	 * lock of a connection already open among them (the store opens a
+	 * second one), and another process closing the catalog would then
+	 * think itself the last user and delete the WAL under us. */
+	if (stat(path, &stb) < 0)
 		return -errno;
-	if (fstat(fd, &stb) < 0)
-		err = -errno;
-	else if (!S_ISREG(stb.st_mode))
-		err = -EUCLEAN;
-	else
-		err = 0;
-	close(fd);
-	return err;
+	if (S_ISDIR(stb.st_mode))
+		return -EISDIR;
+	if (!S_ISREG(stb.st_mode))
+		return -EUCLEAN;
+	return access(path, R_OK | W_OK) < 0 ? -errno : 0;
 }
 
 static int conn_setup(struct meta_db *db, int memory)

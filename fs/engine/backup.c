@@ -88,25 +88,60 @@ static int ent_push(struct bfile *f, const struct entry *e)
 	return 0;
 }
 
+/* Write header h (host order) at offset 0, its checksum computed. */
+static int header_store(int fd, const struct bk_header *h)
+{
+	uint8_t raw[BK_HDR_BYTES] = { 0 };
+	struct bk_header le = *h;
+
+	bfile_header_le(&le);
+	memcpy(raw, &le, sizeof(le));
+	crypto_generichash(raw + offsetof(struct bk_header, sum), BK_SUM_BYTES, raw, offsetof(struct bk_header, sum),
+			   NULL, 0);
+	return bfile_io_all(fd, raw, sizeof(raw), 0, 1);
+}
+
 /* Write the index at h.index_off (setting h.isum), then the header. */
 static int index_header_store(int fd, struct bfile *f)
 {
 	size_t len = (size_t)f->h.n_entries * sizeof(struct entry);
 	const uint8_t *p = f->ent ? (const uint8_t *)f->ent : zero_id;
-	uint8_t raw[BK_HDR_BYTES] = { 0 };
-	struct bk_header le;
 	int err;
 
 	bfile_entries_le(f->ent, f->h.n_entries);
 	crypto_generichash(f->h.isum, BK_SUM_BYTES, p, len, NULL, 0);
 	err = bfile_io_all(fd, (void *)p, len, f->h.index_off, 1);
 	bfile_entries_le(f->ent, f->h.n_entries);
-	le = f->h;
-	bfile_header_le(&le);
-	memcpy(raw, &le, sizeof(le));
-	crypto_generichash(raw + offsetof(struct bk_header, sum), BK_SUM_BYTES, raw, offsetof(struct bk_header, sum),
-			   NULL, 0);
-	return err ? err : bfile_io_all(fd, raw, sizeof(raw), 0, 1);
+	return err ? err : header_store(fd, &f->h);
+}
+
+int backup_set_wrapped(const char *dir, const char *id, const uint8_t *wrapped, uint32_t len)
+{
+	struct bfile f;
+	char path[PATH_MAX];
+	int fd, err;
+
+	if (!wrapped || !len || len > BACKUP_WRAPPED_MAX)
+		return -EINVAL;
+	err = bfile_open(&f, dir, id, 0);
+	if (err)
+		return err;
+	err = bfile_path(path, dir, "", id);
+	fd = err ? -1 : open(path, O_WRONLY | O_CLOEXEC);
+	if (!err && fd < 0)
+		err = -errno;
+	if (!err) {
+		memset(f.h.wrapped, 0, sizeof(f.h.wrapped));
+		memcpy(f.h.wrapped, wrapped, len);
+		f.h.wrapped_len = len;
+		err = header_store(fd, &f.h);
+		if (!err && fdatasync(fd) < 0)
+			err = -errno;
+	}
+	if (fd >= 0)
+		close(fd);
+	bfile_close(&f);
+	return err;
 }
 
 static int tmp_create(const char *tmp)

@@ -55,6 +55,11 @@ typedef void (*backup_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 int backup_create(struct vol *v, const char *dir, struct backup_info *info, backup_progress_fn progress,
 		  void *pctx) BACKUP_WUR;
 
+/* Replace the wrapped data key in the header of dir/<id>.evb (a key
+ * rewrap: the same key under a newer KMS key version).  One 4 KiB header
+ * write in place, then fdatasync. */
+int backup_set_wrapped(const char *dir, const char *id, const uint8_t *wrapped, uint32_t len) BACKUP_WUR;
+
 /* Read the header of dir/<id>.evb (checks magic, version, checksum). */
 int backup_info_load(const char *dir, const char *id, struct backup_info *info) BACKUP_WUR;
 

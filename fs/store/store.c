@@ -848,6 +848,29 @@ int store_lineage_unwrap(struct store *s, const struct store_caller *c, const ch
 	return rc;
 }
 
+int store_object_unwrap(struct store *s, const struct store_caller *c, const struct meta_object *o,
+			struct kms_dk **dk)
+{
+	struct backup_info bi;
+	struct kms_caller kc;
+	uint8_t lin[CHUNK_LINEAGE_BYTES];
+
+	*dk = NULL;
+	if (o->kind == META_BACKUP && o->encrypted && backup_info_load(o->location, o->id, &bi) == 0 &&
+	    bi.wrapped_len && engine_lineage_parse(o->lineage, lin) == 0) {
+		/* A backup opens with the data key it was taken with: a rekey
+		 * may have replaced the lineage's since. */
+		store_kcaller(c, &kc, o->project);
+		if (kms_dk_unwrap(s->kms, &kc, o->key_id, lin, sizeof(lin), bi.wrapped, bi.wrapped_len, dk) == 0)
+			return 0;
+		/* Else its copy is under a KMS key version a rewrap retired
+		 * (backups made before rewraps covered them): the lineage's
+		 * key is the same one unless a rekey came since; the lineage's
+		 * unwrap explains any key error. */
+	}
+	return store_lineage_unwrap(s, c, o->project, o->lineage, dk);
+}
+
 int store_lineage_new_key(struct store *s, const struct store_caller *c, const char *project, const char *lineage,
 			  uint8_t wrapped[static KMS_WRAPPED_MAX], size_t *wrapped_len)
 {

@@ -133,7 +133,7 @@ static int object_chunks(struct fsck *f, const struct meta_object *o, int quaran
 
 		wc.err = &f->why;
 		evfs_err_clear(&f->why);
-		rc = store_lineage_unwrap(s, &wc, o->project, o->lineage, &dk);
+		rc = store_object_unwrap(s, &wc, o, &dk);
 	}
 	if (rc) {
 		f->unchecked++;
@@ -417,7 +417,7 @@ int store_fsck(struct store *s, const struct store_caller *c, const char *name, 
 
 	if (rc)
 		return rc;
-	rc = store_lineage_unwrap(s, c, o.project, o.lineage, &dk);
+	rc = store_object_unwrap(s, c, &o, &dk);
 	if (rc)
 		return rc;
 	if (o.kind == META_BACKUP) {

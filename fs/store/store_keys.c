@@ -13,6 +13,8 @@
  */
 #include "store_int.h"
 
+#include "backup.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,10 @@ static int key_error(struct store *s, const struct store_caller *c, int rc, cons
 		break;
 	case -ENOSPC:
 		why = "No space left on device: the filesystem holding the store is full; free space on it and retry";
+		break;
+	case -EBUSY:
+		why = "a rekey of a volume under this key is unfinished; complete it with 'evfsctl volume rekey VOL' "
+		      "and retry";
 		break;
 	default:
 		why = evfs_strerror(rc);
@@ -175,6 +181,7 @@ static int rewrap_collect(void *ctx, const struct meta_lineage *l)
 /* Re-wrap one lineage's DK under the key's newest version, in the catalog. */
 static int rewrap_one(struct store *s, const struct kms_caller *kc, const char *key_id, const struct meta_lineage *l)
 {
+	struct meta_rekey rk;
 	uint8_t out[KMS_WRAPPED_MAX], lin[16];
 	size_t outlen;
 	int rc;
@@ -182,7 +189,68 @@ static int rewrap_one(struct store *s, const struct kms_caller *kc, const char *
 	if (sodium_hex2bin(lin, sizeof(lin), l->id, strlen(l->id), NULL, NULL, NULL) < 0)
 		return -EUCLEAN;
 	rc = kms_dk_rewrap(s->kms, kc, key_id, lin, sizeof(lin), l->wrapped, l->wrapped_len, out, &outlen);
+	if (!rc)
+		rc = meta_rekey_get(s->meta, l->id, &rk);
+	if (!rc && rk.old_wrapped_len)
+		rc = -EBUSY;            /* its old key would stay under a retired version */
 	return rc ? rc : meta_lineage_set_wrapped(s->meta, l->id, out, outlen);
+}
+
+/* The backups under a key, collected first (as the lineages above). */
+struct bk_list {
+	struct meta_object *v;
+	size_t n, cap;
+};
+
+static int bk_collect(void *ctx, const struct meta_object *o)
+{
+	struct bk_list *b = ctx;
+
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 16;
+		struct meta_object *nv = realloc(b->v, cap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		b->v = nv;
+		b->cap = cap;
+	}
+	b->v[b->n++] = *o;
+	return 0;
+}
+
+/* Each backup file keeps the wrapped DK it was taken with (a rekey may
+ * have replaced the lineage's since): it is re-wrapped too, before the old
+ * versions go.  A backup whose copy is already under a retired version
+ * opens with its lineage's key (store_object_unwrap) and is left alone. */
+static int rewrap_backups(struct store *s, const struct store_caller *c, const struct kms_caller *kc,
+			  const char *key_id)
+{
+	struct meta_filter f = { .kind = META_BACKUP, .key_id = key_id };
+	struct bk_list b = { NULL, 0, 0 };
+	int rc = meta_object_list(s->meta, &f, bk_collect, &b);
+
+	for (size_t i = 0; rc >= 0 && i < b.n; i++) {
+		struct backup_info bi;
+		uint8_t out[KMS_WRAPPED_MAX], lin[16];
+		size_t outlen;
+
+		if (backup_info_load(b.v[i].location, b.v[i].id, &bi) < 0 || !bi.wrapped_len ||
+		    sodium_hex2bin(lin, sizeof(lin), b.v[i].lineage, strlen(b.v[i].lineage), NULL, NULL, NULL) < 0)
+			continue;               /* fsck reports unreadable backup files */
+		rc = kms_dk_rewrap(s->kms, kc, key_id, lin, sizeof(lin), bi.wrapped, bi.wrapped_len, out, &outlen);
+		if (rc == -ENOKEY) {
+			rc = 0;
+			continue;
+		}
+		if (!rc)
+			rc = backup_set_wrapped(b.v[i].location, b.v[i].id, out, (uint32_t)outlen);
+		if (rc)
+			store_seterr(s, c, "backup %s: its copy of the data key could not be re-wrapped (%s); the old "
+					   "key versions are kept", b.v[i].name, evfs_strerror(rc));
+	}
+	free(b.v);
+	return rc < 0 ? rc : 0;
 }
 
 int store_key_rewrap(struct store *s, const struct store_caller *c, const char *name, struct kms_key_info *k,
@@ -209,6 +277,9 @@ int store_key_rewrap(struct store *s, const struct store_caller *c, const char *
 	if (rc)
 		return key_error(s, c, rc, "rewrap", name);
 	*rewrapped = r.n;
+	rc = rewrap_backups(s, c, &kc, k->id);
+	if (rc < 0)
+		return rc;
 	rc = kms_key_retire_old(s->kms, &kc, k->id);
 	if (rc < 0)
 		return key_error(s, c, rc, "retire old versions of", name);

@@ -76,7 +76,7 @@ static int create_reencrypted(struct store *s, const struct store_caller *c, str
 	struct progress pr;
 	int rc;
 
-	rc = store_lineage_unwrap(s, c, src->project, src->lineage, &sdk);
+	rc = store_object_unwrap(s, c, src, &sdk);
 	if (rc)
 		return rc;
 	rc = store_lineage_new(s, c, o->encrypted, o->key_id, o->lineage, &ddk);

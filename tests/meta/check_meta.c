@@ -1152,6 +1152,91 @@ END_TEST
 /* A catalog of version 1 (before the freshness records) keeps its rows and
  * gains the table; the records move only forward unless forced, need their
  * lineage, and go with it. */
+/*
+ * Two connections of one process on the catalog (the store's: one patient,
+ * one for freshness records), then another process that opens and closes
+ * it (an operator's sqlite3, evfsctl): the WAL must stay, and what the
+ * first connection writes afterwards must be seen by a new process.  The
+ * second meta_open used to open(2) and close(2) the file, which dropped the
+ * first connection's POSIX locks: the other process then found itself the
+ * last user, deleted the WAL, and every later commit went to an unlinked
+ * file (invisible, and lost at the next crash).
+ */
+START_TEST(test_second_connection_keeps_locks)
+{
+	char dir[64], path[96], wal[100];
+	struct meta_db *a = NULL, *b = NULL;
+	struct stat st;
+
+	tmpdir_make(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/catalog.db", dir);
+	snprintf(wal, sizeof wal, "%s-wal", path);
+	ck_assert_int_eq(meta_open(&a, path, 1, NULL, NULL), 0);
+	add_lineage(a, LIN_A, 1, KEY_A);
+	ck_assert_int_eq(meta_open(&b, path, 0, NULL, NULL), 0);
+	if (system("command -v sqlite3 >/dev/null 2>&1") != 0) {
+		fprintf(stderr, "SKIPPED: test_second_connection_keeps_locks needs the sqlite3 program\n");
+	} else {
+		char cmd[256];
+
+		/* Another process: the sqlite3 program opens and closes it. */
+		snprintf(cmd, sizeof cmd, "sqlite3 %s 'SELECT count(*) FROM lineages' >/dev/null", path);
+		ck_assert_int_eq(system(cmd), 0);
+		ck_assert_msg(stat(wal, &st) == 0, "another process's close deleted the WAL of an open catalog");
+		add_lineage(a, LIN_B, 1, KEY_A);
+		snprintf(cmd, sizeof cmd, "test \"$(sqlite3 %s 'SELECT count(*) FROM lineages')\" = 2", path);
+		ck_assert_msg(system(cmd) == 0, "a commit after another process's close is not visible to others");
+	}
+	meta_close(b);
+	meta_close(a);
+	tmpdir_remove(dir);
+}
+END_TEST
+
+/* Data-key generations: begin keeps the old wrapped key beside the new,
+ * a second begin is refused until end destroys the old one. */
+START_TEST(test_rekey_records)
+{
+	struct meta_db *db = NULL;
+	struct meta_lineage l;
+	struct meta_rekey r;
+	uint8_t w1[40], w2[40];
+	uint32_t gen = 0;
+
+	memset(w1, 1, sizeof w1);
+	memset(w2, 2, sizeof w2);
+	ck_assert_int_eq(meta_open(&db, ":memory:", 1, NULL, NULL), 0);
+	add_lineage(db, LIN_A, 1, KEY_A);
+	ck_assert_int_eq(meta_rekey_get(db, LIN_B, &r), -ENOENT);
+	ck_assert_int_eq(meta_rekey_get(db, LIN_A, &r), 0);
+	ck_assert_uint_eq(r.gen, 0);
+	ck_assert_uint_eq(r.old_wrapped_len, 0);
+	ck_assert_int_eq(meta_lineage_get(db, LIN_A, &l), 0);
+	ck_assert_int_eq(meta_rekey_begin(db, LIN_A, w1, sizeof w1, &gen), 0);
+	ck_assert_uint_eq(gen, 1);
+	ck_assert_int_eq(meta_rekey_get(db, LIN_A, &r), 0);
+	ck_assert_uint_eq(r.gen, 1);
+	ck_assert_uint_eq(r.old_gen, 0);
+	ck_assert_uint_eq(r.old_wrapped_len, l.wrapped_len);
+	ck_assert_mem_eq(r.old_wrapped, l.wrapped, l.wrapped_len);
+	ck_assert_int_eq(meta_lineage_get(db, LIN_A, &l), 0);
+	ck_assert_mem_eq(l.wrapped, w1, sizeof w1);
+	ck_assert_int_eq(meta_rekey_begin(db, LIN_A, w2, sizeof w2, &gen), -EALREADY);
+	ck_assert_int_eq(meta_rekey_end(db, LIN_A), 0);
+	ck_assert_int_eq(meta_rekey_get(db, LIN_A, &r), 0);
+	ck_assert_uint_eq(r.gen, 1);
+	ck_assert_uint_eq(r.old_wrapped_len, 0);
+	ck_assert_int_eq(meta_rekey_begin(db, LIN_A, w2, sizeof w2, &gen), 0);
+	ck_assert_uint_eq(gen, 2);
+	ck_assert_int_eq(meta_rekey_get(db, LIN_A, &r), 0);
+	ck_assert_uint_eq(r.old_gen, 1);
+	ck_assert_mem_eq(r.old_wrapped, w1, sizeof w1);
+	ck_assert_int_eq(meta_lineage_delete(db, LIN_A), 0);          /* the rows go with it */
+	ck_assert_int_eq(meta_rekey_get(db, LIN_A, &r), -ENOENT);
+	meta_close(db);
+}
+END_TEST
+
 START_TEST(test_fresh_records)
 {
 	char dir[64], path[96];
@@ -1164,7 +1249,7 @@ START_TEST(test_fresh_records)
 	ck_assert_int_eq(meta_open(&a, path, 1, NULL, NULL), 0);
 	add_lineage(a, LIN_A, 1, KEY_A);
 	meta_close(a);
-	ck_assert_int_eq(raw_exec(path, "DROP TABLE pool_fresh; PRAGMA user_version = 1", NULL, 0), SQLITE_OK);
+	ck_assert_int_eq(raw_exec(path, "DROP TABLE pool_fresh; DROP TABLE lineage_keys; PRAGMA user_version = 1", NULL, 0), SQLITE_OK);
 	ck_assert_int_eq(meta_open(&a, path, 0, NULL, NULL), 0);
 	ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), META_SCHEMA_VERSION);
 	ck_assert_int_eq(meta_lineage_get(a, LIN_A, NULL), 0);
@@ -1463,6 +1548,8 @@ static Suite *meta_suite(void)
 	tcase_add_test(tc, test_truncated_file);
 	tcase_add_test(tc, test_two_connections);
 	tcase_add_test(tc, test_fresh_records);
+	tcase_add_test(tc, test_second_connection_keeps_locks);
+	tcase_add_test(tc, test_rekey_records);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");

@@ -61,6 +61,10 @@ int store_lineage_new(struct store *s, const struct store_caller *c, int encrypt
  * a rekey is under way the handle carries both generations. */
 int store_lineage_unwrap(struct store *s, const struct store_caller *c, const char *project, const char *lineage,
 			 struct kms_dk **dk);
+/* The DK that opens object o's chunks: a backup's own (the copy in its
+ * file: it was taken under it), else the lineage's (store_lineage_unwrap). */
+int store_object_unwrap(struct store *s, const struct store_caller *c, const struct meta_object *o,
+			struct kms_dk **dk);
 /* A new wrapped DK for an encrypted lineage (a rekey), under its key,
  * with the same checks and messages as an unwrap. */
 int store_lineage_new_key(struct store *s, const struct store_caller *c, const char *project, const char *lineage,
