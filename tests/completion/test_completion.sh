@@ -53,7 +53,7 @@ check "evfsctl vol<TAB>: volume" "volume" "$EVFSCTL" vol
 check "evfsctl <TAB>: every command group" "$GROUPS_ALL" "$EVFSCTL" ""
 check "evfsctl --<TAB>: the global options" "--store --project --json --help" "$EVFSCTL" --
 check "evfsctl --json <TAB>: groups after a global option" "$GROUPS_ALL" "$EVFSCTL" --json ""
-check "evfsctl volume <TAB>: volume's subcommands" "create list show delete extend rollback" "$EVFSCTL" volume ""
+check "evfsctl volume <TAB>: volume's subcommands" "create list show delete extend rollback rekey" "$EVFSCTL" volume ""
 check "evfsctl key s<TAB>" "show schedule-deletion share" "$EVFSCTL" key s
 check "evfsctl kms <TAB>" "grant revoke audit" "$EVFSCTL" kms ""
 check "evfsctl image <TAB>" "create copy list show delete export replicate" "$EVFSCTL" image ""

@@ -71,6 +71,7 @@ ok "the original wrapped data key is no longer in the catalog file"
 # 2. evfsctl SIGKILLed: the mount runs the command to its end.
 ctl volume rekey rv >/dev/null & CPID=$!
 for _ in $(seq 200); do under_way && break; sleep 0.01; done
+under_way || die "the rekey never showed as under way in the catalog"
 kill -9 $CPID 2>/dev/null || true; wait $CPID 2>/dev/null || true
 for _ in $(seq 300); do under_way || break; sleep 0.1; done
 under_way && die "the mount did not finish the rekey after evfsctl was killed"
