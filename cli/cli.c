@@ -452,12 +452,14 @@ static int cmd_volume(struct cmdctx *x, const char *sub, struct args *a)
 		if (rc)
 			return fail(x);
 		if (x->json)
-			fprintf(x->out, "{\"volume\": \"%s\", \"key_generation\": %u, \"chunks_resealed\": %llu, "
-					"\"resumed\": %s}\n", a->pos[0], res.gen, (unsigned long long)res.resealed,
+			fprintf(x->out, "{\"volume\": \"%s\", \"key_generation\": %u, \"chunks_reencrypted\": %llu, "
+					"\"map_entries\": %llu, \"resumed\": %s}\n", a->pos[0], res.gen,
+				(unsigned long long)res.chunks, (unsigned long long)res.entries,
 				res.resumed ? "true" : "false");
 		else
-			fprintf(x->out, "rekeyed volume %s: data key generation %u, %llu chunks re-encrypted%s; old key "
-					"destroyed\n", a->pos[0], res.gen, (unsigned long long)res.resealed,
+			fprintf(x->out, "rekeyed volume %s: data key generation %u, %llu chunks re-encrypted (%llu map "
+					"entries)%s; old key destroyed\n", a->pos[0], res.gen,
+				(unsigned long long)res.chunks, (unsigned long long)res.entries,
 				res.resumed ? " (resumed)" : "");
 		return 0;
 	}

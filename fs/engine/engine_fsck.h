@@ -123,6 +123,7 @@ int engine_pool_upgrade(struct engine *e, const char *lineage, uint64_t *maps, e
  * failed authentication: st->bad), -EPROTO for a format 1 pool, or a
  * negative errno; what was committed stays done, and a rerun resumes. */
 struct engine_rekey_stats {
+	uint64_t chunks;             /* chunks re-sealed (each once, however many maps share it) */
 	uint64_t resealed;           /* entries moved to the new generation */
 	uint64_t raced;              /* entries a writer replaced first */
 	uint64_t bad;                /* chunks that could not be opened */

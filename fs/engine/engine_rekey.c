@@ -53,6 +53,7 @@ struct reseal {
 	struct tree_ent old, neu;
 	uint64_t slot;               /* the new slot */
 	uint32_t uses;               /* maps that named the old entry */
+	int stored;                  /* the new entry went into a map */
 };
 
 struct rekey {
@@ -159,6 +160,7 @@ static struct reseal *reseal_of(struct rekey *r, const struct tree_ent *e, uint6
 	s->neu.dkgen = t.dkgen_le;
 	s->old = *e;
 	s->uses = 0;
+	s->stored = 0;
 	r->nrs++;
 	return s;
 }
@@ -221,6 +223,11 @@ static int rekey_range(struct rekey *r, uint64_t first)
 				continue;
 			if (done >> j & 1) {
 				r->st->resealed++;
+				for (unsigned i = 0; i < r->nrs; i++)
+					if (!r->rs[i].stored && r->rs[i].neu.slot1 == want[j].slot1) {
+						r->rs[i].stored = 1;
+						r->st->chunks++;
+					}
 			} else {
 				/* A writer replaced it meanwhile: its count goes. */
 				uint64_t s = le64toh(want[j].slot1) - 1;

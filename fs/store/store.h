@@ -146,7 +146,8 @@ int store_volume_rollback(struct store *s, const struct store_caller *c, const c
  * key they were taken with. */
 struct store_rekey_result {
 	uint32_t gen;                /* the lineage's data-key generation now */
-	uint64_t resealed;           /* chunk entries moved to it by this run */
+	uint64_t chunks;             /* chunks re-encrypted by this run */
+	uint64_t entries;            /* map entries moved to them (shared chunks count once per map) */
 	int resumed;                 /* an interrupted rekey was picked up */
 };
 int store_volume_rekey(struct store *s, const struct store_caller *c, const char *name,

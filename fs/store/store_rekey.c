@@ -126,7 +126,8 @@ int store_volume_rekey(struct store *s, const struct store_caller *c, const char
 				   "to resume", name, evfs_strerror(rc), name);
 		return rc;
 	}
-	res->resealed = st.resealed;
+	res->chunks = st.chunks;
+	res->entries = st.resealed;
 	if (st.left) {
 		store_seterr(s, c, "volume %s: %llu chunks could not be re-sealed (%llu failed authentication); the old "
 				   "data key is kept.  Run 'evfsctl fsck' to quarantine damaged chunks, then rerun the rekey",
@@ -156,6 +157,6 @@ int store_volume_rekey(struct store *s, const struct store_caller *c, const char
 		kms_dk_destroy(dk);
 	}
 	store_logf(s, LOG_NOTICE, "rekey of volume %s (lineage %s): %llu chunks re-sealed under generation %u, old key "
-				  "destroyed", name, o.lineage, (unsigned long long)st.resealed, res->gen);
+				  "destroyed", name, o.lineage, (unsigned long long)st.chunks, res->gen);
 	return 0;
 }

@@ -39,7 +39,7 @@ for round in $(seq "$ROUNDS"); do
   $CTL volume rekey v >/dev/null & rk=$!
   busy=$(reads "$(echo "$secs" | awk '{print ($1 < 2) ? 2 : int($1)}')")
   wait $rk
-  printf "round %s: rekey %s MB/s (%s chunks in %s s); rand read 4k x2: idle %s IOPS, during a rekey %s IOPS (%s)\n" \
+  printf "round %s: rekey %s MB/s (%s chunks re-encrypted in %s s); rand read 4k x2: idle %s IOPS, during a rekey %s IOPS (%s)\n" \
     "$round" "$rate" "$n" "$secs" "$idle" "$busy" "$(echo "$busy $idle" | awk '{printf "%.2f", $1 / $2}')"
   fusermount3 -u "$W/mnt"; while pgrep -f "evfs $EVFS_STORE" >/dev/null; do sleep 0.05; done
   rm -rf "$W"; W=

@@ -55,7 +55,7 @@ gen() { q "SELECT gen FROM lineage_keys WHERE lineage = '$LIN'"; }
 sleep 0.3
 ctl volume rekey rv > "$T/out" || die "rekey under load failed"
 wait $FPID || { cat "$T/fio"; die "fio (write + crc32c verify) failed during the rekey"; }
-grep -q "rekeyed volume rv: data key generation 1, [1-9][0-9]* chunks re-encrypted; old key destroyed" "$T/out" ||
+grep -q "rekeyed volume rv: data key generation 1, [1-9][0-9]* chunks re-encrypted ([0-9]* map entries); old key destroyed" "$T/out" ||
   { cat "$T/out"; die "rekey did not report generation 1"; }
 under_way && die "rekey finished but the old key is still recorded"
 check_all "rekey under fio"

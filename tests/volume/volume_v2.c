@@ -735,6 +735,7 @@ START_TEST(test_v2_rekey)
 	ck_assert_uint_eq(st.left, 0);
 	ck_assert_uint_eq(st.bad, 0);
 	ck_assert_uint_gt(st.resealed, 0);
+	ck_assert_uint_lt(st.chunks, st.resealed);     /* shared chunks re-sealed once */
 	ck_assert_int_eq(vol_sync(v), 0);
 	engine_vol_close(v);
 	ck_assert_int_eq(engine_lineage_key_scan(f.e, f.lhex[0], 1, &stale), 0);
