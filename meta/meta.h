@@ -164,6 +164,12 @@ int meta_rekey_end(struct meta_db *db, const char *lineage) META_WUR;
 int meta_fresh_get(struct meta_db *db, const char *lineage, uint64_t *gen, uint8_t hash[static 32]) META_WUR;
 int meta_fresh_set(struct meta_db *db, const char *lineage, uint64_t gen, const uint8_t hash[static 32],
 		   int force) META_WUR;
+/* The checksum of a backup file's header as the store last wrote it
+ * (meta_fresh.c): a backup file put back from another copy is refused.
+ * get: -ENODATA while a rewrite is under way (set with sum NULL), -ENOENT
+ * for backups from before schema 3. */
+int meta_fresh_backup_get(struct meta_db *db, const char *id, uint8_t sum[static 32]) META_WUR;
+int meta_fresh_backup_set(struct meta_db *db, const char *id, const uint8_t *sum) META_WUR;
 void meta_set_patient(struct meta_db *db, int patient);
 
 /* Fill out[37] with a random UUID v4 text. Cannot fail. */

@@ -95,3 +95,74 @@ int meta_fresh_set(struct meta_db *db, const char *lineage, uint64_t gen, const 
 	meta_db_leave(db);
 	return err;
 }
+
+/* Backups.  A backup file never changes but when its key copy is
+ * re-wrapped or a deleted parent's records are merged into it; the catalog
+ * keeps the checksum of its header (which binds its index, which binds its
+ * records) as of the last such change, so a backup file put back from an
+ * older copy, or replaced by another backup's file with the id edited in,
+ * is refused.  Around a rewrite the sum is NULL (unknown until the file is
+ * written; a crash there must not make the file look tampered with), and
+ * the next reader records what it finds.  The row goes with the object
+ * (ON DELETE CASCADE). */
+
+/* meta_fresh_backup_get - 0 and sum filled; -ENODATA (the sum is being
+ * rewritten), -ENOENT (no record: a backup from before schema 3),
+ * -EUCLEAN, -EINVAL. */
+int meta_fresh_backup_get(struct meta_db *db, const char *id, uint8_t sum[static 32])
+{
+	sqlite3_stmt *st;
+	int rc, err;
+
+	if (!db || !id || strnlen(id, META_ID_LEN + 1) > META_ID_LEN)
+		return -EINVAL;
+	err = meta_db_enter(db);
+	if (err)
+		return err;
+	err = meta_prepare(db, "SELECT sum FROM backup_fresh WHERE id = ?1", &st);
+	if (!err) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			const void *h = sqlite3_column_blob(st, 0);
+
+			if (sqlite3_column_type(st, 0) == SQLITE_NULL)
+				err = -ENODATA;
+			else if (sqlite3_column_bytes(st, 0) != 32 || !h)
+				err = -EUCLEAN;
+			else
+				memcpy(sum, h, 32);
+		} else {
+			err = rc == SQLITE_DONE ? -ENOENT : meta_sql_fail(db, rc, "get backup freshness");
+		}
+		sqlite3_finalize(st);
+	}
+	meta_db_leave(db);
+	return err;
+}
+
+/* meta_fresh_backup_set - record sum (NULL: being rewritten) for backup
+ * object id.  0, -ENOENT (no such object), -EINVAL. */
+int meta_fresh_backup_set(struct meta_db *db, const char *id, const uint8_t *sum)
+{
+	sqlite3_stmt *st;
+	int err;
+
+	if (!db || !id || strnlen(id, META_ID_LEN + 1) > META_ID_LEN)
+		return -EINVAL;
+	err = meta_db_enter(db);
+	if (err)
+		return err;
+	err = meta_prepare(db, "INSERT INTO backup_fresh (id, sum) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET sum = "
+			       "excluded.sum", &st);
+	if (!err) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		if (sum)
+			sqlite3_bind_blob(st, 2, sum, 32, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st, 2);
+		err = meta_run(db, st, "record backup freshness");
+	}
+	meta_db_leave(db);
+	return err;
+}

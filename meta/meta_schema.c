@@ -104,13 +104,18 @@ static const char schema_v2[] =
 	"  hash    BLOB NOT NULL CHECK (length(hash) = 32)"
 	") STRICT;";
 
-/* Version 2 -> 3: data-key generations of rekeyed lineages (meta_rekey.c). */
+/* Version 2 -> 3: data-key generations of rekeyed lineages (meta_rekey.c)
+ * and the freshness record of each backup file (meta_fresh.c). */
 static const char schema_v3[] =
 	"CREATE TABLE lineage_keys ("
 	"  lineage     TEXT PRIMARY KEY NOT NULL REFERENCES lineages(id) ON DELETE CASCADE,"
 	"  gen         INT NOT NULL CHECK (gen > 0),"
 	"  old_gen     INT NOT NULL DEFAULT 0 CHECK (old_gen >= 0 AND old_gen < gen),"
 	"  old_wrapped BLOB"
+	") STRICT;"
+	"CREATE TABLE backup_fresh ("
+	"  id  TEXT PRIMARY KEY NOT NULL REFERENCES objects(id) ON DELETE CASCADE,"
+	"  sum BLOB CHECK (sum IS NULL OR length(sum) = 32)"
 	") STRICT;";
 
 /* migrations[i] takes user_version i to i + 1. */
@@ -131,6 +136,7 @@ static const struct {
 	{ "table", "objects" },
 	{ "table", "pool_fresh" },
 	{ "table", "lineage_keys" },
+	{ "table", "backup_fresh" },
 	{ "trigger", "objects_encryption_immutable" },
 	{ "trigger", "lineages_encryption_immutable" },
 	{ "trigger", "settings_magic_update" },

@@ -37,6 +37,9 @@ struct backup_info {
 	int64_t created;
 	uint64_t chunks;                     /* chunks present (index entries) */
 	uint64_t own_chunks;                 /* chunk records stored in this file */
+	uint8_t sum[32];                     /* backup_info_load: the header's checksum, which
+						binds the header and the index (the records are
+						bound by the index's nonces and tags) */
 };
 
 /* Progress callback: done/total in bytes; may be NULL. */

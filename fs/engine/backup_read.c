@@ -313,6 +313,7 @@ int backup_info_load(const char *dir, const char *id, struct backup_info *in)
 	in->created = f.h.created;
 	in->chunks = f.h.n_entries;
 	in->own_chunks = f.h.n_records;
+	memcpy(in->sum, f.h.sum, sizeof(in->sum));
 	bfile_close(&f);
 	return 0;
 }

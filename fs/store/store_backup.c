@@ -147,9 +147,15 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 	 * update takes the written file back with it. */
 	rc = meta_begin(s->meta);
 	if (!rc) {
+		struct backup_info now;
+
 		rc = meta_object_insert(s->meta, &o);
 		if (!rc)
 			rc = meta_setting_set(s->meta, setting, o.id);
+		if (!rc)
+			rc = backup_info_load(o.location, o.id, &now);
+		if (!rc)
+			rc = meta_fresh_backup_set(s->meta, o.id, now.sum);
 		if (rc)
 			meta_rollback(s->meta);
 		else
@@ -221,7 +227,14 @@ int store_backup_delete(struct store *s, const struct store_caller *c, const str
 			}
 		}
 	}
-	rc = backup_delete(o->location, o->id, kids, nk);
+	/* The children's files are rewritten: their records wait. */
+	rc = 0;
+	for (size_t i = 0; i < nk && !rc; i++)
+		rc = meta_fresh_backup_set(s->meta, kids[i], NULL);
+	if (!rc)
+		rc = backup_delete(o->location, o->id, kids, nk);
+	for (size_t i = 0; i < nk && (!rc || rc == -ENOENT); i++)
+		store_backup_fresh_record(s, kids[i], o->location);
 	if (rc && rc != -ENOENT) {
 		store_seterr(s, c, "backup %s: cannot delete: %s (nothing was changed)", o->name, evfs_strerror(rc));
 		goto out;
@@ -413,4 +426,43 @@ int store_image_replicate(struct store *s, const struct store_caller *c, const c
 	engine_vol_close(v);
 	store_close(d);
 	return rc;
+}
+
+void store_backup_fresh_record(struct store *s, const char *id, const char *dir)
+{
+	struct backup_info bi;
+
+	if (backup_info_load(dir, id, &bi) == 0 && meta_fresh_backup_set(s->meta, id, bi.sum) < 0)
+		store_logf(s, LOG_WARNING, "backup %s: its freshness record not updated; the next open records it", id);
+}
+
+int store_backup_fresh_check(struct store *s, const struct store_caller *c, const struct meta_object *o)
+{
+	struct backup_info bi;
+	uint8_t want[32];
+	int rc = backup_info_load(o->location, o->id, &bi);
+
+	if (rc)
+		return 0;                    /* the reader reports an unreadable file */
+	rc = meta_fresh_backup_get(s->meta, o->id, want);
+	if (rc == -ENOENT)
+		return 0;                    /* a backup from before the records */
+	if (rc == -ENODATA) {                /* a rewrite was cut short: what is there now */
+		store_backup_fresh_record(s, o->id, o->location);
+		return 0;
+	}
+	if (rc) {
+		store_seterr(s, c, "backup %s: its freshness record is unreadable: %s; run 'evfsctl fsck'", o->name,
+			     evfs_strerror(rc));
+		return rc;
+	}
+	if (memcmp(want, bi.sum, sizeof(want)) == 0)
+		return 0;
+	store_logf(s, LOG_ERR, "backup %s (project %s): rolled back: its file %s/%s.evb is not the one the catalog "
+			       "recorded (an older copy, or another backup's file, put back); refused", o->name, o->project,
+		   o->location, o->id);
+	store_seterr(s, c, "backup %s: its file %s/%s.evb is not the one the catalog recorded (an older copy or another "
+			   "backup's file was put back); put the right file back, or delete the backup", o->name,
+		     o->location, o->id);
+	return -EIO;
 }

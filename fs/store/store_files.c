@@ -124,7 +124,9 @@ int store_file_open(struct store *s, const struct store_caller *c, enum meta_kin
 		struct store_caller wc = *c;
 
 		wc.err = &why;
-		rc = store_object_unwrap(s, &wc, &o, &dk);
+		rc = kind == META_BACKUP ? store_backup_fresh_check(s, &wc, &o) : 0;
+		if (!rc)
+			rc = store_object_unwrap(s, &wc, &o, &dk);
 		if (rc) {
 			store_logf(s, LOG_WARNING, "%ss/%s: cannot open: %s", meta_kind_name(kind), name, why.msg);
 			evfs_err_set(c->err, "%s", why.msg);

@@ -269,6 +269,14 @@ void fsck_object_files(struct fsck *f, const struct meta_object *o)
 		return;
 	}
 	{
+		uint8_t want[32];
+
+		if (meta_fresh_backup_get(s->meta, o->id, want) == 0 && memcmp(want, bi.sum, sizeof(want)) != 0)
+			fsck_emit(f, "problem", "backup_rolled_back", o, 0, 0, "backup %s: its file %s/%s.evb is not the "
+				  "one the catalog recorded (an older copy or another backup's file was put back); put "
+				  "the right file back, or delete the backup", o->name, o->location, o->id);
+	}
+	{
 		char hex[META_LINEAGE_LEN + 1];
 
 		engine_lineage_format(bi.lineage, hex);

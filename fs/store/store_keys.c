@@ -244,7 +244,11 @@ static int rewrap_backups(struct store *s, const struct store_caller *c, const s
 			continue;
 		}
 		if (!rc)
+			rc = meta_fresh_backup_set(s->meta, b.v[i].id, NULL);
+		if (!rc)
 			rc = backup_set_wrapped(b.v[i].location, b.v[i].id, out, (uint32_t)outlen);
+		if (!rc)
+			store_backup_fresh_record(s, b.v[i].id, b.v[i].location);
 		if (rc)
 			store_seterr(s, c, "backup %s: its copy of the data key could not be re-wrapped (%s); the old "
 					   "key versions are kept", b.v[i].name, evfs_strerror(rc));

@@ -76,7 +76,9 @@ static int create_reencrypted(struct store *s, const struct store_caller *c, str
 	struct progress pr;
 	int rc;
 
-	rc = store_object_unwrap(s, c, src, &sdk);
+	rc = src->kind == META_BACKUP ? store_backup_fresh_check(s, c, src) : 0;
+	if (!rc)
+		rc = store_object_unwrap(s, c, src, &sdk);
 	if (rc)
 		return rc;
 	rc = store_lineage_new(s, c, o->encrypted, o->key_id, o->lineage, &ddk);

@@ -140,4 +140,40 @@ set +e; ctl fsck v1 >"$T/out" 2>&1; rc=$?; set -e
 v2_ok
 umnt
 ok "the data file put back from an older copy: the chunks written since read as EIO and fsck names them; the rest reads"
+# ---- a backup file replaced by an older backup of the same volume -----------
+# The older backup's file, renamed to the newer one's id with the id inside
+# its header edited and the header's (unkeyed) checksum recomputed, would
+# read as the newer backup with older data; the catalog's record of each
+# backup file's header checksum refuses it: EIO through the mount, a log
+# line, a refused restore and an fsck problem.  Put back, it reads again.
+mnt
+ctl attach v2 >/dev/null 2>&1 || true
+ctl backup create v2 bold >/dev/null
+head -c 1M /dev/urandom | dd of="$MNT/volumes/v2" bs=1M seek=2 conv=notrunc,fsync status=none
+ctl backup create v2 bnew >/dev/null
+NEWSUM=$(sha "$MNT/backups/bnew")
+BD=$STORE/backups
+OLDID=$(show_field backup bold id) NEWID=$(show_field backup bnew id)
+cp "$BD/$NEWID.evb" "$T/bnew.evb"
+python3 - "$BD/$OLDID.evb" "$BD/$NEWID.evb" "$NEWID" <<'PY'
+import hashlib, sys, uuid
+src, dst, newid = sys.argv[1], sys.argv[2], sys.argv[3]
+b = bytearray(open(src, 'rb').read())
+b[224:240] = uuid.UUID(newid).bytes             # struct bk_header: id at 224
+b[320:352] = hashlib.blake2b(bytes(b[:320]), digest_size=32).digest()
+open(dst, 'wb').write(b)
+PY
+set +e; cat "$MNT/backups/bnew" >/dev/null 2>"$T/err"; rc=$?; set -e
+[ $rc != 0 ] && grep -q "Input/output error" "$T/err" || die "a backup file replaced by an older backup must read as EIO (rc $rc)"
+grep -q "backup bnew (project default): rolled back: its file .*$NEWID.evb is not the one the catalog recorded" \
+  "$T/evfs.log" || die "no log line naming the rolled-back backup"
+expect_fail 1 ctl volume create rb --from-backup bnew
+grep -q "backup bnew: its file .* is not the one the catalog recorded" "$T/err" || die "restore must say why"
+set +e; ctl fsck bnew >"$T/out" 2>&1; ctl fsck >"$T/out2" 2>&1; rc=$?; set -e
+[ $rc = 1 ] && grep -q "backup bnew: its file .* is not the one the catalog recorded" "$T/out2" ||
+  { cat "$T/out2"; die "fsck must report the rolled-back backup (exit $rc)"; }
+cp "$T/bnew.evb" "$BD/$NEWID.evb"
+[ "$(sha "$MNT/backups/bnew")" = "$NEWSUM" ] || die "the right backup file put back must read again"
+umnt
+ok "a backup file replaced by an older backup of the same volume: EIO, a log line, restore refused, fsck reports it; put back, it reads"
 finish

@@ -1249,7 +1249,7 @@ START_TEST(test_fresh_records)
 	ck_assert_int_eq(meta_open(&a, path, 1, NULL, NULL), 0);
 	add_lineage(a, LIN_A, 1, KEY_A);
 	meta_close(a);
-	ck_assert_int_eq(raw_exec(path, "DROP TABLE pool_fresh; DROP TABLE lineage_keys; PRAGMA user_version = 1", NULL, 0), SQLITE_OK);
+	ck_assert_int_eq(raw_exec(path, "DROP TABLE pool_fresh; DROP TABLE lineage_keys; DROP TABLE backup_fresh; PRAGMA user_version = 1", NULL, 0), SQLITE_OK);
 	ck_assert_int_eq(meta_open(&a, path, 0, NULL, NULL), 0);
 	ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), META_SCHEMA_VERSION);
 	ck_assert_int_eq(meta_lineage_get(a, LIN_A, NULL), 0);

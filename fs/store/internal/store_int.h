@@ -65,6 +65,12 @@ int store_lineage_unwrap(struct store *s, const struct store_caller *c, const ch
  * file: it was taken under it), else the lineage's (store_lineage_unwrap). */
 int store_object_unwrap(struct store *s, const struct store_caller *c, const struct meta_object *o,
 			struct kms_dk **dk);
+/* Backup freshness (store_backup.c): check that o's file is the one the
+ * catalog recorded (-EIO with a message and a log line if not; a backup
+ * from before the records passes), and record a file's current checksum
+ * after the store rewrote it. */
+int store_backup_fresh_check(struct store *s, const struct store_caller *c, const struct meta_object *o);
+void store_backup_fresh_record(struct store *s, const char *id, const char *dir);
 /* A new wrapped DK for an encrypted lineage (a rekey), under its key,
  * with the same checks and messages as an unwrap. */
 int store_lineage_new_key(struct store *s, const struct store_caller *c, const char *project, const char *lineage,
