@@ -28,7 +28,9 @@ struct tc_kms_cfg {
 struct tc_kms {
 	char dir[TC_PATH_MAX];             /* holds kms.db and root.key */
 	char db[TC_PATH_MAX + 16];         /* dir/kms.db */
-	char keyfile[TC_PATH_MAX + 16];    /* dir/root.key */
+	char keyfile[TC_PATH_MAX + 16];    /* dir/root.key (key-file backend) */
+	char pinfile[TC_PATH_MAX + 16];    /* dir/pin (EVFS_TEST_KMS=pkcs11) */
+	char token[33];                    /* the token's label (EVFS_TEST_KMS=pkcs11) */
 	char region[64];
 	char admins[256];
 	struct kms_options opt;            /* key file root key, region, admins, log */
@@ -44,6 +46,11 @@ void tc_kms_init(struct tc_kms *t, const char *dir, const struct tc_kms_cfg *cfg
 /* "root" (uid 0; must be one of the admins) grants project; fills
  * t->default_key with the project's evs/default id. */
 void tc_kms_grant(struct tc_kms *t, const char *project);
+/* 1 if this run keeps root keys in SoftHSM2 (EVFS_TEST_KMS=pkcs11); exits
+ * 77 (SKIPPED) if it should but SoftHSM2 is missing. */
+int tc_kms_backend_pkcs11(void);
+/* The SoftHSM2 module's path, or NULL. */
+const char *tc_softhsm_module(void);
 /* Close and open again with the same options. */
 void tc_kms_reopen(struct tc_kms *t);
 /* Close (NULL-safe fields) and remove the directory if init made it. */

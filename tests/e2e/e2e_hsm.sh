@@ -10,23 +10,12 @@
 # same label opens nothing.
 . "$(dirname "$0")/lib.sh"
 
-MODULE=${EVFS_SOFTHSM_MODULE:-}
-for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so \
-         /usr/lib64/pkcs11/libsofthsm2.so /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so; do
-  [ -n "$MODULE" ] || { [ -r "$m" ] && MODULE=$m; }
-done
-if [ -z "$MODULE" ] || ! command -v softhsm2-util >/dev/null; then
-  echo "*** SKIPPED: e2e_hsm needs SoftHSM2 (apt-get install softhsm2) ***" >&2
-  exit 77
-fi
-
+softhsm_setup
 PIN=evfs-e2e-pin-7c41d09b
-mkdir -p "$T/tokens" "$T/tokens2"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$T/tokens" >"$T/softhsm2.conf"
+mkdir -p "$T/tokens2"
 printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$T/tokens2" >"$T/other.conf"
-export SOFTHSM2_CONF=$T/softhsm2.conf
-softhsm2-util --init-token --free --label evfs-e2e --pin "$PIN" --so-pin 5678 >/dev/null
-SOFTHSM2_CONF=$T/other.conf softhsm2-util --init-token --free --label evfs-e2e --pin "$PIN" --so-pin 5678 >/dev/null
+softhsm_token evfs-e2e "$PIN"
+SOFTHSM2_CONF=$T/other.conf softhsm_token evfs-e2e "$PIN"
 echo "$PIN" >"$T/pin"; chmod 0400 "$T/pin"
 
 ctl init --pkcs11-module "$MODULE" --token evfs-e2e --pin-file "$T/pin" >"$T/out" || die "init: $(cat "$T/out")"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # KMS and attach/detach rules against a live mount: R10-R14, R16-R21.
+# ctest runs it twice: root key in a key file (e2e_keys) and in a SoftHSM2
+# token (e2e_keys_pkcs11, EVFS_E2E_KMS=pkcs11).
 . "$(dirname "$0")/lib.sh"
-ctl init --keyfile "$T/root.key" >/dev/null
+init_store >/dev/null
 # R10: no grant -> encrypted create refused, message says ask a security admin
 expect_fail 1 "$EVFSCTL_BIN" volume create e0 --size 8M --encrypt
 grep -q "security administrator" "$T/err" || die "R10 message"

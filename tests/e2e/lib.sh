@@ -37,7 +37,36 @@ die() { echo "FAIL: $*" >&2; [ -s "$T/evfs.log" ] && { echo "--- end of the moun
 # expect_fail CODE CMD...: CMD must exit with CODE; prints its stderr.
 expect_fail() { local want=$1; shift; set +e; "$@" 2>"$T/err"; local rc=$?; set -e; cat "$T/err";
   [ "$rc" = "$want" ] || die "expected exit $want from: $* (got $rc)"; }
-new_store() { ctl init --keyfile "$T/root.key" >/dev/null; ctl kms grant >/dev/null
+# SoftHSM2 (R34).  softhsm_setup: MODULE and SOFTHSM2_CONF (tokens in
+# $T/tokens), or SKIPPED and exit 77; softhsm_token LABEL PIN: a fresh token.
+softhsm_setup() {
+  MODULE=${EVFS_SOFTHSM_MODULE:-}
+  for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so \
+           /usr/lib64/pkcs11/libsofthsm2.so /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so; do
+    [ -n "$MODULE" ] || { [ -r "$m" ] && MODULE=$m; }
+  done
+  if [ -z "$MODULE" ] || ! command -v softhsm2-util >/dev/null; then
+    echo "*** SKIPPED: $(basename "$0") needs SoftHSM2 (apt-get install softhsm2) ***" >&2
+    exit 77
+  fi
+  mkdir -p "$T/tokens"
+  printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$T/tokens" >"$T/softhsm2.conf"
+  export SOFTHSM2_CONF=$T/softhsm2.conf
+}
+softhsm_token() { softhsm2-util --init-token --free --label "$1" --pin "$2" --so-pin 5678 >/dev/null; }
+# init_store [ARGS]: evfsctl init with the root key in $T/root.key or, with
+# EVFS_E2E_KMS=pkcs11 (ctest's *_pkcs11 runs of a script), in a SoftHSM2 token.
+init_store() {
+  if [ "${EVFS_E2E_KMS:-}" = pkcs11 ]; then
+    softhsm_setup; softhsm_token evfs-e2e evfs-e2e-pin-5d2a
+    echo evfs-e2e-pin-5d2a >"$T/pin"; chmod 0400 "$T/pin"
+    ctl init --pkcs11-module "$MODULE" --token evfs-e2e --pin-file "$T/pin" "$@" &&
+      grep -q '^backend = pkcs11$' "$STORE/evfs.ini" || die "init_store: no pkcs11 backend in evfs.ini"
+  else
+    ctl init --keyfile "$T/root.key" "$@"
+  fi
+}
+new_store() { init_store >/dev/null; ctl kms grant >/dev/null
   sed -i "s|^log_file =.*|log_file = $T/evfs.log|" "$STORE/evfs.ini"; }
 # Tests of format 1's files (maps/, tags) make their pools in format 1.
 pool_format() { sed -i "s|^pool_format =.*|pool_format = $1|" "$STORE/evfs.ini"; }

@@ -34,6 +34,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include "kms/kms.h"
+#include "tc_kms.h"
 
 #define T1 "evfs-t1"
 #define T2 "evfs-t2"
@@ -44,15 +45,6 @@ static char logbuf[8192];
 
 static const struct kms_caller admin = { 0, "root", "alpha" };
 static const struct kms_caller alice = { 1000, "alice", "alpha" };
-
-static const char *const module_candidates[] = {
-	"/usr/lib/softhsm/libsofthsm2.so",
-	"/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-	"/usr/lib64/pkcs11/libsofthsm2.so",
-	"/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-	"/usr/local/lib/softhsm/libsofthsm2.so",
-	NULL,
-};
 
 static void test_log(void *ctx, int level, const char *msg)
 {
@@ -557,11 +549,9 @@ int main(void)
 	char conf[320], tokdir[320], cmd[1024], emptydir[320];
 	const char *tmp = getenv("TMPDIR");
 	SRunner *sr;
-	int i, failed;
+	int failed;
 
-	for (i = 0; module_candidates[i] && !module_path; i++)
-		if (access(module_candidates[i], R_OK) == 0)
-			module_path = module_candidates[i];
+	module_path = tc_softhsm_module();
 	if (getenv("EVFS_SOFTHSM_MODULE"))
 		module_path = getenv("EVFS_SOFTHSM_MODULE");
 	if (!module_path || run("command -v softhsm2-util >/dev/null 2>&1") != 0) {
