@@ -14,7 +14,8 @@
 # PR_SET_DUMPABLE 0; a control process proves the core pattern works).
 # Finally the key is scheduled for deletion and, 8 days later (faketime),
 # nothing under it can be read and its material is gone from every file,
-# SQLite free pages and WAL included.
+# SQLite free pages and WAL included.  ctest runs it with the root key in a
+# key file (e2e_secrets) and in a SoftHSM2 token (e2e_secrets_pkcs11).
 . "$(dirname "$0")/lib.sh"
 KD=${EVFS_KEYDUMP_BIN:?set EVFS_KEYDUMP_BIN to tests/tools/evfs_keydump}
 command -v faketime >/dev/null || { echo "SKIPPED: faketime (libfaketime) not installed" >&2; exit 77; }
@@ -77,13 +78,22 @@ PY
 }
 
 # --- lifecycle, recording the secrets --------------------------------------
-sctl init --keyfile "$T/root.key"
+init_store >>"$OUT" 2>&1 || { tail -3 "$OUT" >&2; die "evfsctl init"; }
 sed -i "s|^backup_dir *=.*|backup_dir = $BK|; s|^log_file *=.*|log_file = $LOG|" "$STORE/evfs.ini"
 sctl kms grant
 sctl key create ck --description "secrets test"
 sctl volume create v1 --size 32M --encrypt --key ck
-record a root
-cmp -s <(xxd -p -c 64 "$T/root.key") <(hexof root) || die "keydump: root key must equal the key file"
+if [ "${EVFS_E2E_KMS:-}" = pkcs11 ]; then
+  # The root and wrapping keys stay in the token, never in evfs's memory
+  # (all zero there); the audit subkey is evfs's and is recorded.
+  "$KD" "$STORE" root >"$T/rootkeys"
+  grep -q "^root 0\{64\}$" "$T/rootkeys" && grep -q "^wrap 0\{64\}$" "$T/rootkeys" ||
+    die "keydump: a token-rooted store must hold no root or wrapping key: $(cat "$T/rootkeys")"
+  grep '^audit ' "$T/rootkeys" | sed 's/^/a /' >>"$SECRETS"
+else
+  record a root
+  cmp -s <(xxd -p -c 64 "$T/root.key") <(hexof root) || die "keydump: root key must equal the key file"
+fi
 record a dk volume v1
 record a cmk ck
 [ -n "$(hexof dk)" ] && [ "$(grep -c ' cmk ' "$SECRETS")" = 1 ] || die "keydump output: $(cat "$SECRETS")"
@@ -115,12 +125,14 @@ grep -q '^c cmk .* v1 destroyed' "$SECRETS" || die "rewrap must destroy version 
 [ "$(hexof dk)" != "$(awk '$1 == "a" && $2 == "dk" { print $3 }' "$SECRETS")" ] || die "r1 must have its own DK"
 ok "lifecycle done (grant, key, volume, snapshot, backups, image, attach/detach, rotate+rewrap, restore); $(wc -l <"$SECRETS") secrets recorded"
 
-# The scanner must see a key in each form (it would otherwise pass blindly).
-xxd -p -c 64 "$T/root.key" >"$T/probe.hex"; base64 "$T/root.key" >"$T/probe.b64"
-(printf 'xy'; cat "$T/root.key") | base64 -w0 | tr '+/' '-_' >"$T/probe.b64url"
+# The scanner must see a key in each form (it would otherwise pass blindly):
+# a recorded data key, raw, hex (both cases) and base64.
+hexof dk | xxd -r -p >"$T/probe.raw"
+xxd -p -c 64 "$T/probe.raw" >"$T/probe.hex"; base64 "$T/probe.raw" >"$T/probe.b64"
+(printf 'xy'; cat "$T/probe.raw") | base64 -w0 | tr '+/' '-_' >"$T/probe.b64url"
 tr a-f A-F <"$T/probe.hex" >"$T/probe.HEX"
-for p in "$T/root.key" "$T/probe.hex" "$T/probe.HEX" "$T/probe.b64" "$T/probe.b64url"; do
-  if scan all "$p" >/dev/null; then die "the scanner missed the root key in $p"; fi
+for p in "$T/probe.raw" "$T/probe.hex" "$T/probe.HEX" "$T/probe.b64" "$T/probe.b64url"; do
+  if scan all "$p" >/dev/null; then die "the scanner missed a data key in $p"; fi
 done
 rm -f "$T"/probe.*
 [ -s "$LOG" ] && grep -q "serving store" "$LOG" || die "the mount's log file is empty"
