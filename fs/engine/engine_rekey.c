@@ -323,13 +323,14 @@ int engine_lineage_rekey(struct engine *e, const char *lineage, const struct kms
 	if (!r.buf)
 		err = -ENOMEM;
 	/* A pass leaves stale only what it could not take in one range
-	 * (more distinct chunks than rs holds) or could not open. */
-	for (int pass = 0; !err && pass < 8; pass++) {
-		uint64_t bad = st->bad;
+	 * (more distinct chunks than rs holds: many maps that differ there)
+	 * or could not open; passes go on while they make progress. */
+	for (int pass = 0; !err; pass++) {
+		uint64_t bad = st->bad, done = st->resealed;
 
 		st->passes++;
 		err = rekey_pass(&r, pass ? NULL : step, step_ctx, &left);
-		if (!err && (left == 0 || st->bad > bad))
+		if (!err && (left == 0 || st->bad > bad || st->resealed == done))
 			break;
 	}
 	st->left = left;

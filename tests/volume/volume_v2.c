@@ -770,9 +770,65 @@ START_TEST(test_v2_rekey)
 }
 END_TEST
 
+/*
+ * More distinct chunks in one leaf range than a pass holds (seven maps that
+ * each have their own 64 chunks there): the rekey takes more passes and
+ * leaves nothing stale; every map reads back through the new key alone.
+ */
+START_TEST(test_v2_rekey_divergent)
+{
+	struct fx f;
+	const size_t n = 64 * 4096;
+	uint8_t *data[7], *got = xmalloc(n);
+	struct engine_rekey_stats st;
+	struct wrapped_dk key1;
+	uint64_t seed = 8, stale = 1;
+	struct kms_dk *dk1;
+	char id[16];
+	struct vol *v;
+
+	fx_init(&f, 1);
+	fx_create(&f, 0, "vol1", 4 * MiB);
+	v = fx_open(&f, "vol1", 1);
+	for (int i = 0; i < 7; i++) {
+		data[i] = xmalloc(n);
+		rnd_fill(&seed, data[i], n);
+		xwrite(v, data[i], n, 0);
+		ck_assert_int_eq(vol_sync(v), 0);
+		if (i < 6) {
+			snprintf(id, sizeof(id), "snap%d", i);
+			ck_assert_int_eq(engine_map_clone(f.e, f.lhex[0], "vol1", id, 0, 0), 0);
+		}
+	}
+	engine_vol_close(v);
+	dk_new(&f, &key1);
+	dk1 = dk_gen(&f, &key1, 1, fx_dk(&f, 0));
+	ck_assert_int_eq(engine_lineage_rekey(f.e, f.lhex[0], dk1, NULL, NULL, &st), 0);
+	printf("rekey of 7 divergent maps: %llu chunks in %u passes\n", (unsigned long long)st.chunks, st.passes);
+	ck_assert_uint_eq(st.left, 0);
+	ck_assert_uint_eq(st.chunks, 7 * 64);
+	ck_assert_uint_ge(st.passes, 2);
+	ck_assert_int_eq(engine_lineage_key_scan(f.e, f.lhex[0], 1, &stale), 0);
+	ck_assert_uint_eq(stale, 0);
+	kms_dk_destroy(dk1);
+	fx_engine_restart(&f);
+	for (int i = 0; i < 7; i++) {
+		snprintf(id, sizeof(id), i < 6 ? "snap%d" : "vol1", i);
+		v = open_with(&f, id, 0, dk_gen(&f, &key1, 1, NULL));
+		xread(v, got, n, 0);
+		ck_assert_msg(memcmp(got, data[i], n) == 0, "%s reads wrong after the rekey", id);
+		engine_vol_close(v);
+		free(data[i]);
+	}
+	free(got);
+	fx_fini(&f);
+}
+END_TEST
+
 void volume_add_v2(TCase *tc)
 {
 	tcase_add_test(tc, test_v2_rekey);
+	tcase_add_test(tc, test_v2_rekey_divergent);
 	tcase_add_loop_test(tc, test_v2_reopen_race, 0, 2);
 	tcase_add_loop_test(tc, test_v2_fresh, 0, 2);
 	tcase_add_loop_test(tc, test_v2_fsck, 0, 2);
