@@ -12,10 +12,12 @@
  * process that dies after vol_sync() loses nothing and a commit the
  * file system cuts short changes nothing on disk.
  */
+#include <endian.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,8 @@
 #include <unistd.h>
 
 #include "engine_fsck.h"
+#include "engine_int.h"
+#include "tree.h"
 
 #include "volume_fx.h"
 
@@ -611,7 +615,7 @@ struct rk_writer {
 	struct vol *v;
 	uint8_t *ref;                /* the volume's expected content */
 	uint64_t from, len;          /* the region written */
-	volatile int stop;
+	atomic_int stop;
 	unsigned writes;
 };
 
@@ -622,7 +626,7 @@ static void *rk_write(void *arg)
 	uint64_t seed = 4242;
 	uint8_t buf[4096];
 
-	while (!w->stop || w->writes < 64) {
+	while (!atomic_load(&w->stop) || w->writes < 64) {
 		uint64_t off = w->from + rnd(&seed, w->len / sizeof(buf)) * sizeof(buf);
 
 		rnd_fill(&seed, buf, sizeof(buf));
@@ -728,7 +732,7 @@ START_TEST(test_v2_rekey)
 	ck_assert_int_eq(pthread_create(&th, NULL, rk_write, &w), 0);
 	ck_assert_int_eq(engine_lineage_set_key(f.e, f.lhex[0], dk1), 0);
 	ck_assert_int_eq(engine_lineage_rekey(f.e, f.lhex[0], dk1, NULL, NULL, &st), 0);
-	w.stop = 1;
+	atomic_store(&w.stop, 1);
 	ck_assert_int_eq(pthread_join(th, NULL), 0);
 	printf("rekey resumed: %llu entries re-sealed, %llu raced by the writer (%u writes), %u passes\n",
 	       (unsigned long long)st.resealed, (unsigned long long)st.raced, w.writes, st.passes);
@@ -825,8 +829,59 @@ START_TEST(test_v2_rekey_divergent)
 }
 END_TEST
 
+/*
+ * The rekey's compare-and-set against a writer (engine_rekey.c stores its
+ * entries with tree_cas): an entry changed since it was read keeps the
+ * writer's value, the others take the new one, and *done says which.
+ */
+START_TEST(test_v2_tree_cas)
+{
+	struct fx f;
+	uint8_t buf[4 * 4096], got[4 * 4096];
+	struct tree_ent before[4], want[4];
+	uint64_t seed = 3, done = 0, slots[4];
+	struct vol *v;
+	uint32_t ri;
+
+	fx_init(&f, 1);
+	fx_create(&f, 0, "vol1", 1 * MiB);
+	v = fx_open(&f, "vol1", 1);
+	rnd_fill(&seed, buf, sizeof(buf));
+	xwrite(v, buf, sizeof(buf), 0);
+	ck_assert_int_eq(tree_root_find(v->pool, "vol1", &ri), 0);
+	ck_assert_int_eq(tree_get(v->pool, ri, 0, 4, before), 0);
+	/* "The writer": chunk 2 rewritten after the entries were read. */
+	rnd_fill(&seed, buf + 2 * 4096, 4096);
+	xwrite(v, buf + 2 * 4096, 4096, 2 * 4096);
+	/* "The rekey": each entry moved to a copy of its chunk in a new slot
+	 * (same ciphertext, nonce and tag: it reads the same). */
+	ck_assert_int_eq(tree_slots_alloc(v->pool, 4, slots), 0);
+	for (int i = 0; i < 4; i++) {
+		uint8_t c[4096];
+
+		ck_assert_int_eq(pool_chunk_load(v->pool, le64toh(before[i].slot1) - 1, c), 0);
+		ck_assert_int_eq(pool_chunk_store(v->pool, slots[i], c), 0);
+		want[i] = before[i];
+		want[i].slot1 = htole64(slots[i] + 1);
+	}
+	ck_assert_int_eq(tree_cas(v->pool, ri, 0, 4, before, want, &done), 0);
+	ck_assert_uint_eq(done, 0xb);                    /* 0, 1, 3: not 2 */
+	tree_slots_release_new(v->pool, &slots[2], 1);
+	ck_assert_int_eq(tree_get(v->pool, ri, 0, 4, before), 0);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(le64toh(before[i].slot1) == slots[i] + 1, i != 2);
+	xread(v, got, sizeof(got), 0);
+	ck_assert_mem_eq(got, buf, sizeof(got));         /* the writer's chunk 2 kept */
+	ck_assert_int_eq(tree_cas(v->pool, ri, 1, 64, before, want, &done), -EINVAL);   /* beyond one leaf */
+	ck_assert_int_eq(vol_sync(v), 0);
+	engine_vol_close(v);
+	fx_fini(&f);
+}
+END_TEST
+
 void volume_add_v2(TCase *tc)
 {
+	tcase_add_test(tc, test_v2_tree_cas);
 	tcase_add_test(tc, test_v2_rekey);
 	tcase_add_test(tc, test_v2_rekey_divergent);
 	tcase_add_loop_test(tc, test_v2_reopen_race, 0, 2);
