@@ -32,26 +32,25 @@
  * committed and is dropped.  Home files are read through read-only
  * mappings made on demand, 1 GiB at a time, and written with pwrite, so a
  * full disk is an error, never a SIGBUS; only blocks known to be inside
- * the file are read through a mapping.
+ * the file are read through a mapping.  A device that cannot map (RADOS)
+ * is read 4 MiB at a time into copies that the end of each commit keeps
+ * up to date, under the owner's lock, from the blocks it wrote home.
+ *
+ * The files are the pool device's (pdev.h): which files system or
+ * cluster holds them is not this file's business.
  */
 #include "blk.h"
 
 #include <endian.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
-#include <unistd.h>
 #include <sodium.h>
 
 #define JRN_MAGIC "EVFSJRN2"
-#define SEG_BYTES ((size_t)BLK_SIZE << BLK_SEG_SHIFT)
-
-const char *const blk_file_names[BLK_NFILES] = { "pages", "srefs", "prefs", "roots" };
+#define CACHE_SEG_SHIFT 10u                   /* 1024 blocks: one 4 MiB RADOS object */
+#define SEG_BYTES(bs) ((size_t)BLK_SIZE << (bs)->seg_shift)
 
 struct blk_ent {
 	uint64_t key;
@@ -105,22 +104,6 @@ static void jrn_sum(const struct jrn_hdr *h, const uint64_t *keys, const uint8_t
 	crypto_generichash_final(&st, out, 32);
 }
 
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t w = pwrite(fd, buf, len, (off_t)off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return w < 0 ? -errno : -ENOSPC;
-		buf = (const uint8_t *)buf + w;
-		len -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return 0;
-}
-
 static int home_write(struct blkset *bs, uint64_t key, const uint8_t *img)
 {
 	enum blk_file f = (enum blk_file)(key >> 56);
@@ -128,25 +111,25 @@ static int home_write(struct blkset *bs, uint64_t key, const uint8_t *img)
 
 	if (f >= BLK_NFILES || b > (uint64_t)INT64_MAX / BLK_SIZE)
 		return -EUCLEAN;
-	return pwrite_full(bs->fd[f], img, BLK_SIZE, b * BLK_SIZE);
+	return pdev_write(bs->dev, (enum pdev_file)f, img, BLK_SIZE, b * BLK_SIZE);
 }
 
 /* Replay every complete record of the journal into the home files. */
 static int jrn_replay(struct blkset *bs, unsigned *replayed)
 {
-	uint64_t off = 0, want_gen = 0;
-	struct stat st;
-	int err = 0;
+	uint64_t off = 0, want_gen = 0, jsize;
+	int err;
 
 	*replayed = 0;
-	if (fstat(bs->jfd, &st) < 0)
-		return -errno;
-	while (off + sizeof(struct jrn_hdr) <= (uint64_t)st.st_size) {
+	if ((err = pdev_size(bs->dev, PDEV_JOURNAL, &jsize)) < 0)
+		return err;
+	while (off + sizeof(struct jrn_hdr) <= jsize) {
 		struct jrn_hdr h;
 		uint8_t sum[32], *buf;
 		size_t kb, len;
 
-		if (pread(bs->jfd, &h, sizeof(h), (off_t)off) != (ssize_t)sizeof(h) || memcmp(h.magic, JRN_MAGIC, 8) != 0)
+		if (pdev_read(bs->dev, PDEV_JOURNAL, &h, sizeof(h), off) != (ssize_t)sizeof(h) ||
+		    memcmp(h.magic, JRN_MAGIC, 8) != 0)
 			break;
 		h.gen = le64toh(h.gen);
 		h.n = le64toh(h.n);
@@ -154,12 +137,12 @@ static int jrn_replay(struct blkset *bs, unsigned *replayed)
 			break;
 		kb = keys_bytes(h.n);
 		len = kb + h.n * BLK_SIZE;
-		if (off + len > (uint64_t)st.st_size)
+		if (off + len > jsize)
 			break;                              /* torn: never committed */
 		buf = malloc(len);
 		if (!buf)
 			return -ENOMEM;
-		if (pread(bs->jfd, buf, len, (off_t)off) != (ssize_t)len) {
+		if (pdev_read(bs->dev, PDEV_JOURNAL, buf, len, off) != (ssize_t)len) {
 			free(buf);
 			return -EIO;
 		}
@@ -191,63 +174,52 @@ static int jrn_cut(struct blkset *bs, uint64_t off)
 {
 	static const struct jrn_hdr zero;
 
-	return pwrite_full(bs->jfd, &zero, sizeof(zero), off);
+	return pdev_write(bs->dev, PDEV_JOURNAL, &zero, sizeof(zero), off);
 }
 
 /* The journal's reserve (best effort: a full disk leaves it short, and
  * commits then need new space like any write), and only the reserve. */
 static void jrn_reserve(struct blkset *bs)
 {
-	struct stat st;
+	uint64_t size;
 
-	if (fstat(bs->jfd, &st) < 0)
+	if (pdev_size(bs->dev, PDEV_JOURNAL, &size) < 0)
 		return;
-	if ((uint64_t)st.st_size < BLK_JOURNAL_RESERVE)
-		(void)fallocate(bs->jfd, 0, 0, (off_t)BLK_JOURNAL_RESERVE);
-	else if ((uint64_t)st.st_size > BLK_JOURNAL_RESERVE && bs->jtail <= BLK_JOURNAL_RESERVE)
-		(void)ftruncate(bs->jfd, (off_t)BLK_JOURNAL_RESERVE);
+	if (size < BLK_JOURNAL_RESERVE)
+		pdev_reserve(bs->dev, PDEV_JOURNAL, BLK_JOURNAL_RESERVE);
+	else if (size > BLK_JOURNAL_RESERVE && bs->jtail <= BLK_JOURNAL_RESERVE)
+		(void)pdev_truncate(bs->dev, PDEV_JOURNAL, BLK_JOURNAL_RESERVE);
 }
 
 static int file_blocks(struct blkset *bs, enum blk_file f)
 {
-	struct stat st;
+	uint64_t size;
+	int err = pdev_size(bs->dev, (enum pdev_file)f, &size);
 
-	if (fstat(bs->fd[f], &st) < 0)
-		return -errno;
-	if (st.st_size % BLK_SIZE)
+	if (err)
+		return err;
+	if (size % BLK_SIZE)
 		return -EUCLEAN;
-	bs->nblk[f] = (uint64_t)st.st_size / BLK_SIZE;
+	bs->nblk[f] = size / BLK_SIZE;
 	return 0;
 }
 
-int blk_open(struct blkset *bs, int dir_fd, int create, const char *sfx, unsigned *replayed)
+int blk_open(struct blkset *bs, struct pdev *dev, int create, unsigned *replayed)
 {
-	int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), err = 0;
-	char name[64];
+	int err = 0;
 	unsigned r = 0;
 
 	memset(bs, 0, sizeof(*bs));
-	bs->dir_fd = dir_fd;
-	bs->jfd = -1;
-	for (int f = 0; f < BLK_NFILES; f++)
-		bs->fd[f] = -1;
+	if ((dev->files & PDEV_BLOCK_FILES) != PDEV_BLOCK_FILES)
+		return -EINVAL;
+	bs->dev = dev;
+	bs->cached = !dev->ops->map;
+	bs->seg_shift = bs->cached ? CACHE_SEG_SHIFT : BLK_SEG_SHIFT;
 	bs->tab_cap = 256;
 	bs->tab = calloc(bs->tab_cap, sizeof(*bs->tab));
 	if (!bs->tab)
 		return -ENOMEM;
-	for (int f = 0; f < BLK_NFILES && !err; f++) {
-		snprintf(name, sizeof(name), "%s%s", blk_file_names[f], sfx);
-		bs->fd[f] = openat(dir_fd, name, flags, 0600);
-		if (bs->fd[f] < 0)
-			err = -errno;
-	}
-	if (!err) {
-		snprintf(name, sizeof(name), "journal%s", sfx);
-		bs->jfd = openat(dir_fd, name, flags, 0600);
-		if (bs->jfd < 0)
-			err = -errno;
-	}
-	if (!err && !create)
+	if (!create)
 		err = jrn_replay(bs, &r);
 	if (!err && r)
 		err = blk_checkpoint(bs);
@@ -267,19 +239,18 @@ int blk_open(struct blkset *bs, int dir_fd, int create, const char *sfx, unsigne
 void blk_close(struct blkset *bs)
 {
 	for (int f = 0; f < BLK_NFILES; f++) {
-		for (size_t k = 0; k < bs->nseg[f]; k++)
-			if (bs->seg[f][k])
-				munmap(bs->seg[f][k], SEG_BYTES);
+		for (size_t k = 0; k < bs->nseg[f]; k++) {
+			if (!bs->seg[f][k])
+				continue;
+			if (bs->cached)
+				free(bs->seg[f][k]);
+			else
+				pdev_unmap(bs->dev, bs->seg[f][k], SEG_BYTES(bs));
+		}
 		free(bs->seg[f]);
 		bs->seg[f] = NULL;
 		bs->nseg[f] = 0;
-		if (bs->fd[f] >= 0)
-			close(bs->fd[f]);
-		bs->fd[f] = -1;
 	}
-	if (bs->jfd >= 0)
-		close(bs->jfd);
-	bs->jfd = -1;
 	for (size_t i = 0; bs->tab && i < bs->tab_cap; i++) {
 		for (struct blk_ent *e = bs->tab[i], *n; e; e = n) {
 			n = e->next;
@@ -296,12 +267,12 @@ int blk_checkpoint(struct blkset *bs)
 	int err;
 
 	for (int f = 0; f < BLK_NFILES; f++)
-		if (fdatasync(bs->fd[f]) < 0)
-			return -errno;
+		if ((err = pdev_sync(bs->dev, (enum pdev_file)f)) < 0)
+			return err;
 	if ((err = jrn_cut(bs, 0)) < 0)
 		return err;
-	if (fdatasync(bs->jfd) < 0)
-		return -errno;
+	if ((err = pdev_sync(bs->dev, PDEV_JOURNAL)) < 0)
+		return err;
 	bs->jtail = 0;
 	jrn_reserve(bs);                   /* what a large record added, back */
 	return 0;
@@ -319,7 +290,7 @@ static struct blk_ent *ent_find(struct blkset *bs, uint64_t key)
 
 static const uint8_t *home_get(struct blkset *bs, enum blk_file f, uint64_t b)
 {
-	size_t k = (size_t)(b >> BLK_SEG_SHIFT);
+	size_t k = (size_t)(b >> bs->seg_shift);
 
 	if (b >= bs->nblk[f])
 		return zero_block;
@@ -334,13 +305,29 @@ static const uint8_t *home_get(struct blkset *bs, enum blk_file f, uint64_t b)
 		bs->nseg[f] = n;
 	}
 	if (!bs->seg[f][k]) {
-		void *m = mmap(NULL, SEG_BYTES, PROT_READ, MAP_SHARED, bs->fd[f], (off_t)((uint64_t)k * SEG_BYTES));
+		uint64_t off = (uint64_t)k * SEG_BYTES(bs);
+		uint8_t *m;
 
-		if (m == MAP_FAILED)
-			return NULL;
+		if (bs->cached) {
+			ssize_t r;
+
+			m = malloc(SEG_BYTES(bs));
+			if (!m)
+				return NULL;
+			r = pdev_read(bs->dev, (enum pdev_file)f, m, SEG_BYTES(bs), off);
+			if (r < 0) {
+				free(m);
+				return NULL;
+			}
+			memset(m + r, 0, SEG_BYTES(bs) - (size_t)r);
+		} else {
+			m = (uint8_t *)pdev_map(bs->dev, (enum pdev_file)f, off, SEG_BYTES(bs));
+			if (!m)
+				return NULL;
+		}
 		bs->seg[f][k] = m;
 	}
-	return bs->seg[f][k] + (size_t)(b & ((1u << BLK_SEG_SHIFT) - 1)) * BLK_SIZE;
+	return bs->seg[f][k] + (size_t)(b & ((1ull << bs->seg_shift) - 1)) * BLK_SIZE;
 }
 
 const uint8_t *blk_get(struct blkset *bs, enum blk_file f, uint64_t b)
@@ -484,15 +471,10 @@ int blk_commit_io(struct blkset *bs, struct blk_txn *t)
 	memcpy(head, &h, sizeof(h));
 	iov[0] = (struct iovec){ head, kb };
 	iov[1] = (struct iovec){ t->img, t->n * BLK_SIZE };
-	{
-		ssize_t w = pwritev(bs->jfd, iov, 2, (off_t)bs->jtail);
-
-		if (w != (ssize_t)(kb + t->n * BLK_SIZE))
-			err = w < 0 ? -errno : -ENOSPC;
-	}
+	err = pdev_writev(bs->dev, PDEV_JOURNAL, iov, 2, bs->jtail);
 	free(head);
-	if (!err && fdatasync(bs->jfd) < 0)
-		err = -errno;
+	if (!err)
+		err = pdev_sync(bs->dev, PDEV_JOURNAL);
 	if (err) {
 		/* Nothing committed: unmake what was written (the next
 		 * record starts where this one did). */
@@ -509,6 +491,16 @@ int blk_commit_io(struct blkset *bs, struct blk_txn *t)
 		return err;
 	t->homes_ok = 1;
 	return bs->jtail >= BLK_JOURNAL_RESERVE ? blk_checkpoint(bs) : 0;
+}
+
+/* A device without mappings: the home copy of block b of f, if read, gets
+ * what the commit wrote home (owner's lock held). */
+static void cache_update(struct blkset *bs, enum blk_file f, uint64_t b, const uint8_t *img)
+{
+	size_t k = (size_t)(b >> bs->seg_shift);
+
+	if (k < bs->nseg[f] && bs->seg[f][k])
+		memcpy(bs->seg[f][k] + (size_t)(b & ((1ull << bs->seg_shift) - 1)) * BLK_SIZE, img, BLK_SIZE);
 }
 
 void blk_commit_done(struct blkset *bs, const struct blk_txn *t)
@@ -530,6 +522,8 @@ void blk_commit_done(struct blkset *bs, const struct blk_txn *t)
 					bs->dirty++;
 				e->cap = 0;           /* modified again: in the next capture */
 			} else if (t->homes_ok && e->ver == t->vers[i]) {   /* not modified since: the home holds it */
+				if (bs->cached)
+					cache_update(bs, f, b, e->buf);
 				*pp = e->next;
 				free(e->buf);
 				free(e);

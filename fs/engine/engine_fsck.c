@@ -270,8 +270,7 @@ static void chk_fini(struct chk *c)
 	if (c->tags)
 		munmap((void *)((const uint8_t *)c->tags - POOL_HDR_BYTES), c->tags_map_len);
 	if (c->local) {
-		if (c->local->data_fd >= 0)
-			close(c->local->data_fd);
+		pdev_close(c->local->dev);
 		if (c->local->tags_fd >= 0)
 			close(c->local->tags_fd);
 		if (c->local->dir_fd >= 0)
@@ -286,19 +285,19 @@ static void chk_fini(struct chk *c)
 /* Mark the slots whose data range holds allocated blocks. */
 static int data_extents(struct chk *c)
 {
-	int fd = c->p->data_fd;
+	struct pdev *dev = c->p->dev;
 	unsigned shift = c->p->chunk_shift;
-	off_t pos = 0, end = (off_t)c->data_bytes;
+	int64_t pos = 0, end = (int64_t)c->data_bytes;
 
 	c->has_data = calloc(c->nslots / 8 + 1, 1);
 	if (!c->has_data)
 		return -ENOMEM;
 	while (pos < end) {
-		off_t d = lseek(fd, pos, SEEK_DATA), h;
+		int64_t d = pdev_seek(dev, PDEV_DATA, (uint64_t)pos, SEEK_DATA), h;
 
 		if (d < 0)
-			return errno == ENXIO ? 0 : -errno;
-		h = lseek(fd, d, SEEK_HOLE);
+			return d == -ENXIO ? 0 : (int)d;
+		h = pdev_seek(dev, PDEV_DATA, (uint64_t)d, SEEK_HOLE);
 		if (h < 0)
 			h = end;
 		for (uint64_t s = (uint64_t)d >> shift; s < c->nslots && (s << shift) < (uint64_t)h; s++)
@@ -351,7 +350,7 @@ static int chk_init(struct chk *c, struct engine *e, const char *lineage, engine
 		if (!l)
 			return -ENOMEM;
 		l->eng = e;
-		l->data_fd = l->tags_fd = -1;
+		l->tags_fd = -1;
 		memcpy(l->lineage, lin, sizeof(lin));
 		memcpy(l->lineage_hex, lineage, 33);
 		c->p = l;
@@ -359,9 +358,8 @@ static int chk_init(struct chk *c, struct engine *e, const char *lineage, engine
 		l->dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (l->dir_fd < 0)
 			return -errno;
-		l->data_fd = openat(l->dir_fd, "data", O_RDONLY | O_CLOEXEC);
 		l->tags_fd = openat(l->dir_fd, "tags", O_RDONLY | O_CLOEXEC);
-		if (l->data_fd < 0 || l->tags_fd < 0) {
+		if (l->tags_fd < 0 || pdev_local_open(&l->dev, l->dir_fd, path, PDEV_BIT(PDEV_DATA), 0, NULL) < 0) {
 			report(c, ENGINE_FSCK_POOL_FILES, 0, 0, 0, -ENOENT);
 			return -EUCLEAN;
 		}
@@ -389,10 +387,7 @@ static int chk_init(struct chk *c, struct engine *e, const char *lineage, engine
 			return -errno;
 		c->tags = (const struct chunk_tag *)((const uint8_t *)m + POOL_HDR_BYTES);
 	}
-	if (fstat(c->p->data_fd, &st) < 0)
-		return -errno;
-	c->data_bytes = (uint64_t)st.st_size;
-	return 0;
+	return pdev_size(c->p->dev, PDEV_DATA, &c->data_bytes);
 }
 
 /* ============================ pool check =============================== */
@@ -519,7 +514,6 @@ static int pool_check_v2(struct engine *e, const char *lineage, engine_fsck_cb c
 	size_t nfrozen = 0;
 	struct pool *p;
 	struct chk c;
-	struct stat st;
 	uint32_t *stored = NULL;
 	struct pool *o = engine_pool_find(e, lineage);
 	int was_open = o != NULL, rolled, err;
@@ -551,8 +545,8 @@ static int pool_check_v2(struct engine *e, const char *lineage, engine_fsck_cb c
 	r->usable = 1;
 	frozen = freeze(e, p, &nfrozen);
 	err = tree_check(p, tree_issue_cb, &c, &stored, &c.nslots, &r->maps);
-	if (err >= 0 && fstat(p->data_fd, &st) == 0)
-		c.data_bytes = (uint64_t)st.st_size;
+	if (err >= 0)
+		(void)pdev_size(p->dev, PDEV_DATA, &c.data_bytes);
 	r->slots = c.nslots;
 	r->data_bytes = c.data_bytes;
 	if (err >= 0)
@@ -614,10 +608,7 @@ int engine_pool_check(struct engine *e, const char *lineage, engine_fsck_cb cb, 
 		frozen = freeze(e, c.open, &nfrozen);
 	/* Lengths are read with the writers frozen. */
 	{
-		struct stat st;
-
-		if (fstat(c.p->data_fd, &st) == 0)
-			c.data_bytes = (uint64_t)st.st_size;
+		(void)pdev_size(c.p->dev, PDEV_DATA, &c.data_bytes);
 		if (c.open && c.nslots > pool_nslots(c.open))
 			c.nslots = pool_nslots(c.open);
 	}
@@ -829,15 +820,12 @@ int engine_pool_reclaim(struct engine *e, const char *lineage, uint64_t *slots)
 	if (err)
 		return err;
 	if (p->version == 2) {
-		struct stat st;
-
 		memset(&c, 0, sizeof(c));
 		c.p = p;
 		err = tree_commit(p);            /* slots freed so far: punched and free */
-		if (!err && fstat(p->data_fd, &st) < 0)
-			err = -errno;
+		if (!err)
+			err = pdev_size(p->dev, PDEV_DATA, &c.data_bytes);
 		if (!err) {
-			c.data_bytes = (uint64_t)st.st_size;
 			c.nslots = c.data_bytes >> p->chunk_shift;
 			err = data_extents(&c);
 		}

@@ -972,7 +972,7 @@ int tree_check(struct pool *p, void (*cb)(void *ctx, const struct tree_chk_issue
 {
 	struct tree_state *ts = TS(p);
 	struct walk w = { .ts = ts, .cb = cb, .ctx = ctx };
-	struct stat st;
+	uint64_t dsize;
 	char id[ENGINE_ID_MAX];
 	int err = tree_commit(p);
 
@@ -984,7 +984,7 @@ int tree_check(struct pool *p, void (*cb)(void *ctx, const struct tree_chk_issue
 	pthread_mutex_lock(&p->lock);
 	w.npages = ts->hdr.npages;
 	w.nslots = ts->hdr.nslots;
-	w.data_slots = fstat(p->data_fd, &st) == 0 ? (uint64_t)st.st_size >> p->chunk_shift : 0;
+	w.data_slots = pdev_size(p->dev, PDEV_DATA, &dsize) == 0 ? dsize >> p->chunk_shift : 0;
 	w.pcount = calloc(w.npages + 1, sizeof(*w.pcount));
 	w.scount = calloc(w.nslots + 1, sizeof(*w.scount));
 	w.seen = calloc(w.npages / 8 + 1, 1);
@@ -1238,8 +1238,7 @@ int tree_commit(struct pool *p)
 	pthread_mutex_unlock(&p->lock);
 
 	/* The chunks the new tree names must be durable before it is. */
-	if (fdatasync(p->data_fd) < 0)
-		err = -errno;
+	err = pdev_sync(p->dev, PDEV_DATA);
 	if (!err)
 		err = blk_commit_io(&ts->bs, &t);
 	/* Give freed chunks' space back, one call per run, while their
@@ -1339,6 +1338,7 @@ int tree_pool_create(const char *pools_dir, const char *lineage, uint32_t chunk_
 	struct tree_state ts;
 	struct tree_hdr img;
 	struct blk_txn t;
+	struct pdev *dev;
 	char path[4096];
 	int dfd = -1, fd, err;
 
@@ -1368,7 +1368,12 @@ int tree_pool_create(const char *pools_dir, const char *lineage, uint32_t chunk_
 	/* The block files, written under temporary names; `roots` appearing
 	 * is what makes the directory a pool. */
 	memset(&ts, 0, sizeof(ts));
-	err = blk_open(&ts.bs, dfd, 1, ".new", NULL);
+	err = pdev_local_open(&dev, dfd, path, PDEV_BIT(PDEV_DATA) | PDEV_BLOCK_FILES, 1, ".new");
+	if (!err) {
+		err = blk_open(&ts.bs, dev, 1, NULL);
+		if (err)
+			pdev_close(dev);
+	}
 	if (err) {
 		close(dfd);
 		return err;
@@ -1395,33 +1400,14 @@ int tree_pool_create(const char *pools_dir, const char *lineage, uint32_t chunk_
 	if (!err)
 		err = blk_checkpoint(&ts.bs);
 	blk_close(&ts.bs);
-	if (!err && renameat(dfd, "journal.new", dfd, "journal") < 0)
-		err = -errno;
-	for (int f = 0; !err && f < BLK_NFILES; f++) {          /* roots last (BLK_ROOTS) */
-		char from[64];
-
-		snprintf(from, sizeof(from), "%s.new", blk_file_names[f]);
-		if (renameat(dfd, from, dfd, blk_file_names[f]) < 0)
-			err = -errno;
-	}
-	if (!err && fsync(dfd) < 0)
-		err = -errno;
+	pdev_close(dev);
+	if (!err)
+		err = pdev_local_publish(dfd, ".new");
 	close(dfd);
 	return err;
 }
 
 /* ============================ upgrade ================================== */
-
-static void build_unlink(int dfd)
-{
-	char name[64];
-
-	for (int f = 0; f < BLK_NFILES; f++) {
-		snprintf(name, sizeof(name), "%s.new", blk_file_names[f]);
-		(void)unlinkat(dfd, name, 0);
-	}
-	(void)unlinkat(dfd, "journal.new", 0);
-}
 
 int tree_build_begin(struct pool *p1, struct pool **out)
 {
@@ -1435,8 +1421,14 @@ int tree_build_begin(struct pool *p1, struct pool **out)
 		free(ts);
 		return -ENOMEM;
 	}
-	build_unlink(p1->dir_fd);            /* of an upgrade cut short */
-	err = blk_open(&ts->bs, p1->dir_fd, 1, ".new", NULL);
+	pdev_local_unpublished(p1->dir_fd, ".new");            /* of an upgrade cut short */
+	err = pdev_local_open(&p2->dev, p1->dir_fd, p1->dev->where, PDEV_BIT(PDEV_DATA) | PDEV_BLOCK_FILES, 1,
+			      ".new");
+	if (!err) {
+		err = blk_open(&ts->bs, p2->dev, 1, NULL);
+		if (err)
+			pdev_close(p2->dev);
+	}
 	if (err) {
 		free(p2);
 		free(ts);
@@ -1451,7 +1443,6 @@ int tree_build_begin(struct pool *p1, struct pool **out)
 	p2->encrypted = p1->encrypted;
 	p2->version = 2;
 	p2->dir_fd = p1->dir_fd;
-	p2->data_fd = p1->data_fd;
 	p2->tags_fd = -1;
 	pthread_mutex_init(&p2->lock, NULL);
 	pthread_mutex_init(&ts->commit_lock, NULL);
@@ -1496,20 +1487,11 @@ int tree_build_end(struct pool *p2, int keep)
 	if (keep && !err)
 		err = blk_checkpoint(&ts->bs);
 	tree_close(p2);
-	/* The journal, then the block files, `roots` last (blk.h's order). */
-	if (keep && !err && renameat(dfd, "journal.new", dfd, "journal") < 0)
-		err = -errno;
-	for (int f = 0; keep && !err && f < BLK_NFILES; f++) {
-		char from[64];
-
-		snprintf(from, sizeof(from), "%s.new", blk_file_names[f]);
-		if (renameat(dfd, from, dfd, blk_file_names[f]) < 0)
-			err = -errno;
-	}
-	if (keep && !err && fsync(dfd) < 0)
-		err = -errno;
+	pdev_close(p2->dev);
+	if (keep && !err)
+		err = pdev_local_publish(dfd, ".new");
 	if (!keep || err)
-		build_unlink(dfd);
+		pdev_local_unpublished(dfd, ".new");
 	pthread_mutex_destroy(&p2->lock);
 	free(p2);
 	return err;
@@ -1528,7 +1510,7 @@ int tree_open(struct pool *p)
 	pthread_mutex_init(&ts->commit_lock, NULL);
 	ts->pool = p;
 	p->tree = ts;
-	err = blk_open(&ts->bs, p->dir_fd, 0, "", &replayed);
+	err = blk_open(&ts->bs, p->dev, 0, &replayed);
 	if (err) {
 		elog_printf(p->log, LOG_ERR, "pool %s: the block files of %s/%s cannot be opened (%s); restore them from a "
 			    "copy: the lineage's volumes, snapshots and images are refused until then", p->lineage_hex,
@@ -1606,7 +1588,7 @@ void tree_close(struct pool *p)
 	/* A clean close (every change in the home files) empties the
 	 * journal: the home files alone are the pool, for a copy or a
 	 * backup of the directory. */
-	if (!ts->bs.dirty && !ts->bs.tab_n && ts->bs.jfd >= 0 && ts->bs.jtail)
+	if (!ts->bs.dirty && !ts->bs.tab_n && ts->bs.dev && ts->bs.jtail)
 		(void)blk_checkpoint(&ts->bs);
 	blk_close(&ts->bs);
 	pthread_mutex_destroy(&ts->commit_lock);

@@ -251,10 +251,10 @@ static ssize_t read_locked(struct vol *v, struct scratch *sc, uint8_t *buf, size
 		       (off + len) >= ((idx + run + 1) << p->chunk_shift))
 			run++;
 		{
-			ssize_t r = pread(p->data_fd, buf + in_buf, run * cs, (off_t)((e - 1) << p->chunk_shift));
+			ssize_t r = pdev_read(p->dev, PDEV_DATA, buf + in_buf, run * cs, (e - 1) << p->chunk_shift);
 
 			if (r != (ssize_t)(run * cs)) {
-				err = r < 0 ? -errno : -EUCLEAN;
+				err = r < 0 ? (int)r : -EUCLEAN;
 				chunk_failed(v, idx, err);
 			}
 		}
@@ -308,25 +308,6 @@ ssize_t vol_read(struct vol *v, void *buf, size_t len, uint64_t off)
 }
 
 /* =============================== write ================================= */
-
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t w = pwrite(fd, buf, len, (off_t)off);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (w == 0)
-			return -ENOSPC;
-		buf = (const uint8_t *)buf + w;
-		len -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return 0;
-}
 
 static void pending_add(struct vol *v, uint64_t slot)
 {
@@ -441,7 +422,7 @@ static void seal_part(void *arg, size_t from, size_t to)
 
 			while (j + run < hi && sc->slots[j + run] == sc->slots[j] + run)
 				run++;
-			err = pwrite_all(p->data_fd, sc->cipher + j * cs, run * cs, sc->slots[j] << p->chunk_shift);
+			err = pdev_write(p->dev, PDEV_DATA, sc->cipher + j * cs, run * cs, sc->slots[j] << p->chunk_shift);
 			if (!err && p->version == 1)      /* format 2: the tags go to the leaf */
 				err = pool_tags_store(p, sc->slots[j], &sc->tags[j], run);
 			j += run;

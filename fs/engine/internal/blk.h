@@ -10,11 +10,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pdev.h"
+
 #define BLK_SIZE 4096u
 #define BLK_SEG_SHIFT 18u                     /* 2^18 blocks (1 GiB) a mapping */
 #define BLK_JOURNAL_RESERVE (4ull << 20)     /* allocated up front; checkpoint past it */
 
-enum blk_file { BLK_PAGES, BLK_SREFS, BLK_PREFS, BLK_ROOTS, BLK_NFILES };
+/* The block files are the pool device's first four files. */
+enum blk_file { BLK_PAGES = PDEV_PAGES, BLK_SREFS = PDEV_SREFS, BLK_PREFS = PDEV_PREFS, BLK_ROOTS = PDEV_ROOTS,
+		BLK_NFILES };
+_Static_assert((int)BLK_NFILES == (int)PDEV_JOURNAL, "block files first");
 
 struct blk_ent;
 
@@ -22,10 +27,11 @@ struct blk_ent;
  * blk_close() needs the owner's lock (tree.c: pool->lock); blk_commit_io()
  * needs only that commits do not overlap (tree.c: the commit mutex). */
 struct blkset {
-	int dir_fd;                               /* not owned */
-	int fd[BLK_NFILES], jfd;
-	uint64_t nblk[BLK_NFILES];                /* blocks readable through the mappings */
-	uint8_t **seg[BLK_NFILES];                /* read-only 1 GiB mappings, made on demand */
+	struct pdev *dev;                         /* not owned */
+	int cached;                               /* the device cannot map: segments are read copies */
+	unsigned seg_shift;                       /* blocks a segment: 2^seg_shift */
+	uint64_t nblk[BLK_NFILES];                /* blocks readable through the segments */
+	uint8_t **seg[BLK_NFILES];                /* read-only mappings (1 GiB) or copies (4 MiB), made on demand */
 	size_t nseg[BLK_NFILES];
 	struct blk_ent **tab;                     /* overlay: modified blocks by key */
 	size_t tab_cap, tab_n;
@@ -45,16 +51,12 @@ struct blk_txn {
 	int homes_ok;                             /* and every home write succeeded */
 };
 
-/* File names in the pool directory, for messages and the upgrade. */
-extern const char *const blk_file_names[BLK_NFILES];
-
-/* Open the block files and the journal under dir_fd (create: make empty
- * files first, O_EXCL, with the suffix `sfx` appended to every name, e.g.
- * ".tmp" for an upgrade in progress).  Replays a journal left by a crash
- * (every complete record, in order) and empties it.  *replayed gets the
- * number of records applied.  Errors: -errno, -EUCLEAN for files of the
- * wrong length. */
-int blk_open(struct blkset *bs, int dir_fd, int create, const char *sfx, unsigned *replayed);
+/* The block files and the journal of device dev (which must hold them
+ * open and outlive the set; create: they are new and empty).  Replays a
+ * journal left by a crash (every complete record, in order) and empties
+ * it.  *replayed gets the number of records applied.  Errors: -errno,
+ * -EUCLEAN for files of the wrong length. */
+int blk_open(struct blkset *bs, struct pdev *dev, int create, unsigned *replayed);
 void blk_close(struct blkset *bs);
 
 /* The current content of block b of file f (the overlay's copy, the home

@@ -13,6 +13,7 @@
 
 #include "chunk.h"
 #include "elog.h"
+#include "pdev.h"
 
 #define POOL_HDR_BYTES 4096u
 #define POOL_SEG_SHIFT 20u                    /* 2^20 tag entries a segment */
@@ -56,7 +57,8 @@ struct pool {
 	int encrypted;
 	int version;                              /* format: 1 (maps.c) or 2 (tree.c); immutable */
 	struct tree_state *tree;                  /* format 2: tree.c's (opened by the engine table) */
-	int dir_fd, data_fd, tags_fd;
+	int dir_fd, tags_fd;                      /* the pool directory; format 1's tag table */
+	struct pdev *dev;                         /* the data file (format 2: and the block files) */
 	/* Tag segments are mapped read-only once and never unmapped while the
 	 * pool is open; readers load the pointer atomically. */
 	_Atomic(const struct chunk_tag *) seg[POOL_MAX_SEGS];
