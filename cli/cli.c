@@ -30,6 +30,7 @@ static const struct {
 } usage_lines[] = {
 	{ "init", "  init [--region R] [--chunk-size N] [--security-admins USERS] (--keyfile F | --passphrase-file F)\n" },
 	{ "init", "  init [...] --pkcs11-module M --token T --pin-file F [--key-label L]   (root key in a token)\n" },
+	{ "init", "  init [...] --rados-conf CEPH_CONF --rados-pool POOL [--rados-id NAME]   (pools in Ceph RADOS)\n" },
 	{ "kms", "  kms grant|revoke [--project P]      kms audit [--key K] [--verify]\n" },
 	{ "key", "  key create NAME [--description D] | list | show KEY | disable KEY | enable KEY\n" },
 	{ "key", "  key schedule-deletion KEY --days N | cancel-deletion KEY | rotate KEY | rewrap KEY\n" },
@@ -66,7 +67,10 @@ static const struct {
 	  "Only the path of F is recorded in evfs.ini; the key never enters the store.\n"
 	  "--region R names the store's region (default region-1); --chunk-size N sets\n"
 	  "the chunk size of new volumes (a power of two, 4096 to 65536); --security-admins\n"
-	  "USERS lists who may run kms grant/revoke (default: the calling user).\n" },
+	  "USERS lists who may run kms grant/revoke (default: the calling user).\n"
+	  "--rados-conf CEPH_CONF --rados-pool POOL [--rados-id NAME] keeps the chunk\n"
+	  "pools as objects in an existing RADOS pool of that Ceph cluster instead of\n"
+	  "STORE/pools (as client NAME, default admin); the cluster must answer first.\n" },
 	{ "kms",
 	  "grant lets a project (--project P, else the caller's) use encryption and\n"
 	  "creates its default key evs/default; revoke withdraws that.  Only a security\n"

@@ -55,6 +55,12 @@ static int cmd_init(const char *dir, int argc, char **argv)
 			dst = &o.security_admins;
 		else if (strcmp(argv[i], "--chunk-size") == 0)
 			dst = &chunk;
+		else if (strcmp(argv[i], "--rados-conf") == 0)
+			dst = &o.rados_conf;
+		else if (strcmp(argv[i], "--rados-pool") == 0)
+			dst = &o.rados_pool;
+		else if (strcmp(argv[i], "--rados-id") == 0)
+			dst = &o.rados_id;
 		else {
 			fprintf(stderr, "evfsctl: init: unknown argument %s\n", argv[i]);
 			return 2;
@@ -88,6 +94,14 @@ static int cmd_init(const char *dir, int argc, char **argv)
 			"holding the token's user PIN; never the PIN on the command line)\n");
 		return 2;
 	}
+	if ((o.rados_conf || o.rados_id) && !o.rados_pool) {
+		fprintf(stderr, "evfsctl: init: --rados-conf and --rados-id go with --rados-pool POOL\n");
+		return 2;
+	}
+	if (o.rados_pool && !o.rados_conf) {
+		fprintf(stderr, "evfsctl: init: --rados-pool needs --rados-conf FILE (the cluster's ceph.conf)\n");
+		return 2;
+	}
 	rc = store_init(dir, &o, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "evfsctl: %s\n", err[0] ? err : evfs_strerror(rc));
@@ -99,6 +113,8 @@ static int cmd_init(const char *dir, int argc, char **argv)
 	else
 		printf("created store %s (root key from %s %s)\n", dir, o.keyfile ? "key file" : "passphrase file",
 		       o.keyfile ? o.keyfile : o.passphrase_file);
+	if (o.rados_pool)
+		printf("chunk pools in RADOS pool %s (cluster %s)\n", o.rados_pool, o.rados_conf);
 	return 0;
 }
 

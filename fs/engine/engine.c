@@ -39,22 +39,20 @@
 #include <sodium.h>
 
 #include "par.h"
+#ifdef EVFS_HAVE_RADOS
+#include "pdev_rados.h"
+#endif
 
 /* ========================= engine lifetime ============================ */
 
-int engine_create(struct engine **out, const char *pools_dir, engine_log_fn log, void *log_ctx)
+static int engine_new(struct engine **out, const char *where, engine_log_fn log, void *log_ctx)
 {
 	struct engine *e = calloc(1, sizeof(*e));
 
+	*out = NULL;
 	if (!e)
 		return -ENOMEM;
-	if (mkdir(pools_dir, 0700) < 0 && errno != EEXIST) {
-		int err = -errno;
-
-		free(e);
-		return err;
-	}
-	e->dir = strdup(pools_dir);
+	e->dir = strdup(where);
 	if (!e->dir) {
 		free(e);
 		return -ENOMEM;
@@ -74,6 +72,42 @@ int engine_create(struct engine **out, const char *pools_dir, engine_log_fn log,
 	}
 	*out = e;
 	return 0;
+}
+
+int engine_create(struct engine **out, const char *pools_dir, engine_log_fn log, void *log_ctx)
+{
+	if (mkdir(pools_dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return engine_new(out, pools_dir, log, log_ctx);
+}
+
+int engine_create_rados(struct engine **out, const char *conf, const char *pool, const char *ns, const char *client,
+			engine_log_fn log, void *log_ctx)
+{
+#ifdef EVFS_HAVE_RADOS
+	char where[512];
+	rados_t cluster;
+	rados_ioctx_t io;
+	int err;
+
+	*out = NULL;
+	err = pdev_rados_connect(conf, pool, ns, client, &cluster, &io);
+	if (err)
+		return err;
+	snprintf(where, sizeof(where), "rados:%s/%s", pool, ns);
+	err = engine_new(out, where, log, log_ctx);
+	if (err) {
+		pdev_rados_disconnect(cluster, io);
+		return err;
+	}
+	(*out)->rados = cluster;
+	(*out)->rados_io = io;
+	return 0;
+#else
+	(void)conf, (void)pool, (void)ns, (void)client, (void)log, (void)log_ctx;
+	*out = NULL;
+	return -ENOTSUP;
+#endif
 }
 
 void engine_destroy(struct engine *e)
@@ -96,6 +130,10 @@ void engine_destroy(struct engine *e)
 	}
 	pthread_cond_destroy(&e->pool_closed);
 	pthread_mutex_destroy(&e->lock);
+#ifdef EVFS_HAVE_RADOS
+	if (e->rados)
+		pdev_rados_disconnect(e->rados, e->rados_io);
+#endif
 	free(e->dir);
 	free(e);
 }
@@ -159,12 +197,28 @@ int engine_set_format(struct engine *e, int format)
 {
 	if (format != 1 && format != 2)
 		return -EINVAL;
+	if (format == 1 && e->rados)
+		return -ENOTSUP;             /* format 1 is local files only */
 	e->format = format;
 	return 0;
 }
 
 int engine_pool_create(struct engine *e, const char *lineage, uint32_t chunk_size, int encrypted)
 {
+#ifdef EVFS_HAVE_RADOS
+	if (e->rados_io) {
+		struct pdev *dev;
+		int err = pdev_rados_open(&dev, e->rados_io, lineage, PDEV_BIT(PDEV_DATA) | PDEV_BLOCK_FILES, 1);
+
+		if (err)
+			return err;
+		err = tree_pool_init(dev, lineage, chunk_size, encrypted);
+		if (!err)
+			err = pdev_rados_publish(dev);
+		pdev_close(dev);
+		return err;
+	}
+#endif
 	if (e->format == 2)
 		return tree_pool_create(e->dir, lineage, chunk_size, encrypted);
 	return pool_files_create(e->dir, lineage, chunk_size, encrypted);
@@ -218,6 +272,26 @@ static int fresh_check(struct engine *e, struct pool *p, int *rolled)
 
 /* The open pool of lineage, or NULL; one whose files are still being
  * closed is waited for (it then is gone).  Under e->lock. */
+/* Open lineage's pool where the engine keeps pools (pool_open's files, or
+ * a RADOS device). */
+static int pool_open_home(struct engine *e, struct pool **out, const char *lineage)
+{
+#ifdef EVFS_HAVE_RADOS
+	if (e->rados_io) {
+		struct pdev *dev;
+		int err = pdev_rados_open(&dev, e->rados_io, lineage, PDEV_BIT(PDEV_DATA) | PDEV_BLOCK_FILES, 0);
+
+		if (err) {
+			elog_printf(&e->log, LOG_ERR, "pool %s: its objects in %s cannot be opened (%s)", lineage, e->dir,
+				    evfs_strerror(err));
+			return err;
+		}
+		return pool_open_dev(out, dev, e->dir, lineage, &e->log);
+	}
+#endif
+	return pool_open(out, e->dir, lineage, &e->log);
+}
+
 static struct pool *table_find(struct engine *e, const char *lineage)
 {
 	struct pool *p;
@@ -250,7 +324,7 @@ static int pool_get(struct pool **out, struct engine *e, const char *lineage, in
 	}
 	/* Opening scans maps; done under the table lock so two threads never
 	 * build two pools for one lineage.  Only control paths open pools. */
-	err = pool_open(&p, e->dir, lineage, &e->log);
+	err = pool_open_home(e, &p, lineage);
 	if (!err && p->version == 2) {
 		err = tree_open(p);          /* the header and the journal: no scan */
 		if (!err && e->fresh && check) {
@@ -397,7 +471,13 @@ int engine_pool_delete(struct engine *e, const char *lineage)
 			engine_pool_put(p);
 		}
 	}
-	return err ? err : pool_files_remove(e->dir, lineage);
+	if (err)
+		return err;
+#ifdef EVFS_HAVE_RADOS
+	if (e->rados_io)
+		return pdev_rados_remove(e->rados_io, lineage);
+#endif
+	return pool_files_remove(e->dir, lineage);
 }
 
 /* ========================== volume handles ============================ */

@@ -36,6 +36,12 @@ typedef void (*engine_log_fn)(void *ctx, int level, const char *msg);
 
 /* pools_dir: STORE/pools (created if missing, mode 0700). */
 int engine_create(struct engine **out, const char *pools_dir, engine_log_fn log, void *log_ctx) ENGINE_WUR;
+/* Pools as objects in namespace `ns` of RADOS pool `pool` of the Ceph
+ * cluster that ceph.conf `conf` names, as client `client` (NULL: "admin");
+ * format 2 only.  -ENOTSUP when evfs was built without librados; a failed
+ * connection is librados's -errno (-ENOENT: no such pool). */
+int engine_create_rados(struct engine **out, const char *conf, const char *pool, const char *ns, const char *client,
+			engine_log_fn log, void *log_ctx) ENGINE_WUR;
 /* Closes every pool; every vol must have been closed. */
 void engine_destroy(struct engine *e);
 

@@ -55,6 +55,9 @@
 
 #include "engine_int.h"
 #include "tree.h"
+#ifdef EVFS_HAVE_RADOS
+#include "pdev_rados.h"
+#endif
 
 /* A pool as the checker sees it: the engine's (held) or files opened here. */
 struct chk {
@@ -116,10 +119,15 @@ static void report(struct chk *c, enum engine_fsck_what w, uint64_t index, uint6
 int engine_pool_list(struct engine *e, int (*cb)(void *ctx, const char *lineage), void *ctx)
 {
 	uint8_t lin[CHUNK_LINEAGE_BYTES];
-	DIR *d = opendir(e->dir);
+	DIR *d;
 	struct dirent *de;
 	int n = 0, err = 0;
 
+#ifdef EVFS_HAVE_RADOS
+	if (e->rados_io)
+		return pdev_rados_list(e->rados_io, cb, ctx);
+#endif
+	d = opendir(e->dir);
 	if (!d)
 		return -errno;
 	while (!err && (de = readdir(d)))
@@ -134,6 +142,8 @@ static int maps_dir_open(struct engine *e, const char *lineage)
 	char path[4096];
 	int fd;
 
+	if (e->rados_io)
+		return -ENOENT;                  /* format 2 only: no maps/ */
 	snprintf(path, sizeof(path), "%s/%s/maps", e->dir, lineage);
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
@@ -167,6 +177,10 @@ static int pool_is_v2(struct engine *e, const char *lineage)
 		engine_pool_put(p);
 		return v2;
 	}
+#ifdef EVFS_HAVE_RADOS
+	if (e->rados_io)
+		return (v2 = pdev_rados_exists(e->rados_io, lineage)) < 0 ? v2 : v2 ? 1 : -ENOENT;
+#endif
 	snprintf(path, sizeof(path), "%s/%s", e->dir, lineage);
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)

@@ -212,6 +212,32 @@ static int pool_map_segment(struct pool *p, uint64_t slot)
 	return 0;
 }
 
+int pool_open_dev(struct pool **out, struct pdev *dev, const char *pools_dir, const char *lineage, struct elog *log)
+{
+	struct pool *p = calloc(1, sizeof(*p));
+	int err;
+
+	*out = NULL;
+	if (!p) {
+		pdev_close(dev);
+		return -ENOMEM;
+	}
+	p->log = log;
+	p->pools_dir = pools_dir;
+	p->dir_fd = p->tags_fd = -1;
+	p->dev = dev;
+	p->version = 2;
+	pthread_mutex_init(&p->lock, NULL);
+	err = pool_lineage_parse(lineage, p->lineage);
+	if (err) {
+		pool_close(p);
+		return err;
+	}
+	memcpy(p->lineage_hex, lineage, 33);
+	*out = p;
+	return 0;
+}
+
 int pool_open(struct pool **out, const char *pools_dir, const char *lineage, struct elog *log)
 {
 	struct pool *p = calloc(1, sizeof(*p));

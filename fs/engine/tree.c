@@ -1332,12 +1332,46 @@ int tree_pool_is_v2(int dir_fd)
 	return faccessat(dir_fd, "roots", F_OK, 0) == 0;
 }
 
-int tree_pool_create(const char *pools_dir, const char *lineage, uint32_t chunk_size, int encrypted)
+int tree_pool_init(struct pdev *dev, const char *lineage, uint32_t chunk_size, int encrypted)
 {
 	uint8_t lin[CHUNK_LINEAGE_BYTES];
 	struct tree_state ts;
 	struct tree_hdr img;
 	struct blk_txn t;
+	uint8_t *b;
+	int err;
+
+	if (pool_lineage_parse(lineage, lin) < 0 || !chunk_size_valid(chunk_size))
+		return -EINVAL;
+	memset(&ts, 0, sizeof(ts));
+	err = blk_open(&ts.bs, dev, 1, NULL);
+	if (err)
+		return err;
+	memcpy(ts.hdr.magic, TREE_MAGIC, 8);
+	ts.hdr.chunk_size = chunk_size;
+	ts.hdr.encrypted = encrypted ? 1 : 0;
+	memcpy(ts.hdr.lineage, lin, sizeof(lin));
+	ts.hdr.gen = 1;
+	header_image(&ts, &img);
+	b = blk_mut(&ts.bs, BLK_ROOTS, 0);
+	err = b ? 0 : -ENOMEM;
+	if (b)
+		memcpy(b, &img, sizeof(img));
+	if (!err)
+		err = blk_capture(&ts.bs, 1, &t);
+	if (!err) {
+		err = blk_commit_io(&ts.bs, &t);
+		blk_txn_free(&t);
+	}
+	if (!err)
+		err = blk_checkpoint(&ts.bs);
+	blk_close(&ts.bs);
+	return err;
+}
+
+int tree_pool_create(const char *pools_dir, const char *lineage, uint32_t chunk_size, int encrypted)
+{
+	uint8_t lin[CHUNK_LINEAGE_BYTES];
 	struct pdev *dev;
 	char path[4096];
 	int dfd = -1, fd, err;
@@ -1367,40 +1401,11 @@ int tree_pool_create(const char *pools_dir, const char *lineage, uint32_t chunk_
 	close(fd);
 	/* The block files, written under temporary names; `roots` appearing
 	 * is what makes the directory a pool. */
-	memset(&ts, 0, sizeof(ts));
 	err = pdev_local_open(&dev, dfd, path, PDEV_BIT(PDEV_DATA) | PDEV_BLOCK_FILES, 1, ".new");
 	if (!err) {
-		err = blk_open(&ts.bs, dev, 1, NULL);
-		if (err)
-			pdev_close(dev);
+		err = tree_pool_init(dev, lineage, chunk_size, encrypted);
+		pdev_close(dev);
 	}
-	if (err) {
-		close(dfd);
-		return err;
-	}
-	memcpy(ts.hdr.magic, TREE_MAGIC, 8);
-	ts.hdr.chunk_size = chunk_size;
-	ts.hdr.encrypted = encrypted ? 1 : 0;
-	memcpy(ts.hdr.lineage, lin, sizeof(lin));
-	ts.hdr.gen = 1;
-	header_image(&ts, &img);
-	{
-		uint8_t *b = blk_mut(&ts.bs, BLK_ROOTS, 0);
-
-		err = b ? 0 : -ENOMEM;
-		if (b)
-			memcpy(b, &img, sizeof(img));
-	}
-	if (!err)
-		err = blk_capture(&ts.bs, 1, &t);
-	if (!err) {
-		err = blk_commit_io(&ts.bs, &t);
-		blk_txn_free(&t);
-	}
-	if (!err)
-		err = blk_checkpoint(&ts.bs);
-	blk_close(&ts.bs);
-	pdev_close(dev);
 	if (!err)
 		err = pdev_local_publish(dfd, ".new");
 	close(dfd);

@@ -49,7 +49,7 @@
 #define BLANKS ", \t"          /* separate security_admins */
 #define FIELD(m) offsetof(struct evfs_config, m), sizeof(((struct evfs_config *)0)->m)
 #define SECTIONS_TEXT "[store], [kms], [defaults] or [mount]"
-#define NSECTIONS 4
+#define NSECTIONS 5
 
 _Static_assert(CHUNK_MIN_BYTES == 4096 && CHUNK_MAX_BYTES == 65536, "update the chunk_size messages");
 
@@ -62,9 +62,11 @@ enum kind {
 	LABEL,          /* 1..size-1 characters, no control characters (PKCS#11 labels) */
 	BOOL,           /* yes/no true/false on/off 1/0, any case */
 };
-enum { K_REGION, K_BACKUP_DIR, K_CHUNK_SIZE, K_POOL_FORMAT, K_BACKEND, K_KEY_SOURCE, K_KEY_PATH, K_P11_MODULE, K_P11_TOKEN,
+enum { K_REGION, K_BACKUP_DIR, K_CHUNK_SIZE, K_POOL_FORMAT, K_STORE_BACKEND, K_RADOS_CONF, K_RADOS_POOL, K_RADOS_ID, K_RADOS_NS,
+       K_BACKEND, K_KEY_SOURCE, K_KEY_PATH, K_P11_MODULE, K_P11_TOKEN,
        K_P11_PIN_FILE, K_P11_KEY, K_ADMINS, K_PROJECT, K_ALLOW_OTHER, K_LOG_FILE, K_METRICS_FILE, NKEYS };
 #define IS_P11_KEY(k) ((k) >= K_P11_MODULE && (k) <= K_P11_KEY)
+#define IS_RADOS_KEY(k) ((k) >= K_RADOS_CONF && (k) <= K_RADOS_NS)
 
 static const struct key_def {
 	const char *section, *name;
@@ -86,6 +88,23 @@ static const struct key_def {
 		"; On-disk format of new pools (lineages): 2 (copy-on-write map trees:\n"
 		"; O(1) snapshots, authenticated maps) or 1 (one map file per volume).\n"
 		"; Existing pools keep theirs; evfsctl upgrade converts them.\n" },
+	[K_STORE_BACKEND] = { "store", "backend", WORD, FIELD(store_backend), 0, { "local", "rados" },
+		"use local (the default: the pools in STORE/pools) or rados (the pools in a Ceph RADOS pool)",
+		"; Where the chunk pools live: local (STORE/pools) or rados (objects in\n"
+		"; the Ceph RADOS pool of [rados]).\n" },
+	[K_RADOS_CONF] = { "rados", "conf", ABSPATH, FIELD(rados_conf), 1, { 0 },
+		"give the absolute path of the cluster's ceph.conf, e.g. /etc/ceph/ceph.conf",
+		"; backend = rados: absolute path of the cluster's ceph.conf.\n" },
+	[K_RADOS_POOL] = { "rados", "pool", NAME, FIELD(rados_pool), 1, { 0 },
+		"give the name of an existing RADOS pool (ceph osd pool create NAME)",
+		"; backend = rados: the RADOS pool that holds the chunk pools' objects.\n" },
+	[K_RADOS_ID] = { "rados", "id", NAME, FIELD(rados_id), 1, { 0 },
+		"give the client name without \"client.\" (empty: admin)",
+		"; backend = rados: the cephx client name without \"client.\"; empty: admin.\n" },
+	[K_RADOS_NS] = { "rados", "namespace", NAME, FIELD(rados_namespace), 1, { 0 },
+		"give the store's namespace as evfsctl init wrote it (every host of the store the same)",
+		"; backend = rados: the store's RADOS namespace (several stores may share\n"
+		"; a pool); every host of the store must name the same one.\n" },
 	[K_BACKEND] = { "kms", "backend", WORD, FIELD(kms_backend), 0, { "local", "pkcs11" },
 		"use local (root key from a key file or a passphrase) or pkcs11 (root key in a PKCS#11 token)",
 		"; Key management: local (root key from a key file or a passphrase) or\n"
@@ -130,7 +149,7 @@ static const struct key_def {
 		"; Prometheus text format (node_exporter's textfile collector reads it);\n"
 		"; relative to the store unless absolute; empty: none.\n" },
 };
-static const char *const sections[NSECTIONS] = { "store", "kms", "defaults", "mount" };
+static const char *const sections[NSECTIONS] = { "store", "rados", "kms", "defaults", "mount" };
 
 static int name_ok(const char *v, size_t len, size_t max)
 {
@@ -383,6 +402,33 @@ static int on_pair(void *user, const char *section, const char *name, const char
 	return ok;
 }
 
+/* The same for [store] backend and the [rados] keys. */
+static int store_backend_check(const struct evfs_config *c, char *why, size_t n, int *key)
+{
+	static const int need[] = { K_RADOS_CONF, K_RADOS_POOL, K_RADOS_NS };
+	int rados = strcmp(c->store_backend, "rados") == 0;
+
+	for (int k = K_RADOS_CONF; k <= K_RADOS_NS; k++) {
+		const char *v = (const char *)c + keys[k].off;
+
+		*key = k;
+		if (!rados && v[0])
+			return snprintf(why, n, "[rados] %s = %.*s: only meaningful with [store] backend = rados; remove "
+					"the line or set backend = rados", keys[k].name, SHOW_MAX, v), -EINVAL;
+	}
+	*key = K_STORE_BACKEND;
+	for (size_t i = 0; rados && i < sizeof need / sizeof need[0]; i++)
+		if (!((const char *)c + keys[need[i]].off)[0])
+			return snprintf(why, n, "[store] backend = rados: [rados] %s is missing; %s, or run evfsctl "
+					"init again", keys[need[i]].name, keys[need[i]].fix), -EINVAL;
+	if (rados && c->pool_format[0] == '1') {
+		*key = K_POOL_FORMAT;
+		return snprintf(why, n, "[store] pool_format = 1: format 1 pools are local files only; use 2 with "
+				"backend = rados"), -EINVAL;
+	}
+	return 0;
+}
+
 /* The keys the backend needs and the ones it refuses: -EINVAL with the
  * message in why and the key to blame in *key. */
 static int backend_check(const struct evfs_config *c, char *why, size_t n, int *key)
@@ -407,7 +453,7 @@ static int backend_check(const struct evfs_config *c, char *why, size_t n, int *
 			return snprintf(why, n, "[kms] backend = pkcs11: %s is missing; %s, or run evfsctl init "
 					"again", keys[need[i]].name, keys[need[i]].fix), -EINVAL;
 		}
-	return 0;
+	return store_backend_check(c, why, n, key);
 }
 
 /* After inih returned r: a line it could not parse, then cross-key checks. */
@@ -456,6 +502,7 @@ void config_defaults(struct evfs_config *c)
 	strcpy(c->backup_dir, "backups");
 	c->chunk_size = CHUNK_PLAIN_BYTES;
 	strcpy(c->pool_format, "2");
+	strcpy(c->store_backend, "local");
 	strcpy(c->kms_backend, "local");
 	strcpy(c->security_admins, "root");
 	strcpy(c->default_project, "default");
@@ -567,7 +614,8 @@ int config_store(const struct evfs_config *c, const char *path)
 		const char *t = key_text(c, k, num, &max);
 		int p11 = strcmp(c->kms_backend, "pkcs11") == 0;
 
-		if ((p11 && (k == K_KEY_SOURCE || k == K_KEY_PATH)) || (!p11 && IS_P11_KEY(k)))
+		if ((p11 && (k == K_KEY_SOURCE || k == K_KEY_PATH)) || (!p11 && IS_P11_KEY(k)) ||
+		    (IS_RADOS_KEY(k) && strcmp(c->store_backend, "rados") != 0))
 			continue;      /* the other backend's keys (all empty) */
 		if (!k || strcmp(keys[k].section, keys[k - 1].section))
 			fprintf(f, "\n[%s]\n", keys[k].section);

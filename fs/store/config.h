@@ -30,6 +30,13 @@ struct evfs_config {
 	                               (relative to the store directory) */
 	uint32_t chunk_size;        /* [store] chunk_size, default 4096; power of two 4096..65536 */
 	char pool_format[4];        /* [store] pool_format: "2" (default) or "1", of new pools */
+	char store_backend[16];     /* [store] backend: "local" (default: STORE/pools) or "rados" */
+	/* [store] backend = rados only (conf and pool required then; "" = not set): */
+	char rados_conf[4096];      /* [rados] conf: absolute path of the cluster's ceph.conf */
+	char rados_pool[128];       /* [rados] pool: the RADOS pool holding the chunk pools */
+	char rados_id[64];          /* [rados] id: client name without "client."; "" = admin */
+	char rados_namespace[64];   /* [rados] namespace: the store's objects' namespace in the pool (so
+	                               stores share a pool); evfsctl init makes one up; required */
 	char kms_backend[16];       /* [kms] backend: "local" or "pkcs11" (R34) */
 	char key_source[16];        /* [kms] key_source: "keyfile", "passphrase" or "" (not set); local only */
 	char key_path[4096];        /* [kms] key_path: absolute path of the key or passphrase file, or ""; local only */

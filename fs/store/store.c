@@ -391,6 +391,31 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 		if ((rc = abs_path(cfg.key_path, sizeof(cfg.key_path), secret)) < 0)
 			return rc;
 	}
+	if (o->rados_conf || o->rados_pool || o->rados_id) {
+		if (!o->rados_conf || !o->rados_pool) {
+			snprintf(err, errsz, "init: the pools in RADOS need both --rados-conf FILE (the cluster's "
+				 "ceph.conf) and --rados-pool POOL");
+			return -EINVAL;
+		}
+		snprintf(cfg.store_backend, sizeof(cfg.store_backend), "rados");
+		if ((rc = abs_path(cfg.rados_conf, sizeof(cfg.rados_conf), o->rados_conf)) < 0)
+			return rc;
+		if (strlen(o->rados_pool) >= sizeof(cfg.rados_pool) ||
+		    (o->rados_id && strlen(o->rados_id) >= sizeof(cfg.rados_id))) {
+			snprintf(err, errsz, "init: a RADOS pool name has at most %zu characters, a client name %zu",
+				 sizeof(cfg.rados_pool) - 1, sizeof(cfg.rados_id) - 1);
+			return -EINVAL;
+		}
+		snprintf(cfg.rados_pool, sizeof(cfg.rados_pool), "%s", o->rados_pool);
+		snprintf(cfg.rados_id, sizeof(cfg.rados_id), "%s", o->rados_id ? o->rados_id : "");
+		{
+			uint8_t r[8];
+
+			randombytes_buf(r, sizeof(r));
+			snprintf(cfg.rados_namespace, sizeof(cfg.rados_namespace), "evfs-");
+			sodium_bin2hex(cfg.rados_namespace + 5, sizeof(cfg.rados_namespace) - 5, r, sizeof(r));
+		}
+	}
 	{
 		char why[512];
 
@@ -398,6 +423,24 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 			snprintf(err, errsz, "init: %s", why);
 			return -EINVAL;
 		}
+	}
+	if (cfg.rados_conf[0]) {
+		/* Reach the cluster first: a wrong pool or a cluster that is
+		 * down must change nothing. */
+		struct engine *e;
+
+		rc = engine_create_rados(&e, cfg.rados_conf, cfg.rados_pool, cfg.rados_namespace,
+					 cfg.rados_id[0] ? cfg.rados_id : NULL, NULL, NULL);
+		if (rc) {
+			snprintf(err, errsz, "init: cannot reach RADOS pool %s of the Ceph cluster in %s: %s%s", cfg.rados_pool,
+				 cfg.rados_conf, evfs_strerror(rc),
+				 rc == -ENOTSUP ? " (this evfs was built without librados: install librados-dev and "
+						  "rebuild)"
+				 : rc == -ENOENT ? " (no such pool: create it first with ceph osd pool create)"
+						 : " (check that the cluster is up and the path of its ceph.conf)");
+			return rc;
+		}
+		engine_destroy(e);
 	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
@@ -642,11 +685,27 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 		}
 		goto fail;
 	}
-	join(path, sizeof(path), s->dir, "pools");
-	rc = engine_create(&s->eng, path, sub_log, s);
-	if (rc) {
-		snprintf(err, errsz, "store %s: cannot open %s: %s", s->dir, path, evfs_strerror(rc));
-		goto fail;
+	if (strcmp(s->cfg.store_backend, "rados") == 0) {
+		rc = engine_create_rados(&s->eng, s->cfg.rados_conf, s->cfg.rados_pool, s->cfg.rados_namespace,
+					 s->cfg.rados_id[0] ? s->cfg.rados_id : NULL, sub_log, s);
+		if (rc) {
+			snprintf(err, errsz, "store %s: cannot reach RADOS pool %s of the Ceph cluster in %s%s%s: %s%s",
+				 s->dir, s->cfg.rados_pool, s->cfg.rados_conf, s->cfg.rados_id[0] ? " as client." : "",
+				 s->cfg.rados_id, evfs_strerror(rc),
+				 rc == -ENOTSUP ? " (this evfs was built without librados: install librados-dev and "
+						  "rebuild)"
+				 : rc == -ENOENT ? " (no such pool: create it with ceph osd pool create, or fix [rados] "
+						   "pool in evfs.ini)"
+						 : " (check that the cluster is up and [rados] in evfs.ini)");
+			goto fail;
+		}
+	} else {
+		join(path, sizeof(path), s->dir, "pools");
+		rc = engine_create(&s->eng, path, sub_log, s);
+		if (rc) {
+			snprintf(err, errsz, "store %s: cannot open %s: %s", s->dir, path, evfs_strerror(rc));
+			goto fail;
+		}
 	}
 	if (engine_set_format(s->eng, s->cfg.pool_format[0] == '1' ? 1 : 2) < 0)   /* of new pools */
 		abort();                  /* config.c admits only "1" and "2" */

@@ -56,6 +56,9 @@ struct store_init_opts {
 	const char *pkcs11_key;      /* token if missing) */
 	const char *security_admins; /* NULL: the calling user */
 	uint32_t chunk_size;         /* 0: default */
+	const char *rados_conf;      /* non-NULL: the pools in RADOS (R29): */
+	const char *rados_pool;      /* the cluster's ceph.conf, the pool */
+	const char *rados_id;        /* and the client name (NULL: admin) */
 	FILE *warn;                  /* warnings (key file placement); NULL: none */
 };
 int store_init(const char *dir, const struct store_init_opts *o, char *err, size_t errsz) STORE_WUR;

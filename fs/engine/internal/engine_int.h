@@ -18,7 +18,8 @@
 struct par;
 
 struct engine {
-	char *dir;                                /* STORE/pools; immutable */
+	char *dir;                                /* STORE/pools, or "rados:<pool>"; immutable */
+	void *rados, *rados_io;                   /* rados_t, rados_ioctx_t: pools in RADOS (else NULL) */
 	struct elog log;
 	pthread_mutex_t lock;                     /* the table below; engine.c only */
 	pthread_cond_t pool_closed;               /* a closing pool left the table; with lock */

@@ -50,7 +50,7 @@ struct pdev_ops {
 	int (*truncate)(struct pdev *d, enum pdev_file f, uint64_t size);
 	/* Space for the first `len` bytes allocated now (best effort). */
 	void (*reserve)(struct pdev *d, enum pdev_file f, uint64_t len);
-	/* NULL when the device cannot map (errno set: ENOTSUP) or on error. */
+	/* NULL on error.  A device that cannot map leaves map and unmap NULL. */
 	const uint8_t *(*map)(struct pdev *d, enum pdev_file f, uint64_t off, size_t len);
 	void (*unmap)(struct pdev *d, const uint8_t *m, size_t len);
 	/* lseek(2)'s SEEK_DATA / SEEK_HOLE: the first offset >= off in data

@@ -85,6 +85,9 @@ int pool_files_remove(const char *pools_dir, const char *lineage);
  * data file only) and then tree_open.  pools_dir and log must outlive the
  * pool. */
 int pool_open(struct pool **out, const char *pools_dir, const char *lineage, struct elog *log);
+/* A format 2 pool on a device opened elsewhere (RADOS: pdev_rados_open);
+ * the pool owns dev from the call on, failed or not.  Then tree_open. */
+int pool_open_dev(struct pool **out, struct pdev *dev, const char *pools_dir, const char *lineage, struct elog *log);
 /* One reference of a map to slot, while loading; -ERANGE (logged) for a
  * slot beyond the tag table. */
 int pool_ref_load(struct pool *p, uint64_t slot);

@@ -42,6 +42,9 @@ struct tree_state;
 
 /* New pool directory pools_dir/<lineage>/ in format 2. */
 int tree_pool_create(const char *pools_dir, const char *lineage, uint32_t chunk_size, int encrypted);
+/* An empty format 2 pool (its header) written to a newly created device
+ * that holds the block files; the caller publishes it (pdev_*_publish). */
+int tree_pool_init(struct pdev *dev, const char *lineage, uint32_t chunk_size, int encrypted);
 /* 1 if the pool directory (dir_fd) holds a format 2 pool. */
 int tree_pool_is_v2(int dir_fd);
 /* After pool_open() of a format 2 pool: header, journal replay, counts. */

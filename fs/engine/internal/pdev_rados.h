@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pdev_rados.h - a pool's storage device as objects in a RADOS pool
+ * (private to fs/engine/; see pdev_rados.c for the object layout).  Built
+ * only when librados was found (EVFS_HAVE_RADOS).
+ *
+ * A lineage (32 lowercase hex characters) names the pool's objects:
+ * `<lineage>.hdr` and `<lineage>.<file>.<extent>`.  The device uses the
+ * caller's ioctx, which must outlive it; every call may run on any thread.
+ * Errors are -errno, whatever librados returned (a blocklisted client gets
+ * its -EBLOCKLISTED / -ESHUTDOWN / -ETIMEDOUT back from every call).
+ */
+#ifndef EVFS_PDEV_RADOS_H
+#define EVFS_PDEV_RADOS_H
+
+#include <rados/librados.h>
+
+#include "pdev.h"
+
+/* Connect to the cluster of ceph.conf `conf` as client.<client> (NULL:
+ * admin) and open pool `pool`, its objects in namespace ns (NULL or "":
+ * the default one).  pdev_rados_disconnect undoes it. */
+int pdev_rados_connect(const char *conf, const char *pool, const char *ns, const char *client, rados_t *cluster,
+		       rados_ioctx_t *io);
+void pdev_rados_disconnect(rados_t cluster, rados_ioctx_t io);
+
+/* Open lineage's device in io.  files: bits of enum pdev_file (PDEV_BIT);
+ * the other files answer -EBADF.  With create the pool is new: -EEXIST if
+ * its header exists and is published (what an unpublished build left is
+ * removed first); the device is invisible to opens without create until
+ * pdev_rados_publish.  Without create, a missing or unpublished lineage is
+ * -ENOENT.  `where` becomes "rados:<pool>/<lineage>", "rados:<pool>/<ns>/<lineage>"
+ * when io has a namespace. */
+int pdev_rados_open(struct pdev **out, rados_ioctx_t io, const char *lineage, unsigned files, int create);
+/* Persist every file's size and mark the pool published: other opens see it. */
+int pdev_rados_publish(struct pdev *d);
+/* 1: the lineage is published; 0: it is not (or absent); <0: error. */
+int pdev_rados_exists(rados_ioctx_t io, const char *lineage);
+/* Every lineage in io with a header, published or not (an unpublished one
+ * is a build in progress or cut short, as its directory would be): cb gets
+ * each; a non-zero return stops the listing (a negative one is returned).
+ * Returns the number listed or a negative errno.  Lists the whole pool. */
+int pdev_rados_list(rados_ioctx_t io, int (*cb)(void *ctx, const char *lineage), void *ctx);
+/* Unpublish (the header goes first), then remove every object of the
+ * lineage (a listing of the pool).  0 when there was nothing to remove. */
+int pdev_rados_remove(rados_ioctx_t io, const char *lineage);
+
+#endif

@@ -1,0 +1,748 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pdev_rados.c - a pool's storage device as objects in a RADOS pool, so
+ * that a pool can live in Ceph instead of a local directory.
+ *
+ * RADOS stores objects, not files, and an object is best kept to a few
+ * MiB, so each of the six files of lineage L is striped over objects of
+ * 4 MiB extents:
+ *
+ *   L.hdr                      the header: no data, only xattrs
+ *       published              "1" once the pool exists for other opens
+ *       size.<file>            the file's size, decimal (missing: 0)
+ *   L.<file>.<k>               bytes [k * 4 MiB, (k + 1) * 4 MiB) of <file>
+ *                              (pdev_file_names; k as 16 lowercase hex)
+ *
+ * A missing object, or the part of one past its end, reads as zeros: the
+ * files are sparse the way local ones are, and punching a whole extent is
+ * removing its object.  A write within one extent is one write op, so it
+ * is applied whole or not at all and durable once acknowledged; a longer
+ * read or write is one op per extent, all in flight together (up to
+ * INFLIGHT), which matters on the data path where 128 KiB - 1 MiB requests
+ * are common.  sync therefore has no data to flush.
+ *
+ * Sizes are the one piece of state kept here: RADOS has no size for a
+ * striped file, and asking every extent would be a round trip per extent.
+ * The device is its lineage's single writer (the attach lease sees to
+ * that), so it keeps each size in memory, raises it at once when a write
+ * ends past it (a CAS loop: writers run on many threads), and persists it
+ * in the header on sync, truncate and publish, only when it changed.  A
+ * write past the persisted size that is not followed by a sync before a
+ * crash is forgotten with the size: its bytes past the end are invisible,
+ * but they come back should the file grow over them without writing them
+ * first: a write past the end leaves what lies between as it finds it.
+ * A truncate clears everything between the old end and the new.
+ *
+ * Publishing mirrors pdev_local's rename into place: a create makes the
+ * header exclusively and unpublished, the builder writes the files, and
+ * pdev_rados_publish persists the sizes and sets `published` in one op.
+ * An unpublished header is what a build cut short left behind: a create
+ * removes it and the lineage's objects first.  Removal goes the other way:
+ * the header first (the pool is gone for everyone at once), then every
+ * object with the lineage's prefix, found by listing the pool.
+ *
+ * The lineages of a pool (fsck) are the header objects a listing of the
+ * pool finds; the objects are in the ioctx's namespace (a store's own,
+ * pdev_rados_connect), so `where` names it: "rados:<pool>/<ns>/<lineage>",
+ * or "rados:<pool>/<lineage>" in the default namespace.
+ *
+ * Header updates after the create carry an assert_exists, so a device
+ * whose lineage was removed under it gets -ENOENT instead of making an
+ * orphan header.  Errors are librados' own negative errno values (a
+ * blocklisted client gets its error from every call); nothing is printed.
+ */
+#include "pdev_rados.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXT_SHIFT 22
+#define EXT_SIZE ((uint64_t)1 << EXT_SHIFT)
+#define EXT_MASK (EXT_SIZE - 1)
+#define INFLIGHT 32                       /* ops in flight per call */
+#define LINEAGE_LEN 32
+#define OID_MAX 64                        /* "<lineage>.journal.<16 hex>" and a NUL: 58 */
+#define XATTR_PUBLISHED "published"
+#define XATTR_SIZE "size."
+
+struct pdev_rados {
+	struct pdev d;
+	rados_ioctx_t io;
+	char lineage[LINEAGE_LEN + 1];
+	char hdr[OID_MAX];
+	_Atomic uint64_t size[PDEV_NFILES];     /* in memory: what reads see */
+	pthread_mutex_t mu;                     /* header updates; saved[] */
+	uint64_t saved[PDEV_NFILES];            /* as persisted in the header */
+};
+
+static inline struct pdev_rados *R(struct pdev *d)
+{
+	return (struct pdev_rados *)d;
+}
+
+static int lineage_ok(const char *lineage)
+{
+	size_t i;
+
+	if (!lineage)
+		return 0;
+	for (i = 0; i < LINEAGE_LEN; i++)
+		if (!((lineage[i] >= '0' && lineage[i] <= '9') || (lineage[i] >= 'a' && lineage[i] <= 'f')))
+			return 0;
+	return lineage[i] == 0;
+}
+
+static void hdr_oid(char *oid, const char *lineage)
+{
+	snprintf(oid, OID_MAX, "%s.hdr", lineage);
+}
+
+static void ext_oid(char *oid, const struct pdev_rados *r, enum pdev_file f, uint64_t k)
+{
+	snprintf(oid, OID_MAX, "%s.%s.%016" PRIx64, r->lineage, pdev_file_names[f], k);
+}
+
+static int file_ok(struct pdev *d, enum pdev_file f)
+{
+	return (unsigned)f < PDEV_NFILES && (d->files & PDEV_BIT(f));
+}
+
+/* ---- ops in flight --------------------------------------------------- */
+
+struct aio {
+	rados_completion_t c;
+	rados_write_op_t op;                    /* released once complete */
+	void *bounce;                           /* freed once complete */
+	char *fill;                             /* reads: zero [result, len) of fill */
+	size_t len;
+	int enoent_ok;                          /* a missing object is no error */
+};
+
+struct batch {
+	int n;
+	int err;                                /* the first error */
+	struct aio a[INFLIGHT];
+};
+
+/* Wait for every op of b and take their results; b->err is the first error. */
+static int batch_reap(struct batch *b)
+{
+	for (int i = 0; i < b->n; i++) {
+		struct aio *a = &b->a[i];
+		int ret;
+
+		rados_aio_wait_for_complete(a->c);
+		ret = rados_aio_get_return_value(a->c);
+		rados_aio_release(a->c);
+		if (a->op)
+			rados_release_write_op(a->op);
+		free(a->bounce);
+		if (ret == -ENOENT && (a->enoent_ok || a->fill))
+			ret = 0;
+		if (ret >= 0 && a->fill && (size_t)ret < a->len)
+			memset(a->fill + ret, 0, a->len - (size_t)ret);
+		if (ret < 0 && !b->err)
+			b->err = ret;
+	}
+	b->n = 0;
+	return b->err;
+}
+
+/* A free slot with a fresh completion, after waiting for the ops in flight
+ * if every slot is taken; NULL once the batch failed.  The caller fills the
+ * slot, issues the op and then calls batch_issued. */
+static struct aio *batch_slot(struct batch *b)
+{
+	struct aio *a;
+
+	if (b->n == INFLIGHT)
+		batch_reap(b);
+	if (b->err)
+		return NULL;
+	a = &b->a[b->n];
+	memset(a, 0, sizeof(*a));
+	if (rados_aio_create_completion2(NULL, NULL, &a->c) < 0) {
+		b->err = -ENOMEM;
+		return NULL;
+	}
+	return a;
+}
+
+/* ret: what issuing the op in the slot returned. */
+static void batch_issued(struct batch *b, struct aio *a, int ret)
+{
+	if (ret >= 0) {
+		b->n++;
+		return;
+	}
+	rados_aio_release(a->c);
+	if (a->op)
+		rados_release_write_op(a->op);
+	free(a->bounce);
+	if (!b->err)
+		b->err = ret;
+}
+
+static void batch_remove(struct batch *b, rados_ioctx_t io, const char *oid)
+{
+	struct aio *a = batch_slot(b);
+
+	if (!a)
+		return;
+	a->enoent_ok = 1;
+	batch_issued(b, a, rados_aio_remove(io, oid, a->c));
+}
+
+/* Zero [off, off + len) of an existing object, or cut it at off when the
+ * range reaches the end of its extent; nothing if the object is missing. */
+static void batch_clear(struct batch *b, rados_ioctx_t io, const char *oid, uint64_t off, uint64_t len)
+{
+	struct aio *a = batch_slot(b);
+
+	if (!a)
+		return;
+	a->enoent_ok = 1;
+	a->op = rados_create_write_op();
+	if (!a->op) {
+		batch_issued(b, a, -ENOMEM);
+		return;
+	}
+	rados_write_op_assert_exists(a->op);
+	if (off + len == EXT_SIZE)
+		rados_write_op_truncate(a->op, off);
+	else
+		rados_write_op_zero(a->op, off, len);
+	batch_issued(b, a, rados_aio_write_op_operate(a->op, io, a->c, oid, NULL, 0));
+}
+
+/* ---- the header ------------------------------------------------------ */
+
+static int parse_size(const char *val, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (len == 0 || len > 20)
+		return -EIO;
+	for (size_t i = 0; i < len; i++) {
+		unsigned dig = (unsigned)(val[i] - '0');
+
+		if (dig > 9 || v > (UINT64_MAX - dig) / 10)
+			return -EIO;
+		v = v * 10 + dig;
+	}
+	*out = v;
+	return 0;
+}
+
+/* The header's state in one round trip: 1 published, 0 not; -ENOENT when
+ * there is no header.  size (optional) gets the persisted file sizes. */
+static int hdr_read(rados_ioctx_t io, const char *hdr, uint64_t size[PDEV_NFILES])
+{
+	rados_xattrs_iter_t it;
+	const char *name, *val;
+	size_t len;
+	int published = 0, err;
+
+	if (size)
+		memset(size, 0, PDEV_NFILES * sizeof(size[0]));
+	err = rados_getxattrs(io, hdr, &it);
+	if (err < 0)
+		return err;
+	for (;;) {
+		err = rados_getxattrs_next(it, &name, &val, &len);
+		if (err < 0 || !name)
+			break;
+		if (!strcmp(name, XATTR_PUBLISHED)) {
+			published = len == 1 && val[0] == '1';
+			continue;
+		}
+		if (!size || strncmp(name, XATTR_SIZE, strlen(XATTR_SIZE)))
+			continue;
+		for (int f = 0; f < PDEV_NFILES; f++)
+			if (!strcmp(name + strlen(XATTR_SIZE), pdev_file_names[f]))
+				err = parse_size(val, len, &size[f]);
+		if (err < 0)
+			break;
+	}
+	rados_getxattrs_end(it);
+	return err < 0 ? err : published;
+}
+
+/* Persist the sizes of the files in mask that changed (all of them with
+ * publish, which also marks the pool published).  Under r->mu. */
+static int hdr_update(struct pdev_rados *r, unsigned mask, int publish)
+{
+	char val[PDEV_NFILES][24], name[PDEV_NFILES][32];
+	uint64_t now[PDEV_NFILES];
+	rados_write_op_t op;
+	int n = 0, err;
+
+	for (int f = 0; f < PDEV_NFILES; f++) {
+		now[f] = atomic_load(&r->size[f]);
+		if (!(mask & PDEV_BIT(f)) || (!publish && now[f] == r->saved[f]))
+			continue;
+		snprintf(name[f], sizeof(name[f]), XATTR_SIZE "%s", pdev_file_names[f]);
+		snprintf(val[f], sizeof(val[f]), "%" PRIu64, now[f]);
+		n++;
+	}
+	if (!n && !publish)
+		return 0;
+	op = rados_create_write_op();
+	if (!op)
+		return -ENOMEM;
+	rados_write_op_assert_exists(op);
+	for (int f = 0; f < PDEV_NFILES; f++)
+		if ((mask & PDEV_BIT(f)) && (publish || now[f] != r->saved[f]))
+			rados_write_op_setxattr(op, name[f], val[f], strlen(val[f]));
+	if (publish)
+		rados_write_op_setxattr(op, XATTR_PUBLISHED, "1", 1);
+	err = rados_write_op_operate(op, r->io, r->hdr, NULL, 0);
+	rados_release_write_op(op);
+	if (err < 0)
+		return err;
+	for (int f = 0; f < PDEV_NFILES; f++)
+		if (mask & PDEV_BIT(f))
+			r->saved[f] = now[f];
+	return 0;
+}
+
+/* ---- the operations -------------------------------------------------- */
+
+static ssize_t rados_dev_read(struct pdev *d, enum pdev_file f, void *buf, size_t len, uint64_t off)
+{
+	struct pdev_rados *r = R(d);
+	struct batch b = { 0 };
+	char oid[OID_MAX];
+	uint64_t size;
+	size_t done;
+
+	if (!file_ok(d, f))
+		return -EBADF;
+	size = atomic_load(&r->size[f]);
+	if (off >= size || !len)
+		return 0;
+	if (len > size - off)
+		len = (size_t)(size - off);
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	if ((off & EXT_MASK) + len <= EXT_SIZE) {
+		/* one extent: no completion to set up */
+		int ret;
+
+		ext_oid(oid, r, f, off >> EXT_SHIFT);
+		ret = rados_read(r->io, oid, buf, len, off & EXT_MASK);
+		if (ret == -ENOENT)
+			ret = 0;
+		if (ret < 0)
+			return ret;
+		memset((char *)buf + ret, 0, len - (size_t)ret);
+		return (ssize_t)len;
+	}
+	for (done = 0; done < len;) {
+		uint64_t pos = off + done, o = pos & EXT_MASK;
+		size_t n = len - done < EXT_SIZE - o ? len - done : (size_t)(EXT_SIZE - o);
+		struct aio *a = batch_slot(&b);
+
+		if (!a)
+			break;
+		a->fill = (char *)buf + done;
+		a->len = n;
+		ext_oid(oid, r, f, pos >> EXT_SHIFT);
+		batch_issued(&b, a, rados_aio_read(r->io, oid, a->c, a->fill, n, o));
+		done += n;
+	}
+	return batch_reap(&b) < 0 ? b.err : (ssize_t)len;
+}
+
+static int rados_dev_writev(struct pdev *d, enum pdev_file f, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	struct pdev_rados *r = R(d);
+	struct batch b = { 0 };
+	char oid[OID_MAX];
+	uint64_t total = 0, done, end, cur;
+	size_t ioff = 0;
+	int i = 0;
+
+	if (!file_ok(d, f))
+		return -EBADF;
+	if (iovcnt < 0)
+		return -EINVAL;
+	for (int j = 0; j < iovcnt; j++) {
+		if (total + iov[j].iov_len < total)
+			return -EINVAL;
+		total += iov[j].iov_len;
+	}
+	if (!total)
+		return 0;
+	if (off + total < off)
+		return -EFBIG;
+	for (done = 0; done < total;) {
+		uint64_t pos = off + done, o = pos & EXT_MASK;
+		size_t n = total - done < EXT_SIZE - o ? (size_t)(total - done) : (size_t)(EXT_SIZE - o);
+		struct aio *a = batch_slot(&b);
+		const char *src;
+
+		if (!a)
+			break;
+		while (ioff == iov[i].iov_len) {
+			i++;
+			ioff = 0;
+		}
+		if (iov[i].iov_len - ioff >= n) {
+			src = (const char *)iov[i].iov_base + ioff;
+			ioff += n;
+		} else {
+			/* the extent's part spans pieces: one contiguous buffer, one op */
+			size_t got = 0;
+
+			a->bounce = malloc(n);
+			if (!a->bounce) {
+				batch_issued(&b, a, -ENOMEM);
+				break;
+			}
+			while (got < n) {
+				size_t k = iov[i].iov_len - ioff;
+
+				if (k > n - got)
+					k = n - got;
+				memcpy((char *)a->bounce + got, (const char *)iov[i].iov_base + ioff, k);
+				got += k;
+				ioff += k;
+				if (ioff == iov[i].iov_len && got < n) {
+					i++;
+					ioff = 0;
+				}
+			}
+			src = a->bounce;
+		}
+		a->op = rados_create_write_op();
+		if (!a->op) {
+			batch_issued(&b, a, -ENOMEM);
+			break;
+		}
+		rados_write_op_write(a->op, src, n, o);
+		ext_oid(oid, r, f, pos >> EXT_SHIFT);
+		batch_issued(&b, a, rados_aio_write_op_operate(a->op, r->io, a->c, oid, NULL, 0));
+		done += n;
+	}
+	if (batch_reap(&b) < 0)
+		return b.err;
+	end = off + total;
+	cur = atomic_load(&r->size[f]);
+	while (cur < end && !atomic_compare_exchange_weak(&r->size[f], &cur, end))
+		;
+	return 0;
+}
+
+static int rados_dev_punch(struct pdev *d, enum pdev_file f, uint64_t off, uint64_t len)
+{
+	struct pdev_rados *r = R(d);
+	struct batch b = { 0 };
+	char oid[OID_MAX];
+	uint64_t end, lim, size;
+
+	if (!file_ok(d, f))
+		return -EBADF;
+	/* nothing lies past the extent holding the end of the file (see the
+	 * opening comment for bytes a crash left past it) */
+	size = atomic_load(&r->size[f]);
+	lim = size > UINT64_MAX - EXT_MASK ? UINT64_MAX : (size + EXT_MASK) & ~EXT_MASK;
+	end = off + len < off ? UINT64_MAX : off + len;
+	if (end > lim)
+		end = lim;
+	for (uint64_t pos = off; pos < end && !b.err;) {
+		uint64_t o = pos & EXT_MASK, n = end - pos < EXT_SIZE - o ? end - pos : EXT_SIZE - o;
+
+		ext_oid(oid, r, f, pos >> EXT_SHIFT);
+		if (n == EXT_SIZE)
+			batch_remove(&b, r->io, oid);
+		else
+			batch_clear(&b, r->io, oid, o, n);
+		pos += n;
+	}
+	return batch_reap(&b);
+}
+
+static int rados_dev_sync(struct pdev *d, enum pdev_file f)
+{
+	struct pdev_rados *r = R(d);
+	int err;
+
+	if (!file_ok(d, f))
+		return -EBADF;
+	pthread_mutex_lock(&r->mu);
+	err = hdr_update(r, PDEV_BIT(f), 0);
+	pthread_mutex_unlock(&r->mu);
+	return err;
+}
+
+static int rados_dev_size(struct pdev *d, enum pdev_file f, uint64_t *size)
+{
+	if (!file_ok(d, f))
+		return -EBADF;
+	*size = atomic_load(&R(d)->size[f]);
+	return 0;
+}
+
+static int rados_dev_truncate(struct pdev *d, enum pdev_file f, uint64_t size)
+{
+	struct pdev_rados *r = R(d);
+	struct batch b = { 0 };
+	char oid[OID_MAX];
+	uint64_t cur, lo, hi;
+	int err;
+
+	if (!file_ok(d, f))
+		return -EBADF;
+	if (size > UINT64_MAX - EXT_MASK)
+		return -EFBIG;
+	pthread_mutex_lock(&r->mu);
+	cur = atomic_load(&r->size[f]);
+	/* Nothing may remain between the old end and the new: shrinking cuts
+	 * the bytes off, growing must read zeros there (not what a crash left
+	 * past an unsynced size).  The objects first: a crash before the size
+	 * is persisted leaves zeros, never stale bytes. */
+	lo = size < cur ? size : cur;
+	hi = size < cur ? cur : size;
+	if (lo < hi) {
+		if (lo & EXT_MASK) {
+			ext_oid(oid, r, f, lo >> EXT_SHIFT);
+			batch_clear(&b, r->io, oid, lo & EXT_MASK, EXT_SIZE - (lo & EXT_MASK));
+		}
+		for (uint64_t k = (lo + EXT_MASK) >> EXT_SHIFT; k < (hi + EXT_MASK) >> EXT_SHIFT && !b.err; k++) {
+			ext_oid(oid, r, f, k);
+			batch_remove(&b, r->io, oid);
+		}
+		err = batch_reap(&b);
+		if (err < 0)
+			goto out;
+	}
+	atomic_store(&r->size[f], size);
+	err = hdr_update(r, PDEV_BIT(f), 0);
+out:
+	pthread_mutex_unlock(&r->mu);
+	return err;
+}
+
+static void rados_dev_reserve(struct pdev *d, enum pdev_file f, uint64_t len)
+{
+	(void)d;
+	(void)f;
+	(void)len;
+}
+
+
+
+static void rados_dev_close(struct pdev *d)
+{
+	pthread_mutex_destroy(&R(d)->mu);
+	free(d);
+}
+
+static const struct pdev_ops rados_ops = {
+	.read = rados_dev_read,
+	.writev = rados_dev_writev,
+	.punch = rados_dev_punch,
+	.sync = rados_dev_sync,
+	.size = rados_dev_size,
+	.truncate = rados_dev_truncate,
+	.reserve = rados_dev_reserve,
+	.map = NULL,                          /* no mappings: blk.c reads copies */
+	.unmap = NULL,
+	.seek = NULL,                         /* every byte counts as data */
+	.close = rados_dev_close,
+};
+
+/* ---- the lineage ----------------------------------------------------- */
+
+int pdev_rados_open(struct pdev **out, rados_ioctx_t io, const char *lineage, unsigned files, int create)
+{
+	struct pdev_rados *r;
+	uint64_t size[PDEV_NFILES];
+	char pool[256], ns[256];
+	int err;
+
+	*out = NULL;
+	if (!lineage_ok(lineage) || (files & ~((1u << PDEV_NFILES) - 1)))
+		return -EINVAL;
+	err = rados_ioctx_get_pool_name(io, pool, sizeof(pool));
+	if (err >= 0)
+		err = rados_ioctx_get_namespace(io, ns, sizeof(ns));
+	if (err < 0)
+		return err;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->d.ops = &rados_ops;
+	r->d.files = files;
+	r->io = io;
+	memcpy(r->lineage, lineage, LINEAGE_LEN + 1);
+	hdr_oid(r->hdr, lineage);
+	snprintf(r->d.where, sizeof(r->d.where), "rados:%s/%s%s%s", pool, ns, ns[0] ? "/" : "", lineage);
+	err = hdr_read(io, r->hdr, size);
+	if (create) {
+		rados_write_op_t op;
+
+		if (err == 1)
+			err = -EEXIST;
+		else if (err == 0)              /* a build cut short */
+			err = pdev_rados_remove(io, lineage);
+		else if (err == -ENOENT)
+			err = 0;
+		if (err < 0)
+			goto fail;
+		memset(size, 0, sizeof(size));
+		op = rados_create_write_op();
+		if (!op) {
+			err = -ENOMEM;
+			goto fail;
+		}
+		rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE, NULL);
+		err = rados_write_op_operate(op, io, r->hdr, NULL, 0);
+		rados_release_write_op(op);
+	} else if (err == 0) {
+		err = -ENOENT;
+	}
+	if (err < 0)
+		goto fail;
+	for (int f = 0; f < PDEV_NFILES; f++) {
+		atomic_init(&r->size[f], size[f]);
+		r->saved[f] = size[f];
+	}
+	err = -pthread_mutex_init(&r->mu, NULL);
+	if (err < 0)
+		goto fail;
+	*out = &r->d;
+	return 0;
+fail:
+	free(r);
+	return err;
+}
+
+int pdev_rados_publish(struct pdev *d)
+{
+	struct pdev_rados *r = R(d);
+	int err;
+
+	pthread_mutex_lock(&r->mu);
+	err = hdr_update(r, (1u << PDEV_NFILES) - 1, 1);
+	pthread_mutex_unlock(&r->mu);
+	return err;
+}
+
+int pdev_rados_exists(rados_ioctx_t io, const char *lineage)
+{
+	char hdr[OID_MAX], val[8];
+	int n;
+
+	if (!lineage_ok(lineage))
+		return -EINVAL;
+	hdr_oid(hdr, lineage);
+	n = rados_getxattr(io, hdr, XATTR_PUBLISHED, val, sizeof(val));
+	if (n == -ENOENT || n == -ENODATA)
+		return 0;
+	if (n < 0)
+		return n;
+	return n == 1 && val[0] == '1';
+}
+
+int pdev_rados_remove(rados_ioctx_t io, const char *lineage)
+{
+	struct batch b = { 0 };
+	rados_list_ctx_t ls;
+	char hdr[OID_MAX];
+	const char *oid;
+	int err;
+
+	if (!lineage_ok(lineage))
+		return -EINVAL;
+	hdr_oid(hdr, lineage);
+	err = rados_remove(io, hdr);
+	if (err < 0 && err != -ENOENT)
+		return err;
+	err = rados_nobjects_list_open(io, &ls);
+	if (err < 0)
+		return err;
+	while (!b.err) {
+		err = rados_nobjects_list_next(ls, &oid, NULL, NULL);
+		if (err < 0)
+			break;
+		if (!strncmp(oid, lineage, LINEAGE_LEN) && oid[LINEAGE_LEN] == '.')
+			batch_remove(&b, io, oid);
+	}
+	rados_nobjects_list_close(ls);
+	if (batch_reap(&b) < 0)
+		return b.err;
+	return err == -ENOENT ? 0 : err;
+}
+
+int pdev_rados_list(rados_ioctx_t io, int (*cb)(void *ctx, const char *lineage), void *ctx)
+{
+	rados_list_ctx_t ls;
+	char lineage[LINEAGE_LEN + 1];
+	const char *oid;
+	int n = 0, err;
+
+	err = rados_nobjects_list_open(io, &ls);
+	if (err < 0)
+		return err;
+	while ((err = rados_nobjects_list_next(ls, &oid, NULL, NULL)) == 0) {
+		if (strlen(oid) != LINEAGE_LEN + 4 || strcmp(oid + LINEAGE_LEN, ".hdr"))
+			continue;
+		memcpy(lineage, oid, LINEAGE_LEN);
+		lineage[LINEAGE_LEN] = 0;
+		if (!lineage_ok(lineage))
+			continue;
+		err = cb(ctx, lineage);
+		if (err)
+			break;
+		n++;
+	}
+	rados_nobjects_list_close(ls);
+	if (err == -ENOENT)                     /* the end of the listing */
+		err = 0;
+	return err < 0 ? err : n;
+}
+
+/* ---- the cluster ----------------------------------------------------- */
+
+int pdev_rados_connect(const char *conf, const char *pool, const char *ns, const char *client, rados_t *cluster,
+		       rados_ioctx_t *io)
+{
+	rados_t c;
+	int err;
+
+	*cluster = NULL;
+	*io = NULL;
+	err = rados_create(&c, client);
+	if (err < 0)
+		return err;
+	err = rados_conf_read_file(c, conf);
+	if (!err)
+		err = rados_connect(c);
+	if (!err)
+		err = rados_ioctx_create(c, pool, io);
+	if (err < 0) {
+		rados_shutdown(c);
+		*io = NULL;
+		return err;
+	}
+	if (ns && *ns)
+		rados_ioctx_set_namespace(*io, ns);
+	*cluster = c;
+	return 0;
+}
+
+void pdev_rados_disconnect(rados_t cluster, rados_ioctx_t io)
+{
+	if (io)
+		rados_ioctx_destroy(io);
+	if (cluster)
+		rados_shutdown(cluster);
+}
