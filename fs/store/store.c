@@ -346,6 +346,24 @@ static int abs_path(char *out, size_t n, const char *path)
 	return 0;
 }
 
+/* The engine over the RADOS pool of c's [rados] (init checks the cluster
+ * with it; open keeps it); on failure, a message for `who` in err. */
+static int rados_engine(const struct evfs_config *c, struct engine **e, engine_log_fn log, void *log_ctx,
+			const char *who, char *err, size_t errsz)
+{
+	int rc = engine_create_rados(e, c->rados_conf, c->rados_pool, c->rados_namespace,
+				     c->rados_id[0] ? c->rados_id : NULL, log, log_ctx);
+
+	if (rc)
+		snprintf(err, errsz, "%s: cannot reach RADOS pool %s of the Ceph cluster in %s%s%s: %s%s", who,
+			 c->rados_pool, c->rados_conf, c->rados_id[0] ? " as client." : "", c->rados_id,
+			 evfs_strerror(rc),
+			 rc == -ENOTSUP ? " (this evfs was built without librados: install librados-dev and rebuild)"
+			 : rc == -ENOENT ? " (no such pool: create it with ceph osd pool create, or fix [rados] pool)"
+					 : " (check that the cluster is up and the path of its ceph.conf in [rados] conf)");
+	return rc;
+}
+
 int store_init(const char *dir, const struct store_init_opts *o, char *err, size_t errsz)
 {
 	struct evfs_config cfg;
@@ -429,17 +447,9 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 		 * down must change nothing. */
 		struct engine *e;
 
-		rc = engine_create_rados(&e, cfg.rados_conf, cfg.rados_pool, cfg.rados_namespace,
-					 cfg.rados_id[0] ? cfg.rados_id : NULL, NULL, NULL);
-		if (rc) {
-			snprintf(err, errsz, "init: cannot reach RADOS pool %s of the Ceph cluster in %s: %s%s", cfg.rados_pool,
-				 cfg.rados_conf, evfs_strerror(rc),
-				 rc == -ENOTSUP ? " (this evfs was built without librados: install librados-dev and "
-						  "rebuild)"
-				 : rc == -ENOENT ? " (no such pool: create it first with ceph osd pool create)"
-						 : " (check that the cluster is up and the path of its ceph.conf)");
+		rc = rados_engine(&cfg, &e, NULL, NULL, "init", err, errsz);
+		if (rc)
 			return rc;
-		}
 		engine_destroy(e);
 	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
@@ -686,19 +696,9 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 		goto fail;
 	}
 	if (strcmp(s->cfg.store_backend, "rados") == 0) {
-		rc = engine_create_rados(&s->eng, s->cfg.rados_conf, s->cfg.rados_pool, s->cfg.rados_namespace,
-					 s->cfg.rados_id[0] ? s->cfg.rados_id : NULL, sub_log, s);
-		if (rc) {
-			snprintf(err, errsz, "store %s: cannot reach RADOS pool %s of the Ceph cluster in %s%s%s: %s%s",
-				 s->dir, s->cfg.rados_pool, s->cfg.rados_conf, s->cfg.rados_id[0] ? " as client." : "",
-				 s->cfg.rados_id, evfs_strerror(rc),
-				 rc == -ENOTSUP ? " (this evfs was built without librados: install librados-dev and "
-						  "rebuild)"
-				 : rc == -ENOENT ? " (no such pool: create it with ceph osd pool create, or fix [rados] "
-						   "pool in evfs.ini)"
-						 : " (check that the cluster is up and [rados] in evfs.ini)");
+		rc = rados_engine(&s->cfg, &s->eng, sub_log, s, s->dir, err, errsz);
+		if (rc)
 			goto fail;
-		}
 	} else {
 		join(path, sizeof(path), s->dir, "pools");
 		rc = engine_create(&s->eng, path, sub_log, s);
