@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * meta.c - the catalog connection: open and close, locking, transactions,
- * settings, ids, and the one SQLite-to-errno translation.
+ * settings, ids.
  *
- * The catalog is one SQLite file, STORE/catalog.db, written only by this
- * module.  It holds three tables:
+ * The catalog is written only by this module.  It is either one SQLite
+ * file, STORE/catalog.db (the default: one host), or one schema of a
+ * PostgreSQL database (meta_open_pg: every host of a shared store sees
+ * every change the moment it commits).  Both hold the same tables:
  *
  *   settings  name -> value; the row ('catalog.magic', 'evfs-catalog') marks
- *             the file as ours and a trigger keeps it from being changed.
+ *             the file or schema as ours and a trigger keeps it from being
+ *             changed.
  *   lineages  one row per data key (DK): whether it is encrypted, the id of
  *             the customer master key that wraps it and the *wrapped* DK
  *             blob that kms/ produced.  No plaintext key ever reaches us.
@@ -17,33 +20,44 @@
  * The encryption attribute (encrypted, key_id, lineage) of an object, and
  * (encrypted, key_id) of a lineage, are immutable.  That rule lives in the
  * schema (meta_schema.c, which also owns versions, migrations and the checks
- * that refuse foreign or damaged files with -EUCLEAN), so it holds for every
- * connection and code path; meta_errno() turns the trigger failure into
- * -EPERM.  Rows are read and written in meta_object.c.
+ * that refuse foreign or damaged catalogs with -EUCLEAN), so it holds for
+ * every connection and code path; sqldb turns the trigger's refusal into
+ * -EPERM on either engine.  Rows are read and written in meta_object.c.
  *
- * Connection settings: WAL journal (not for ":memory:"), foreign keys on,
- * secure_delete on (deleted wrapped keys are overwritten; the WAL is
+ * SQL reaches the engine through sqldb/, which also owns the one
+ * engine-error-to-errno translation; the SQL text of the rows is written
+ * once and runs on both engines ("?" placeholders, nothing SQLite-only).
+ * Engine-specific SQL is confined to the connection settings below and to
+ * meta_schema.c.
+ *
+ * SQLite connection settings: WAL journal (not for ":memory:"), foreign keys
+ * on, secure_delete on (deleted wrapped keys are overwritten; the WAL is
  * checkpointed after a wrapped key is replaced or deleted), synchronous
- * NORMAL, a 5 s busy timeout, extended result codes, defensive mode and no
- * trusted schema.  A file we create is created mode 0600 by open(2) before
- * SQLite sees it; SQLite gives its -wal and -shm files the same mode.
+ * NORMAL, a 5 s busy timeout; sqldb adds extended result codes, defensive
+ * mode and no trusted schema.  A file we create is created mode 0600 by
+ * open(2) before SQLite sees it; SQLite gives its -wal and -shm files the
+ * same mode.  PostgreSQL: the same 5 s as lock_timeout; the server owns
+ * durability and the deletion of old row versions (VACUUM).
  *
  * Threads.  One connection per struct meta_db, serialised by db->lock.  A
  * transaction (meta_begin .. meta_commit/meta_rollback) belongs to the thread
  * that began it: other threads' calls wait on db->idle until it ends, so
  * their statements never land inside someone else's transaction.  Nested
  * meta_begin calls use savepoints, so an inner rollback undoes only the inner
- * work; only the outermost commit is durable.  If SQLite abandons a
- * transaction after an error (SQLITE_FULL, I/O errors), the module marks it
- * aborted: further calls by its thread fail with -EIO until the outermost
- * rollback or commit.  List callbacks run with the lock held; a callback
- * that calls back into the same db gets -EDEADLK instead of hanging.
+ * work; only the outermost commit is durable.  If the engine abandons a
+ * transaction after an error (SQLite on SQLITE_FULL or I/O errors;
+ * PostgreSQL when a savepoint command fails, which leaves the transaction
+ * unusable), the module marks it aborted: further calls by its thread fail
+ * with -EIO until the outermost rollback or commit.  List callbacks run
+ * with the lock held; a callback that calls back into the same db gets
+ * -EDEADLK instead of hanging.
  *
  * Logging.  The module never prints.  It reports through the optional
- * meta_log_fn given to meta_open, with syslog(3) levels (LOG_ERR,
+ * meta_log_fn given to the open functions, with syslog(3) levels (LOG_ERR,
  * LOG_WARNING, LOG_INFO, LOG_DEBUG), while holding db->lock: the log
- * callback must not call into the same db.  Messages carry SQLite's error
- * text and file paths, never key material.
+ * callback must not call into the same db.  Messages carry the engine's
+ * error text, file paths and schema names, never key material (nor the
+ * PostgreSQL conninfo, which may hold a password).
  *
  * Deliberately not here: anything about keys beyond storing opaque blobs
  * (kms/), any policy about which object may derive from which (fs/).
@@ -70,59 +84,6 @@ _Thread_local const struct meta_db *meta_cb_db;
 
 /* ---- errors and logging ------------------------------------------------ */
 
-/* meta_errno - translate an SQLite (extended) result code to 0 or a negative
- * errno.  The only such translation in evfs.  Cannot fail. */
-int meta_errno(int rc)
-{
-	switch (rc) {
-	case SQLITE_OK:
-	case SQLITE_ROW:
-	case SQLITE_DONE:
-		return 0;
-	case SQLITE_CONSTRAINT_PRIMARYKEY:
-	case SQLITE_CONSTRAINT_UNIQUE:
-	case SQLITE_CONSTRAINT_ROWID:
-		return -EEXIST;
-	case SQLITE_CONSTRAINT_FOREIGNKEY:
-		return -ENOENT;     /* a referenced row does not exist */
-	case SQLITE_CONSTRAINT_TRIGGER:
-		return -EPERM;      /* an immutability trigger refused */
-	case SQLITE_IOERR_NOMEM:
-		return -ENOMEM;
-	}
-	switch (rc & 0xff) {
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_CONSTRAINT:     /* CHECK, NOT NULL, DATATYPE */
-	case SQLITE_MISMATCH:
-	case SQLITE_RANGE:
-	case SQLITE_TOOBIG:
-	case SQLITE_MISUSE:
-		return -EINVAL;
-	case SQLITE_ERROR:          /* our SQL is fixed: the schema is not ours */
-	case SQLITE_CORRUPT:
-	case SQLITE_NOTADB:
-	case SQLITE_FORMAT:
-		return -EUCLEAN;
-	case SQLITE_PERM:
-	case SQLITE_AUTH:
-		return -EACCES;
-	case SQLITE_READONLY:
-		return -EROFS;
-	case SQLITE_INTERRUPT:
-		return -EINTR;
-	case SQLITE_ABORT:
-		return -ECANCELED;
-	default:                    /* IOERR, CANTOPEN, PROTOCOL, ... */
-		return -EIO;
-	}
-}
-
 void meta_logf(struct meta_db *db, int level, const char *fmt, ...)
 {
 	char msg[512];
@@ -136,47 +97,66 @@ void meta_logf(struct meta_db *db, int level, const char *fmt, ...)
 	db->log(db->log_ctx, level, msg);
 }
 
-int meta_sql_fail(struct meta_db *db, int rc, const char *what)
+/* meta_sql_fail - see meta_int.h.  -EINVAL is a constraint's answer (CHECK,
+ * NOT NULL) when the engine's text says so - both engines' do, and nothing
+ * but the log level depends on it; otherwise it is a misuse (a bad bind,
+ * a value too big) and worth an error line. */
+int meta_sql_fail(struct meta_db *db, int err, const char *what)
 {
-	int err = meta_errno(rc);
-	int level = (rc & 0xff) == SQLITE_CONSTRAINT ? LOG_DEBUG : LOG_ERR;
+	const char *msg = sqldb_errmsg(db->conn);
+	int level = LOG_ERR;
 
-	meta_logf(db, level, "catalog: %s: %s (sqlite %d)", what,
-		  db->conn ? sqlite3_errmsg(db->conn) : sqlite3_errstr(rc), rc);
+	if (err == -EEXIST || err == -ENOENT || err == -EPERM || (err == -EINVAL && strstr(msg, "constraint")))
+		level = LOG_DEBUG;
+	meta_logf(db, level, "catalog: %s: %s", what, msg);
 	return err ? err : -EIO;
 }
 
-int meta_prepare(struct meta_db *db, const char *sql, sqlite3_stmt **st)
+int meta_prepare(struct meta_db *db, const char *sql, struct sqldb_stmt **st)
 {
-	int rc = sqlite3_prepare_v2(db->conn, sql, -1, st, NULL);
+	int err = sqldb_prepare(db->conn, sql, st);
 
-	if (rc != SQLITE_OK) {
+	if (err) {
 		*st = NULL;
-		return meta_sql_fail(db, rc, "prepare");
+		return meta_sql_fail(db, err, "prepare");
 	}
 	return 0;
 }
 
-int meta_run(struct meta_db *db, sqlite3_stmt *st, const char *what)
+int meta_run(struct meta_db *db, struct sqldb_stmt *st, const char *what)
 {
 	int rc, err = 0;
 
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+	while ((rc = sqldb_step(st)) == 1)
 		;
-	if (rc != SQLITE_DONE)
+	if (rc < 0)
 		err = meta_sql_fail(db, rc, what);
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 	return err;
 }
 
 int meta_exec(struct meta_db *db, const char *sql, const char *what)
 {
-	int rc = sqlite3_exec(db->conn, sql, NULL, NULL, NULL);
+	int err = sqldb_exec(db->conn, sql);
 
-	return rc == SQLITE_OK ? 0 : meta_sql_fail(db, rc, what);
+	return err ? meta_sql_fail(db, err, what) : 0;
 }
 
-/* One integer from a one-row query. */
+/* A transaction-control statement (SAVEPOINT, RELEASE, ROLLBACK TO) inside
+ * the open transaction.  On PostgreSQL a failure there leaves the whole
+ * transaction unusable (and a later COMMIT would quietly roll it back), so
+ * the transaction is marked aborted as SQLite's own abandonment is. */
+static int tx_exec(struct meta_db *db, const char *sql, const char *what)
+{
+	int err = meta_exec(db, sql, what);
+
+	if (err && db->depth > 0 && !db->aborted && sqldb_kind(db->conn) == SQLDB_POSTGRESQL) {
+		db->aborted = 1;
+		meta_logf(db, LOG_ERR, "catalog: transaction aborted by PostgreSQL after an error");
+	}
+	return err;
+}
+
 /* ---- locking ----------------------------------------------------------- */
 
 static int db_wait(struct meta_db *db)
@@ -204,31 +184,33 @@ int meta_db_enter(struct meta_db *db)
 
 void meta_db_leave(struct meta_db *db)
 {
-	int rc;
+	int err;
 
-	if (db->depth > 0 && !db->aborted && sqlite3_get_autocommit(db->conn)) {
+	if (db->depth > 0 && !db->aborted && !sqldb_in_tx(db->conn)) {
 		db->aborted = 1;
-		meta_logf(db, LOG_ERR, "catalog: transaction rolled back by SQLite after an error");
+		meta_logf(db, LOG_ERR, "catalog: transaction rolled back by %s after an error",
+			  sqldb_kind(db->conn) == SQLDB_SQLITE ? "SQLite" : "PostgreSQL");
 	}
 	if (db->depth == 0 && db->checkpoint_due) {
 		db->checkpoint_due = 0;
-		rc = sqlite3_wal_checkpoint_v2(db->conn, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-		if (rc != SQLITE_OK)
+		err = sqldb_checkpoint(db->conn);
+		if (err)
 			meta_logf(db, LOG_WARNING, "catalog: WAL checkpoint after key change: %s",
-				  sqlite3_errmsg(db->conn));
+				  sqldb_errmsg(db->conn));
 	}
 	pthread_mutex_unlock(&db->lock);
 }
 
-/* meta_set_patient - 0: SQLite errors out at once on a locked catalog
- * (-EBUSY) instead of waiting; for a connection used where waiting could
- * deadlock against a transaction of the same process.  Otherwise the
- * default busy timeout. */
+/* meta_set_patient - 0: a locked catalog answers -EBUSY at once (SQLite) or
+ * after a millisecond (PostgreSQL's lock_timeout cannot be "no wait")
+ * instead of waiting; for a connection used where waiting could deadlock
+ * against a transaction of the same process.  Otherwise the default busy
+ * timeout. */
 void meta_set_patient(struct meta_db *db, int patient)
 {
 	if (!db || meta_db_enter(db))
 		return;
-	sqlite3_busy_timeout(db->conn, patient ? META_BUSY_MS : 0);
+	sqldb_busy_timeout(db->conn, patient ? META_BUSY_MS : 0);
 	meta_db_leave(db);
 }
 
@@ -269,33 +251,12 @@ static int file_prepare(struct meta_db *db, const char *path, int create)
 	return access(path, R_OK | W_OK) < 0 ? -errno : 0;
 }
 
-static int conn_setup(struct meta_db *db, int memory)
+/* A struct meta_db without a connection yet. */
+static int db_alloc(struct meta_db **out, meta_log_fn log, void *log_ctx)
 {
-	int err;
+	struct meta_db *db = calloc(1, sizeof *db);
 
-	sqlite3_extended_result_codes(db->conn, 1);
-	sqlite3_busy_timeout(db->conn, META_BUSY_MS);
-	sqlite3_db_config(db->conn, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-	sqlite3_db_config(db->conn, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
-	err = meta_exec(db, "PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;"
-			" PRAGMA synchronous=NORMAL;", "connection settings");
-	if (!err)
-		err = meta_schema_open(db, memory);
-	return err;
-}
-
-int meta_open(struct meta_db **out, const char *path, int create, meta_log_fn log, void *log_ctx)
-{
-	struct meta_db *db;
-	int memory, flags, rc, err;
-
-	if (!out)
-		return -EINVAL;
 	*out = NULL;
-	if (!path || !*path)
-		return -EINVAL;
-	memory = strcmp(path, ":memory:") == 0;
-	db = calloc(1, sizeof *db);
 	if (!db)
 		return -ENOMEM;
 	db->log = log;
@@ -309,22 +270,100 @@ int meta_open(struct meta_db **out, const char *path, int create, meta_log_fn lo
 		free(db);
 		return -ENOMEM;
 	}
+	*out = db;
+	return 0;
+}
+
+int meta_open(struct meta_db **out, const char *path, int create, meta_log_fn log, void *log_ctx)
+{
+	struct meta_db *db;
+	char msg[512];
+	int memory, err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!path || !*path)
+		return -EINVAL;
+	memory = strcmp(path, ":memory:") == 0;
+	err = db_alloc(&db, log, log_ctx);
+	if (err)
+		return err;
 	if (!memory) {
 		err = file_prepare(db, path, create);
 		if (err)
 			goto out;
 	}
-	flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (memory ? SQLITE_OPEN_CREATE : 0);
-	rc = sqlite3_open_v2(path, &db->conn, flags, NULL);
-	if (rc != SQLITE_OK) {
-		err = meta_sql_fail(db, rc, path);
+	msg[0] = '\0';
+	err = sqldb_open_sqlite(&db->conn, path, msg, sizeof msg);
+	if (err) {
+		if (!msg[0])
+			snprintf(msg, sizeof msg, "%s", strerror(-err));
+		meta_logf(db, LOG_ERR, "catalog: cannot open %s: %s", path, msg);
 		goto out;
 	}
-	err = conn_setup(db, memory);
+	err = meta_exec(db, "PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;"
+			" PRAGMA synchronous=NORMAL;", "connection settings");
+	if (!err)
+		err = meta_schema_open(db, memory, create);
 out:
 	if (err) {
 		if (err == -EUCLEAN)
 			meta_logf(db, LOG_ERR, "catalog: refusing %s", path);
+		meta_close(db);
+		return err;
+	}
+	*out = db;
+	return 0;
+}
+
+/* meta_open_pg - see meta.h.  The conninfo is never logged (it may carry a
+ * password); the schema name is. */
+int meta_open_pg(struct meta_db **out, const char *conninfo, const char *schema, int create, meta_log_fn log,
+		 void *log_ctx)
+{
+	struct meta_db *db;
+	char msg[512];
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!conninfo || !*conninfo || !schema || !*schema)
+		return -EINVAL;
+	err = db_alloc(&db, log, log_ctx);
+	if (err)
+		return err;
+	snprintf(db->schema, sizeof db->schema, "%s", schema);
+	msg[0] = '\0';
+	err = sqldb_open_pg(&db->conn, conninfo, schema, create, msg, sizeof msg);
+	/* CREATE SCHEMA IF NOT EXISTS racing another host's: the loser
+	 * gets a unique violation, and the schema is there now. */
+	if (err == -EEXIST && create)
+		err = sqldb_open_pg(&db->conn, conninfo, schema, create, msg, sizeof msg);
+	if (err && !msg[0])
+		snprintf(msg, sizeof msg, "%s", strerror(-err));
+	switch (err) {
+	case 0:
+		break;
+	case -ECONNREFUSED:
+		meta_logf(db, LOG_ERR, "catalog: cannot connect to PostgreSQL: %s", msg);
+		break;
+	case -ENOENT:
+		meta_logf(db, LOG_ERR, "catalog: PostgreSQL schema %s does not exist: %s", schema, msg);
+		break;
+	case -EPROTONOSUPPORT:
+	case -EINVAL:
+		meta_logf(db, LOG_ERR, "catalog: %s", msg);
+		break;
+	default:
+		meta_logf(db, LOG_ERR, "catalog: cannot open PostgreSQL schema %s: %s", schema, msg);
+	}
+	if (!err)
+		err = meta_schema_open(db, 0, create);
+	if (err) {
+		if (err == -EUCLEAN)
+			meta_logf(db, LOG_ERR, "catalog: refusing PostgreSQL schema %s", schema);
 		meta_close(db);
 		return err;
 	}
@@ -338,11 +377,7 @@ void meta_close(struct meta_db *db)
 {
 	if (!db)
 		return;
-	if (db->conn) {
-		if (!sqlite3_get_autocommit(db->conn))
-			sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
-		sqlite3_close_v2(db->conn);
-	}
+	sqldb_close(db->conn);
 	pthread_cond_destroy(&db->idle);
 	pthread_mutex_destroy(&db->lock);
 	free(db);
@@ -360,10 +395,18 @@ static void tx_level_done(struct meta_db *db)
 	}
 }
 
-/* meta_begin - open a transaction (depth 0: BEGIN IMMEDIATE) or a nested
- * savepoint.  Until the matching outermost meta_commit/meta_rollback, other
- * threads' calls on db wait.  0, -EBUSY (another process holds the write
- * lock past the busy timeout), -EIO (this transaction was aborted), ... */
+/* End the engine's transaction if it is still open (outermost level). */
+static void tx_rollback(struct meta_db *db)
+{
+	if (sqldb_in_tx(db->conn) && sqldb_exec(db->conn, "ROLLBACK") != 0)
+		meta_logf(db, LOG_ERR, "catalog: rollback: %s", sqldb_errmsg(db->conn));
+}
+
+/* meta_begin - open a transaction (depth 0: sqldb_begin, which takes the
+ * write lock at once) or a nested savepoint.  Until the matching outermost
+ * meta_commit/meta_rollback, other threads' calls on db wait.  0, -EBUSY
+ * (another process or host holds the write lock past the busy timeout),
+ * -EIO (this transaction was aborted), ... */
 int meta_begin(struct meta_db *db)
 {
 	char sql[40];
@@ -377,12 +420,14 @@ int meta_begin(struct meta_db *db)
 	if (db->depth == UINT_MAX) {
 		err = -EINVAL;
 	} else if (db->depth == 0) {
-		err = meta_exec(db, "BEGIN IMMEDIATE", "begin");
-		if (!err)
+		err = sqldb_begin(db->conn);
+		if (err)
+			err = meta_sql_fail(db, err, "begin");
+		else
 			db->owner = pthread_self();
 	} else {
 		snprintf(sql, sizeof sql, "SAVEPOINT meta_%u", db->depth);
-		err = meta_exec(db, sql, "savepoint");
+		err = tx_exec(db, sql, "savepoint");
 	}
 	if (!err)
 		db->depth++;
@@ -408,15 +453,17 @@ int meta_commit(struct meta_db *db)
 		err = -EINVAL;
 	} else if (db->aborted) {
 		err = -EIO;
+		if (db->depth == 1)
+			tx_rollback(db);
 		tx_level_done(db);
 	} else if (db->depth == 1) {
 		err = meta_exec(db, "COMMIT", "commit");
-		if (err && !sqlite3_get_autocommit(db->conn))
-			sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+		if (err)
+			tx_rollback(db);
 		tx_level_done(db);
 	} else {
 		snprintf(sql, sizeof sql, "RELEASE meta_%u", db->depth - 1);
-		err = meta_exec(db, sql, "release savepoint");
+		err = tx_exec(db, sql, "release savepoint");
 		tx_level_done(db);
 	}
 	meta_db_leave(db);
@@ -434,17 +481,13 @@ void meta_rollback(struct meta_db *db)
 	if (db->depth == 0) {
 		meta_logf(db, LOG_DEBUG, "catalog: rollback without a transaction");
 	} else if (db->depth == 1) {
-		if (!sqlite3_get_autocommit(db->conn) &&
-		    sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK)
-			meta_logf(db, LOG_ERR, "catalog: rollback: %s", sqlite3_errmsg(db->conn));
+		tx_rollback(db);
 		tx_level_done(db);
 	} else {
 		if (!db->aborted) {
 			snprintf(sql, sizeof sql, "ROLLBACK TO meta_%u; RELEASE meta_%u",
 				 db->depth - 1, db->depth - 1);
-			if (sqlite3_exec(db->conn, sql, NULL, NULL, NULL) != SQLITE_OK)
-				meta_logf(db, LOG_ERR, "catalog: rollback to savepoint: %s",
-					  sqlite3_errmsg(db->conn));
+			(void)tx_exec(db, sql, "rollback to savepoint");
 		}
 		tx_level_done(db);
 	}
@@ -458,8 +501,8 @@ void meta_rollback(struct meta_db *db)
  * or the value does not fit in out). */
 int meta_setting_get(struct meta_db *db, const char *name, char *out, size_t outsz)
 {
-	sqlite3_stmt *st;
-	const unsigned char *t;
+	struct sqldb_stmt *st;
+	const char *t;
 	int rc, n, err;
 
 	if (!db || !name || !*name || strnlen(name, SETTING_NAME_MAX) >= SETTING_NAME_MAX ||
@@ -471,31 +514,33 @@ int meta_setting_get(struct meta_db *db, const char *name, char *out, size_t out
 	err = meta_prepare(db, "SELECT value FROM settings WHERE name = ?1", &st);
 	if (err)
 		goto out;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		t = sqlite3_column_text(st, 0);
-		n = sqlite3_column_bytes(st, 0);
+	rc = sqldb_bind_text(st, 1, name, -1);
+	if (!rc)
+		rc = sqldb_step(st);
+	if (rc == 1) {
+		t = sqldb_column_text(st, 0);
+		n = sqldb_column_bytes(st, 0);
 		if (!t)
-			err = sqlite3_column_type(st, 0) == SQLITE_NULL ? -EUCLEAN : -ENOMEM;
+			err = sqldb_column_type(st, 0) == SQLDB_NULL ? -EUCLEAN : -ENOMEM;
 		else if (n < 0 || (size_t)n >= outsz)
 			err = -EINVAL;
 		else
 			memcpy(out, t, (size_t)n + 1);
 	} else {
-		err = rc == SQLITE_DONE ? -ENOENT : meta_sql_fail(db, rc, "get setting");
+		err = rc == 0 ? -ENOENT : meta_sql_fail(db, rc, "get setting");
 	}
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 out:
 	meta_db_leave(db);
 	return err;
 }
 
 /* meta_setting_set - insert or replace a setting.  0, -EINVAL (name empty or
- * longer than 127 bytes, value longer than 4095), -EPERM (catalog.magic). */
+ * longer than 127 bytes, value longer than 4095), -EPERM (catalog.magic, and
+ * on PostgreSQL catalog.schema_version). */
 int meta_setting_set(struct meta_db *db, const char *name, const char *value)
 {
-	sqlite3_stmt *st;
+	struct sqldb_stmt *st;
 	int err;
 
 	if (!db || !name || !*name || strnlen(name, SETTING_NAME_MAX) >= SETTING_NAME_MAX ||
@@ -507,9 +552,15 @@ int meta_setting_set(struct meta_db *db, const char *name, const char *value)
 	err = meta_prepare(db, "INSERT INTO settings (name, value) VALUES (?1, ?2)"
 			   " ON CONFLICT (name) DO UPDATE SET value = excluded.value", &st);
 	if (!err) {
-		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-		err = meta_run(db, st, "set setting");
+		err = sqldb_bind_text(st, 1, name, -1);
+		if (!err)
+			err = sqldb_bind_text(st, 2, value, -1);
+		if (err) {
+			err = meta_sql_fail(db, err, "bind");
+			sqldb_finalize(st);
+		} else {
+			err = meta_run(db, st, "set setting");
+		}
 	}
 	meta_db_leave(db);
 	return err;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * meta.h - the SQLite catalog (STORE/catalog.db).
+ * meta.h - the catalog: an SQLite file (STORE/catalog.db, meta_open) or a
+ * PostgreSQL schema shared by several hosts (meta_open_pg).
  *
  * The catalog records every object of the store - volumes, snapshots,
  * backups, images - with its encryption attribute, key id and lineage, and
@@ -8,7 +9,8 @@
  * It never sees plaintext key material: fs/ asks kms/ to wrap and hands
  * the opaque blob here.  The encryption attribute (encrypted, key_id,
  * lineage) of an object is immutable: the schema refuses any UPDATE of
- * those columns with a trigger, so no code path can change it.
+ * those columns with a trigger, so no code path can change it.  Every
+ * function below behaves the same on either engine.
  *
  * Errors: 0 (or a count) on success, negative errno on failure:
  *   -ENOENT   no such object / lineage
@@ -17,7 +19,7 @@
  *   -EBUSY    database locked longer than the busy timeout
  *   -EUCLEAN  not an evfs catalog, corrupt file, or schema newer than us
  *   -EINVAL, -ENOMEM, -EIO, -ENOSPC
- * meta_errno() in meta.c is the only SQLite-to-errno translation.
+ * The engine-error-to-errno translation is sqldb's (sqldb/sqldb.h).
  * Thread-safety: one connection per struct meta_db, serialised by an
  * internal mutex; safe to share between threads.
  */
@@ -84,6 +86,16 @@ struct meta_lineage {
  * -EUCLEAN if the file is not a catalog or its schema is newer. */
 typedef void (*meta_log_fn)(void *ctx, int level, const char *msg);
 int meta_open(struct meta_db **out, const char *path, int create, meta_log_fn log, void *log_ctx) META_WUR;
+/* Open the catalog kept in PostgreSQL schema `schema` ([a-z_][a-z0-9_]*, at
+ * most 48 bytes) of the database libpq's `conninfo` names.  create = 1
+ * makes the schema and the catalog's tables if missing (two hosts doing so
+ * at once is fine); create = 0 on a missing schema, or one without tables,
+ * is -ENOENT.  -ECONNREFUSED (server unreachable), -EPROTONOSUPPORT (built
+ * without libpq), -EUCLEAN (the schema holds something else, or a newer
+ * catalog), -EINVAL (bad arguments or schema name).  Failures are logged;
+ * the conninfo never is (it may hold a password). */
+int meta_open_pg(struct meta_db **out, const char *conninfo, const char *schema, int create, meta_log_fn log,
+		 void *log_ctx) META_WUR;
 void meta_close(struct meta_db *db);      /* NULL is fine */
 
 /* Transactions (nestable by counting; only the outermost commits). */
@@ -154,7 +166,8 @@ int meta_rekey_get(struct meta_db *db, const char *lineage, struct meta_rekey *o
  * generation.  -EALREADY if a rekey is already under way. */
 int meta_rekey_begin(struct meta_db *db, const char *lineage, const uint8_t *wrapped, size_t len,
 		     uint32_t *gen) META_WUR;
-/* Destroy the old generation's wrapped key (secure_delete, WAL checkpoint). */
+/* Destroy the old generation's wrapped key (SQLite: secure_delete, WAL
+ * checkpoint; PostgreSQL: the old row version until VACUUM reclaims it). */
 int meta_rekey_end(struct meta_db *db, const char *lineage) META_WUR;
 
 /* The freshness record of a format 2 pool (meta_fresh.c): its generation

@@ -14,15 +14,15 @@
  * so the catalog can lag the pool (a crash between the two, or a write
  * that found the catalog busy) but never lead it; a pool ahead of its row
  * is the normal after-crash case and simply moves the row forward.  That
- * is why these writes need no fsync of their own (synchronous=NORMAL): a
- * row lost to a power cut is a lag, never a false alarm.
+ * is why these writes need no fsync of their own (SQLite's
+ * synchronous=NORMAL, or a PostgreSQL server's own settings): a row lost to
+ * a power cut is a lag, never a false alarm.
  *
  * The rows hang off `lineages` (ON DELETE CASCADE), so a lineage's record
  * goes when the lineage does.
  */
 #include <errno.h>
 #include <string.h>
-#include <sqlite3.h>
 
 #include "meta_int.h"
 
@@ -35,7 +35,7 @@ static int fresh_id_ok(const char *lineage)
  * -EUCLEAN (a damaged row), -EINVAL. */
 int meta_fresh_get(struct meta_db *db, const char *lineage, uint64_t *gen, uint8_t hash[static 32])
 {
-	sqlite3_stmt *st;
+	struct sqldb_stmt *st;
 	int rc, err;
 
 	if (!db || !fresh_id_ok(lineage))
@@ -45,21 +45,22 @@ int meta_fresh_get(struct meta_db *db, const char *lineage, uint64_t *gen, uint8
 		return err;
 	err = meta_prepare(db, "SELECT gen, hash FROM pool_fresh WHERE lineage = ?1", &st);
 	if (!err) {
-		sqlite3_bind_text(st, 1, lineage, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			const void *h = sqlite3_column_blob(st, 1);
+		rc = sqldb_bind_text(st, 1, lineage, -1);
+		if (!rc)
+			rc = sqldb_step(st);
+		if (rc == 1) {
+			const void *h = sqldb_column_blob(st, 1);
 
-			if (sqlite3_column_bytes(st, 1) != 32 || !h || sqlite3_column_int64(st, 0) < 0) {
+			if (sqldb_column_bytes(st, 1) != 32 || !h || sqldb_column_int64(st, 0) < 0) {
 				err = -EUCLEAN;
 			} else {
-				*gen = (uint64_t)sqlite3_column_int64(st, 0);
+				*gen = (uint64_t)sqldb_column_int64(st, 0);
 				memcpy(hash, h, 32);
 			}
 		} else {
-			err = rc == SQLITE_DONE ? -ENOENT : meta_sql_fail(db, rc, "get pool freshness");
+			err = rc == 0 ? -ENOENT : meta_sql_fail(db, rc, "get pool freshness");
 		}
-		sqlite3_finalize(st);
+		sqldb_finalize(st);
 	}
 	meta_db_leave(db);
 	return err;
@@ -77,7 +78,7 @@ int meta_fresh_set(struct meta_db *db, const char *lineage, uint64_t gen, const 
 	static const char any[] =
 		"INSERT INTO pool_fresh (lineage, gen, hash) VALUES (?1, ?2, ?3) ON CONFLICT (lineage) DO UPDATE "
 		"SET gen = excluded.gen, hash = excluded.hash";
-	sqlite3_stmt *st;
+	struct sqldb_stmt *st;
 	int err;
 
 	if (!db || !fresh_id_ok(lineage) || gen > INT64_MAX)
@@ -87,10 +88,17 @@ int meta_fresh_set(struct meta_db *db, const char *lineage, uint64_t gen, const 
 		return err;
 	err = meta_prepare(db, force ? any : fwd, &st);
 	if (!err) {
-		sqlite3_bind_text(st, 1, lineage, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, (int64_t)gen);
-		sqlite3_bind_blob(st, 3, hash, 32, SQLITE_STATIC);
-		err = meta_run(db, st, "record pool freshness");
+		err = sqldb_bind_text(st, 1, lineage, -1);
+		if (!err)
+			err = sqldb_bind_int64(st, 2, (int64_t)gen);
+		if (!err)
+			err = sqldb_bind_blob(st, 3, hash, 32);
+		if (err) {
+			err = meta_sql_fail(db, err, "bind");
+			sqldb_finalize(st);
+		} else {
+			err = meta_run(db, st, "record pool freshness");
+		}
 	}
 	meta_db_leave(db);
 	return err;
@@ -111,7 +119,7 @@ int meta_fresh_set(struct meta_db *db, const char *lineage, uint64_t gen, const 
  * -EUCLEAN, -EINVAL. */
 int meta_fresh_backup_get(struct meta_db *db, const char *id, uint8_t sum[static 32])
 {
-	sqlite3_stmt *st;
+	struct sqldb_stmt *st;
 	int rc, err;
 
 	if (!db || !id || strnlen(id, META_ID_LEN + 1) > META_ID_LEN)
@@ -121,21 +129,22 @@ int meta_fresh_backup_get(struct meta_db *db, const char *id, uint8_t sum[static
 		return err;
 	err = meta_prepare(db, "SELECT sum FROM backup_fresh WHERE id = ?1", &st);
 	if (!err) {
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			const void *h = sqlite3_column_blob(st, 0);
+		rc = sqldb_bind_text(st, 1, id, -1);
+		if (!rc)
+			rc = sqldb_step(st);
+		if (rc == 1) {
+			const void *h = sqldb_column_blob(st, 0);
 
-			if (sqlite3_column_type(st, 0) == SQLITE_NULL)
+			if (sqldb_column_type(st, 0) == SQLDB_NULL)
 				err = -ENODATA;
-			else if (sqlite3_column_bytes(st, 0) != 32 || !h)
+			else if (sqldb_column_bytes(st, 0) != 32 || !h)
 				err = -EUCLEAN;
 			else
 				memcpy(sum, h, 32);
 		} else {
-			err = rc == SQLITE_DONE ? -ENOENT : meta_sql_fail(db, rc, "get backup freshness");
+			err = rc == 0 ? -ENOENT : meta_sql_fail(db, rc, "get backup freshness");
 		}
-		sqlite3_finalize(st);
+		sqldb_finalize(st);
 	}
 	meta_db_leave(db);
 	return err;
@@ -145,7 +154,7 @@ int meta_fresh_backup_get(struct meta_db *db, const char *id, uint8_t sum[static
  * object id.  0, -ENOENT (no such object), -EINVAL. */
 int meta_fresh_backup_set(struct meta_db *db, const char *id, const uint8_t *sum)
 {
-	sqlite3_stmt *st;
+	struct sqldb_stmt *st;
 	int err;
 
 	if (!db || !id || strnlen(id, META_ID_LEN + 1) > META_ID_LEN)
@@ -156,12 +165,15 @@ int meta_fresh_backup_set(struct meta_db *db, const char *id, const uint8_t *sum
 	err = meta_prepare(db, "INSERT INTO backup_fresh (id, sum) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET sum = "
 			       "excluded.sum", &st);
 	if (!err) {
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		if (sum)
-			sqlite3_bind_blob(st, 2, sum, 32, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(st, 2);
-		err = meta_run(db, st, "record backup freshness");
+		err = sqldb_bind_text(st, 1, id, -1);
+		if (!err)
+			err = sum ? sqldb_bind_blob(st, 2, sum, 32) : sqldb_bind_null(st, 2);
+		if (err) {
+			err = meta_sql_fail(db, err, "bind");
+			sqldb_finalize(st);
+		} else {
+			err = meta_run(db, st, "record backup freshness");
+		}
 	}
 	meta_db_leave(db);
 	return err;

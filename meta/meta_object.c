@@ -53,47 +53,46 @@ static int text_fits(const char *s, size_t cap)
 
 #define FIELD_OK(f) text_fits((f), sizeof(f))
 
-/* Binds parameters in order; after the first failure it does nothing. */
+/* Binds parameters in order; after the first failure it does nothing.
+ * sqldb copies every value, so the arguments may go at once. */
 struct binder {
-	sqlite3_stmt *st;
+	struct sqldb_stmt *st;
 	int idx;
-	int rc;
+	int err;
 };
 
 static void bind_text(struct binder *b, const char *s)
 {
-	if (b->rc == SQLITE_OK)
-		b->rc = sqlite3_bind_text(b->st, ++b->idx, s, -1, SQLITE_STATIC);
+	if (!b->err)
+		b->err = sqldb_bind_text(b->st, ++b->idx, s, -1);
 }
 
 static void bind_text_or_null(struct binder *b, const char *s)
 {
-	if (b->rc == SQLITE_OK)
-		b->rc = *s ? sqlite3_bind_text(b->st, ++b->idx, s, -1, SQLITE_STATIC)
-			   : sqlite3_bind_null(b->st, ++b->idx);
+	if (!b->err)
+		b->err = *s ? sqldb_bind_text(b->st, ++b->idx, s, -1) : sqldb_bind_null(b->st, ++b->idx);
 }
 
 static void bind_int(struct binder *b, int64_t v)
 {
-	if (b->rc == SQLITE_OK)
-		b->rc = sqlite3_bind_int64(b->st, ++b->idx, v);
+	if (!b->err)
+		b->err = sqldb_bind_int64(b->st, ++b->idx, v);
 }
 
 static void bind_blob(struct binder *b, const uint8_t *p, size_t len)
 {
-	if (b->rc == SQLITE_OK)
-		b->rc = len ? sqlite3_bind_blob(b->st, ++b->idx, p, (int)len, SQLITE_STATIC)
-			    : sqlite3_bind_null(b->st, ++b->idx);
+	if (!b->err)
+		b->err = len ? sqldb_bind_blob(b->st, ++b->idx, p, (int)len) : sqldb_bind_null(b->st, ++b->idx);
 }
 
 /* Copy a text column into dst[cap]; NULL reads as "". */
-static int col_text(sqlite3_stmt *st, int i, char *dst, size_t cap)
+static int col_text(struct sqldb_stmt *st, int i, char *dst, size_t cap)
 {
-	const unsigned char *t = sqlite3_column_text(st, i);
-	int n = sqlite3_column_bytes(st, i);
+	const char *t = sqldb_column_text(st, i);
+	int n = sqldb_column_bytes(st, i);
 
 	if (!t) {
-		if (sqlite3_column_type(st, i) != SQLITE_NULL)
+		if (sqldb_column_type(st, i) != SQLDB_NULL)
 			return -ENOMEM;
 		dst[0] = '\0';
 		return 0;
@@ -107,9 +106,9 @@ static int col_text(sqlite3_stmt *st, int i, char *dst, size_t cap)
 
 #define COL_TEXT(st, i, f) col_text((st), (i), (f), sizeof(f))
 
-static int col_u64(sqlite3_stmt *st, int i, uint64_t *v)
+static int col_u64(struct sqldb_stmt *st, int i, uint64_t *v)
 {
-	int64_t x = sqlite3_column_int64(st, i);
+	int64_t x = sqldb_column_int64(st, i);
 
 	if (x < 0)
 		return -EUCLEAN;
@@ -117,9 +116,9 @@ static int col_u64(sqlite3_stmt *st, int i, uint64_t *v)
 	return 0;
 }
 
-static int col_bool(sqlite3_stmt *st, int i, int *v)
+static int col_bool(struct sqldb_stmt *st, int i, int *v)
 {
-	int64_t x = sqlite3_column_int64(st, i);
+	int64_t x = sqldb_column_int64(st, i);
 
 	if (x != 0 && x != 1)
 		return -EUCLEAN;
@@ -128,41 +127,41 @@ static int col_bool(sqlite3_stmt *st, int i, int *v)
 }
 
 /* Prepare sql and bind the one text parameter id. */
-static int prepare_id(struct meta_db *db, const char *sql, const char *id, sqlite3_stmt **st)
+static int prepare_id(struct meta_db *db, const char *sql, const char *id, struct sqldb_stmt **st)
 {
-	int rc, err = meta_prepare(db, sql, st);
+	int err = meta_prepare(db, sql, st);
 
 	if (err)
 		return err;
-	rc = sqlite3_bind_text(*st, 1, id, -1, SQLITE_STATIC);
-	if (rc != SQLITE_OK) {
-		sqlite3_finalize(*st);
+	err = sqldb_bind_text(*st, 1, id, -1);
+	if (err) {
+		sqldb_finalize(*st);
 		*st = NULL;
-		return meta_sql_fail(db, rc, "bind");
+		return meta_sql_fail(db, err, "bind");
 	}
 	return 0;
 }
 
 /* Run a one-row UPDATE/DELETE whose last parameter is the id; -ENOENT if it
  * touched nothing. */
-static int run_one(struct meta_db *db, sqlite3_stmt *st, struct binder *b, const char *what)
+static int run_one(struct meta_db *db, struct sqldb_stmt *st, struct binder *b, const char *what)
 {
 	int err;
 
-	if (b->rc != SQLITE_OK) {
-		err = meta_sql_fail(db, b->rc, "bind");
-		sqlite3_finalize(st);
+	if (b->err) {
+		err = meta_sql_fail(db, b->err, "bind");
+		sqldb_finalize(st);
 		return err;
 	}
 	err = meta_run(db, st, what);
-	if (!err && sqlite3_changes(db->conn) == 0)
+	if (!err && sqldb_changes(db->conn) == 0)
 		err = -ENOENT;
 	return err;
 }
 
 /* ---- lineages ---------------------------------------------------------- */
 
-static int lineage_read(sqlite3_stmt *st, struct meta_lineage *l)
+static int lineage_read(struct sqldb_stmt *st, struct meta_lineage *l)
 {
 	const void *p;
 	int n, err;
@@ -175,8 +174,8 @@ static int lineage_read(sqlite3_stmt *st, struct meta_lineage *l)
 		err = COL_TEXT(st, 2, l->key_id);
 	if (err)
 		return err;
-	p = sqlite3_column_blob(st, 3);
-	n = sqlite3_column_bytes(st, 3);
+	p = sqldb_column_blob(st, 3);
+	n = sqldb_column_bytes(st, 3);
 	if (n < 0 || (size_t)n > META_WRAPPED_MAX)
 		return -EUCLEAN;
 	if (n > 0) {
@@ -185,7 +184,7 @@ static int lineage_read(sqlite3_stmt *st, struct meta_lineage *l)
 		memcpy(l->wrapped, p, (size_t)n);
 	}
 	l->wrapped_len = (size_t)n;
-	l->created = sqlite3_column_int64(st, 4);
+	l->created = sqldb_column_int64(st, 4);
 	return 0;
 }
 
@@ -211,9 +210,9 @@ int meta_lineage_insert(struct meta_db *db, const struct meta_lineage *l)
 		bind_text(&b, l->key_id);
 		bind_blob(&b, l->wrapped, l->wrapped_len);
 		bind_int(&b, l->created);
-		if (b.rc != SQLITE_OK) {
-			err = meta_sql_fail(db, b.rc, "bind");
-			sqlite3_finalize(b.st);
+		if (b.err) {
+			err = meta_sql_fail(db, b.err, "bind");
+			sqldb_finalize(b.st);
 		} else {
 			err = meta_run(db, b.st, "insert lineage");
 		}
@@ -226,7 +225,7 @@ int meta_lineage_insert(struct meta_db *db, const struct meta_lineage *l)
 int meta_lineage_get(struct meta_db *db, const char *id, struct meta_lineage *out)
 {
 	struct meta_lineage l;
-	sqlite3_stmt *st;
+	struct sqldb_stmt *st;
 	int rc, err;
 
 	if (!db || !text_fits(id, META_LINEAGE_LEN + 1))
@@ -236,12 +235,12 @@ int meta_lineage_get(struct meta_db *db, const char *id, struct meta_lineage *ou
 		return err;
 	err = prepare_id(db, "SELECT " LIN_COLS " FROM lineages WHERE id = ?1", id, &st);
 	if (!err) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW)
+		rc = sqldb_step(st);
+		if (rc == 1)
 			err = lineage_read(st, &l);
 		else
-			err = rc == SQLITE_DONE ? -ENOENT : meta_sql_fail(db, rc, "get lineage");
-		sqlite3_finalize(st);
+			err = rc == 0 ? -ENOENT : meta_sql_fail(db, rc, "get lineage");
+		sqldb_finalize(st);
 	}
 	meta_db_leave(db);
 	if (!err && out)
@@ -278,8 +277,7 @@ int meta_lineage_set_wrapped(struct meta_db *db, const char *id, const uint8_t *
 /* meta_lineage_delete - 0, -ENOENT, -EBUSY (objects still reference it). */
 int meta_lineage_delete(struct meta_db *db, const char *id)
 {
-	struct binder b = { 0 };
-	sqlite3_stmt *st;
+	struct sqldb_stmt *st;
 	int rc, err;
 
 	if (!db || !text_fits(id, META_LINEAGE_LEN + 1))
@@ -290,23 +288,26 @@ int meta_lineage_delete(struct meta_db *db, const char *id)
 	err = prepare_id(db, "SELECT 1 FROM objects WHERE lineage = ?1 LIMIT 1", id, &st);
 	if (err)
 		goto out;
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc == SQLITE_ROW) {
+	rc = sqldb_step(st);
+	sqldb_finalize(st);
+	if (rc == 1) {
 		err = -EBUSY;
 		goto out;
 	}
-	if (rc != SQLITE_DONE) {
+	if (rc < 0) {
 		err = meta_sql_fail(db, rc, "check lineage use");
 		goto out;
 	}
-	err = meta_prepare(db, "DELETE FROM lineages WHERE id = ?1", &b.st);
+	err = prepare_id(db, "DELETE FROM lineages WHERE id = ?1", id, &st);
 	if (err)
 		goto out;
-	bind_text(&b, id);
-	err = run_one(db, b.st, &b, "delete lineage");
-	if (err == -ENOENT && sqlite3_extended_errcode(db->conn) == SQLITE_CONSTRAINT_FOREIGNKEY)
-		err = -EBUSY;   /* another process added a reference meanwhile */
+	/* A DELETE fails with -ENOENT only on the foreign key: another
+	 * process or host added a reference meanwhile. */
+	err = meta_run(db, st, "delete lineage");
+	if (err == -ENOENT)
+		err = -EBUSY;
+	else if (!err && sqldb_changes(db->conn) == 0)
+		err = -ENOENT;
 	if (!err)
 		db->checkpoint_due = 1;
 out:
@@ -321,7 +322,7 @@ int meta_lineage_list(struct meta_db *db, const char *key_id, meta_lineage_cb cb
 {
 	const struct meta_db *saved;
 	struct meta_lineage l;
-	sqlite3_stmt *st;
+	struct sqldb_stmt *st;
 	int rc, err, count = 0;
 
 	if (!db || (key_id && !text_fits(key_id, META_KEYID_LEN + 1)))
@@ -336,7 +337,7 @@ int meta_lineage_list(struct meta_db *db, const char *key_id, meta_lineage_cb cb
 		err = meta_prepare(db, "SELECT " LIN_COLS " FROM lineages ORDER BY created, id", &st);
 	if (err)
 		goto out;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = sqldb_step(st)) == 1) {
 		err = lineage_read(st, &l);
 		if (err)
 			break;
@@ -350,9 +351,9 @@ int meta_lineage_list(struct meta_db *db, const char *key_id, meta_lineage_cb cb
 		if (err)
 			break;
 	}
-	if (!err && rc != SQLITE_DONE)
+	if (!err && rc < 0)
 		err = meta_sql_fail(db, rc, "list lineages");
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 out:
 	meta_db_leave(db);
 	return err ? err : count;
@@ -360,14 +361,14 @@ out:
 
 /* ---- objects ----------------------------------------------------------- */
 
-static int object_read(sqlite3_stmt *st, struct meta_object *o)
+static int object_read(struct sqldb_stmt *st, struct meta_object *o)
 {
 	uint64_t uid;
 	int64_t kind;
 	int err;
 
 	memset(o, 0, sizeof *o);
-	kind = sqlite3_column_int64(st, 1);
+	kind = sqldb_column_int64(st, 1);
 	if (kind < META_VOLUME || kind > META_IMAGE)
 		return -EUCLEAN;
 	o->kind = (enum meta_kind)kind;
@@ -405,7 +406,7 @@ static int object_read(sqlite3_stmt *st, struct meta_object *o)
 	if (err)
 		return err;
 	o->owner_uid = (uint32_t)uid;
-	o->created = sqlite3_column_int64(st, 12);
+	o->created = sqldb_column_int64(st, 12);
 	return 0;
 }
 
@@ -454,9 +455,9 @@ int meta_object_insert(struct meta_db *db, const struct meta_object *o)
 		bind_int(&b, o->incremental != 0);
 		bind_int(&b, (int64_t)o->stored_bytes);
 		bind_text(&b, o->location);
-		if (b.rc != SQLITE_OK) {
-			err = meta_sql_fail(db, b.rc, "bind");
-			sqlite3_finalize(b.st);
+		if (b.err) {
+			err = meta_sql_fail(db, b.err, "bind");
+			sqldb_finalize(b.st);
 		} else {
 			err = meta_run(db, b.st, "insert object");
 		}
@@ -466,22 +467,22 @@ int meta_object_insert(struct meta_db *db, const struct meta_object *o)
 }
 
 /* Step a prepared single-row SELECT of OBJ_COLS; finalizes st. */
-static int object_fetch(struct meta_db *db, sqlite3_stmt *st, struct binder *b,
+static int object_fetch(struct meta_db *db, struct sqldb_stmt *st, struct binder *b,
 			struct meta_object *out)
 {
 	struct meta_object o;
 	int rc, err;
 
-	if (b->rc != SQLITE_OK) {
-		err = meta_sql_fail(db, b->rc, "bind");
+	if (b->err) {
+		err = meta_sql_fail(db, b->err, "bind");
 	} else {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW)
+		rc = sqldb_step(st);
+		if (rc == 1)
 			err = object_read(st, &o);
 		else
-			err = rc == SQLITE_DONE ? -ENOENT : meta_sql_fail(db, rc, "get object");
+			err = rc == 0 ? -ENOENT : meta_sql_fail(db, rc, "get object");
 	}
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 	if (!err && out)
 		*out = o;
 	return err;
@@ -542,7 +543,7 @@ int meta_object_list(struct meta_db *db, const struct meta_filter *f, meta_objec
 	const struct meta_db *saved;
 	struct binder b = { 0 };
 	struct meta_object o;
-	char sql[sizeof("SELECT " OBJ_COLS " FROM objects WHERE 1") + 200];
+	char sql[sizeof("SELECT " OBJ_COLS " FROM objects WHERE 1 = 1") + 200];
 	int rc, n, err, count = 0;
 
 	if (!f)
@@ -554,7 +555,7 @@ int meta_object_list(struct meta_db *db, const struct meta_filter *f, meta_objec
 	    (f->parent_id && !text_fits(f->parent_id, META_ID_LEN + 1)))
 		return -EINVAL;
 	/* Constant fragments only; every value is a bound parameter. */
-	n = snprintf(sql, sizeof sql, "SELECT " OBJ_COLS " FROM objects WHERE 1%s%s%s%s%s"
+	n = snprintf(sql, sizeof sql, "SELECT " OBJ_COLS " FROM objects WHERE 1 = 1%s%s%s%s%s"
 		     " ORDER BY kind, name, project",
 		     f->kind != META_ANY ? " AND kind = ?" : "",
 		     f->project ? " AND project = ?" : "",
@@ -579,12 +580,12 @@ int meta_object_list(struct meta_db *db, const struct meta_filter *f, meta_objec
 		bind_text(&b, f->lineage);
 	if (f->parent_id)
 		bind_text(&b, f->parent_id);
-	if (b.rc != SQLITE_OK) {
-		err = meta_sql_fail(db, b.rc, "bind");
-		sqlite3_finalize(b.st);
+	if (b.err) {
+		err = meta_sql_fail(db, b.err, "bind");
+		sqldb_finalize(b.st);
 		goto out;
 	}
-	while ((rc = sqlite3_step(b.st)) == SQLITE_ROW) {
+	while ((rc = sqldb_step(b.st)) == 1) {
 		err = object_read(b.st, &o);
 		if (err)
 			break;
@@ -598,9 +599,9 @@ int meta_object_list(struct meta_db *db, const struct meta_filter *f, meta_objec
 		if (err)
 			break;
 	}
-	if (!err && rc != SQLITE_DONE)
+	if (!err && rc < 0)
 		err = meta_sql_fail(db, rc, "list objects");
-	sqlite3_finalize(b.st);
+	sqldb_finalize(b.st);
 out:
 	meta_db_leave(db);
 	return err ? err : count;

@@ -7,14 +7,15 @@
  * so for the rekey's duration the catalog holds both: the new one in
  * `lineages`, the old one here with its generation number.  The swap is
  * one transaction (a crash leaves either no rekey or a rekey whose rerun
- * resumes), and the end of the rekey clears the old blob with
- * secure_delete on and a WAL checkpoint, so it leaves the catalog file.
+ * resumes), and the end of the rekey clears the old blob: on SQLite with
+ * secure_delete on and a WAL checkpoint, so it leaves the catalog file; on
+ * PostgreSQL the old row version stays in the table's pages until VACUUM
+ * reclaims it (the server's business, as its WAL is).
  * A lineage never rekeyed has no row and is generation 0: catalogs from
  * before schema 3 read unchanged.
  */
 #include <errno.h>
 #include <string.h>
-#include <sqlite3.h>
 
 #include "meta_int.h"
 
@@ -23,10 +24,21 @@ static int rekey_id_ok(const char *lineage)
 	return lineage && strnlen(lineage, META_LINEAGE_LEN + 1) == META_LINEAGE_LEN;
 }
 
+/* Run st to completion unless binding its parameters failed (bind_err);
+ * finalizes st either way. */
+static int bound_run(struct meta_db *db, struct sqldb_stmt *st, int bind_err, const char *what)
+{
+	if (bind_err) {
+		sqldb_finalize(st);
+		return meta_sql_fail(db, bind_err, "bind");
+	}
+	return meta_run(db, st, what);
+}
+
 /* The row of lineage into out (gen 0, no old key if there is none). */
 static int rekey_read(struct meta_db *db, const char *lineage, struct meta_rekey *out)
 {
-	sqlite3_stmt *st;
+	struct sqldb_stmt *st;
 	int rc, err;
 
 	memset(out, 0, sizeof(*out));
@@ -36,16 +48,17 @@ static int rekey_read(struct meta_db *db, const char *lineage, struct meta_rekey
 			   &st);
 	if (err)
 		return err;
-	sqlite3_bind_text(st, 1, lineage, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
+	rc = sqldb_bind_text(st, 1, lineage, -1);
+	if (!rc)
+		rc = sqldb_step(st);
+	if (rc != 1) {
 		err = meta_sql_fail(db, rc, "get data-key generations");
-	} else if (!sqlite3_column_int(st, 3)) {
+	} else if (!sqldb_column_int64(st, 3)) {
 		err = -ENOENT;
-	} else if (sqlite3_column_type(st, 0) != SQLITE_NULL) {
-		int64_t gen = sqlite3_column_int64(st, 0), old = sqlite3_column_int64(st, 1);
-		const void *w = sqlite3_column_blob(st, 2);
-		int n = sqlite3_column_bytes(st, 2);
+	} else if (sqldb_column_type(st, 0) != SQLDB_NULL) {
+		int64_t gen = sqldb_column_int64(st, 0), old = sqldb_column_int64(st, 1);
+		const void *w = sqldb_column_blob(st, 2);
+		int n = sqldb_column_bytes(st, 2);
 
 		if (gen <= 0 || gen > UINT32_MAX || old < 0 || old >= gen || n < 0 || (size_t)n > META_WRAPPED_MAX ||
 		    (n > 0 && !w)) {
@@ -58,7 +71,7 @@ static int rekey_read(struct meta_db *db, const char *lineage, struct meta_rekey
 			out->old_wrapped_len = (size_t)n;
 		}
 	}
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 	return err;
 }
 
@@ -86,7 +99,7 @@ int meta_rekey_begin(struct meta_db *db, const char *lineage, const uint8_t *wra
 		"ON CONFLICT (lineage) DO UPDATE SET gen = excluded.gen, old_gen = excluded.old_gen, "
 		"old_wrapped = excluded.old_wrapped";
 	struct meta_rekey cur;
-	sqlite3_stmt *st;
+	struct sqldb_stmt *st;
 	int err;
 
 	if (!db || !rekey_id_ok(lineage) || !wrapped || !len || len > META_WRAPPED_MAX || !gen)
@@ -104,17 +117,20 @@ int meta_rekey_begin(struct meta_db *db, const char *lineage, const uint8_t *wra
 		if (!err)
 			err = meta_prepare(db, save, &st);
 		if (!err) {
-			sqlite3_bind_text(st, 1, lineage, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 2, (int64_t)cur.gen + 1);
-			sqlite3_bind_int64(st, 3, (int64_t)cur.gen);
-			err = meta_run(db, st, "keep the old data key");
+			err = sqldb_bind_text(st, 1, lineage, -1);
+			if (!err)
+				err = sqldb_bind_int64(st, 2, (int64_t)cur.gen + 1);
+			if (!err)
+				err = sqldb_bind_int64(st, 3, (int64_t)cur.gen);
+			err = bound_run(db, st, err, "keep the old data key");
 		}
 		if (!err)
 			err = meta_prepare(db, "UPDATE lineages SET wrapped = ?2 WHERE id = ?1", &st);
 		if (!err) {
-			sqlite3_bind_text(st, 1, lineage, -1, SQLITE_STATIC);
-			sqlite3_bind_blob(st, 2, wrapped, (int)len, SQLITE_STATIC);
-			err = meta_run(db, st, "store the new data key");
+			err = sqldb_bind_text(st, 1, lineage, -1);
+			if (!err)
+				err = sqldb_bind_blob(st, 2, wrapped, (int)len);
+			err = bound_run(db, st, err, "store the new data key");
 		}
 		meta_db_leave(db);
 	}
@@ -131,7 +147,7 @@ int meta_rekey_begin(struct meta_db *db, const char *lineage, const uint8_t *wra
 /* meta_rekey_end - see meta.h. */
 int meta_rekey_end(struct meta_db *db, const char *lineage)
 {
-	sqlite3_stmt *st;
+	struct sqldb_stmt *st;
 	int err;
 
 	if (!db || !rekey_id_ok(lineage))
@@ -141,8 +157,7 @@ int meta_rekey_end(struct meta_db *db, const char *lineage)
 		return err;
 	err = meta_prepare(db, "UPDATE lineage_keys SET old_wrapped = NULL, old_gen = 0 WHERE lineage = ?1", &st);
 	if (!err) {
-		sqlite3_bind_text(st, 1, lineage, -1, SQLITE_STATIC);
-		err = meta_run(db, st, "destroy the old data key");
+		err = bound_run(db, st, sqldb_bind_text(st, 1, lineage, -1), "destroy the old data key");
 		if (!err)
 			db->checkpoint_due = 1;
 	}

@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * meta_schema.c - the catalog schema, its versions and the checks that a
- * file really is an evfs catalog.
+ * file or a PostgreSQL schema really is an evfs catalog.
  *
- * PRAGMA user_version is the schema version.  migrations[] holds one SQL
- * script per version: script i takes version i to i + 1, so a new schema
- * version is one appended script (and META_SCHEMA_VERSION bumped in
+ * SQLite.  PRAGMA user_version is the schema version.  migrations[] holds
+ * one SQL script per version: script i takes version i to i + 1, so a new
+ * schema version is one appended script (and META_SCHEMA_VERSION bumped in
  * meta.h); released scripts are never edited.  meta_schema_open() applies
- * the missing scripts and the new user_version in one IMMEDIATE transaction,
- * re-reading the version inside it so that two processes opening a new
- * store at once do not both migrate.
+ * the missing scripts and the new user_version in one IMMEDIATE
+ * transaction, re-reading the version inside it so that two processes
+ * opening a new store at once do not both migrate.
  *
  * What is accepted:
  *   - version 0 with no schema at all (an empty or brand-new file): the
@@ -23,17 +23,38 @@
  * its journal mode.  After migrating, the tables and the immutability
  * triggers must be present, so no catalog is ever used without them.
  *
- * The immutability rule lives here, in the schema, as BEFORE UPDATE
- * triggers that RAISE(ABORT): it then binds every connection, including a
- * hand-typed sqlite3 session, and meta_errno() maps the failure
- * (SQLITE_CONSTRAINT_TRIGGER) to -EPERM.  CHECK constraints tie encrypted
- * to key_id; the foreign key from objects.lineage keeps lineages that are
- * in use.  STRICT tables keep column types honest.
+ * PostgreSQL.  There are no old catalogs there, so one script (schema_pg)
+ * creates the current version directly: the same tables, columns and
+ * CHECK, UNIQUE and FOREIGN KEY constraints, with BIGINT for integers,
+ * BYTEA for blobs and text in the "C" collation (bytewise, so listings sort
+ * as on SQLite whatever the database's locale).  The version and the magic
+ * are rows of settings ('catalog.schema_version', 'catalog.magic'), both
+ * kept unchangeable by a trigger.  A schema is identified as empty (no
+ * tables, functions or types: created when the caller allows it, -ENOENT
+ * otherwise), as a catalog (magic row present: the version must be ours),
+ * or as anything else (-EUCLEAN, left untouched).  Creation runs inside one
+ * sqldb_begin() transaction - whose advisory lock is the schema's write
+ * lock - and identifies the schema again under it, so two hosts creating
+ * the catalog at once do not both create it.  A later schema version
+ * brings a PostgreSQL upgrade script too, run like migrations[] here (it
+ * rewrites the version row with the settings trigger disabled inside its
+ * transaction).
+ * The required tables and triggers are verified on PostgreSQL too, from
+ * pg_class and pg_trigger; a disabled trigger counts as missing.
+ *
+ * The immutability rule lives here, in the schema: on SQLite as BEFORE
+ * UPDATE triggers that RAISE(ABORT), on PostgreSQL as BEFORE UPDATE
+ * triggers whose plpgsql function raises SQLSTATE EVP01.  It then binds
+ * every connection, including a hand-typed sqlite3 or psql session, and
+ * sqldb maps the refusal to -EPERM on both.  CHECK constraints tie
+ * encrypted to key_id; the foreign key from objects.lineage keeps lineages
+ * that are in use.  STRICT tables keep SQLite's column types honest.
  */
 #include "meta/meta_int.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 
@@ -127,6 +148,90 @@ static const char *const migrations[] = {
 _Static_assert(sizeof migrations / sizeof migrations[0] == META_SCHEMA_VERSION,
 	       "one migration step per schema version");
 
+#define META_VERSION_NAME "catalog.schema_version"
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* PostgreSQL: the current version (META_SCHEMA_VERSION) in one script.
+ * Every table of the SQLite catalog with the same columns and constraints;
+ * the triggers call one function that refuses with SQLSTATE EVP01, which
+ * sqldb maps to -EPERM. */
+_Static_assert(META_SCHEMA_VERSION == 3, "schema_pg creates version 3: give PostgreSQL the new version too");
+static const char schema_pg[] =
+	"CREATE TABLE settings ("
+	"  name  TEXT COLLATE \"C\" PRIMARY KEY NOT NULL,"
+	"  value TEXT COLLATE \"C\" NOT NULL"
+	");"
+	"CREATE TABLE lineages ("
+	"  id        TEXT COLLATE \"C\" PRIMARY KEY NOT NULL CHECK (id <> ''),"
+	"  encrypted BIGINT NOT NULL CHECK (encrypted IN (0, 1)),"
+	"  key_id    TEXT COLLATE \"C\" NOT NULL,"
+	"  wrapped   BYTEA,"
+	"  created   BIGINT NOT NULL DEFAULT 0,"
+	"  CHECK ((encrypted = 0 AND key_id = '') OR (encrypted = 1 AND key_id <> ''))"
+	");"
+	"CREATE TABLE objects ("
+	"  id           TEXT COLLATE \"C\" PRIMARY KEY NOT NULL CHECK (id <> ''),"
+	"  kind         BIGINT NOT NULL CHECK (kind BETWEEN 1 AND 4),"
+	"  name         TEXT COLLATE \"C\" NOT NULL CHECK (name <> ''),"
+	"  project      TEXT COLLATE \"C\" NOT NULL,"
+	"  owner_uid    BIGINT NOT NULL DEFAULT 0 CHECK (owner_uid BETWEEN 0 AND 4294967295),"
+	"  size         BIGINT NOT NULL DEFAULT 0 CHECK (size >= 0),"
+	"  encrypted    BIGINT NOT NULL CHECK (encrypted IN (0, 1)),"
+	"  key_id       TEXT COLLATE \"C\" NOT NULL,"
+	"  lineage      TEXT COLLATE \"C\" REFERENCES lineages(id) ON DELETE RESTRICT,"
+	"  source       TEXT COLLATE \"C\" NOT NULL DEFAULT '',"
+	"  parent_id    TEXT COLLATE \"C\" NOT NULL DEFAULT '',"
+	"  vol_type     TEXT COLLATE \"C\" NOT NULL DEFAULT '',"
+	"  created      BIGINT NOT NULL DEFAULT 0,"
+	"  attached     BIGINT NOT NULL DEFAULT 0 CHECK (attached IN (0, 1)),"
+	"  incremental  BIGINT NOT NULL DEFAULT 0 CHECK (incremental IN (0, 1)),"
+	"  stored_bytes BIGINT NOT NULL DEFAULT 0 CHECK (stored_bytes >= 0),"
+	"  location     TEXT COLLATE \"C\" NOT NULL DEFAULT '',"
+	"  UNIQUE (project, kind, name),"
+	"  CHECK ((encrypted = 0 AND key_id = '') OR (encrypted = 1 AND key_id <> ''))"
+	");"
+	"CREATE INDEX objects_lineage ON objects(lineage);"
+	"CREATE INDEX objects_key ON objects(key_id);"
+	"CREATE INDEX objects_parent ON objects(parent_id);"
+	"CREATE INDEX lineages_key ON lineages(key_id);"
+	"CREATE TABLE pool_fresh ("
+	"  lineage TEXT COLLATE \"C\" PRIMARY KEY NOT NULL REFERENCES lineages(id) ON DELETE CASCADE,"
+	"  gen     BIGINT NOT NULL CHECK (gen >= 0),"
+	"  hash    BYTEA NOT NULL CHECK (octet_length(hash) = 32)"
+	");"
+	"CREATE TABLE lineage_keys ("
+	"  lineage     TEXT COLLATE \"C\" PRIMARY KEY NOT NULL REFERENCES lineages(id) ON DELETE CASCADE,"
+	"  gen         BIGINT NOT NULL CHECK (gen > 0),"
+	"  old_gen     BIGINT NOT NULL DEFAULT 0 CHECK (old_gen >= 0 AND old_gen < gen),"
+	"  old_wrapped BYTEA"
+	");"
+	"CREATE TABLE backup_fresh ("
+	"  id  TEXT COLLATE \"C\" PRIMARY KEY NOT NULL REFERENCES objects(id) ON DELETE CASCADE,"
+	"  sum BYTEA CHECK (sum IS NULL OR octet_length(sum) = 32)"
+	");"
+	"CREATE FUNCTION evfs_refuse() RETURNS trigger LANGUAGE plpgsql AS $$"
+	" BEGIN RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'EVP01'; END $$;"
+	"CREATE TRIGGER objects_encryption_immutable"
+	"  BEFORE UPDATE OF encrypted, key_id, lineage ON objects FOR EACH ROW"
+	"  WHEN (NEW.encrypted IS DISTINCT FROM OLD.encrypted OR NEW.key_id IS DISTINCT FROM OLD.key_id"
+	"    OR NEW.lineage IS DISTINCT FROM OLD.lineage)"
+	"  EXECUTE FUNCTION evfs_refuse('encryption attribute is immutable');"
+	"CREATE TRIGGER lineages_encryption_immutable"
+	"  BEFORE UPDATE OF encrypted, key_id ON lineages FOR EACH ROW"
+	"  WHEN (NEW.encrypted IS DISTINCT FROM OLD.encrypted OR NEW.key_id IS DISTINCT FROM OLD.key_id)"
+	"  EXECUTE FUNCTION evfs_refuse('encryption attribute is immutable');"
+	"INSERT INTO settings (name, value) VALUES ('" META_MAGIC_NAME "', '" META_MAGIC_VALUE "'),"
+	"  ('" META_VERSION_NAME "', '" STR(META_SCHEMA_VERSION) "');"
+	"CREATE TRIGGER settings_magic_update BEFORE UPDATE ON settings FOR EACH ROW"
+	"  WHEN (OLD.name IN ('" META_MAGIC_NAME "', '" META_VERSION_NAME "'))"
+	"  EXECUTE FUNCTION evfs_refuse('catalog.magic and catalog.schema_version are immutable');"
+	"CREATE TRIGGER settings_magic_delete BEFORE DELETE ON settings FOR EACH ROW"
+	"  WHEN (OLD.name IN ('" META_MAGIC_NAME "', '" META_VERSION_NAME "'))"
+	"  EXECUTE FUNCTION evfs_refuse('catalog.magic and catalog.schema_version are immutable');"
+	"CREATE TRIGGER settings_magic_truncate BEFORE TRUNCATE ON settings FOR EACH STATEMENT"
+	"  EXECUTE FUNCTION evfs_refuse('catalog.magic and catalog.schema_version are immutable');";
+
 /* What every current catalog must contain. */
 static const struct {
 	const char *type, *name;
@@ -148,41 +253,48 @@ static const struct {
 /* One integer from a one-row query; -EUCLEAN if there is no row. */
 static int query_int(struct meta_db *db, const char *sql, int64_t *out)
 {
-	sqlite3_stmt *st;
+	struct sqldb_stmt *st;
 	int rc, err = meta_prepare(db, sql, &st);
 
 	if (err)
 		return err;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*out = sqlite3_column_int64(st, 0);
+	rc = sqldb_step(st);
+	if (rc == 1)
+		*out = sqldb_column_int64(st, 0);
 	else
-		err = rc == SQLITE_DONE ? -EUCLEAN : meta_sql_fail(db, rc, sql);
-	sqlite3_finalize(st);
+		err = rc == 0 ? -EUCLEAN : meta_sql_fail(db, rc, sql);
+	sqldb_finalize(st);
 	return err;
 }
 
 /* One text value from a one-row query; -EUCLEAN if there is no row. */
 static int query_text(struct meta_db *db, const char *sql, char *out, size_t outsz)
 {
-	sqlite3_stmt *st;
+	struct sqldb_stmt *st;
 	int rc, err = meta_prepare(db, sql, &st);
-	const unsigned char *t;
+	const char *t;
 
 	if (err)
 		return err;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		t = sqlite3_column_text(st, 0);
-		snprintf(out, outsz, "%s", t ? (const char *)t : "");
+	rc = sqldb_step(st);
+	if (rc == 1) {
+		t = sqldb_column_text(st, 0);
+		snprintf(out, outsz, "%s", t ? t : "");
 	} else {
-		err = rc == SQLITE_DONE ? -EUCLEAN : meta_sql_fail(db, rc, sql);
+		err = rc == 0 ? -EUCLEAN : meta_sql_fail(db, rc, sql);
 	}
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 	return err;
 }
 
-/* ---- identify, migrate, verify ----------------------------------------- */
+/* Roll back the schema transaction if it is still open. */
+static void schema_rollback(struct meta_db *db)
+{
+	if (sqldb_in_tx(db->conn) && sqldb_exec(db->conn, "ROLLBACK") != 0)
+		meta_logf(db, LOG_ERR, "catalog: rollback: %s", sqldb_errmsg(db->conn));
+}
+
+/* ---- SQLite: identify, migrate ----------------------------------------- */
 
 /* Read the schema version and make sure the file is ours (or empty). */
 static int catalog_identify(struct meta_db *db, int64_t *version)
@@ -254,9 +366,9 @@ static int catalog_migrate(struct meta_db *db)
 	int64_t v;
 	int err;
 
-	err = meta_exec(db, "BEGIN IMMEDIATE", "begin migration");
+	err = sqldb_begin(db->conn);
 	if (err)
-		return err;
+		return meta_sql_fail(db, err, "begin migration");
 	err = catalog_identify(db, &v);     /* again, now that we hold the lock */
 	for (; !err && v < META_SCHEMA_VERSION; v++) {
 		err = meta_exec(db, migrations[v], "migration");
@@ -270,36 +382,134 @@ static int catalog_migrate(struct meta_db *db)
 	}
 	if (!err)
 		err = meta_exec(db, "COMMIT", "commit migration");
-	if (err && !sqlite3_get_autocommit(db->conn))
-		sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+	if (err)
+		schema_rollback(db);
 	return err;
 }
+
+/* ---- PostgreSQL: identify, create -------------------------------------- */
+
+/* *version: 0 for an empty schema, else the catalog's version.  -EUCLEAN
+ * (logged) when the schema holds anything else or a version not ours. */
+static int pg_identify(struct meta_db *db, int64_t *version)
+{
+	char magic[sizeof META_MAGIC_VALUE + 1], ver[24], *end;
+	int64_t n, v;
+	int err;
+
+	err = query_int(db, "SELECT (SELECT count(*) FROM pg_class"
+			"   WHERE relnamespace = current_schema()::regnamespace)"
+			" + (SELECT count(*) FROM pg_proc WHERE pronamespace = current_schema()::regnamespace)"
+			" + (SELECT count(*) FROM pg_type WHERE typnamespace = current_schema()::regnamespace)",
+			&n);
+	if (err)
+		return err;
+	if (n == 0) {
+		*version = 0;
+		return 0;
+	}
+	err = query_int(db, "SELECT to_regclass('settings') IS NOT NULL", &n);
+	if (err)
+		return err;
+	if (n == 0) {
+		meta_logf(db, LOG_ERR, "catalog: PostgreSQL schema %s is not empty and holds no evfs catalog",
+			  db->schema);
+		return -EUCLEAN;
+	}
+	err = query_text(db, "SELECT value FROM settings WHERE name = '" META_MAGIC_NAME "'", magic,
+			 sizeof magic);
+	if (!err && strcmp(magic, META_MAGIC_VALUE) != 0)
+		err = -EUCLEAN;
+	if (err) {
+		if (err == -EUCLEAN)
+			meta_logf(db, LOG_ERR, "catalog: PostgreSQL schema %s: not an evfs catalog (bad magic)",
+				  db->schema);
+		return err;
+	}
+	err = query_text(db, "SELECT value FROM settings WHERE name = '" META_VERSION_NAME "'", ver, sizeof ver);
+	if (err) {
+		if (err == -EUCLEAN)
+			meta_logf(db, LOG_ERR, "catalog: PostgreSQL schema %s: no schema version", db->schema);
+		return err;
+	}
+	errno = 0;
+	v = strtoll(ver, &end, 10);
+	if (errno || end == ver || *end || v <= 0) {
+		meta_logf(db, LOG_ERR, "catalog: PostgreSQL schema %s: bad schema version '%s'", db->schema, ver);
+		return -EUCLEAN;
+	}
+	if (v > META_SCHEMA_VERSION) {
+		meta_logf(db, LOG_ERR, "catalog: schema version %lld is not supported (this build: %d)",
+			  (long long)v, META_SCHEMA_VERSION);
+		return -EUCLEAN;
+	}
+	if (v < META_SCHEMA_VERSION) {
+		meta_logf(db, LOG_ERR, "catalog: PostgreSQL schema %s: schema version %lld has no upgrade"
+			  " (this build: %d)", db->schema, (long long)v, META_SCHEMA_VERSION);
+		return -EUCLEAN;
+	}
+	*version = v;
+	return 0;
+}
+
+/* Create the catalog in the empty schema under the schema's write lock,
+ * unless another host did it first. */
+static int pg_create(struct meta_db *db)
+{
+	int64_t v;
+	int err;
+
+	err = sqldb_begin(db->conn);
+	if (err)
+		return meta_sql_fail(db, err, "begin catalog creation");
+	err = pg_identify(db, &v);          /* again, now that we hold the lock */
+	if (!err && v == 0) {
+		err = meta_exec(db, schema_pg, "create the catalog");
+		if (!err)
+			meta_logf(db, LOG_INFO, "catalog: created in PostgreSQL schema %s (version %d)", db->schema,
+				  META_SCHEMA_VERSION);
+	}
+	if (!err)
+		err = meta_exec(db, "COMMIT", "commit catalog creation");
+	if (err)
+		schema_rollback(db);
+	return err;
+}
+
+/* ---- verify, open ------------------------------------------------------ */
 
 static int catalog_verify(struct meta_db *db)
 {
-	sqlite3_stmt *st;
+	static const char lite[] = "SELECT 1 FROM sqlite_master WHERE type = ?1 AND name = ?2";
+	static const char pg[] =
+		"SELECT 1 FROM pg_class AS c WHERE c.relnamespace = current_schema()::regnamespace"
+		" AND ((?1 = 'table' AND c.relkind = 'r' AND c.relname::text = ?2)"
+		"   OR (?1 = 'trigger' AND EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgrelid = c.oid"
+		"     AND t.tgname::text = ?2 AND t.tgenabled <> 'D')))";
+	struct sqldb_stmt *st;
 	size_t i;
-	int rc, err = meta_prepare(db, "SELECT 1 FROM sqlite_master WHERE type = ?1 AND name = ?2", &st);
+	int rc, err = meta_prepare(db, sqldb_kind(db->conn) == SQLDB_SQLITE ? lite : pg, &st);
 
 	for (i = 0; !err && i < sizeof required / sizeof required[0]; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, required[i].type, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, required[i].name, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_DONE) {
+		sqldb_reset(st);
+		rc = sqldb_bind_text(st, 1, required[i].type, -1);
+		if (!rc)
+			rc = sqldb_bind_text(st, 2, required[i].name, -1);
+		if (!rc)
+			rc = sqldb_step(st);
+		if (rc == 0) {
 			meta_logf(db, LOG_ERR, "catalog: %s %s is missing", required[i].type,
 				  required[i].name);
 			err = -EUCLEAN;
-		} else if (rc != SQLITE_ROW) {
+		} else if (rc < 0) {
 			err = meta_sql_fail(db, rc, "verify schema");
 		}
 	}
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 	return err;
 }
 
-/* meta_schema_open - see meta_int.h. */
-int meta_schema_open(struct meta_db *db, int memory)
+static int schema_open_sqlite(struct meta_db *db, int memory)
 {
 	int64_t fk = 0, v = 0;
 	int err;
@@ -318,6 +528,35 @@ int meta_schema_open(struct meta_db *db, int memory)
 		set_wal(db);
 	if (!err && v < META_SCHEMA_VERSION)
 		err = catalog_migrate(db);
+	return err;
+}
+
+static int schema_open_pg(struct meta_db *db, int create)
+{
+	int64_t v = 0;
+	int err;
+
+	err = pg_identify(db, &v);
+	if (!err && v == 0) {
+		if (create) {
+			err = pg_create(db);
+		} else {
+			meta_logf(db, LOG_ERR, "catalog: PostgreSQL schema %s holds no catalog", db->schema);
+			err = -ENOENT;
+		}
+	}
+	return err;
+}
+
+/* meta_schema_open - see meta_int.h. */
+int meta_schema_open(struct meta_db *db, int memory, int create)
+{
+	int err;
+
+	if (sqldb_kind(db->conn) == SQLDB_SQLITE)
+		err = schema_open_sqlite(db, memory);
+	else
+		err = schema_open_pg(db, create);
 	if (!err)
 		err = catalog_verify(db);
 	return err;

@@ -1,24 +1,33 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * check_meta.c - Check suite for meta/, the SQLite catalog.
+ * check_meta.c - Check suite for meta/, the catalog (an SQLite file or a
+ * PostgreSQL schema).
  *
  * TCases:
  *   core          rows in and out: objects, lineages, filters, settings,
  *                 transactions, ids, threads sharing one struct meta_db
  *   immutability  the encryption attribute cannot change, neither through
- *                 the API (-EPERM) nor through raw SQL on the file (trigger)
+ *                 the API (-EPERM) nor through raw SQL on the catalog
+ *                 (trigger)
  *   migration     file creation (mode 0600, WAL), version 0 -> 1, and
  *                 refusal (-EUCLEAN) of newer, foreign, garbage and
- *                 truncated files
- *   errors        argument checks, missing rows, the SQLite-to-errno table,
- *                 callback re-entry, the log callback
+ *                 truncated files; on PostgreSQL the same for schemas
+ *   errors        argument checks, missing rows, the SQLite-to-errno table
+ *                 (sqldb's, provoked for real), callback re-entry, the log
+ *                 callback
  *
- * Most tests use ":memory:"; file-level ones work in a fresh mkdtemp(3)
- * directory that they remove.  Threads never call ck_assert (it is not
- * thread-safe): they record failures for the main thread to check.
+ * Two modes.  By default catalogs are SQLite: most tests use ":memory:";
+ * file-level ones work in a fresh mkdtemp(3) directory that they remove.
+ * With EVFS_PG_CONNINFO set (tests/cluster/pg.sh does; ctest meta_pg), every
+ * test that does not inspect or damage SQLite files opens its catalog with
+ * meta_open_pg() in a fresh schema of that database instead (dropped when
+ * the test's process exits), the SQLite-file tests are left out, and the
+ * PostgreSQL-only tests (raw SQL, refusal of foreign schemas, two hosts
+ * creating one catalog) are added.  Threads never call ck_assert (it is
+ * not thread-safe): they record failures for the main thread to check.
  */
 #include "meta/meta.h"
-#include "meta/meta_int.h"   /* meta_errno(), for the mapping table */
+#include "sqldb/sqldb.h"     /* raw connections: the errno table, PostgreSQL schemas */
 #include "tc.h"
 
 #include <check.h>
@@ -41,11 +50,87 @@
 #define LIN_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 #define LIN_P "00000000000000000000000000000000"   /* plain (unencrypted) */
 
+/* The PostgreSQL database of this run, or NULL: SQLite mode. */
+static const char *pg_conninfo(void)
+{
+	const char *c = getenv("EVFS_PG_CONNINFO");
+
+	return c && *c ? c : NULL;
+}
+
+/* Schemas made by the running test, dropped by its teardown (not by
+ * atexit(): libpq's OpenSSL is torn down by then).  A failed test leaves
+ * its schemas to the throwaway server. */
+#define PG_MADE_MAX 64
+static char pg_made[PG_MADE_MAX][48];
+static int pg_nmade;
+
+static void pg_drop_made(void)
+{
+	struct sqldb *s;
+	char sql[96];
+	int i, rc;
+
+	for (i = 0; i < pg_nmade; i++) {
+		if (sqldb_open_pg(&s, pg_conninfo(), pg_made[i], 0, NULL, 0) != 0)
+			continue;
+		snprintf(sql, sizeof sql, "DROP SCHEMA %.47s CASCADE", pg_made[i]);
+		rc = sqldb_exec(s, sql);     /* best effort */
+		(void)rc;
+		sqldb_close(s);
+	}
+	pg_nmade = 0;
+}
+
+/* A schema name no run has used: t_<pid>_<counter>_<random>. */
+static void pg_schema_name(char *out, size_t sz)
+{
+	static int counter;
+	char id[META_ID_LEN + 1];
+
+	meta_id_generate(id);
+	snprintf(out, sz, "t_%d_%d_%.8s", (int)getpid(), ++counter, id);
+	if (pg_nmade < PG_MADE_MAX)
+		snprintf(pg_made[pg_nmade++], sizeof pg_made[0], "%s", out);
+}
+
+/* Prepare and step sql once; the step's answer (1 row, 0 done) or the
+ * first error. */
+static int sql_once(struct sqldb *s, const char *sql)
+{
+	struct sqldb_stmt *st;
+	int rc = sqldb_prepare(s, sql, &st);
+
+	if (rc)
+		return rc;
+	rc = sqldb_step(st);
+	sqldb_finalize(st);
+	return rc;
+}
+
+/* A raw connection to a schema (made if missing), for SQL behind meta's
+ * back. */
+static struct sqldb *pg_raw(const char *schema)
+{
+	struct sqldb *s = NULL;
+	char msg[256] = "";
+
+	ck_assert_msg(sqldb_open_pg(&s, pg_conninfo(), schema, 1, msg, sizeof msg) == 0, "raw connection: %s", msg);
+	return s;
+}
+
+/* A private, empty catalog: ":memory:", or a fresh PostgreSQL schema. */
 static struct meta_db *mem_open(void)
 {
 	struct meta_db *db = NULL;
+	char schema[48];
 
-	ck_assert_int_eq(meta_open(&db, ":memory:", 1, NULL, NULL), 0);
+	if (pg_conninfo()) {
+		pg_schema_name(schema, sizeof schema);
+		ck_assert_int_eq(meta_open_pg(&db, pg_conninfo(), schema, 1, NULL, NULL), 0);
+	} else {
+		ck_assert_int_eq(meta_open(&db, ":memory:", 1, NULL, NULL), 0);
+	}
 	ck_assert_ptr_nonnull(db);
 	return db;
 }
@@ -103,6 +188,38 @@ static void tmpdir_make(char *dir, size_t sz)
 static void tmpdir_remove(const char *dir)
 {
 	ck_assert_int_eq(tc_rm_rf(dir), 0);
+}
+
+/* A catalog that outlives its connections: a file in a fresh directory, or
+ * a fresh PostgreSQL schema. */
+struct cat {
+	char dir[64];
+	char path[96];
+	char schema[48];
+};
+
+static void cat_make(struct cat *c)
+{
+	memset(c, 0, sizeof *c);
+	if (pg_conninfo()) {
+		pg_schema_name(c->schema, sizeof c->schema);
+	} else {
+		tmpdir_make(c->dir, sizeof c->dir);
+		snprintf(c->path, sizeof c->path, "%s/catalog.db", c->dir);
+	}
+}
+
+static int cat_open(const struct cat *c, struct meta_db **db, int create, meta_log_fn log, void *ctx)
+{
+	if (pg_conninfo())
+		return meta_open_pg(db, pg_conninfo(), c->schema, create, log, ctx);
+	return meta_open(db, c->path, create, log, ctx);
+}
+
+static void cat_remove(const struct cat *c)
+{
+	if (!pg_conninfo())
+		tmpdir_remove(c->dir);
 }
 
 /* Run SQL on a file with a raw connection; returns the extended code. */
@@ -576,13 +693,12 @@ END_TEST
 
 START_TEST(test_reopen_persists)
 {
-	char dir[64], path[96];
+	struct cat c;
 	struct meta_db *db = NULL;
 	struct meta_object o, g;
 
-	tmpdir_make(dir, sizeof dir);
-	snprintf(path, sizeof path, "%s/catalog.db", dir);
-	ck_assert_int_eq(meta_open(&db, path, 1, NULL, NULL), 0);
+	cat_make(&c);
+	ck_assert_int_eq(cat_open(&c, &db, 1, NULL, NULL), 0);
 	add_lineage(db, LIN_A, 1, KEY_A);
 	obj_init(&o, META_VOLUME, "p", "v", LIN_A, KEY_A);
 	ck_assert_int_eq(meta_object_insert(db, &o), 0);
@@ -590,11 +706,11 @@ START_TEST(test_reopen_persists)
 	ck_assert_int_eq(meta_object_set_size(db, o.id, 7), 0);
 	meta_close(db);
 
-	ck_assert_int_eq(meta_open(&db, path, 0, NULL, NULL), 0);
+	ck_assert_int_eq(cat_open(&c, &db, 0, NULL, NULL), 0);
 	ck_assert_int_eq(meta_object_get(db, o.id, &g), 0);
 	ck_assert_int_eq(memcmp(&g, &o, sizeof g), 0);
 	meta_close(db);
-	tmpdir_remove(dir);
+	cat_remove(&c);
 }
 END_TEST
 
@@ -737,17 +853,16 @@ END_TEST
 
 START_TEST(test_threads_file)
 {
-	char dir[64], path[96];
+	struct cat c;
 	struct meta_db *db = NULL;
 
-	tmpdir_make(dir, sizeof dir);
-	snprintf(path, sizeof path, "%s/catalog.db", dir);
-	ck_assert_int_eq(meta_open(&db, path, 1, NULL, NULL), 0);
+	cat_make(&c);
+	ck_assert_int_eq(cat_open(&c, &db, 1, NULL, NULL), 0);
 	add_lineage(db, LIN_A, 1, KEY_A);
 	add_lineage(db, LIN_P, 0, "");
 	run_workers(db);
 	meta_close(db);
-	tmpdir_remove(dir);
+	cat_remove(&c);
 }
 END_TEST
 
@@ -1125,14 +1240,13 @@ END_TEST
 
 START_TEST(test_two_connections)
 {
-	char dir[64], path[96];
+	struct cat c;
 	struct meta_db *a = NULL, *b = NULL;
 	struct meta_object o, g;
 
-	tmpdir_make(dir, sizeof dir);
-	snprintf(path, sizeof path, "%s/catalog.db", dir);
-	ck_assert_int_eq(meta_open(&a, path, 1, NULL, NULL), 0);
-	ck_assert_int_eq(meta_open(&b, path, 1, NULL, NULL), 0);
+	cat_make(&c);
+	ck_assert_int_eq(cat_open(&c, &a, 1, NULL, NULL), 0);
+	ck_assert_int_eq(cat_open(&c, &b, 1, NULL, NULL), 0);
 	add_lineage(a, LIN_A, 1, KEY_A);
 	obj_init(&o, META_VOLUME, "p", "v", LIN_A, KEY_A);
 	ck_assert_int_eq(meta_object_insert(a, &o), 0);
@@ -1145,7 +1259,7 @@ START_TEST(test_two_connections)
 	ck_assert_int_eq(meta_lineage_get(a, LIN_A, NULL), -ENOENT);
 	meta_close(a);
 	meta_close(b);
-	tmpdir_remove(dir);
+	cat_remove(&c);
 }
 END_TEST
 
@@ -1205,7 +1319,7 @@ START_TEST(test_rekey_records)
 
 	memset(w1, 1, sizeof w1);
 	memset(w2, 2, sizeof w2);
-	ck_assert_int_eq(meta_open(&db, ":memory:", 1, NULL, NULL), 0);
+	db = mem_open();
 	add_lineage(db, LIN_A, 1, KEY_A);
 	ck_assert_int_eq(meta_rekey_get(db, LIN_B, &r), -ENOENT);
 	ck_assert_int_eq(meta_rekey_get(db, LIN_A, &r), 0);
@@ -1239,22 +1353,23 @@ END_TEST
 
 START_TEST(test_fresh_records)
 {
-	char dir[64], path[96];
+	struct cat c;
 	struct meta_db *a = NULL, *b = NULL;
 	uint8_t h[32], got[32];
 	uint64_t gen = 0;
 
-	tmpdir_make(dir, sizeof dir);
-	snprintf(path, sizeof path, "%s/catalog.db", dir);
-	ck_assert_int_eq(meta_open(&a, path, 1, NULL, NULL), 0);
+	cat_make(&c);
+	ck_assert_int_eq(cat_open(&c, &a, 1, NULL, NULL), 0);
 	add_lineage(a, LIN_A, 1, KEY_A);
 	meta_close(a);
-	ck_assert_int_eq(raw_exec(path, "DROP TABLE pool_fresh; DROP TABLE lineage_keys; DROP TABLE backup_fresh; PRAGMA user_version = 1", NULL, 0), SQLITE_OK);
-	ck_assert_int_eq(meta_open(&a, path, 0, NULL, NULL), 0);
-	ck_assert_int_eq(raw_int(path, "PRAGMA user_version"), META_SCHEMA_VERSION);
+	if (!pg_conninfo())     /* SQLite: a catalog of version 1 gains the tables */
+		ck_assert_int_eq(raw_exec(c.path, "DROP TABLE pool_fresh; DROP TABLE lineage_keys; DROP TABLE backup_fresh; PRAGMA user_version = 1", NULL, 0), SQLITE_OK);
+	ck_assert_int_eq(cat_open(&c, &a, 0, NULL, NULL), 0);
+	if (!pg_conninfo())
+		ck_assert_int_eq(raw_int(c.path, "PRAGMA user_version"), META_SCHEMA_VERSION);
 	ck_assert_int_eq(meta_lineage_get(a, LIN_A, NULL), 0);
 
-	ck_assert_int_eq(meta_open(&b, path, 0, NULL, NULL), 0);
+	ck_assert_int_eq(cat_open(&c, &b, 0, NULL, NULL), 0);
 	meta_set_patient(b, 0);
 	memset(h, 7, sizeof h);
 	ck_assert_int_eq(meta_fresh_get(a, LIN_A, &gen, got), -ENOENT);
@@ -1285,48 +1400,347 @@ START_TEST(test_fresh_records)
 	ck_assert_int_eq(meta_fresh_get(b, LIN_A, &gen, got), -ENOENT);
 	meta_close(a);
 	meta_close(b);
-	tmpdir_remove(dir);
+	cat_remove(&c);
+}
+END_TEST
+
+/* The checksum of each backup file's header: NULL while a rewrite is under
+ * way, 32 bytes otherwise, only for an object the catalog has, gone with
+ * it. */
+START_TEST(test_fresh_backup_records)
+{
+	struct meta_db *db = mem_open_lineages();
+	struct meta_object o;
+	uint8_t sum[32], got[32];
+
+	obj_init(&o, META_BACKUP, "p", "b", LIN_A, KEY_A);
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+	ck_assert_int_eq(meta_fresh_backup_get(db, o.id, got), -ENOENT);
+	memset(sum, 0x3c, sizeof sum);
+	ck_assert_int_eq(meta_fresh_backup_set(db, o.id, sum), 0);
+	ck_assert_int_eq(meta_fresh_backup_get(db, o.id, got), 0);
+	ck_assert_mem_eq(got, sum, 32);
+	ck_assert_int_eq(meta_fresh_backup_set(db, o.id, NULL), 0);
+	ck_assert_int_eq(meta_fresh_backup_get(db, o.id, got), -ENODATA);
+	sum[31] = 1;
+	ck_assert_int_eq(meta_fresh_backup_set(db, o.id, sum), 0);
+	ck_assert_int_eq(meta_fresh_backup_get(db, o.id, got), 0);
+	ck_assert_uint_eq(got[31], 1);
+	ck_assert_int_eq(meta_fresh_backup_set(db, "00000000-0000-4000-8000-000000000000", sum), -ENOENT);
+	ck_assert_int_eq(meta_object_delete(db, o.id), 0);
+	ck_assert_int_eq(meta_fresh_backup_get(db, o.id, got), -ENOENT);
+	meta_close(db);
+}
+END_TEST
+
+/* ---- PostgreSQL only --------------------------------------------------- */
+
+/* Raw SQL on the schema, behind meta's back: the triggers and constraints
+ * bind every connection (SQLSTATE EVP01 -> -EPERM, CHECK -> -EINVAL). */
+START_TEST(test_pg_raw_sql_refused)
+{
+	struct cat c;
+	struct meta_db *db = NULL;
+	struct meta_object o, g;
+	struct meta_lineage lg;
+	struct sqldb *raw;
+	char sql[256];
+
+	cat_make(&c);
+	ck_assert_int_eq(cat_open(&c, &db, 1, NULL, NULL), 0);
+	add_lineage(db, LIN_A, 1, KEY_A);
+	add_lineage(db, LIN_P, 0, "");
+	obj_init(&o, META_VOLUME, "p", "v", LIN_A, KEY_A);
+	ck_assert_int_eq(meta_object_insert(db, &o), 0);
+	meta_close(db);
+
+	raw = pg_raw(c.schema);
+	snprintf(sql, sizeof sql, "UPDATE objects SET encrypted = 0, key_id = '' WHERE id = '%s'", o.id);
+	ck_assert_int_eq(sqldb_exec(raw, sql), -EPERM);
+	ck_assert_ptr_nonnull(strstr(sqldb_errmsg(raw), "immutable"));
+	ck_assert_int_eq(sqldb_exec(raw, "UPDATE objects SET key_id = '" KEY_B "'"), -EPERM);
+	ck_assert_int_eq(sqldb_exec(raw, "UPDATE objects SET lineage = '" LIN_P "'"), -EPERM);
+	ck_assert_int_eq(sqldb_exec(raw, "UPDATE objects SET lineage = NULL"), -EPERM);
+	ck_assert_int_eq(sqldb_exec(raw, "UPDATE lineages SET key_id = '" KEY_B "'"), -EPERM);
+	ck_assert_int_eq(sqldb_exec(raw, "UPDATE lineages SET encrypted = 0, key_id = ''"), -EPERM);
+	ck_assert_int_eq(sqldb_exec(raw, "UPDATE settings SET value = 'x' WHERE name = 'catalog.magic'"), -EPERM);
+	ck_assert_int_eq(sqldb_exec(raw, "UPDATE settings SET value = '9' WHERE name = 'catalog.schema_version'"),
+			 -EPERM);
+	ck_assert_int_eq(sqldb_exec(raw, "DELETE FROM settings"), -EPERM);
+	ck_assert_int_eq(sqldb_exec(raw, "TRUNCATE settings"), -EPERM);
+	ck_assert_int_eq(sqldb_exec(raw, "INSERT INTO objects (id, kind, name, project, encrypted, key_id)"
+				    " VALUES ('x', 1, 'n', 'p', 0, 'k')"), -EINVAL);
+	ck_assert_int_eq(sqldb_exec(raw, "INSERT INTO pool_fresh (lineage, gen, hash)"
+				    " VALUES ('" LIN_A "', 1, '\\x010203')"), -EINVAL);
+	ck_assert_int_eq(sqldb_exec(raw, "INSERT INTO objects (id, kind, name, project, encrypted, key_id, lineage)"
+				    " VALUES ('y', 1, 'n', 'p', 0, '', 'cccc')"), -ENOENT);
+	/* the mutable columns stay mutable, and same-value updates pass */
+	ck_assert_int_eq(sqldb_exec(raw, "UPDATE objects SET size = 5, encrypted = encrypted"), 0);
+	ck_assert_int_eq(sqldb_exec(raw, "UPDATE lineages SET wrapped = '\\x0102'"), 0);
+	sqldb_close(raw);
+
+	ck_assert_int_eq(cat_open(&c, &db, 0, NULL, NULL), 0);
+	ck_assert_int_eq(meta_object_get(db, o.id, &g), 0);
+	ck_assert_int_eq(g.encrypted, 1);
+	ck_assert_str_eq(g.key_id, KEY_A);
+	ck_assert_str_eq(g.lineage, LIN_A);
+	ck_assert_uint_eq(g.size, 5);
+	ck_assert_int_eq(meta_lineage_get(db, LIN_A, &lg), 0);
+	ck_assert_int_eq(lg.encrypted, 1);
+	ck_assert_str_eq(lg.key_id, KEY_A);
+	ck_assert_uint_eq(lg.wrapped_len, 2);
+	ck_assert_int_eq(meta_setting_set(db, "catalog.schema_version", "4"), -EPERM);
+	meta_close(db);
+}
+END_TEST
+
+/* A fresh schema given `damage` (raw SQL; after a catalog was made there
+ * first when it starts with '@'), then opened: -EUCLEAN, an error logged
+ * that mentions `want`, and `check` (a query) still finds its row. */
+static void pg_refused(const char *damage, int create, const char *want, const char *check)
+{
+	struct meta_db *db = NULL;
+	struct logrec lr;
+	char schema[48];
+	struct sqldb *raw;
+
+	pg_schema_name(schema, sizeof schema);
+	if (damage[0] == '@') {
+		ck_assert_int_eq(meta_open_pg(&db, pg_conninfo(), schema, 1, NULL, NULL), 0);
+		meta_close(db);
+		damage++;
+	}
+	raw = pg_raw(schema);
+	ck_assert_msg(sqldb_exec(raw, damage) == 0, "%s: %s", damage, sqldb_errmsg(raw));
+	memset(&lr, 0, sizeof lr);
+	ck_assert_int_eq(meta_open_pg(&db, pg_conninfo(), schema, create, log_cb, &lr), -EUCLEAN);
+	ck_assert_ptr_null(db);
+	ck_assert_int_eq(lr.max_level_seen, LOG_ERR);
+	ck_assert_msg(strstr(lr.all, want), "want '%s' in the log: %s", want, lr.all);
+	ck_assert_msg(strstr(lr.all, schema), "the log does not name the schema: %s", lr.all);
+	if (check)
+		ck_assert_msg(sql_once(raw, check) == 1, "%s: %s", check, sqldb_errmsg(raw));
+	sqldb_close(raw);
+}
+
+/* Opening: missing and empty schemas, unreachable servers, bad names. */
+START_TEST(test_pg_open)
+{
+	struct meta_db *db = (struct meta_db *)1;
+	struct logrec lr;
+	char schema[48], v[16];
+	struct sqldb *raw;
+
+	ck_assert_int_eq(meta_open_pg(NULL, pg_conninfo(), "x", 1, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(meta_open_pg(&db, NULL, "x", 1, NULL, NULL), -EINVAL);
+	ck_assert_ptr_null(db);
+	ck_assert_int_eq(meta_open_pg(&db, pg_conninfo(), NULL, 1, NULL, NULL), -EINVAL);
+	memset(&lr, 0, sizeof lr);
+	ck_assert_int_eq(meta_open_pg(&db, pg_conninfo(), "Bad-Name", 1, log_cb, &lr), -EINVAL);
+	ck_assert_ptr_null(db);
+	ck_assert_ptr_nonnull(strstr(lr.all, "Bad-Name"));
+
+	/* nobody listens on port 1 */
+	memset(&lr, 0, sizeof lr);
+	ck_assert_int_eq(meta_open_pg(&db, "host=127.0.0.1 port=1 dbname=evfs user=evfs connect_timeout=5",
+				      "x", 1, log_cb, &lr), -ECONNREFUSED);
+	ck_assert_ptr_null(db);
+	ck_assert_msg(strstr(lr.all, "catalog: cannot connect to PostgreSQL: "), "log: %s", lr.all);
+	ck_assert_int_eq(lr.max_level_seen, LOG_ERR);
+
+	/* a missing schema is not made without create */
+	pg_schema_name(schema, sizeof schema);
+	memset(&lr, 0, sizeof lr);
+	ck_assert_int_eq(meta_open_pg(&db, pg_conninfo(), schema, 0, log_cb, &lr), -ENOENT);
+	ck_assert_ptr_null(db);
+	ck_assert_msg(strstr(lr.all, schema), "log: %s", lr.all);
+	/* nor is an empty one given a catalog */
+	raw = pg_raw(schema);
+	sqldb_close(raw);
+	memset(&lr, 0, sizeof lr);
+	ck_assert_int_eq(meta_open_pg(&db, pg_conninfo(), schema, 0, log_cb, &lr), -ENOENT);
+	ck_assert_msg(strstr(lr.all, "holds no catalog"), "log: %s", lr.all);
+	/* create makes it, and keeps it when opened again */
+	ck_assert_int_eq(meta_open_pg(&db, pg_conninfo(), schema, 1, NULL, NULL), 0);
+	ck_assert_int_eq(meta_setting_get(db, "catalog.magic", v, sizeof v), 0);
+	ck_assert_str_eq(v, "evfs-catalog");
+	ck_assert_int_eq(meta_setting_get(db, "catalog.schema_version", v, sizeof v), 0);
+	ck_assert_int_eq(atoi(v), META_SCHEMA_VERSION);
+	ck_assert_int_eq(meta_setting_set(db, "x", "y"), 0);
+	meta_close(db);
+	ck_assert_int_eq(meta_open_pg(&db, pg_conninfo(), schema, 1, NULL, NULL), 0);
+	ck_assert_int_eq(meta_setting_get(db, "x", v, sizeof v), 0);
+	ck_assert_str_eq(v, "y");
+	meta_close(db);
+}
+END_TEST
+
+/* Foreign, damaged and newer catalogs are refused and left alone. */
+START_TEST(test_pg_foreign_schema)
+{
+	/* tables, but not ours */
+	pg_refused("CREATE TABLE foo (x INT); INSERT INTO foo VALUES (1)", 1, "holds no evfs catalog",
+		   "SELECT x FROM foo");
+	/* a settings table with the wrong magic */
+	pg_refused("CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT);"
+		   " INSERT INTO settings VALUES ('catalog.magic', 'other')", 1, "bad magic",
+		   "SELECT 1 FROM settings WHERE value = 'other'");
+	/* a newer catalog */
+	pg_refused("@ALTER TABLE settings DISABLE TRIGGER settings_magic_update;"
+		   " UPDATE settings SET value = '99' WHERE name = 'catalog.schema_version';"
+		   " ALTER TABLE settings ENABLE TRIGGER settings_magic_update", 0, "99",
+		   "SELECT 1 FROM settings WHERE name = 'catalog.schema_version' AND value = '99'");
+	/* a catalog whose immutability trigger was dropped, or disabled */
+	pg_refused("@DROP TRIGGER objects_encryption_immutable ON objects", 0,
+		   "trigger objects_encryption_immutable is missing", NULL);
+	pg_refused("@ALTER TABLE lineages DISABLE TRIGGER lineages_encryption_immutable", 0,
+		   "trigger lineages_encryption_immutable is missing", NULL);
+	pg_refused("@DROP TABLE backup_fresh", 1, "table backup_fresh is missing", NULL);
+}
+END_TEST
+
+/* Several hosts (here: connections) creating one catalog at once. */
+#define CREATORS 4
+
+struct creator {
+	pthread_t tid;
+	const char *schema;
+	pthread_barrier_t *go;
+	int rc;
+	int created;     /* "created in PostgreSQL schema" logged */
+	int other_logs;
+};
+
+static void creator_log(void *ctx, int level, const char *msg)
+{
+	struct creator *c = ctx;
+
+	if (strstr(msg, "catalog: created in PostgreSQL schema"))
+		c->created++;
+	else if (level <= LOG_WARNING)
+		c->other_logs++;
+}
+
+static void *creator_run(void *arg)
+{
+	struct creator *c = arg;
+	struct meta_db *db = NULL;
+
+	pthread_barrier_wait(c->go);
+	c->rc = meta_open_pg(&db, pg_conninfo(), c->schema, 1, creator_log, c);
+	if (!c->rc)
+		c->rc = meta_setting_set(db, c->schema, "seen");
+	meta_close(db);
+	return NULL;
+}
+
+START_TEST(test_pg_concurrent_create)
+{
+	struct creator cr[CREATORS];
+	pthread_barrier_t go;
+	struct meta_db *db;
+	char schema[48], v[16];
+	int i, created = 0;
+
+	pg_schema_name(schema, sizeof schema);
+	ck_assert_int_eq(pthread_barrier_init(&go, NULL, CREATORS), 0);
+	for (i = 0; i < CREATORS; i++) {
+		memset(&cr[i], 0, sizeof cr[i]);
+		cr[i].schema = schema;
+		cr[i].go = &go;
+		ck_assert_int_eq(pthread_create(&cr[i].tid, NULL, creator_run, &cr[i]), 0);
+	}
+	for (i = 0; i < CREATORS; i++)
+		ck_assert_int_eq(pthread_join(cr[i].tid, NULL), 0);
+	pthread_barrier_destroy(&go);
+	for (i = 0; i < CREATORS; i++) {
+		ck_assert_msg(cr[i].rc == 0, "creator %d: %d", i, cr[i].rc);
+		ck_assert_int_eq(cr[i].other_logs, 0);
+		created += cr[i].created;
+	}
+	ck_assert_int_eq(created, 1);
+	ck_assert_int_eq(meta_open_pg(&db, pg_conninfo(), schema, 0, NULL, NULL), 0);
+	ck_assert_int_eq(meta_setting_get(db, schema, v, sizeof v), 0);
+	ck_assert_str_eq(v, "seen");
+	meta_close(db);
 }
 END_TEST
 
 /* ---- errors ------------------------------------------------------------ */
 
+/* The SQLite-to-errno table, once meta_errno() and now sqldb_sqlite.c's:
+ * every entry that a real connection can be made to produce, provoked
+ * through sqldb (the table itself is private to sqldb/). */
 START_TEST(test_errno_map)
 {
 	static const struct {
-		int rc, err;
+		const char *sql;
+		int err;
 	} map[] = {
-		{ SQLITE_OK, 0 },
-		{ SQLITE_DONE, 0 },
-		{ SQLITE_ROW, 0 },
-		{ SQLITE_CONSTRAINT_UNIQUE, -EEXIST },
-		{ SQLITE_CONSTRAINT_PRIMARYKEY, -EEXIST },
-		{ SQLITE_CONSTRAINT_FOREIGNKEY, -ENOENT },
-		{ SQLITE_CONSTRAINT_TRIGGER, -EPERM },
-		{ SQLITE_CONSTRAINT_CHECK, -EINVAL },
-		{ SQLITE_CONSTRAINT_NOTNULL, -EINVAL },
-		{ SQLITE_BUSY, -EBUSY },
-		{ SQLITE_BUSY_SNAPSHOT, -EBUSY },
-		{ SQLITE_LOCKED, -EBUSY },
-		{ SQLITE_NOMEM, -ENOMEM },
-		{ SQLITE_IOERR_NOMEM, -ENOMEM },
-		{ SQLITE_FULL, -ENOSPC },
-		{ SQLITE_IOERR, -EIO },
-		{ SQLITE_IOERR_FSYNC, -EIO },
-		{ SQLITE_CORRUPT, -EUCLEAN },
-		{ SQLITE_NOTADB, -EUCLEAN },
-		{ SQLITE_ERROR, -EUCLEAN },
-		{ SQLITE_READONLY, -EROFS },
-		{ SQLITE_PERM, -EACCES },
-		{ SQLITE_MISUSE, -EINVAL },
-		{ SQLITE_TOOBIG, -EINVAL },
-		{ SQLITE_CANTOPEN, -EIO },
+		{ "SELECT 1", 1 },                                          /* SQLITE_ROW */
+		{ "UPDATE p SET c = 2", 0 },                                /* SQLITE_DONE */
+		{ "INSERT INTO p (u, c) VALUES ('a', 1)", -EEXIST },        /* CONSTRAINT_UNIQUE */
+		{ "INSERT INTO q (k, pid) VALUES ('k', 1)", -EEXIST },      /* CONSTRAINT_PRIMARYKEY */
+		{ "INSERT INTO p (id, u, c) VALUES (1, 'b', 1)", -EEXIST }, /* the rowid */
+		{ "INSERT INTO q (k, pid) VALUES ('x', 99)", -ENOENT },     /* CONSTRAINT_FOREIGNKEY */
+		{ "UPDATE p SET u = 'z'", -EPERM },                         /* CONSTRAINT_TRIGGER */
+		{ "INSERT INTO p (u, c) VALUES ('b', 0)", -EINVAL },        /* CONSTRAINT_CHECK */
+		{ "INSERT INTO p (u, c, n) VALUES ('b', 1, NULL)", -EINVAL }, /* CONSTRAINT_NOTNULL */
+		{ "SELECT zeroblob(2000000000)", -EINVAL },                 /* SQLITE_TOOBIG */
+		{ "SELECT x FROM no_such_table", -EUCLEAN },                /* SQLITE_ERROR */
 	};
+	char dir[64], path[96], msg[256];
+	struct sqldb *s = NULL, *t = NULL;
+	unsigned char junk[4096];
 	size_t i;
+	int fd, rc;
 
-	for (i = 0; i < sizeof map / sizeof map[0]; i++)
-		ck_assert_msg(meta_errno(map[i].rc) == map[i].err, "sqlite %d -> %d, want %d",
-			      map[i].rc, meta_errno(map[i].rc), map[i].err);
+	ck_assert_int_eq(sqldb_open_sqlite(&s, ":memory:", NULL, 0), 0);
+	ck_assert_int_eq(sqldb_exec(s, "PRAGMA foreign_keys=ON;"
+				    " CREATE TABLE p (id INTEGER PRIMARY KEY, u TEXT UNIQUE, c INT CHECK (c > 0),"
+				    "   n TEXT NOT NULL DEFAULT '');"
+				    " CREATE TABLE q (k TEXT PRIMARY KEY, pid INT REFERENCES p(id));"
+				    " CREATE TRIGGER p_frozen BEFORE UPDATE OF u ON p"
+				    "   BEGIN SELECT RAISE(ABORT, 'frozen'); END;"
+				    " INSERT INTO p (id, u, c) VALUES (1, 'a', 1); INSERT INTO q VALUES ('k', 1);"), 0);
+	for (i = 0; i < sizeof map / sizeof map[0]; i++) {
+		rc = sql_once(s, map[i].sql);
+		ck_assert_msg(rc == map[i].err, "%s -> %d, want %d (%s)", map[i].sql, rc, map[i].err,
+			      sqldb_errmsg(s));
+	}
+	/* SQLITE_READONLY, SQLITE_FULL */
+	ck_assert_int_eq(sqldb_exec(s, "PRAGMA query_only=1"), 0);
+	ck_assert_int_eq(sql_once(s, "INSERT INTO p (u, c) VALUES ('r', 1)"), -EROFS);
+	ck_assert_int_eq(sqldb_exec(s, "PRAGMA query_only=0; PRAGMA max_page_count=8"), 0);
+	ck_assert_int_eq(sql_once(s, "INSERT INTO p (u, c) VALUES (randomblob(100000), 1)"), -ENOSPC);
+	sqldb_close(s);
+
+	tmpdir_make(dir, sizeof dir);
+	/* SQLITE_BUSY: the write lock held by another connection */
+	snprintf(path, sizeof path, "%s/busy.db", dir);
+	ck_assert_int_eq(raw_exec(path, "CREATE TABLE t (x)", NULL, 0), SQLITE_OK);
+	ck_assert_int_eq(sqldb_open_sqlite(&s, path, NULL, 0), 0);
+	ck_assert_int_eq(sqldb_open_sqlite(&t, path, NULL, 0), 0);
+	sqldb_busy_timeout(t, 0);
+	ck_assert_int_eq(sqldb_begin(s), 0);
+	ck_assert_int_eq(sqldb_begin(t), -EBUSY);
+	sqldb_close(t);
+	sqldb_close(s);
+	/* SQLITE_NOTADB */
+	snprintf(path, sizeof path, "%s/junk.db", dir);
+	memset(junk, 0xa5, sizeof junk);
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
+	close(fd);
+	ck_assert_int_eq(sqldb_open_sqlite(&s, path, NULL, 0), 0);
+	ck_assert_int_eq(sql_once(s, "SELECT count(*) FROM sqlite_master"), -EUCLEAN);
+	sqldb_close(s);
+	/* SQLITE_CANTOPEN */
+	snprintf(path, sizeof path, "%s/nodir/x.db", dir);
+	ck_assert_int_eq(sqldb_open_sqlite(&s, path, msg, sizeof msg), -EIO);
+	ck_assert_ptr_null(s);
+	tmpdir_remove(dir);
 }
 END_TEST
 
@@ -1511,6 +1925,7 @@ END_TEST
 static Suite *meta_suite(void)
 {
 	Suite *s = suite_create("meta");
+	int lite = !pg_conninfo();      /* SQLite-file tests only without PostgreSQL */
 	TCase *tc;
 
 	tc = tcase_create("core");
@@ -1530,42 +1945,68 @@ static Suite *meta_suite(void)
 	tcase_add_test(tc, test_kind_name);
 	tcase_add_test(tc, test_threads_memory);
 	tcase_add_test(tc, test_threads_file);
+	if (!lite)
+		tcase_add_checked_fixture(tc, NULL, pg_drop_made);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("immutability");
 	tcase_add_test(tc, test_set_encryption_eperm);
 	tcase_add_test(tc, test_encryption_consistency);
-	tcase_add_test(tc, test_raw_sql_refused);
+	if (lite)
+		tcase_add_test(tc, test_raw_sql_refused);
+	else
+		tcase_add_test(tc, test_pg_raw_sql_refused);
+	if (!lite)
+		tcase_add_checked_fixture(tc, NULL, pg_drop_made);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("migration");
-	tcase_add_test(tc, test_create_file_mode);
-	tcase_add_test(tc, test_missing_nocreate);
-	tcase_add_test(tc, test_migrate_from_v0);
-	tcase_add_test(tc, test_newer_version);
-	tcase_add_test(tc, test_foreign_sqlite);
-	tcase_add_test(tc, test_garbage_file);
-	tcase_add_test(tc, test_truncated_file);
+	if (lite) {
+		tcase_add_test(tc, test_create_file_mode);
+		tcase_add_test(tc, test_missing_nocreate);
+		tcase_add_test(tc, test_migrate_from_v0);
+		tcase_add_test(tc, test_newer_version);
+		tcase_add_test(tc, test_foreign_sqlite);
+		tcase_add_test(tc, test_garbage_file);
+		tcase_add_test(tc, test_truncated_file);
+	} else {
+		tcase_add_test(tc, test_pg_open);
+		tcase_add_test(tc, test_pg_foreign_schema);
+		tcase_add_test(tc, test_pg_concurrent_create);
+	}
 	tcase_add_test(tc, test_two_connections);
 	tcase_add_test(tc, test_fresh_records);
-	tcase_add_test(tc, test_second_connection_keeps_locks);
+	tcase_add_test(tc, test_fresh_backup_records);
+	if (lite)
+		tcase_add_test(tc, test_second_connection_keeps_locks);
 	tcase_add_test(tc, test_rekey_records);
+	if (!lite)
+		tcase_add_checked_fixture(tc, NULL, pg_drop_made);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");
-	tcase_add_test(tc, test_errno_map);
+	if (lite)
+		tcase_add_test(tc, test_errno_map);
 	tcase_add_test(tc, test_bad_args);
 	tcase_add_test(tc, test_missing_rows);
 	tcase_add_test(tc, test_callback_reentry);
-	tcase_add_test(tc, test_readonly_file);
+	if (lite)
+		tcase_add_test(tc, test_readonly_file);
+	if (!lite)
+		tcase_add_checked_fixture(tc, NULL, pg_drop_made);
 	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(meta_suite());
+	SRunner *sr;
 	int failed;
+
+	if (pg_conninfo())
+		fprintf(stderr, "check_meta: catalogs in PostgreSQL schemas (EVFS_PG_CONNINFO is set);"
+			" the SQLite-file tests are left out\n");
+	sr = srunner_create(meta_suite());
 
 	srunner_run_all(sr, CK_ENV);
 	failed = srunner_ntests_failed(sr);
