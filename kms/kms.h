@@ -2,9 +2,11 @@
 /*
  * kms.h - the local key management service.
  *
- * The KMS owns every master key.  It keeps its own SQLite key store
- * (STORE/kms.db) holding, per project and region, customer master keys (CMKs)
- * that exist on disk only wrapped by the store's root key.  The root key comes
+ * The KMS owns every master key.  It keeps its own key store - an SQLite
+ * file (STORE/kms.db), or for several hosts sharing one store a schema of a
+ * PostgreSQL database (kms_options.pg_conninfo) - holding, per project and
+ * region, customer master keys (CMKs) that exist in the store only wrapped
+ * by the store's root key.  The root key comes
  * from a key file (32 random bytes) or from a passphrase through Argon2id; it
  * is never stored.  Callers never see a master key: they ask the KMS to
  * generate a data key (DK) wrapped under a CMK, or to unwrap one, and receive
@@ -28,6 +30,8 @@
  *   -EBADMSG       a wrapped blob failed authentication
  *   -EUCLEAN       key store inconsistent (bad schema, bad row)
  *   -EBUSY         key store locked by another process for too long
+ *   -ECONNREFUSED  PostgreSQL: the server cannot be reached
+ *   -EPROTONOSUPPORT  PostgreSQL: evfs was built without libpq
  *   -ENOMEM, -EIO
  * The module never prints; it reports through the optional log callback.
  * Thread-safety: a struct kms may be shared by threads; calls serialise on an
@@ -102,9 +106,14 @@ struct kms_options {
 	const char *security_admins;    /* comma/space separated user names */
 	kms_log_fn log;                 /* may be NULL */
 	void *log_ctx;
+	const char *pg_conninfo; /* non-NULL: the store lives in PostgreSQL */
+	const char *pg_schema; /* its schema ([a-z_][a-z0-9_]*) */
 };
 
 /* Create a new key store at db_path (must not exist; file mode 0600).
+ * With opt->pg_conninfo the store is made in PostgreSQL instead, in schema
+ * opt->pg_schema (created if missing; -EEXIST if it already holds a key
+ * store or other tables) and db_path is ignored (may be NULL).
  * KEYFILE: uses the 32-byte key in secret_path, creating the file (mode
  * 0400, random key) if it does not exist.  PASSPHRASE: reads the passphrase
  * file (first line, trailing newline stripped, must be non-empty), derives
@@ -118,6 +127,8 @@ int kms_create(const char *db_path, const struct kms_options *opt) KMS_WUR;
  * -EKEYREJECTED if the key does not match the verifier (PKCS11: the
  * token's key with that label is not the one the store was created with), -ENOENT if the db
  * or secret file is missing, -EUCLEAN if it is not an evfs key store.
+ * With opt->pg_conninfo: the store in schema opt->pg_schema (db_path is
+ * ignored, may be NULL); -ENOENT if the schema does not exist or is empty.
  * Opening also destroys the material of PendingDeletion keys whose date has
  * passed (they become Deleted).  *out owned by caller: kms_close(). */
 int kms_open(struct kms **out, const char *db_path, const struct kms_options *opt) KMS_WUR;

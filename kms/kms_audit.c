@@ -14,19 +14,23 @@
  *
  * with mac[0] = 32 zero bytes, seq = 1, 2, 3, ... without gaps.  Strings are
  * length-prefixed, so no two different entries serialise alike.  The audit
- * subkey is derived from the root key (kms_root.c): whoever can edit kms.db
- * but does not hold the root key cannot rewrite, insert, delete or reorder
- * an entry without kms_audit_verify() noticing.  To notice truncation (the
+ * subkey is derived from the root key (kms_root.c): whoever can edit the
+ * store (kms.db, or the tables of its PostgreSQL schema) but does not hold
+ * the root key cannot rewrite, insert, delete or reorder an entry without
+ * kms_audit_verify() noticing.  To notice truncation (the
  * newest rows deleted) the store also keeps settings.audit_head =
  * seq (8 BE) | BLAKE2b_keyed("evfs-audit-head" | seq | mac[seq]); dropping
  * rows then also needs an old copy of that record.  Restoring an entire
- * older copy of kms.db (rollback) is not detected; that is outside what a
- * local file can prove.
+ * older copy of kms.db (rollback), or of the schema, is not detected; that
+ * is outside what the store itself can prove.
  *
  * Appends run inside the caller's transaction when one is open (so a
  * mutation and its entry commit together or not at all), otherwise in a
- * BEGIN IMMEDIATE transaction of their own, which also serialises
- * appenders from several processes on the chain head.
+ * write transaction of their own (kms_tx_begin: the write lock at once),
+ * which also serialises appenders on the chain head: several processes on
+ * one SQLite file, or several hosts on one PostgreSQL schema, where the
+ * chain is one chain whichever host wrote an entry.  The column "user" is
+ * quoted: PostgreSQL reserves the word.
  *
  * kms_audit_list() reads in batches and runs the callback without the lock,
  * so a long log never blocks other threads and callbacks may call back into
@@ -109,7 +113,7 @@ static int append_locked(struct kms *k, const struct raw_entry *in)
 {
 	uint8_t prev[KMS_MAC_BYTES], mac[KMS_MAC_BYTES], head[HEAD_BYTES];
 	struct raw_entry e = *in;
-	sqlite3_stmt *st = NULL;
+	struct sqldb_stmt *st = NULL;
 	int rc;
 
 	memcpy(prev, zero_mac, sizeof(prev));
@@ -119,28 +123,26 @@ static int append_locked(struct kms *k, const struct raw_entry *in)
 		return rc;
 	rc = kms_sql_step(k, st);
 	if (rc == 1) {
-		e.seq = sqlite3_column_int64(st, 0) + 1;
-		if (sqlite3_column_bytes(st, 1) == (int)KMS_MAC_BYTES) {
-			memcpy(prev, sqlite3_column_blob(st, 1), KMS_MAC_BYTES);
+		e.seq = sqldb_column_int64(st, 0) + 1;
+		if (sqldb_column_bytes(st, 1) == (int)KMS_MAC_BYTES) {
+			memcpy(prev, sqldb_column_blob(st, 1), KMS_MAC_BYTES);
 			rc = 0;
 		} else {
 			rc = -EUCLEAN;
 		}
 	}
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 	if (rc < 0)
 		return rc;
 	entry_mac(k->sec->audit, prev, &e, mac);
-	rc = kms_sql_run(k, "INSERT INTO audit(seq, time, uid, user, project, op, \"key\", result, mac)"
+	rc = kms_sql_run(k, "INSERT INTO audit(seq, time, uid, \"user\", project, op, \"key\", result, mac)"
 			    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			 "IIITTTTib", e.seq, e.time, (int64_t)e.uid, e.s[0], e.n[0], e.s[1], e.n[1], e.s[2], e.n[2],
 			 e.s[3], e.n[3], (int)e.result, (const void *)mac, sizeof(mac));
 	if (rc < 0)
 		return rc;
 	head_make(k->sec->audit, e.seq, mac, head);
-	rc = kms_sql_run(k, "INSERT OR REPLACE INTO settings(name, value) VALUES ('audit_head', ?)", "b",
-			 (const void *)head, sizeof(head));
-	return rc < 0 ? rc : 0;
+	return kms_setting_put(k, "audit_head", 'b', (const void *)head, sizeof(head));
 }
 
 int kms_audit_append(struct kms *k, uint32_t uid, const char *user, const char *project, const char *op,
@@ -164,7 +166,7 @@ int kms_audit_append(struct kms *k, uint32_t uid, const char *user, const char *
 	if (!op || e.n[2] != strlen(op))
 		return -EINVAL;   /* ops are our own constants */
 
-	own_tx = sqlite3_get_autocommit(k->db);
+	own_tx = !sqldb_in_tx(k->db);
 	if (own_tx && (rc = kms_tx_begin(k)) < 0)
 		goto fail;
 	rc = append_locked(k, &e);
@@ -183,10 +185,10 @@ fail:
  * Reading
  * ------------------------------------------------------------------------ */
 
-static void col_copy(sqlite3_stmt *st, int col, char *dst, size_t n)
+static void col_copy(struct sqldb_stmt *st, int col, char *dst, size_t n)
 {
-	const unsigned char *s = sqlite3_column_text(st, col);
-	size_t len = s ? strnlen((const char *)s, (size_t)sqlite3_column_bytes(st, col)) : 0;
+	const char *s = sqldb_column_text(st, col);
+	size_t len = s ? strnlen(s, (size_t)sqldb_column_bytes(st, col)) : 0;
 
 	if (len >= n)
 		len = n - 1;
@@ -198,7 +200,7 @@ static void col_copy(sqlite3_stmt *st, int col, char *dst, size_t n)
 int kms_audit_list(struct kms *k, const char *key_id, kms_audit_cb cb, void *ctx)
 {
 	struct kms_audit_entry *v;
-	sqlite3_stmt *st = NULL;
+	struct sqldb_stmt *st = NULL;
 	int64_t after = 0;
 	int rc = 0, i, n;
 
@@ -212,25 +214,25 @@ int kms_audit_list(struct kms *k, const char *key_id, kms_audit_cb cb, void *ctx
 		if ((rc = kms_enter(k)) < 0)
 			break;
 		rc = kms_sql_prep(k, &st,
-				  "SELECT seq, time, uid, user, project, op, \"key\", result FROM audit"
+				  "SELECT seq, time, uid, \"user\", project, op, \"key\", result FROM audit"
 				  " WHERE seq > ? AND (?2 IS NULL OR \"key\" = ?2) ORDER BY seq LIMIT ?",
 				  "Iti", after, key_id, LIST_BATCH);
 		while (rc == 0 && (rc = kms_sql_step(k, st)) == 1) {
 			struct kms_audit_entry *e = &v[n++];
 
 			memset(e, 0, sizeof(*e));
-			e->seq = sqlite3_column_int64(st, 0);
-			e->time = sqlite3_column_int64(st, 1);
-			e->uid = (uint32_t)sqlite3_column_int64(st, 2);
+			e->seq = sqldb_column_int64(st, 0);
+			e->time = sqldb_column_int64(st, 1);
+			e->uid = (uint32_t)sqldb_column_int64(st, 2);
 			col_copy(st, 3, e->user, sizeof(e->user));
 			col_copy(st, 4, e->project, sizeof(e->project));
 			col_copy(st, 5, e->op, sizeof(e->op));
 			col_copy(st, 6, e->key, sizeof(e->key));
-			e->result = sqlite3_column_int(st, 7);
+			e->result = (int)sqldb_column_int64(st, 7);
 			after = e->seq;
 			rc = 0;
 		}
-		sqlite3_finalize(st);
+		sqldb_finalize(st);
 		st = NULL;
 		kms_leave(k);
 		for (i = 0; rc == 0 && i < n; i++)
@@ -240,30 +242,31 @@ int kms_audit_list(struct kms *k, const char *key_id, kms_audit_cb cb, void *ctx
 	return rc;
 }
 
-static int row_verify(sqlite3_stmt *st, const uint8_t key[static KMS_KEY_BYTES], uint8_t prev[static KMS_MAC_BYTES])
+static int row_verify(struct sqldb_stmt *st, const uint8_t key[static KMS_KEY_BYTES],
+		      uint8_t prev[static KMS_MAC_BYTES])
 {
 	uint8_t mac[KMS_MAC_BYTES];
 	struct raw_entry e;
 	int i, ok;
 
 	for (i = 0; i < 8; i++)
-		if (sqlite3_column_type(st, i) != (i >= 3 && i <= 6 ? SQLITE_TEXT : SQLITE_INTEGER))
+		if (sqldb_column_type(st, i) != (i >= 3 && i <= 6 ? SQLDB_TEXT : SQLDB_INT))
 			return 0;
-	if (sqlite3_column_type(st, 8) != SQLITE_BLOB || sqlite3_column_bytes(st, 8) != (int)KMS_MAC_BYTES ||
-	    sqlite3_column_int64(st, 2) < 0 || sqlite3_column_int64(st, 2) > UINT32_MAX ||
-	    sqlite3_column_int64(st, 7) < INT32_MIN || sqlite3_column_int64(st, 7) > INT32_MAX)
+	if (sqldb_column_type(st, 8) != SQLDB_BLOB || sqldb_column_bytes(st, 8) != (int)KMS_MAC_BYTES ||
+	    sqldb_column_int64(st, 2) < 0 || sqldb_column_int64(st, 2) > UINT32_MAX ||
+	    sqldb_column_int64(st, 7) < INT32_MIN || sqldb_column_int64(st, 7) > INT32_MAX)
 		return 0;
 	memset(&e, 0, sizeof(e));
-	e.seq = sqlite3_column_int64(st, 0);
-	e.time = sqlite3_column_int64(st, 1);
-	e.uid = (uint32_t)sqlite3_column_int64(st, 2);
-	e.result = (int32_t)sqlite3_column_int64(st, 7);
+	e.seq = sqldb_column_int64(st, 0);
+	e.time = sqldb_column_int64(st, 1);
+	e.uid = (uint32_t)sqldb_column_int64(st, 2);
+	e.result = (int32_t)sqldb_column_int64(st, 7);
 	for (i = 0; i < 4; i++) {
-		e.s[i] = (const char *)sqlite3_column_text(st, 3 + i);
-		e.n[i] = e.s[i] ? (size_t)sqlite3_column_bytes(st, 3 + i) : 0;
+		e.s[i] = sqldb_column_text(st, 3 + i);
+		e.n[i] = e.s[i] ? (size_t)sqldb_column_bytes(st, 3 + i) : 0;
 	}
 	entry_mac(key, prev, &e, mac);
-	ok = sodium_memcmp(mac, sqlite3_column_blob(st, 8), KMS_MAC_BYTES) == 0;
+	ok = sodium_memcmp(mac, sqldb_column_blob(st, 8), KMS_MAC_BYTES) == 0;
 	memcpy(prev, mac, KMS_MAC_BYTES);
 	return ok;
 }
@@ -271,31 +274,24 @@ static int row_verify(sqlite3_stmt *st, const uint8_t key[static KMS_KEY_BYTES],
 /* Check settings.audit_head against the last entry (seq, mac). */
 static int head_check(struct kms *k, int64_t seq, const uint8_t mac[static KMS_MAC_BYTES])
 {
-	uint8_t want[HEAD_BYTES];
-	sqlite3_stmt *st = NULL;
-	int rc;
+	uint8_t want[HEAD_BYTES], got[HEAD_BYTES];
+	int rc = kms_setting_get(k, "audit_head", 'b', NULL, got, sizeof(got));
 
-	rc = kms_sql_prep(k, &st, "SELECT value FROM settings WHERE name = 'audit_head'", NULL);
-	if (rc < 0)
-		return rc;
-	rc = kms_sql_step(k, st);
-	if (rc == 1) {
+	if (rc == 0) {
 		head_make(k->sec->audit, seq, mac, want);
-		rc = sqlite3_column_bytes(st, 0) == (int)HEAD_BYTES &&
-			     sodium_memcmp(want, sqlite3_column_blob(st, 0), HEAD_BYTES) == 0
-		     ? 0
-		     : -EBADMSG;
-	} else if (rc == 0) {
+		rc = sodium_memcmp(want, got, HEAD_BYTES) == 0 ? 0 : -EBADMSG;
+	} else if (rc == -ENOENT) {
 		rc = seq == 0 ? 0 : -EBADMSG;     /* no head: only an empty log */
+	} else if (rc == -EUCLEAN) {
+		rc = -EBADMSG;                    /* not a head record */
 	}
-	sqlite3_finalize(st);
 	return rc;
 }
 
 int kms_audit_verify(struct kms *k, int64_t *bad_seq)
 {
 	uint8_t prev[KMS_MAC_BYTES];
-	sqlite3_stmt *st = NULL;
+	struct sqldb_stmt *st = NULL;
 	int64_t expect = 1;
 	int rc;
 
@@ -307,17 +303,17 @@ int kms_audit_verify(struct kms *k, int64_t *bad_seq)
 		return rc;
 	memcpy(prev, zero_mac, sizeof(prev));
 	rc = kms_sql_prep(k, &st,
-			  "SELECT seq, time, uid, user, project, op, \"key\", result, mac FROM audit ORDER BY seq",
+			  "SELECT seq, time, uid, \"user\", project, op, \"key\", result, mac FROM audit ORDER BY seq",
 			  NULL);
 	while (rc == 0 && (rc = kms_sql_step(k, st)) == 1) {
 		rc = 0;
-		if (sqlite3_column_int64(st, 0) != expect || !row_verify(st, k->sec->audit, prev)) {
+		if (sqldb_column_int64(st, 0) != expect || !row_verify(st, k->sec->audit, prev)) {
 			rc = -EBADMSG;
 			break;
 		}
 		expect++;
 	}
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 	if (rc == 0 && (rc = head_check(k, expect - 1, prev)) == -EBADMSG)
 		KMS_LOG(k, LOG_ERR, "kms: audit log truncated or its head record altered after entry %lld",
 			(long long)(expect - 1));

@@ -27,7 +27,10 @@
  * Destroying material ("crypto-shredding", R12/R19) sets the column to NULL.
  * With secure_delete=ON SQLite zeroes the freed cell bytes; because WAL
  * still holds the previous page images, every destruction is followed, after
- * commit, by PRAGMA wal_checkpoint(TRUNCATE) (kms_checkpoint()).  Two paths
+ * commit, by PRAGMA wal_checkpoint(TRUNCATE) (kms_checkpoint()).  In
+ * PostgreSQL the old row version stays as a dead tuple: kms_checkpoint()
+ * runs VACUUM key_versions instead, and what the server's WAL and backups
+ * still hold is only ever sealed material (kms.c's essay).  Two paths
  * destroy material: kms_key_retire_old() (all versions but the newest) and
  * expiry - a PendingDeletion key whose deletion_date has passed becomes
  * Deleted with every version NULL.  Expiry runs at kms_open() and at the
@@ -87,7 +90,7 @@ int kms_cmk_load(struct kms *k, const char *key_id, uint32_t version, uint8_t cm
 {
 	uint8_t sealed[KMS_CMK_SEALED_BYTES], ad[CMK_AD_BYTES];
 	unsigned long long n = 0;
-	sqlite3_stmt *st = NULL;
+	struct sqldb_stmt *st = NULL;
 	size_t want = k->p11 ? KMS_P11_CMK_SEALED_BYTES : KMS_CMK_SEALED_BYTES;
 	int rc;
 
@@ -101,17 +104,16 @@ int kms_cmk_load(struct kms *k, const char *key_id, uint32_t version, uint8_t cm
 	if (rc == 0) {
 		rc = -ENOENT;
 	} else if (rc == 1) {
-		if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
+		if (sqldb_column_type(st, 0) == SQLDB_NULL) {
 			rc = -ENOKEY;
-		} else if (sqlite3_column_type(st, 0) != SQLITE_BLOB ||
-			   sqlite3_column_bytes(st, 0) != (int)want) {
+		} else if (sqldb_column_type(st, 0) != SQLDB_BLOB || sqldb_column_bytes(st, 0) != (int)want) {
 			rc = -EUCLEAN;
 		} else {
-			memcpy(sealed, sqlite3_column_blob(st, 0), want);
+			memcpy(sealed, sqldb_column_blob(st, 0), want);
 			rc = 0;
 		}
 	}
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 	if (rc < 0)
 		return rc;
 	cmk_ad(ad, key_id, version);
@@ -156,7 +158,7 @@ static int expired_collect(struct kms *k, int64_t now, struct expired **out, siz
 {
 	struct expired *v = NULL, *nv;
 	size_t n = 0, cap = 0;
-	sqlite3_stmt *st = NULL;
+	struct sqldb_stmt *st = NULL;
 	int rc;
 
 	rc = kms_sql_prep(k, &st, "SELECT id, project, alias FROM keys WHERE state = ? AND deletion_date <= ?"
@@ -179,7 +181,7 @@ static int expired_collect(struct kms *k, int64_t now, struct expired **out, siz
 			break;
 		n++;
 	}
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 	if (rc < 0) {
 		free(v);
 		return rc;
@@ -193,7 +195,7 @@ int kms_cmk_expire(struct kms *k)
 {
 	struct expired *v = NULL;
 	int64_t now = kms_now(), due = 0;
-	sqlite3_stmt *st = NULL;
+	struct sqldb_stmt *st = NULL;
 	size_t i, n = 0;
 	int rc;
 
@@ -204,8 +206,8 @@ int kms_cmk_expire(struct kms *k)
 		return rc;
 	rc = kms_sql_step(k, st);
 	if (rc == 1)
-		due = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+		due = sqldb_column_int64(st, 0);
+	sqldb_finalize(st);
 	if (rc < 0 || due == 0)
 		return rc < 0 ? rc : 0;
 

@@ -4,8 +4,9 @@
  * the kms*.c files share.  Nothing outside kms/ may include this file.
  *
  * Files of the module, one concept each:
- *   kms.c        store lifecycle (create/open/close), schema, SQLite plumbing,
- *                the single SQLite-to-errno map, call entry/exit
+ *   kms.c        store lifecycle (create/open/close), the schema of both
+ *                engines, the SQL plumbing over sqldb (SQLite file or
+ *                PostgreSQL schema), settings, call entry/exit
  *   kms_root.c   the root key: key file, passphrase + Argon2id, subkeys,
  *                verifier
  *   kms_cmk.c    customer master key material: seal/open under the root
@@ -25,11 +26,11 @@
 #define EVFS_KMS_INTERNAL_H
 
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdint.h>
 #include <syslog.h>
 
 #include "kms.h"
+#include "sqldb/sqldb.h"
 
 /* crypto_kdf subkey ids under the root key, context "evfsroot". */
 #define KMS_KDF_CONTEXT "evfsroot"
@@ -57,15 +58,16 @@ struct kms_secrets {
 
 struct kms {
 	pthread_mutex_t lock;
-	sqlite3 *db;                    /* protected by lock */
+	struct sqldb *db;               /* protected by lock */
 	struct kms_secrets *sec;        /* protected by lock; noaccess outside
 					 * (PKCS11: root and wrap stay zero) */
 	struct kms_p11 *p11;            /* PKCS11 backend session, else NULL;
 					 * used only under lock */
 	uint8_t *scratch;               /* protected by lock; 2 keys of plaintext
 					 * scratch, noaccess outside calls */
-	int ckpt_pending;               /* protected by lock: a TRUNCATE
-					 * checkpoint after shredding failed */
+	int ckpt_pending;               /* protected by lock: the cleanup after
+					 * shredding failed (SQLite: the TRUNCATE
+					 * checkpoint; PostgreSQL: VACUUM) */
 	char *admins;                   /* immutable after open */
 	kms_log_fn log;                 /* immutable after open */
 	void *log_ctx;
@@ -74,7 +76,6 @@ struct kms {
 #define KMS_SCRATCH_BYTES (2u * KMS_KEY_BYTES)
 
 /* --- kms.c -------------------------------------------------------------- */
-int kms_errno(int sqlite_rc);
 void kms_logf(kms_log_fn fn, void *ctx, int level, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 #define KMS_LOG(k, lvl, ...) kms_logf((k)->log, (k)->log_ctx, (lvl), __VA_ARGS__)
@@ -90,20 +91,32 @@ void kms_leave(struct kms *k);
  *   'T' const char *, size_t  (text of that many bytes; NULL binds "")
  *   'i' int, 'I' int64_t
  *   'b' const void *, size_t  (blob)                                    */
-int kms_sql_prep(struct kms *k, sqlite3_stmt **st, const char *sql, const char *fmt, ...) KMS_WUR;
+int kms_sql_prep(struct kms *k, struct sqldb_stmt **st, const char *sql, const char *fmt, ...) KMS_WUR;
 /* Step: 1 = a row, 0 = done, negative errno. */
-int kms_sql_step(struct kms *k, sqlite3_stmt *st) KMS_WUR;
+int kms_sql_step(struct kms *k, struct sqldb_stmt *st) KMS_WUR;
 /* Prepare, bind, run to completion: changed row count or negative errno. */
 int kms_sql_run(struct kms *k, const char *sql, const char *fmt, ...) KMS_WUR;
-int kms_tx_begin(struct kms *k) KMS_WUR;       /* BEGIN IMMEDIATE */
+int kms_tx_begin(struct kms *k) KMS_WUR;       /* sqldb_begin: the write lock at once */
 int kms_tx_commit(struct kms *k) KMS_WUR;      /* 0 if no transaction open */
 void kms_tx_rollback(struct kms *k);           /* no-op if none open */
-/* PRAGMA wal_checkpoint(TRUNCATE); on failure remember to retry. */
+/* After destroying key material, outside a transaction: SQLite
+ * wal_checkpoint(TRUNCATE), PostgreSQL VACUUM key_versions; on failure
+ * remember to retry. */
 void kms_checkpoint(struct kms *k);
+/* 1 if the store lives in PostgreSQL. */
+int kms_is_pg(const struct kms *k);
 
 /* Copy a column of st into dst (size n): -EUCLEAN if NULL-typed when
  * required, or too long. */
-int kms_col_text(sqlite3_stmt *st, int col, char *dst, size_t n) KMS_WUR;
+int kms_col_text(struct sqldb_stmt *st, int col, char *dst, size_t n) KMS_WUR;
+
+/* Settings (name -> value; an integer, text or blob, see kms.c).
+ * put: insert or replace; type 'I' (int64_t), 't' (const char *) or 'b'
+ * (const void *, size_t).  get: 'I' into *iv, 'b' exactly n bytes into
+ * buf, 't' a string of fewer than n bytes into buf; -ENOENT when there is
+ * no such setting, -EUCLEAN when it has another type or size. */
+int kms_setting_put(struct kms *k, const char *name, char type, ...) KMS_WUR;
+int kms_setting_get(struct kms *k, const char *name, char type, int64_t *iv, void *buf, size_t n) KMS_WUR;
 
 /* Finish a public call.  rc == 0: append the success audit entry and
  * commit the open transaction (if any).  rc != 0, or audit/commit failed:

@@ -58,10 +58,10 @@
  * Reading key records
  * ------------------------------------------------------------------------ */
 
-static int key_row(sqlite3_stmt *st, struct kms_key_info *ki)
+static int key_row(struct sqldb_stmt *st, struct kms_key_info *ki)
 {
-	int64_t state = sqlite3_column_int64(st, 4), def = sqlite3_column_int64(st, 5);
-	int64_t ver = sqlite3_column_int64(st, 8), inuse = sqlite3_column_int64(st, 9);
+	int64_t state = sqldb_column_int64(st, 4), def = sqldb_column_int64(st, 5);
+	int64_t ver = sqldb_column_int64(st, 8), inuse = sqldb_column_int64(st, 9);
 	int rc;
 
 	memset(ki, 0, sizeof(*ki));
@@ -75,8 +75,8 @@ static int key_row(sqlite3_stmt *st, struct kms_key_info *ki)
 		return -EUCLEAN;
 	ki->state = (enum kms_key_state)state;
 	ki->is_default = (int)def;
-	ki->created = sqlite3_column_int64(st, 6);
-	ki->deletion_date = ki->state == KMS_KEY_PENDING_DELETION ? sqlite3_column_int64(st, 7) : 0;
+	ki->created = sqldb_column_int64(st, 6);
+	ki->deletion_date = ki->state == KMS_KEY_PENDING_DELETION ? sqldb_column_int64(st, 7) : 0;
 	ki->version = (uint32_t)ver;
 	ki->versions_in_use = (uint32_t)inuse;
 	return 0;
@@ -84,7 +84,7 @@ static int key_row(sqlite3_stmt *st, struct kms_key_info *ki)
 
 /* Step a prepared key query: the first row into *out; 0 rows -> -ENOENT,
  * more than one -> -ENOTUNIQ.  Finalizes st. */
-static int key_fetch(struct kms *k, sqlite3_stmt *st, struct kms_key_info *out)
+static int key_fetch(struct kms *k, struct sqldb_stmt *st, struct kms_key_info *out)
 {
 	int rc = kms_sql_step(k, st);
 
@@ -92,7 +92,7 @@ static int key_fetch(struct kms *k, sqlite3_stmt *st, struct kms_key_info *out)
 		rc = -ENOENT;
 	else if (rc == 1 && (rc = key_row(st, out)) == 0)
 		rc = kms_sql_step(k, st) == 0 ? 0 : -ENOTUNIQ;
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 	if (rc == -EUCLEAN)
 		KMS_LOG(k, LOG_ERR, "kms: malformed key record");
 	return rc;
@@ -100,7 +100,7 @@ static int key_fetch(struct kms *k, sqlite3_stmt *st, struct kms_key_info *out)
 
 int kms_key_info_load(struct kms *k, const char *id, struct kms_key_info *out)
 {
-	sqlite3_stmt *st = NULL;
+	struct sqldb_stmt *st = NULL;
 	int rc = kms_sql_prep(k, &st, "SELECT " KEY_COLS " FROM keys k WHERE k.id = ?", "t", id);
 
 	return rc < 0 ? rc : key_fetch(k, st, out);
@@ -108,7 +108,7 @@ int kms_key_info_load(struct kms *k, const char *id, struct kms_key_info *out)
 
 static int key_by_own_alias(struct kms *k, const char *project, const char *alias, struct kms_key_info *out)
 {
-	sqlite3_stmt *st = NULL;
+	struct sqldb_stmt *st = NULL;
 	int rc = kms_sql_prep(k, &st, "SELECT " KEY_COLS " FROM keys k WHERE k.project = ? AND k.alias = ?", "tt",
 			      project, alias);
 
@@ -117,7 +117,7 @@ static int key_by_own_alias(struct kms *k, const char *project, const char *alia
 
 static int key_by_shared_alias(struct kms *k, const char *project, const char *alias, struct kms_key_info *out)
 {
-	sqlite3_stmt *st = NULL;
+	struct sqldb_stmt *st = NULL;
 	int rc = kms_sql_prep(k, &st,
 			      "SELECT " KEY_COLS " FROM keys k WHERE k.alias = ?2 AND k.id IN"
 			      " (SELECT key_id FROM shares WHERE project = ?1) ORDER BY k.id LIMIT 2",
@@ -129,14 +129,14 @@ static int key_by_shared_alias(struct kms *k, const char *project, const char *a
 /* 1 shared, 0 not, negative errno. */
 static int share_exists(struct kms *k, const char *key_id, const char *project)
 {
-	sqlite3_stmt *st = NULL;
+	struct sqldb_stmt *st = NULL;
 	int rc = kms_sql_prep(k, &st, "SELECT 1 FROM shares WHERE key_id = ? AND project = ?", "tt", key_id,
 			      project);
 
 	if (rc < 0)
 		return rc;
 	rc = kms_sql_step(k, st);
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 	return rc;
 }
 
@@ -183,13 +183,13 @@ int kms_key_resolve_use(struct kms *k, const struct kms_caller *c, const char *n
 
 int kms_grant_check(struct kms *k, const char *project)
 {
-	sqlite3_stmt *st = NULL;
+	struct sqldb_stmt *st = NULL;
 	int rc = kms_sql_prep(k, &st, "SELECT 1 FROM grants WHERE project = ?", "t", project);
 
 	if (rc < 0)
 		return rc;
 	rc = kms_sql_step(k, st);
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 	return rc < 0 ? rc : rc == 1 ? 0 : -EACCES;
 }
 
@@ -223,8 +223,8 @@ int kms_grant(struct kms *k, const struct kms_caller *c, const char *project)
 	else
 		rc = kms_tx_begin(k);
 	if (rc == 0)
-		rc = kms_sql_run(k, "INSERT OR IGNORE INTO grants(project, granted_by, granted_user, time)"
-				    " VALUES (?, ?, ?, ?)",
+		rc = kms_sql_run(k, "INSERT INTO grants(project, granted_by, granted_user, time)"
+				    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
 				 "tItI", project, (int64_t)c->uid, c->user, kms_now());
 	if (rc >= 0) {
 		rc = key_by_own_alias(k, project, KMS_DEFAULT_ALIAS, &ki);
@@ -327,7 +327,7 @@ int kms_key_lookup(struct kms *k, const struct kms_caller *c, const char *name, 
 }
 
 /* Collect the rows of a prepared key query into a heap array. */
-static int key_collect(struct kms *k, sqlite3_stmt *st, struct kms_key_info **out, size_t *count)
+static int key_collect(struct kms *k, struct sqldb_stmt *st, struct kms_key_info **out, size_t *count)
 {
 	struct kms_key_info *v = NULL, *nv;
 	size_t n = 0, cap = 0;
@@ -347,7 +347,7 @@ static int key_collect(struct kms *k, sqlite3_stmt *st, struct kms_key_info **ou
 			break;
 		n++;
 	}
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 	if (rc < 0) {
 		free(v);
 		return rc;
@@ -361,7 +361,7 @@ static int key_collect(struct kms *k, sqlite3_stmt *st, struct kms_key_info **ou
 int kms_key_list(struct kms *k, const struct kms_caller *c, kms_key_cb cb, void *ctx)
 {
 	struct kms_key_info *v = NULL;
-	sqlite3_stmt *st = NULL;
+	struct sqldb_stmt *st = NULL;
 	size_t i, n = 0;
 	int rc;
 
@@ -548,7 +548,7 @@ int kms_key_shares(struct kms *k, const char *key_id, kms_share_cb cb, void *ctx
 	struct kms_key_info ki;
 	char(*v)[KMS_PROJECT_MAX] = NULL;
 	char(*nv)[KMS_PROJECT_MAX];
-	sqlite3_stmt *st = NULL;
+	struct sqldb_stmt *st = NULL;
 	size_t i, n = 0, cap = 0;
 	int rc;
 
@@ -573,7 +573,7 @@ int kms_key_shares(struct kms *k, const char *key_id, kms_share_cb cb, void *ctx
 		rc = kms_col_text(st, 0, v[n], sizeof(v[n]));
 		n++;
 	}
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 	kms_leave(k);
 	for (i = 0; rc == 0 && i < n; i++)
 		rc = cb(ctx, v[i]);

@@ -34,7 +34,7 @@ int kms_test_root_keys(struct kms *k, uint8_t root[static KMS_KEY_BYTES], uint8_
 int kms_test_cmk_versions(struct kms *k, const char *key_id, kms_test_cmk_cb cb, void *ctx)
 {
 	uint8_t sealed[KMS_CMK_SEALED_BYTES];
-	sqlite3_stmt *st = NULL;
+	struct sqldb_stmt *st = NULL;
 	int rc, n = 0;
 
 	if ((rc = kms_enter(k)) < 0)
@@ -42,13 +42,13 @@ int kms_test_cmk_versions(struct kms *k, const char *key_id, kms_test_cmk_cb cb,
 	rc = kms_sql_prep(k, &st, "SELECT version, material FROM key_versions WHERE key_id = ? ORDER BY version",
 			  "t", key_id);
 	while (rc >= 0 && (rc = kms_sql_step(k, st)) == 1) {
-		uint32_t version = (uint32_t)sqlite3_column_int64(st, 0);
+		uint32_t version = (uint32_t)sqldb_column_int64(st, 0);
 		/* A key file's seal or a token's (shorter): whatever is stored. */
-		int len = sqlite3_column_type(st, 1) == SQLITE_BLOB ? sqlite3_column_bytes(st, 1) : 0;
+		int len = sqldb_column_type(st, 1) == SQLDB_BLOB ? sqldb_column_bytes(st, 1) : 0;
 		int have = len > 0 && len <= (int)sizeof(sealed);
 
 		if (have)
-			memcpy(sealed, sqlite3_column_blob(st, 1), (size_t)len);
+			memcpy(sealed, sqldb_column_blob(st, 1), (size_t)len);
 		if (have && (rc = kms_cmk_load(k, key_id, version, k->scratch)) < 0)
 			break;
 		rc = cb(ctx, version, have ? k->scratch : NULL, have ? sealed : NULL, have ? (size_t)len : 0);
@@ -57,7 +57,7 @@ int kms_test_cmk_versions(struct kms *k, const char *key_id, kms_test_cmk_cb cb,
 			break;
 		n++;
 	}
-	sqlite3_finalize(st);
+	sqldb_finalize(st);
 	kms_leave(k);
 	return rc < 0 ? rc : n;
 }
