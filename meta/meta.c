@@ -350,7 +350,7 @@ int meta_open_pg(struct meta_db **out, const char *conninfo, const char *schema,
 		meta_logf(db, LOG_ERR, "catalog: cannot connect to PostgreSQL: %s", msg);
 		break;
 	case -ENOENT:
-		meta_logf(db, LOG_ERR, "catalog: PostgreSQL schema %s does not exist: %s", schema, msg);
+		meta_logf(db, LOG_ERR, "catalog: no catalog to open: %s", msg);
 		break;
 	case -EPROTONOSUPPORT:
 	case -EINVAL:

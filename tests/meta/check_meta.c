@@ -1363,7 +1363,8 @@ START_TEST(test_fresh_records)
 	add_lineage(a, LIN_A, 1, KEY_A);
 	meta_close(a);
 	if (!pg_conninfo())     /* SQLite: a catalog of version 1 gains the tables */
-		ck_assert_int_eq(raw_exec(c.path, "DROP TABLE pool_fresh; DROP TABLE lineage_keys; DROP TABLE backup_fresh; PRAGMA user_version = 1", NULL, 0), SQLITE_OK);
+		ck_assert_int_eq(raw_exec(c.path, "DROP TABLE pool_fresh; DROP TABLE lineage_keys;"
+					  " DROP TABLE backup_fresh; PRAGMA user_version = 1", NULL, 0), SQLITE_OK);
 	ck_assert_int_eq(cat_open(&c, &a, 0, NULL, NULL), 0);
 	if (!pg_conninfo())
 		ck_assert_int_eq(raw_int(c.path, "PRAGMA user_version"), META_SCHEMA_VERSION);
@@ -1398,6 +1399,38 @@ START_TEST(test_fresh_records)
 	ck_assert_int_eq(meta_fresh_set(b, "short", 1, h, 0), -EINVAL);
 	ck_assert_int_eq(meta_lineage_delete(a, LIN_A), 0);
 	ck_assert_int_eq(meta_fresh_get(b, LIN_A, &gen, got), -ENOENT);
+	meta_close(a);
+	meta_close(b);
+	cat_remove(&c);
+}
+END_TEST
+
+/* One writer at a time across connections (processes, hosts): an
+ * impatient second connection's meta_begin is -EBUSY while the first holds
+ * a transaction, and reads still go through. */
+START_TEST(test_write_lock)
+{
+	struct cat c;
+	struct meta_db *a = NULL, *b = NULL;
+	struct meta_object o;
+
+	cat_make(&c);
+	ck_assert_int_eq(cat_open(&c, &a, 1, NULL, NULL), 0);
+	ck_assert_int_eq(cat_open(&c, &b, 0, NULL, NULL), 0);
+	add_lineage(a, LIN_A, 1, KEY_A);
+	meta_set_patient(b, 0);
+	ck_assert_int_eq(meta_begin(a), 0);
+	obj_init(&o, META_VOLUME, "p", "v", LIN_A, KEY_A);
+	ck_assert_int_eq(meta_object_insert(a, &o), 0);
+	ck_assert_int_eq(meta_begin(b), -EBUSY);
+	ck_assert_int_eq(meta_lineage_get(b, LIN_A, NULL), 0);
+	ck_assert_int_eq(meta_object_get(b, o.id, NULL), -ENOENT);   /* not committed yet */
+	ck_assert_int_eq(meta_commit(a), 0);
+	ck_assert_int_eq(meta_begin(b), 0);
+	ck_assert_int_eq(meta_object_get(b, o.id, NULL), 0);
+	ck_assert_int_eq(meta_object_delete(b, o.id), 0);
+	ck_assert_int_eq(meta_commit(b), 0);
+	ck_assert_int_eq(meta_object_get(a, o.id, NULL), -ENOENT);
 	meta_close(a);
 	meta_close(b);
 	cat_remove(&c);
@@ -1975,6 +2008,7 @@ static Suite *meta_suite(void)
 		tcase_add_test(tc, test_pg_concurrent_create);
 	}
 	tcase_add_test(tc, test_two_connections);
+	tcase_add_test(tc, test_write_lock);
 	tcase_add_test(tc, test_fresh_records);
 	tcase_add_test(tc, test_fresh_backup_records);
 	if (lite)
