@@ -213,9 +213,11 @@ int kms_audit_list(struct kms *k, const char *key_id, kms_audit_cb cb, void *ctx
 		n = 0;
 		if ((rc = kms_enter(k)) < 0)
 			break;
+		/* CAST: PostgreSQL cannot type a NULL parameter that is only
+		 * tested with IS NULL */
 		rc = kms_sql_prep(k, &st,
 				  "SELECT seq, time, uid, \"user\", project, op, \"key\", result FROM audit"
-				  " WHERE seq > ? AND (?2 IS NULL OR \"key\" = ?2) ORDER BY seq LIMIT ?",
+				  " WHERE seq > ? AND (CAST(?2 AS TEXT) IS NULL OR \"key\" = ?2) ORDER BY seq LIMIT ?",
 				  "Iti", after, key_id, LIST_BATCH);
 		while (rc == 0 && (rc = kms_sql_step(k, st)) == 1) {
 			struct kms_audit_entry *e = &v[n++];

@@ -3,8 +3,9 @@
  * kms_root.c - the root key: where it comes from and what is derived from it.
  *
  * The root key is the one secret the key store cannot hold: everything in
- * kms.db that matters is sealed or MACed under keys derived from it, and it
- * is never written to the store.  It comes from one of two places:
+ * the store (kms.db or its PostgreSQL schema) that matters is sealed or
+ * MACed under keys derived from it, and it is never written to the store.
+ * It comes from one of two places:
  *
  *   KEYFILE     a file of exactly 32 raw bytes.  kms_create() makes it with
  *               O_CREAT|O_EXCL, mode 0400, from randombytes when it does not

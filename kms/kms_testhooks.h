@@ -20,8 +20,9 @@ int kms_test_root_keys(struct kms *k, uint8_t root[static KMS_KEY_BYTES], uint8_
 		       uint8_t audit[static KMS_KEY_BYTES]);
 
 /* One call per version of the key, oldest first: plain is the plaintext
- * material (NULL once destroyed), sealed the row as stored in kms.db (NULL
- * once destroyed).  Returns the number of versions or a negative errno. */
+ * material (NULL once destroyed), sealed the row as stored in the key
+ * store (NULL once destroyed).  Returns the number of versions or a
+ * negative errno. */
 typedef int (*kms_test_cmk_cb)(void *ctx, uint32_t version, const uint8_t *plain, const uint8_t *sealed,
 			       size_t sealed_len);
 int kms_test_cmk_versions(struct kms *k, const char *key_id, kms_test_cmk_cb cb, void *ctx);

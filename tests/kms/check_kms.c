@@ -3,12 +3,22 @@
  * check_kms.c - Check suite for kms/: the key store against real SQLite
  * files in a fresh mkdtemp directory per test.
  *
- * TCases: core (store lifecycle, root keys, DK round trips, threads),
- * states (the key state machine, aliases, expiry and crypto-shredding),
- * grants, sharing, audit, rotation, tamper (flipped blobs, swapped rows,
- * edited settings).  The clock is never hooked: expiry is simulated by
- * moving a deletion_date into the past with a separate sqlite3 connection,
- * exactly what the passing of time looks like to the store.
+ * TCases: core (store lifecycle, root keys, DK round trips, threads, two
+ * handles on one store as two hosts), states (the key state machine,
+ * aliases, expiry and crypto-shredding), grants, sharing, audit, rotation,
+ * tamper (flipped blobs, swapped rows, edited settings).  The clock is
+ * never hooked: expiry is simulated by moving a deletion_date into the past
+ * with a separate connection, exactly what the passing of time looks like
+ * to the store.
+ *
+ * With EVFS_PG_CONNINFO set (ctest kms_pg: tests/cluster/pg.sh starts a
+ * throwaway PostgreSQL) every store lives in PostgreSQL instead, in a fresh
+ * schema k_<pid>_<n> per test, dropped at teardown; the separate connection
+ * is an sqldb one to that schema, and the SQL that edits the store is
+ * PostgreSQL's where SQLite's differs.  What only an SQLite file has is
+ * left out there: the file's mode and header, probing its bytes for
+ * destroyed material, a foreign or garbage file (test_open_errors).  The
+ * "pg" TCase (test_pg_open_errors) runs only there.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem, mkdtemp */
@@ -28,6 +38,7 @@
 #include <sodium.h>
 
 #include "kms/kms.h"
+#include "sqldb/sqldb.h"
 #include "tc.h"
 #include "tc_kms.h"
 
@@ -38,6 +49,13 @@ static char base[64], dir[128], dbp[192], keyp[192], passp[192];
 static struct tc_kms kx;   /* setup_store: creates and opens; K takes the handle */
 static struct kms *K;
 static int log_count;
+static char logbuf[8192];  /* every message of the current test, one a line */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+/* EVFS_PG_CONNINFO: every store in PostgreSQL, schema `schema` (setup_dir). */
+static const char *pg_conninfo;
+static char schema[64];
+static unsigned schema_n;
+#define PG (pg_conninfo != NULL)
 
 #define ADMINS "root, secadm\tops"
 
@@ -52,10 +70,16 @@ static const struct kms_caller carol = {1002, "carol", "gamma"};
 
 static void test_log(void *ctx, int level, const char *msg)
 {
+	size_t n;
+
 	(void)ctx;
 	(void)level;
 	ck_assert_ptr_nonnull(msg);
+	pthread_mutex_lock(&log_lock);
 	log_count++;
+	n = strlen(logbuf);
+	snprintf(logbuf + n, sizeof(logbuf) - n, "%s\n", msg);
+	pthread_mutex_unlock(&log_lock);
 }
 
 static struct kms_options opts(enum kms_root_kind kind, const char *secret)
@@ -67,6 +91,8 @@ static struct kms_options opts(enum kms_root_kind kind, const char *secret)
 		.security_admins = ADMINS,
 		.log = test_log,
 		.log_ctx = NULL,
+		.pg_conninfo = pg_conninfo,
+		.pg_schema = PG ? schema : NULL,
 	};
 	return o;
 }
@@ -119,11 +145,62 @@ static int store_contains(const void *needle, size_t len)
 	return found;
 }
 
+/* PostgreSQL: a connection of the test's own to the store's schema (or to
+ * another existing one). */
+static struct sqldb *pg_conn(const char *in_schema)
+{
+	struct sqldb *db = NULL;
+	char msg[256] = "";
+	int rc = sqldb_open_pg(&db, pg_conninfo, in_schema, 0, msg, sizeof(msg));
+
+	ck_assert_msg(rc == 0, "sqldb_open_pg(%s): %d %s", in_schema, rc, msg);
+	return db;
+}
+
+static void pg_exec_in(const char *in_schema, const char *q)
+{
+	struct sqldb *db = pg_conn(in_schema);
+
+	if (sqldb_exec(db, q) != 0)
+		ck_abort_msg("sql %s: %s", q, sqldb_errmsg(db));
+	sqldb_close(db);
+}
+
+/* A prepared PostgreSQL query's first row: 1, or 0 when there is none. */
+static int pg_first_row(struct sqldb *db, const char *q, struct sqldb_stmt **st)
+{
+	int rc;
+
+	if (sqldb_prepare(db, q, st) != 0)
+		ck_abort_msg("sql %s: %s", q, sqldb_errmsg(db));
+	rc = sqldb_step(*st);
+	ck_assert_msg(rc >= 0, "sql %s: %s", q, sqldb_errmsg(db));
+	return rc;
+}
+
+/* Is there a store: the file, or the schema? */
+static int store_exists(void)
+{
+	struct sqldb *db = NULL;
+	int rc;
+
+	if (!PG)
+		return access(dbp, F_OK) == 0;
+	rc = sqldb_open_pg(&db, pg_conninfo, schema, 0, NULL, 0);
+	sqldb_close(db);
+	ck_assert_msg(rc == 0 || rc == -ENOENT, "sqldb_open_pg: %d", rc);
+	return rc == 0;
+}
+
 static void sql(const char *q)
 {
 	sqlite3 *db = NULL;
 	char *err = NULL;
 
+	if (PG) {
+		pg_exec_in(schema, q);
+		return;
+	}
 	ck_assert_int_eq(sqlite3_open(dbp, &db), SQLITE_OK);
 	sqlite3_busy_timeout(db, 5000);
 	if (sqlite3_exec(db, q, NULL, NULL, &err) != SQLITE_OK)
@@ -138,6 +215,19 @@ static int sql_blob(const char *q, uint8_t *out, size_t max)
 	sqlite3_stmt *st = NULL;
 	int n = -1;
 
+	if (PG) {
+		struct sqldb *pg = pg_conn(schema);
+		struct sqldb_stmt *ps = NULL;
+
+		if (pg_first_row(pg, q, &ps) == 1 && sqldb_column_type(ps, 0) != SQLDB_NULL) {
+			n = sqldb_column_bytes(ps, 0);
+			ck_assert_int_le(n, (int)max);
+			memcpy(out, sqldb_column_blob(ps, 0), (size_t)n);
+		}
+		sqldb_finalize(ps);
+		sqldb_close(pg);
+		return n;
+	}
 	ck_assert_int_eq(sqlite3_open(dbp, &db), SQLITE_OK);
 	ck_assert_int_eq(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
 	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
@@ -156,6 +246,16 @@ static int64_t sql_int(const char *q)
 	sqlite3_stmt *st = NULL;
 	int64_t v = -1;
 
+	if (PG) {
+		struct sqldb *pg = pg_conn(schema);
+		struct sqldb_stmt *ps = NULL;
+
+		if (pg_first_row(pg, q, &ps) == 1)
+			v = sqldb_column_int64(ps, 0);
+		sqldb_finalize(ps);
+		sqldb_close(pg);
+		return v;
+	}
 	ck_assert_int_eq(sqlite3_open(dbp, &db), SQLITE_OK);
 	ck_assert_int_eq(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
 	if (sqlite3_step(st) == SQLITE_ROW)
@@ -172,15 +272,24 @@ static void setup_dir(void)
 	snprintf(dbp, sizeof(dbp), "%s/kms.db", dir);
 	snprintf(keyp, sizeof(keyp), "%s/root.key", dir);
 	snprintf(passp, sizeof(passp), "%s/pass", dir);
+	if (PG)
+		snprintf(schema, sizeof(schema), "k_%ld_%u", (long)getpid(), schema_n++);
 	K = NULL;
 	log_count = 0;
+	logbuf[0] = '\0';
 }
 
 static void teardown(void)
 {
+	char q[128];
+
 	kms_close(K);
 	K = NULL;
 	ck_assert_int_eq(tc_rm_rf(dir), 0);
+	if (PG) {
+		snprintf(q, sizeof(q), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
+		pg_exec_in("public", q);
+	}
 }
 
 /* Close and open again, with the fixture's root key (file or token). */
@@ -193,10 +302,19 @@ static void reopen(void)
 
 static void setup_store(void)
 {
-	const struct tc_kms_cfg cfg = { .region = "region-1", .admins = ADMINS, .log = test_log };
+	const struct tc_kms_cfg cfg = { .region = "region-1", .admins = ADMINS, .log = test_log, .no_open = PG };
 
 	setup_dir();
 	tc_kms_init(&kx, dir, &cfg);     /* dir/kms.db (dbp), key file dir/root.key (keyp) */
+	if (PG) {
+		/* the fixture's root key (file or token) for a store in
+		 * PostgreSQL; its SQLite file goes */
+		ck_assert_int_eq(unlink(dbp), 0);
+		kx.opt.pg_conninfo = pg_conninfo;
+		kx.opt.pg_schema = schema;
+		ck_assert_int_eq(kms_create(NULL, &kx.opt), 0);
+		ck_assert_int_eq(kms_open(&kx.k, NULL, &kx.opt), 0);
+	}
 	K = kx.k;                        /* the tests own K from here: reopen(), teardown() */
 	kx.k = NULL;
 }
@@ -260,9 +378,13 @@ START_TEST(test_create_open_keyfile)
 	ck_assert_int_eq(stat(keyp, &st), 0);
 	ck_assert_int_eq(st.st_mode & 07777, 0400);
 	ck_assert_int_eq(st.st_size, 32);
-	ck_assert_int_eq(stat(dbp, &st), 0);
-	ck_assert_int_eq(st.st_mode & 07777, 0600);
+	if (!PG) {
+		ck_assert_int_eq(stat(dbp, &st), 0);
+		ck_assert_int_eq(st.st_mode & 07777, 0600);
+	}
 	ck_assert_int_eq(kms_create(dbp, &o), -EEXIST);
+	if (PG)
+		ck_assert_ptr_nonnull(strstr(logbuf, "a key store already exists in schema k_"));
 	ck_assert_int_eq(kms_open(&K, dbp, &o), 0);
 	ck_assert_ptr_nonnull(K);
 	{       /* freshness notes live only on a PKCS#11 token (check_hsm) */
@@ -272,7 +394,7 @@ START_TEST(test_create_open_keyfile)
 		ck_assert_int_eq(kms_fresh_get(K, "0123456789abcdef0123456789abcdef", &g, h), -EOPNOTSUPP);
 		ck_assert_int_eq(kms_fresh_set(K, "0123456789abcdef0123456789abcdef", 1, h, 0), -EOPNOTSUPP);
 	}
-	{
+	if (!PG) {
 		size_t n;
 		uint8_t *hdr = read_all(dbp, &n);   /* header bytes 18/19 = 2: WAL */
 
@@ -292,9 +414,21 @@ START_TEST(test_create_open_keyfile)
 	K = NULL;
 	kms_close(NULL);
 	ck_assert_int_eq(kms_open(&K, dbp, &o), 0);
-	ck_assert_int_eq(sql_int("SELECT count(*) FROM settings WHERE name = 'region' AND value = 'region-1'"), 1);
-	ck_assert_int_eq(sql_int("SELECT value FROM settings WHERE name = 'root_kind'"), KMS_ROOT_KEYFILE);
-	ck_assert_int_eq(sql_int("SELECT count(*) FROM settings WHERE name = 'created' AND value > 0"), 1);
+	if (PG) {       /* typed settings columns; the PRAGMAs became settings */
+		ck_assert_int_eq(sql_int("SELECT count(*) FROM settings WHERE name = 'region'"
+					 " AND text_value = 'region-1'"), 1);
+		ck_assert_int_eq(sql_int("SELECT int_value FROM settings WHERE name = 'root_kind'"), KMS_ROOT_KEYFILE);
+		ck_assert_int_eq(sql_int("SELECT count(*) FROM settings WHERE name = 'created' AND int_value > 0"), 1);
+		ck_assert_int_eq(sql_int("SELECT int_value FROM settings WHERE name = 'kms.application_id'"),
+				 0x65766b73);
+		ck_assert_int_eq(sql_int("SELECT int_value FROM settings WHERE name = 'kms.schema_version'"), 1);
+		ck_assert_int_eq(sql_int("SELECT length(blob_value) FROM settings WHERE name = 'verifier'"), 32);
+	} else {
+		ck_assert_int_eq(sql_int("SELECT count(*) FROM settings WHERE name = 'region' AND value = 'region-1'"),
+				 1);
+		ck_assert_int_eq(sql_int("SELECT value FROM settings WHERE name = 'root_kind'"), KMS_ROOT_KEYFILE);
+		ck_assert_int_eq(sql_int("SELECT count(*) FROM settings WHERE name = 'created' AND value > 0"), 1);
+	}
 	teardown();
 }
 END_TEST
@@ -327,7 +461,7 @@ START_TEST(test_keyfile_bad_size)
 	setup_dir();
 	write_file(keyp, key, 31, 0600);
 	ck_assert_int_eq(kms_create(dbp, &o), -EINVAL);
-	ck_assert_int_eq(access(dbp, F_OK), -1);          /* nothing left behind */
+	ck_assert(!store_exists());                       /* nothing left behind */
 	unlink(keyp);
 	ck_assert_int_eq(kms_create(dbp, &o), 0);
 	unlink(keyp);
@@ -373,10 +507,11 @@ START_TEST(test_passphrase)
 	ck_assert_int_eq(kms_create(dbp, &o), -EINVAL);    /* empty first line */
 	write_file(passp, "ab\n", 3, 0600);
 	ck_assert_int_eq(kms_create(dbp, &o), -EINVAL);    /* shorter than KMS_PASSPHRASE_MIN */
-	ck_assert_int_eq(access(dbp, F_OK), -1);
+	ck_assert(!store_exists());
 	write_file(passp, "correct horse battery\nignored", 29, 0600);
 	ck_assert_int_eq(kms_create(dbp, &o), 0);
-	ck_assert_int_eq(sql_int("SELECT length(value) FROM settings WHERE name = 'pwhash_salt'"), 16);
+	ck_assert_int_eq(sql_int(PG ? "SELECT length(blob_value) FROM settings WHERE name = 'pwhash_salt'"
+				    : "SELECT length(value) FROM settings WHERE name = 'pwhash_salt'"), 16);
 	/* same first line, CRLF and no trailing newline: same key */
 	write_file(passp, "correct horse battery\r\n", 23, 0600);
 	ck_assert_int_eq(kms_open(&K, dbp, &o), 0);
@@ -691,7 +826,12 @@ static void make_due(const char *id)
 {
 	char q[256];
 
-	snprintf(q, sizeof(q), "UPDATE keys SET deletion_date = strftime('%%s', 'now') - 5 WHERE id = '%s'", id);
+	if (PG)
+		snprintf(q, sizeof(q), "UPDATE keys SET deletion_date = extract(epoch FROM now())::bigint - 5"
+			 " WHERE id = '%s'", id);
+	else
+		snprintf(q, sizeof(q), "UPDATE keys SET deletion_date = strftime('%%s', 'now') - 5 WHERE id = '%s'",
+			 id);
 	sql(q);
 }
 
@@ -717,7 +857,7 @@ START_TEST(test_expiry_shreds)
 	/* 1. the date passes while no one has the store open: kms_open shreds */
 	nmat = capture_material(ki.id, 1, mat);
 	nmat2 = capture_material(k2.id, 1, mat2);
-	ck_assert(store_contains(mat, nmat));               /* the probe can see it */
+	ck_assert(PG || store_contains(mat, nmat));         /* the probe can see it (SQLite) */
 	make_due(ki.id);
 	reopen();
 	ck_assert_int_eq(kms_key_lookup(K, &alice, "doomed", &out), 0);
@@ -734,8 +874,8 @@ START_TEST(test_expiry_shreds)
 	ck_assert_int_eq(kms_key_create(K, &alice, "doomed", NULL, NULL), -EEXIST);
 	snprintf(q, sizeof(q), "SELECT count(*) FROM key_versions WHERE key_id = '%s' AND material IS NULL", ki.id);
 	ck_assert_int_eq(sql_int(q), 1);
-	ck_assert(!store_contains(mat, nmat));              /* with the store open */
-	ck_assert(store_contains(mat2, nmat2));
+	ck_assert(PG || !store_contains(mat, nmat));        /* with the store open */
+	ck_assert(PG || store_contains(mat2, nmat2));
 	ck_assert_int_eq(unwrap_eq(&alice, k2.id, "c", &bl2, dk2), -ENOKEY);   /* pending: unusable */
 
 	/* 2. the date passes while the store is open: the next call shreds */
@@ -743,11 +883,13 @@ START_TEST(test_expiry_shreds)
 	ck_assert_int_eq(kms_is_granted(K, "alpha"), 1);     /* any call */
 	snprintf(q, sizeof(q), "SELECT state FROM keys WHERE id = '%s'", k2.id);
 	ck_assert_int_eq(sql_int(q), KMS_KEY_DELETED);
-	ck_assert(!store_contains(mat2, nmat2));
+	ck_assert(PG || !store_contains(mat2, nmat2));
 	kms_close(K);
 	K = NULL;
-	ck_assert(!store_contains(mat, nmat));
-	ck_assert(!store_contains(mat2, nmat2));
+	ck_assert(PG || !store_contains(mat, nmat));
+	ck_assert(PG || !store_contains(mat2, nmat2));
+	ck_assert_int_eq(sql_int("SELECT count(*) FROM key_versions WHERE material IS NOT NULL"
+				 " AND key_id IN (SELECT id FROM keys WHERE alias LIKE 'doomed%')"), 0);
 	ck_assert_int_eq(sql_int("SELECT count(*) FROM audit WHERE op = 'key.expire'"), 2);
 	kms_dk_destroy(dk);
 	kms_dk_destroy(dk2);
@@ -1057,10 +1199,10 @@ START_TEST(test_audit_chain)
 	ck_assert_int_eq(bad, 6);
 	sql("UPDATE audit SET result = -74 WHERE seq = 6");
 	ck_assert_int_eq(kms_audit_verify(K, &bad), 0);
-	sql("UPDATE audit SET user = 'mallory' WHERE seq = 3");
+	sql("UPDATE audit SET \"user\" = 'mallory' WHERE seq = 3");
 	ck_assert_int_eq(kms_audit_verify(K, &bad), -EBADMSG);
 	ck_assert_int_eq(bad, 3);
-	sql("UPDATE audit SET user = 'alice' WHERE seq = 3");
+	sql("UPDATE audit SET \"user\" = 'alice' WHERE seq = 3");
 	/* delete a row in the middle */
 	sql("CREATE TABLE saved AS SELECT * FROM audit WHERE seq = 4; DELETE FROM audit WHERE seq = 4");
 	ck_assert_int_eq(kms_audit_verify(K, &bad), -EBADMSG);
@@ -1086,14 +1228,19 @@ START_TEST(test_audit_failure_fails_op)
 	int rc;
 
 	setup_granted();
-	sql("CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit full'); END");
+	if (PG)
+		sql("CREATE FUNCTION no_audit() RETURNS trigger LANGUAGE plpgsql AS"
+		    " $$BEGIN RAISE EXCEPTION 'audit full'; END$$;"
+		    " CREATE TRIGGER no_audit BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION no_audit()");
+	else
+		sql("CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit full'); END");
 	rc = kms_key_create(K, &alice, "unaudited", NULL, &ki);
 	ck_assert_int_lt(rc, 0);
 	rc = kms_dk_generate(K, &alice, KMS_DEFAULT_ALIAS, "c", 1, bl.b, &bl.n, &dk);
 	ck_assert_int_lt(rc, 0);
 	ck_assert_ptr_null(dk);
 	ck_assert_uint_eq(bl.n, 0);
-	sql("DROP TRIGGER no_audit");
+	sql(PG ? "DROP TRIGGER no_audit ON audit" : "DROP TRIGGER no_audit");
 	ck_assert_int_eq(kms_key_lookup(K, &alice, "unaudited", &ki), -ENOENT);   /* rolled back */
 	ck_assert_int_eq(kms_key_create(K, &alice, "unaudited", NULL, &ki), 0);
 	ck_assert_int_eq(kms_audit_verify(K, NULL), 0);
@@ -1139,7 +1286,12 @@ START_TEST(test_rotation)
 	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "L1", &b1, NULL), -ENOKEY);   /* v1 gone */
 	ck_assert_int_eq(kms_dk_rewrap(K, &alice, ki.id, "L1", 2, b1.b, b1.n, b2.b, &b2.n), -ENOKEY);
 	ck_assert_int_eq(unwrap_eq(&alice, ki.id, "L1", &rw, dk1), 0);
-	ck_assert(!store_contains(mat1, nmat1));
+	ck_assert(PG || !store_contains(mat1, nmat1));
+	if (PG)         /* the destroyed version's old row went with VACUUM */
+		ck_assert_int_eq(sql_int("SELECT vacuum_count FROM pg_stat_user_tables"
+					 " WHERE schemaname = current_schema() AND relname = 'key_versions'"), 1);
+	ck_assert_ptr_null(strstr(logbuf, "deferred"));
+	ck_assert_ptr_null(strstr(logbuf, "VACUUM"));
 	/* three more rotations, retire two... */
 	ck_assert_int_eq(kms_key_rotate(K, &alice, ki.id, NULL), 0);
 	ck_assert_int_eq(kms_key_rotate(K, &alice, ki.id, &out), 0);
@@ -1216,7 +1368,8 @@ START_TEST(test_swapped_material)
 		 b.id, b.id);
 	sql(q);
 	ck_assert_int_eq(kms_dk_generate(K, &alice, b.id, "c", 1, bl.b, &bl.n, NULL), -EUCLEAN);
-	sql("UPDATE key_versions SET material = zeroblob(10)");
+	sql(PG ? "UPDATE key_versions SET material = decode('00000000000000000000', 'hex')"
+	       : "UPDATE key_versions SET material = zeroblob(10)");
 	ck_assert_int_eq(kms_dk_generate(K, &alice, b.id, "c", 1, bl.b, &bl.n, NULL), -EUCLEAN);
 	teardown();
 }
@@ -1230,13 +1383,226 @@ START_TEST(test_settings_tamper)
 	o = kx.opt;
 	kms_close(K);
 	K = NULL;
-	sql("UPDATE settings SET value = zeroblob(length(value)) WHERE name = 'verifier'");
+	sql(PG ? "UPDATE settings SET blob_value = decode(repeat('00', length(blob_value)), 'hex')"
+		 " WHERE name = 'verifier'"
+	       : "UPDATE settings SET value = zeroblob(length(value)) WHERE name = 'verifier'");
 	ck_assert_int_eq(kms_open(&K, dbp, &o), -EKEYREJECTED);
 	sql("DELETE FROM settings WHERE name = 'verifier'");
 	ck_assert_int_eq(kms_open(&K, dbp, &o), -EUCLEAN);
-	sql("PRAGMA user_version = 99");
+	sql(PG ? "UPDATE settings SET int_value = 99 WHERE name = 'kms.schema_version'" : "PRAGMA user_version = 99");
 	ck_assert_int_eq(kms_open(&K, dbp, &o), -EUCLEAN);
 	ck_assert_ptr_null(K);
+	teardown();
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * two hosts: two handles on one store (with EVFS_PG_CONNINFO two
+ * connections to one PostgreSQL schema, as two hosts have)
+ * ------------------------------------------------------------------------ */
+
+struct host_thr {
+	struct kms *k;
+	const char *prefix;
+	int fails;
+};
+
+static void *host_main(void *arg)
+{
+	struct host_thr *h = arg;
+	struct kms_key_info ki;
+	uint8_t w[KMS_WRAPPED_MAX];
+	size_t wn;
+	char alias[32];
+
+	for (int i = 0; i < 10; i++) {
+		snprintf(alias, sizeof(alias), "%s-%d", h->prefix, i);
+		if (kms_key_create(h->k, &alice, alias, NULL, &ki) != 0 ||
+		    kms_dk_generate(h->k, &alice, ki.id, alias, strlen(alias), w, &wn, NULL) != 0 ||
+		    kms_key_disable(h->k, &alice, ki.id, NULL) != 0)
+			h->fails++;
+	}
+	return NULL;
+}
+
+static int count_key(void *ctx, const struct kms_key_info *ki)
+{
+	(void)ki;
+	++*(int *)ctx;
+	return 0;
+}
+
+START_TEST(test_two_hosts)
+{
+	struct kms *K2 = NULL, *K3 = NULL;
+	struct kms_key_info a, b, out;
+	struct kms_dk *dk, *dk2 = NULL;
+	struct kms_options wrong;
+	struct host_thr h[2] = { { NULL, "one", 0 }, { NULL, "two", 0 } };
+	struct audit_ctx a1, a2;
+	struct blob bl, bl2;
+	pthread_t th[2];
+	char other[256];
+	uint8_t key[32];
+	int64_t bad = -1;
+	int n1 = 0, n2 = 0;
+
+	setup_granted();
+	ck_assert_int_eq(kms_open(&K2, dbp, &kx.opt), 0);         /* the second host */
+	/* each sees the other's keys */
+	new_key(&alice, "from-one", &a);
+	ck_assert_int_eq(kms_key_lookup(K2, &alice, "from-one", &out), 0);
+	ck_assert_str_eq(out.id, a.id);
+	ck_assert_int_eq(kms_key_create(K2, &alice, "from-two", "made on two", &b), 0);
+	ck_assert_int_eq(kms_key_lookup(K, &alice, "from-two", &out), 0);
+	ck_assert_str_eq(out.id, b.id);
+	ck_assert_str_eq(out.description, "made on two");
+	ck_assert_int_eq(kms_key_create(K, &alice, "from-two", NULL, NULL), -EEXIST);
+	/* a DK wrapped on one unwraps on the other */
+	dk = gen(&alice, a.id, "lineage", &bl);
+	ck_assert_int_eq(kms_dk_unwrap(K2, &alice, "from-one", "lineage", 7, bl.b, bl.n, &dk2), 0);
+	ck_assert_mem_eq(kms_dk_bytes(dk2), kms_dk_bytes(dk), KMS_KEY_BYTES);
+	kms_dk_destroy(dk2);
+	dk2 = NULL;
+	/* disabled through two: refused through one, at once */
+	ck_assert_int_eq(kms_key_disable(K2, &alice, "from-one", NULL), 0);
+	ck_assert_int_eq(unwrap_eq(&alice, a.id, "lineage", &bl, NULL), -ENOKEY);
+	ck_assert_int_eq(kms_dk_generate(K, &alice, a.id, "x", 1, bl2.b, &bl2.n, NULL), -ENOKEY);
+	ck_assert_int_eq(kms_key_use_check(K, &alice, "from-one", &out), -ENOKEY);
+	ck_assert_int_eq(out.state, KMS_KEY_DISABLED);
+	ck_assert_int_eq(kms_key_disable(K, &alice, "from-one", NULL), -EALREADY);
+	/* enabled through one: usable through two */
+	ck_assert_int_eq(kms_key_enable(K, &alice, "from-one", NULL), 0);
+	ck_assert_int_eq(kms_dk_unwrap(K2, &alice, a.id, "lineage", 7, bl.b, bl.n, &dk2), 0);
+	ck_assert_mem_eq(kms_dk_bytes(dk2), kms_dk_bytes(dk), KMS_KEY_BYTES);
+	kms_dk_destroy(dk2);
+	/* rotation, retirement and revocation travel too */
+	ck_assert_int_eq(kms_key_rotate(K2, &alice, a.id, NULL), 0);
+	ck_assert_int_eq(kms_key_lookup(K, &alice, a.id, &out), 0);
+	ck_assert_uint_eq(out.version, 2);
+	ck_assert_int_eq(kms_dk_rewrap(K, &alice, a.id, "lineage", 7, bl.b, bl.n, bl2.b, &bl2.n), 0);
+	ck_assert_int_eq(kms_key_retire_old(K, &alice, a.id), 1);
+	ck_assert_int_eq(kms_dk_unwrap(K2, &alice, a.id, "lineage", 7, bl.b, bl.n, &dk2), -ENOKEY);
+	ck_assert_int_eq(kms_dk_unwrap(K2, &alice, a.id, "lineage", 7, bl2.b, bl2.n, &dk2), 0);
+	ck_assert_mem_eq(kms_dk_bytes(dk2), kms_dk_bytes(dk), KMS_KEY_BYTES);
+	kms_dk_destroy(dk2);
+	ck_assert_int_eq(kms_revoke(K2, &admin, "alpha"), 0);
+	ck_assert_int_eq(kms_is_granted(K, "alpha"), 0);
+	ck_assert_int_eq(kms_dk_generate(K, &alice, b.id, "x", 1, bl2.b, &bl2.n, NULL), -EACCES);
+	ck_assert_int_eq(kms_grant(K, &admin, "alpha"), 0);
+	ck_assert_int_eq(kms_is_granted(K2, "alpha"), 1);
+	/* both write at once: the writes serialise, the audit chain stays one */
+	h[0].k = K;
+	h[1].k = K2;
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, host_main, &h[i]), 0);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+		ck_assert_msg(h[i].fails == 0, "host %d: %d failures; log:\n%s", i + 1, h[i].fails, logbuf);
+	}
+	ck_assert_int_eq(kms_key_list(K, &alice, count_key, &n1), 0);
+	ck_assert_int_eq(kms_key_list(K2, &alice, count_key, &n2), 0);
+	ck_assert_int_eq(n1, 23);          /* evs/default, from-one, from-two, 2 x 10 */
+	ck_assert_int_eq(n2, 23);
+	ck_assert_int_eq(kms_audit_verify(K, &bad), 0);
+	ck_assert_int_eq(bad, 0);
+	ck_assert_int_eq(kms_audit_verify(K2, &bad), 0);
+	memset(&a1, 0, sizeof(a1));
+	memset(&a2, 0, sizeof(a2));
+	ck_assert_int_eq(kms_audit_list(K, NULL, collect_audit, &a1), 0);
+	ck_assert_int_eq(kms_audit_list(K2, NULL, collect_audit, &a2), 0);
+	ck_assert_int_eq(a1.n, a2.n);
+	ck_assert_int_eq(a1.last_seq, a1.n);                  /* no gaps, no doubles */
+	ck_assert_int_eq(a1.create_ok, 22);
+	/* a third host with the wrong root key is refused */
+	randombytes_buf(key, sizeof(key));
+	snprintf(other, sizeof(other), "%s/other.key", dir);
+	write_file(other, key, sizeof(key), 0400);
+	wrong = opts(KMS_ROOT_KEYFILE, other);
+	wrong.pg_schema = kx.opt.pg_schema;
+	ck_assert_int_eq(kms_open(&K3, dbp, &wrong), -EKEYREJECTED);
+	ck_assert_ptr_null(K3);
+	ck_assert_int_eq(kms_audit_verify(K2, &bad), 0);
+	kms_dk_destroy(dk);
+	kms_close(K2);
+	teardown();
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * pg: what only a store in PostgreSQL has (EVFS_PG_CONNINFO only)
+ * ------------------------------------------------------------------------ */
+
+START_TEST(test_pg_open_errors)
+{
+	struct kms_options o = opts(KMS_ROOT_KEYFILE, keyp);
+	const char *pw = strstr(pg_conninfo, "password=");
+	char q[160], password[64] = "";
+	char long_name[50];
+
+	setup_dir();
+	if (pw)
+		sscanf(pw + 9, "%63[^ ]", password);
+	/* no such schema */
+	ck_assert_int_eq(kms_open(&K, NULL, &o), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(logbuf, "does not exist"));
+	ck_assert(!store_exists());
+	/* bad schema names: refused before connecting */
+	memset(long_name, 'a', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	{
+		const char *bad[] = { "Upper", "1digit", "semi;colon", "", long_name, NULL };
+
+		for (int i = 0; i < 6; i++) {
+			o.pg_schema = bad[i];
+			ck_assert_int_eq(kms_create(NULL, &o), -EINVAL);
+			ck_assert_int_eq(kms_open(&K, NULL, &o), -EINVAL);
+		}
+	}
+	o = opts(KMS_ROOT_KEYFILE, keyp);
+	/* an empty schema holds no store */
+	snprintf(q, sizeof(q), "CREATE SCHEMA %s", schema);
+	pg_exec_in("public", q);
+	ck_assert_int_eq(kms_open(&K, NULL, &o), -ENOENT);
+	/* a schema with other tables: not a store, and none is made there */
+	sql("CREATE TABLE t(x int)");
+	ck_assert_int_eq(kms_create(NULL, &o), -EEXIST);
+	ck_assert_ptr_nonnull(strstr(logbuf, "tables that are not a key store"));
+	ck_assert_int_eq(access(keyp, F_OK), -1);          /* refused before the key file */
+	ck_assert_int_eq(kms_open(&K, NULL, &o), -EUCLEAN);
+	sql("DROP TABLE t");
+	/* the empty schema that exists is used and kept */
+	ck_assert_int_eq(kms_create(NULL, &o), 0);
+	ck_assert_int_eq(kms_create("/nonexistent/ignored.db", &o), -EEXIST);
+	ck_assert_ptr_nonnull(strstr(logbuf, "a key store already exists in schema"));
+	ck_assert_int_eq(kms_open(&K, "/nonexistent/ignored.db", &o), 0);
+	kms_close(K);
+	K = NULL;
+	/* another application's settings table */
+	sql("UPDATE settings SET int_value = 1 WHERE name = 'kms.application_id'");
+	ck_assert_int_eq(kms_open(&K, NULL, &o), -EUCLEAN);
+	ck_assert_ptr_nonnull(strstr(logbuf, "not an evfs key store"));
+	sql("UPDATE settings SET int_value = 1702259571 WHERE name = 'kms.application_id'");
+	ck_assert_int_eq(kms_open(&K, NULL, &o), 0);
+	kms_close(K);
+	K = NULL;
+	/* a failed create of a new schema leaves no schema behind */
+	snprintf(schema + strlen(schema), sizeof(schema) - strlen(schema), "_b");
+	write_file(passp, "ab\n", 3, 0600);                    /* too short */
+	o = opts(KMS_ROOT_PASSPHRASE, passp);
+	ck_assert_int_eq(kms_create(NULL, &o), -EINVAL);
+	ck_assert(!store_exists());
+	schema[strlen(schema) - 2] = '\0';
+	/* no server */
+	o = opts(KMS_ROOT_KEYFILE, keyp);
+	o.pg_conninfo = "host=127.0.0.1 port=1 dbname=evfs user=evfs connect_timeout=5";
+	ck_assert_int_eq(kms_open(&K, NULL, &o), -ECONNREFUSED);
+	ck_assert_int_eq(kms_create(NULL, &o), -ECONNREFUSED);
+	ck_assert_ptr_nonnull(strstr(logbuf, "kms: cannot connect to PostgreSQL: "));
+	ck_assert_ptr_null(K);
+	/* the connection string's password is never logged */
+	ck_assert(password[0]);
+	ck_assert_ptr_null(strstr(logbuf, password));
 	teardown();
 }
 END_TEST
@@ -1255,10 +1621,12 @@ static Suite *kms_suite(void)
 	tcase_add_test(tc, test_keyfile_bad_size);
 	tcase_add_test(tc, test_wrong_keyfile);
 	tcase_add_test(tc, test_passphrase);
-	tcase_add_test(tc, test_open_errors);
+	if (!PG)        /* a foreign SQLite file, a garbage file */
+		tcase_add_test(tc, test_open_errors);
 	tcase_add_test(tc, test_dk_roundtrip);
 	tcase_add_test(tc, test_bad_args);
 	tcase_add_test(tc, test_threads);
+	tcase_add_test(tc, test_two_hosts);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("states");
@@ -1294,6 +1662,12 @@ static Suite *kms_suite(void)
 	tcase_add_test(tc, test_swapped_material);
 	tcase_add_test(tc, test_settings_tamper);
 	suite_add_tcase(s, tc);
+
+	if (PG) {
+		tc = tcase_create("pg");
+		tcase_add_test(tc, test_pg_open_errors);
+		suite_add_tcase(s, tc);
+	}
 	return s;
 }
 
@@ -1302,6 +1676,11 @@ int main(void)
 	SRunner *sr;
 	int failed, rc;
 
+	pg_conninfo = getenv("EVFS_PG_CONNINFO");
+	if (pg_conninfo && !*pg_conninfo)
+		pg_conninfo = NULL;
+	if (PG)
+		fprintf(stderr, "check_kms: every key store in PostgreSQL (EVFS_PG_CONNINFO), a schema per test\n");
 	rc = tc_tmpdir_new(base, sizeof(base), NULL, "check_kms");
 	if (rc < 0) {
 		fprintf(stderr, "mkdtemp: %s\n", strerror(-rc));
