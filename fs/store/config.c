@@ -48,8 +48,8 @@
 #define LONG_MARK "\x01"       /* stands in for the value of an over-long line */
 #define BLANKS ", \t"          /* separate security_admins */
 #define FIELD(m) offsetof(struct evfs_config, m), sizeof(((struct evfs_config *)0)->m)
-#define SECTIONS_TEXT "[store], [kms], [defaults] or [mount]"
-#define NSECTIONS 5
+#define SECTIONS_TEXT "[store], [rados], [catalog], [kms], [host], [defaults] or [mount]"
+#define NSECTIONS 7
 
 _Static_assert(CHUNK_MIN_BYTES == 4096 && CHUNK_MAX_BYTES == 65536, "update the chunk_size messages");
 
@@ -61,12 +61,15 @@ enum kind {
 	WORD, CHUNK,    /* one of `words` (any case); power of two 4096..65536 */
 	LABEL,          /* 1..size-1 characters, no control characters (PKCS#11 labels) */
 	BOOL,           /* yes/no true/false on/off 1/0, any case */
+	CONNINFO,       /* a libpq connection string without a password */
+	SCHEMA,         /* 1..40 of [a-z0-9_], not starting with a digit */
 };
 enum { K_REGION, K_BACKUP_DIR, K_CHUNK_SIZE, K_POOL_FORMAT, K_STORE_BACKEND, K_RADOS_CONF, K_RADOS_POOL, K_RADOS_ID, K_RADOS_NS,
-       K_BACKEND, K_KEY_SOURCE, K_KEY_PATH, K_P11_MODULE, K_P11_TOKEN,
-       K_P11_PIN_FILE, K_P11_KEY, K_ADMINS, K_PROJECT, K_ALLOW_OTHER, K_LOG_FILE, K_METRICS_FILE, NKEYS };
+       K_CATALOG_BACKEND, K_PG_CONNINFO, K_PG_SCHEMA, K_BACKEND, K_KEY_SOURCE, K_KEY_PATH, K_P11_MODULE, K_P11_TOKEN,
+       K_P11_PIN_FILE, K_P11_KEY, K_ADMINS, K_KMS_STORE, K_HOST_NAME, K_PROJECT, K_ALLOW_OTHER, K_LOG_FILE, K_METRICS_FILE, NKEYS };
 #define IS_P11_KEY(k) ((k) >= K_P11_MODULE && (k) <= K_P11_KEY)
 #define IS_RADOS_KEY(k) ((k) >= K_RADOS_CONF && (k) <= K_RADOS_NS)
+#define IS_PG_KEY(k) ((k) == K_PG_CONNINFO || (k) == K_PG_SCHEMA)
 
 static const struct key_def {
 	const char *section, *name;
@@ -105,6 +108,21 @@ static const struct key_def {
 		"give the store's namespace as evfsctl init wrote it (every host of the store the same)",
 		"; backend = rados: the store's RADOS namespace (several stores may share\n"
 		"; a pool); every host of the store must name the same one.\n" },
+	[K_CATALOG_BACKEND] = { "catalog", "backend", WORD, FIELD(catalog_backend), 0, { "sqlite", "postgresql" },
+		"use sqlite (the default: STORE/catalog.db, one host) or postgresql (shared by every host)",
+		"; Where the catalog lives: sqlite (STORE/catalog.db, this host only) or\n"
+		"; postgresql (schema <schema>_catalog of the database in conninfo, shared\n"
+		"; by every host of the store).\n" },
+	[K_PG_CONNINFO] = { "catalog", "conninfo", CONNINFO, FIELD(pg_conninfo), 1, { 0 },
+		"give a libpq connection string such as host=db1 dbname=evfs user=evfs, with the password in "
+		"a passfile (passfile=PATH or ~/.pgpass), never here",
+		"; PostgreSQL (catalog or key store): a libpq connection string, e.g.\n"
+		"; host=db1 port=5432 dbname=evfs user=evfs passfile=/etc/evfs/pgpass\n"
+		"; (no password here: use a passfile or ~/.pgpass).\n" },
+	[K_PG_SCHEMA] = { "catalog", "schema", SCHEMA, FIELD(pg_schema), 1, { 0 },
+		"give the store's schema name as evfsctl init wrote it (every host of the store the same)",
+		"; PostgreSQL: the store's name in the database; the catalog is schema\n"
+		"; <schema>_catalog, the key store <schema>_kms.\n" },
 	[K_BACKEND] = { "kms", "backend", WORD, FIELD(kms_backend), 0, { "local", "pkcs11" },
 		"use local (root key from a key file or a passphrase) or pkcs11 (root key in a PKCS#11 token)",
 		"; Key management: local (root key from a key file or a passphrase) or\n"
@@ -133,6 +151,14 @@ static const struct key_def {
 	[K_ADMINS] = { "kms", "security_admins", USERS, FIELD(security_admins), 0, { 0 },
 		"use user names separated by commas or spaces, e.g. root, alice",
 		"; Users who may run evfsctl kms grant / revoke (comma or space separated).\n" },
+	[K_KMS_STORE] = { "kms", "store", WORD, FIELD(kms_store), 0, { "sqlite", "postgresql" },
+		"use sqlite (the default: STORE/kms.db) or postgresql (schema <schema>_kms of [catalog] conninfo)",
+		"; Where the key store lives: sqlite (STORE/kms.db) or postgresql (schema\n"
+		"; <schema>_kms of the database in [catalog] conninfo).\n" },
+	[K_HOST_NAME] = { "host", "name", NAME, FIELD(host_name), 1, { 0 },
+		"use this host's name (1 to 63 characters from A-Z a-z 0-9 . _ -), different on every host",
+		"; This host's name among the hosts of the store (attachments and\n"
+		"; messages name it); every host needs its own.  Empty: the hostname.\n" },
 	[K_PROJECT] = { "defaults", "project", NAME, FIELD(default_project), 0, { 0 },
 		"use e.g. default (the default)", "; Project used when --project is not given.\n" },
 	[K_ALLOW_OTHER] = { "mount", "allow_other", BOOL, FIELD(allow_other), 0, { 0 },
@@ -149,7 +175,7 @@ static const struct key_def {
 		"; Prometheus text format (node_exporter's textfile collector reads it);\n"
 		"; relative to the store unless absolute; empty: none.\n" },
 };
-static const char *const sections[NSECTIONS] = { "store", "rados", "kms", "defaults", "mount" };
+static const char *const sections[NSECTIONS] = { "store", "rados", "catalog", "kms", "host", "defaults", "mount" };
 
 static int name_ok(const char *v, size_t len, size_t max)
 {
@@ -227,6 +253,20 @@ static int parse_value(struct evfs_config *c, int k, const char *v, const char *
 			wrong = "not a power of two between 4096 and 65536";
 		else
 			return c->chunk_size = (uint32_t)num, 0;
+		break;
+	case CONNINFO:
+		for (p = v; *p; p++)
+			if (!strncasecmp(p, "password", 8) && (p == v || p[-1] == ' ' || p[-1] == '?' || p[-1] == '&'))
+				break;
+		if (!*p)
+			goto copy;
+		wrong = "holds a password (evfs.ini holds no secrets)";
+		break;
+	case SCHEMA:
+		if (len && len <= 40 && !(v[0] >= '0' && v[0] <= '9') &&
+		    strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_") == len)
+			goto copy;
+		wrong = "must be 1 to 40 characters from a-z 0-9 _, not starting with a digit";
 		break;
 	case BOOL:
 		for (w = 0; w < 8; w++)
@@ -402,6 +442,28 @@ static int on_pair(void *user, const char *section, const char *name, const char
 	return ok;
 }
 
+/* [catalog] conninfo and schema: needed when the catalog or the key store
+ * is in PostgreSQL, refused otherwise. */
+static int pg_check(const struct evfs_config *c, char *why, size_t n, int *key)
+{
+	int pg = !strcmp(c->catalog_backend, "postgresql") || !strcmp(c->kms_store, "postgresql");
+
+	for (int k = K_PG_CONNINFO; k <= K_PG_SCHEMA; k++) {
+		const char *v = (const char *)c + keys[k].off;
+
+		*key = k;
+		if (!pg && v[0])
+			return snprintf(why, n, "[catalog] %s = %.*s: only meaningful with [catalog] backend = postgresql "
+					"or [kms] store = postgresql; remove the line", keys[k].name, SHOW_MAX, v), -EINVAL;
+		if (pg && !v[0]) {
+			*key = !strcmp(c->catalog_backend, "postgresql") ? K_CATALOG_BACKEND : K_KMS_STORE;
+			return snprintf(why, n, "PostgreSQL: [catalog] %s is missing; %s", keys[k].name, keys[k].fix),
+			       -EINVAL;
+		}
+	}
+	return 0;
+}
+
 /* The same for [store] backend and the [rados] keys. */
 static int store_backend_check(const struct evfs_config *c, char *why, size_t n, int *key)
 {
@@ -421,6 +483,8 @@ static int store_backend_check(const struct evfs_config *c, char *why, size_t n,
 		if (!((const char *)c + keys[need[i]].off)[0])
 			return snprintf(why, n, "[store] backend = rados: [rados] %s is missing; %s, or run evfsctl "
 					"init again", keys[need[i]].name, keys[need[i]].fix), -EINVAL;
+	if (pg_check(c, why, n, key) < 0)
+		return -EINVAL;
 	if (rados && c->pool_format[0] == '1') {
 		*key = K_POOL_FORMAT;
 		return snprintf(why, n, "[store] pool_format = 1: format 1 pools are local files only; use 2 with "
@@ -495,6 +559,19 @@ static int make_base(char *base, const char *path, const char *store_dir)
 	return realpath(dir, base) ? 0 : -errno;
 }
 
+/* [host] name left empty: the hostname, if it is a valid name. */
+static void host_default(struct evfs_config *c)
+{
+	char h[256];
+
+	if (gethostname(h, sizeof h) < 0)
+		h[0] = '\0';
+	h[sizeof h - 1] = '\0';
+	if (!name_ok(h, strlen(h), sizeof c->host_name - 1))
+		strcpy(h, "localhost");
+	memcpy(c->host_name, h, strlen(h) + 1);
+}
+
 void config_defaults(struct evfs_config *c)
 {
 	memset(c, 0, sizeof *c);
@@ -504,6 +581,9 @@ void config_defaults(struct evfs_config *c)
 	strcpy(c->pool_format, "2");
 	strcpy(c->store_backend, "local");
 	strcpy(c->kms_backend, "local");
+	strcpy(c->catalog_backend, "sqlite");
+	strcpy(c->kms_store, "sqlite");
+
 	strcpy(c->security_admins, "root");
 	strcpy(c->default_project, "default");
 }
@@ -528,6 +608,8 @@ int config_load(struct evfs_config *c, const char *path, const char *store_dir, 
 	r = ini_parse_stream(read_line, &l, on_pair, &l);
 	if (r || !l.err)
 		finish(&l, r);
+	if (!l.err && !c->host_name[0])
+		host_default(c);
 	fclose(l.f);
 	free(l.raw);
 	free(l.long_value);
@@ -615,7 +697,8 @@ int config_store(const struct evfs_config *c, const char *path)
 		int p11 = strcmp(c->kms_backend, "pkcs11") == 0;
 
 		if ((p11 && (k == K_KEY_SOURCE || k == K_KEY_PATH)) || (!p11 && IS_P11_KEY(k)) ||
-		    (IS_RADOS_KEY(k) && strcmp(c->store_backend, "rados") != 0))
+		    (IS_RADOS_KEY(k) && strcmp(c->store_backend, "rados") != 0) ||
+		    (IS_PG_KEY(k) && !c->pg_conninfo[0]))
 			continue;      /* the other backend's keys (all empty) */
 		if (!k || strcmp(keys[k].section, keys[k - 1].section))
 			fprintf(f, "\n[%s]\n", keys[k].section);

@@ -37,6 +37,16 @@ struct evfs_config {
 	char rados_id[64];          /* [rados] id: client name without "client."; "" = admin */
 	char rados_namespace[64];   /* [rados] namespace: the store's objects' namespace in the pool (so
 	                               stores share a pool); evfsctl init makes one up; required */
+	/* The catalog and the KMS's key store: SQLite files in the store directory (one host), or
+	 * schemas of one PostgreSQL database (every host of a shared store): */
+	char catalog_backend[16];   /* [catalog] backend: "sqlite" (default) or "postgresql" */
+	char pg_conninfo[1024];     /* [catalog] conninfo: libpq connection string; required when the
+	                               catalog or the key store is in PostgreSQL; never a password */
+	char pg_schema[48];         /* [catalog] schema: the store's name in the database (schemas
+	                               <schema>_catalog, <schema>_kms); evfsctl init makes one up */
+	char kms_store[16];         /* [kms] store: "sqlite" (default: STORE/kms.db) or "postgresql" */
+	char host_name[64];         /* [host] name: this host among the store's hosts; config_load
+	                               puts the hostname here when the file leaves it empty */
 	char kms_backend[16];       /* [kms] backend: "local" or "pkcs11" (R34) */
 	char key_source[16];        /* [kms] key_source: "keyfile", "passphrase" or "" (not set); local only */
 	char key_path[4096];        /* [kms] key_path: absolute path of the key or passphrase file, or ""; local only */

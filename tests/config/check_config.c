@@ -121,6 +121,10 @@ START_TEST(test_round_trip)
 	strcpy(in.default_project, "proj-7");
 	in.allow_other = 1;
 	strcpy(in.log_file, "/var/log/evfs.log");
+	strcpy(in.catalog_backend, "postgresql");
+	strcpy(in.pg_conninfo, "host=db1 port=5432 dbname=evfs user=evfs passfile=/etc/evfs/pgpass");
+	strcpy(in.pg_schema, "evfs_0123abcd");
+	strcpy(in.host_name, "hv-7.rack2");
 	ck_assert_int_eq(config_store(&in, ini), 0);
 	ck_assert_int_eq(stat(ini, &st), 0);
 	ck_assert_uint_eq(st.st_mode & 07777, 0600);
@@ -391,6 +395,35 @@ END_TEST
 
 /* ---- errors ------------------------------------------------------------- */
 
+/* PostgreSQL: the connection string names no password, is needed exactly
+ * when something lives in PostgreSQL, and the schema is a plain name. */
+START_TEST(test_postgresql_keys)
+{
+	struct evfs_config c;
+	const char *kf = "[kms]\nkey_source = keyfile\nkey_path = /k\n";
+	char text[512];
+
+	snprintf(text, sizeof text, "%s[catalog]\nbackend = postgresql\nconninfo = host=db user=e password=x\n"
+		 "schema = s\n", kf);
+	expect_bad(text, 6, "holds a password (evfs.ini holds no secrets)");
+	snprintf(text, sizeof text, "%s[catalog]\nbackend = postgresql\nschema = s1\n", kf);
+	expect_bad(text, 5, "[catalog] conninfo is missing");
+	snprintf(text, sizeof text, "%s[catalog]\nconninfo = host=db\n", kf);
+	expect_bad(text, 5, "only meaningful with [catalog] backend = postgresql");
+	snprintf(text, sizeof text, "%sstore = postgresql\n[catalog]\nconninfo = host=db\nschema = 9x\n", kf);
+	expect_bad(text, 7, "not starting with a digit");
+	snprintf(text, sizeof text, "%sstore = postgresql\n[catalog]\nconninfo = host=db passfile=/p\n"
+		 "schema = evfs_1\n[host]\nname = hv1\n", kf);
+	ck_assert_int_eq(load_text(&c, text), 0);
+	ck_assert_str_eq(c.kms_store, "postgresql");
+	ck_assert_str_eq(c.catalog_backend, "sqlite");
+	ck_assert_str_eq(c.pg_schema, "evfs_1");
+	ck_assert_str_eq(c.host_name, "hv1");
+	ck_assert_int_eq(load_text(&c, kf), 0);
+	ck_assert_msg(c.host_name[0] != '\0', "an empty [host] name becomes the hostname");
+}
+END_TEST
+
 START_TEST(test_bad_chunk_size)
 {
 	char want[PATH_MAX + 128];
@@ -606,6 +639,7 @@ static Suite *config_suite(void)
 	tcase_add_test(errors, test_syntax_error);
 	tcase_add_test(errors, test_key_source_needs_key_path);
 	tcase_add_test(errors, test_missing_file);
+	tcase_add_test(errors, test_postgresql_keys);
 	tcase_add_test(errors, test_unreadable_file);
 	suite_add_tcase(s, errors);
 	return s;
