@@ -31,6 +31,8 @@ static const struct {
 	{ "init", "  init [--region R] [--chunk-size N] [--security-admins USERS] (--keyfile F | --passphrase-file F)\n" },
 	{ "init", "  init [...] --pkcs11-module M --token T --pin-file F [--key-label L]   (root key in a token)\n" },
 	{ "init", "  init [...] --rados-conf CEPH_CONF --rados-pool POOL [--rados-id NAME]   (pools in Ceph RADOS)\n" },
+	{ "init", "  init [...] --rados-conf C --rados-pool P --postgresql CONNINFO [--schema S] [--host H]   (shared)\n" },
+	{ "init", "  init --join --postgresql CONNINFO --schema S --rados-conf C [--host H] KEY   (one more host)\n" },
 	{ "kms", "  kms grant|revoke [--project P]      kms audit [--key K] [--verify]\n" },
 	{ "key", "  key create NAME [--description D] | list | show KEY | disable KEY | enable KEY\n" },
 	{ "key", "  key schedule-deletion KEY --days N | cancel-deletion KEY | rotate KEY | rewrap KEY\n" },
@@ -70,7 +72,14 @@ static const struct {
 	  "USERS lists who may run kms grant/revoke (default: the calling user).\n"
 	  "--rados-conf CEPH_CONF --rados-pool POOL [--rados-id NAME] keeps the chunk\n"
 	  "pools as objects in an existing RADOS pool of that Ceph cluster instead of\n"
-	  "STORE/pools (as client NAME, default admin); the cluster must answer first.\n" },
+	  "STORE/pools (as client NAME, default admin); the cluster must answer first.\n"
+	  "--postgresql CONNINFO keeps the catalog and the key store in that PostgreSQL\n"
+	  "database (schemas S_catalog and S_kms; --schema S, made up if not given and\n"
+	  "printed) so that several hosts share the store; never put a password in\n"
+	  "CONNINFO (use ~/.pgpass or passfile=).  --host H names this host among them\n"
+	  "(default: its hostname).  --join adds a host to such a store: the region,\n"
+	  "chunk size, administrators and RADOS pool come from the store's catalog, the\n"
+	  "root key must be the one the store was made with; only evfs.ini is written.\n" },
 	{ "kms",
 	  "grant lets a project (--project P, else the caller's) use encryption and\n"
 	  "creates its default key evs/default; revoke withdraws that.  Only a security\n"
@@ -308,7 +317,9 @@ void object_print(struct cmdctx *x, const struct meta_object *o, int detail)
 	const char *state = store_key_state_of(x->s, o->project, o->key_id);
 	const char *att = o->kind != META_VOLUME ? "" :
 			  store_is_attached(x->s, o->id) ? "attached" :
-			  o->attached ? "attach-pending" : "detached";
+			  !o->attached ? "detached" :
+			  o->attached_host[0] && strcmp(o->attached_host, store_config(x->s)->host_name) ? "elsewhere" :
+			  "attach-pending";
 	char ct[32];
 
 	fmt_time(o->created, ct, sizeof(ct));
@@ -324,7 +335,7 @@ void object_print(struct cmdctx *x, const struct meta_object *o, int detail)
 		fprintf(x->out, ",\"type\":\"%s\",\"owner_uid\":%u,\"created\":\"%s\"", o->vol_type,
 			(unsigned)o->owner_uid, ct);
 		if (o->kind == META_VOLUME)
-			fprintf(x->out, ",\"attached\":\"%s\"", att);
+			fprintf(x->out, ",\"attached\":\"%s\",\"host\":\"%s\"", att, o->attached_host);
 		if (o->kind == META_BACKUP)
 			fprintf(x->out, ",\"incremental\":%s,\"stored_bytes\":%llu",
 				o->incremental ? "true" : "false", (unsigned long long)o->stored_bytes);
@@ -346,7 +357,8 @@ void object_print(struct cmdctx *x, const struct meta_object *o, int detail)
 	fprintf(x->out, "  lineage:    %s\n  source:     %s\n  type:       %s\n  owner uid:  %u\n  created:    %s\n",
 		o->lineage, o->source[0] ? o->source : "-", o->vol_type, (unsigned)o->owner_uid, ct);
 	if (o->kind == META_VOLUME)
-		fprintf(x->out, "  attached:   %s\n", att);
+		fprintf(x->out, "  attached:   %s%s%s\n", att, o->attached && o->attached_host[0] ? " on host " : "",
+			o->attached && o->attached_host[0] ? o->attached_host : "");
 	if (o->kind == META_BACKUP)
 		fprintf(x->out, "  incremental: %s\n  stored:     %llu bytes\n  location:   %s\n",
 			o->incremental ? "yes" : "no", (unsigned long long)o->stored_bytes, o->location);

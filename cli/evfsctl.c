@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "cli.h"
+#include "config.h"
 #include "ctl.h"
 
 static void log_stderr(void *ctx, int level, const char *msg)
@@ -61,7 +62,16 @@ static int cmd_init(const char *dir, int argc, char **argv)
 			dst = &o.rados_pool;
 		else if (strcmp(argv[i], "--rados-id") == 0)
 			dst = &o.rados_id;
-		else {
+		else if (strcmp(argv[i], "--postgresql") == 0)
+			dst = &o.pg_conninfo;
+		else if (strcmp(argv[i], "--schema") == 0)
+			dst = &o.pg_schema;
+		else if (strcmp(argv[i], "--host") == 0)
+			dst = &o.host_name;
+		else if (strcmp(argv[i], "--join") == 0) {
+			o.join = 1;
+			continue;
+		} else {
 			fprintf(stderr, "evfsctl: init: unknown argument %s\n", argv[i]);
 			return 2;
 		}
@@ -94,8 +104,12 @@ static int cmd_init(const char *dir, int argc, char **argv)
 			"holding the token's user PIN; never the PIN on the command line)\n");
 		return 2;
 	}
-	if ((o.rados_conf || o.rados_id) && !o.rados_pool) {
+	if ((o.rados_conf || o.rados_id) && !o.rados_pool && !o.join) {
 		fprintf(stderr, "evfsctl: init: --rados-conf and --rados-id go with --rados-pool POOL\n");
+		return 2;
+	}
+	if ((o.pg_schema || o.join) && !o.pg_conninfo) {
+		fprintf(stderr, "evfsctl: init: --schema and --join go with --postgresql CONNINFO\n");
 		return 2;
 	}
 	if (o.rados_pool && !o.rados_conf) {
@@ -107,6 +121,10 @@ static int cmd_init(const char *dir, int argc, char **argv)
 		fprintf(stderr, "evfsctl: %s\n", err[0] ? err : evfs_strerror(rc));
 		return 1;
 	}
+	if (o.join) {
+		printf("host joined store %s of the PostgreSQL database: its evfs.ini is in %s\n", o.pg_schema, dir);
+		return 0;
+	}
 	if (o.pkcs11_module)
 		printf("created store %s (root key \"%s\" in PKCS#11 token \"%s\", module %s)\n", dir,
 		       o.pkcs11_key ? o.pkcs11_key : "evfs-root", o.pkcs11_token, o.pkcs11_module);
@@ -115,6 +133,16 @@ static int cmd_init(const char *dir, int argc, char **argv)
 		       o.keyfile ? o.keyfile : o.passphrase_file);
 	if (o.rados_pool)
 		printf("chunk pools in RADOS pool %s (cluster %s)\n", o.rados_pool, o.rados_conf);
+	if (o.pg_conninfo) {
+		struct evfs_config cfg;
+		char path[4096];
+
+		snprintf(path, sizeof(path), "%s/" CONFIG_FILE_NAME, dir);
+		if (config_load(&cfg, path, dir, err, sizeof(err)) == 0)
+			printf("catalog and key store in PostgreSQL, store name %s: other hosts join with\n"
+			       "  evfsctl --store DIR init --join --postgresql CONNINFO --schema %s --rados-conf FILE "
+			       "KEY OPTIONS\n", cfg.pg_schema, cfg.pg_schema);
+	}
 	return 0;
 }
 

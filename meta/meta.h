@@ -33,10 +33,11 @@
 #define META_LINEAGE_LEN 32u     /* lineage ids: 16 bytes as hex */
 #define META_NAME_MAX 64u
 #define META_PROJECT_MAX 64u
+#define META_HOST_MAX 64u
 #define META_SOURCE_MAX 160u
 #define META_KEYID_LEN 36u
 #define META_WRAPPED_MAX 128u
-#define META_SCHEMA_VERSION 3
+#define META_SCHEMA_VERSION 4
 
 #define META_WUR __attribute__((warn_unused_result))
 
@@ -66,6 +67,7 @@ struct meta_object {
 	char vol_type[8];                  /* "data" or "system" (volumes) */
 	int64_t created;                   /* unix seconds */
 	int attached;                      /* volumes: desired attach state */
+	char attached_host[META_HOST_MAX]; /* the host it is attached on; "" = any */
 	int incremental;                   /* backups */
 	uint64_t stored_bytes;             /* bytes held (backups/pool usage) */
 	char location[256];                /* backups: file path; else "" */
@@ -136,7 +138,13 @@ int meta_object_list(struct meta_db *db, const struct meta_filter *f, meta_objec
 
 int meta_object_delete(struct meta_db *db, const char *id) META_WUR;
 int meta_object_set_size(struct meta_db *db, const char *id, uint64_t size) META_WUR;
-int meta_object_set_attached(struct meta_db *db, const char *id, int attached) META_WUR;
+/* Attach state of a volume shared by hosts: attached = 1 claims it for
+ * `host`, unless another host holds it (-EBUSY; meta_object_get names the
+ * holder); attached = 0 releases it, only if `host` (or nobody in
+ * particular) holds it, or whoever does when host is NULL (an operator's
+ * forced detach of a dead host).  The test and the change are one SQL
+ * statement, so two hosts cannot both win.  0, -ENOENT, -EBUSY, -EINVAL. */
+int meta_object_set_attached(struct meta_db *db, const char *id, int attached, const char *host) META_WUR;
 int meta_object_set_stored(struct meta_db *db, const char *id, uint64_t bytes) META_WUR;
 int meta_object_set_parent(struct meta_db *db, const char *id, const char *parent_id) META_WUR;
 /* Attempt to change the encryption attribute.  Exists so that every path

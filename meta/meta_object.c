@@ -40,7 +40,7 @@
 #include <syslog.h>
 
 #define OBJ_COLS "id, kind, name, project, owner_uid, size, encrypted, key_id, lineage," \
-	" source, parent_id, vol_type, created, attached, incremental, stored_bytes, location"
+	" source, parent_id, vol_type, created, attached, incremental, stored_bytes, location, attached_host"
 #define LIN_COLS "id, encrypted, key_id, wrapped, created"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -403,6 +403,8 @@ static int object_read(struct sqldb_stmt *st, struct meta_object *o)
 		err = col_u64(st, 15, &o->stored_bytes);
 	if (!err)
 		err = COL_TEXT(st, 16, o->location);
+	if (!err)
+		err = COL_TEXT(st, 17, o->attached_host);
 	if (err)
 		return err;
 	o->owner_uid = (uint32_t)uid;
@@ -417,7 +419,8 @@ static int object_valid(const struct meta_object *o)
 	       o->size <= INT64_MAX && (o->encrypted == 0 || o->encrypted == 1) &&
 	       FIELD_OK(o->key_id) && (o->encrypted != 0) == (o->key_id[0] != 0) &&
 	       FIELD_OK(o->lineage) && FIELD_OK(o->source) && FIELD_OK(o->parent_id) &&
-	       FIELD_OK(o->vol_type) && o->stored_bytes <= INT64_MAX && FIELD_OK(o->location);
+	       FIELD_OK(o->vol_type) && o->stored_bytes <= INT64_MAX && FIELD_OK(o->location) &&
+	       FIELD_OK(o->attached_host);
 }
 
 /* meta_object_insert - add an object.  0, -EEXIST (id taken, or name taken
@@ -436,7 +439,7 @@ int meta_object_insert(struct meta_db *db, const struct meta_object *o)
 	if (err)
 		return err;
 	err = meta_prepare(db, "INSERT INTO objects (" OBJ_COLS ") VALUES"
-			   " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", &b.st);
+			   " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", &b.st);
 	if (!err) {
 		bind_text(&b, o->id);
 		bind_int(&b, o->kind);
@@ -455,6 +458,7 @@ int meta_object_insert(struct meta_db *db, const struct meta_object *o)
 		bind_int(&b, o->incremental != 0);
 		bind_int(&b, (int64_t)o->stored_bytes);
 		bind_text(&b, o->location);
+		bind_text(&b, o->attached ? o->attached_host : "");
 		if (b.err) {
 			err = meta_sql_fail(db, b.err, "bind");
 			sqldb_finalize(b.st);
@@ -661,11 +665,47 @@ int meta_object_set_size(struct meta_db *db, const char *id, uint64_t size)
 	return object_update(db, "UPDATE objects SET size = ? WHERE id = ?", id, NULL, (int64_t)size);
 }
 
-/* meta_object_set_attached - store attached != 0.  0, -ENOENT, -EINVAL. */
-int meta_object_set_attached(struct meta_db *db, const char *id, int attached)
+/* meta_object_set_attached - see meta.h.  When no row changed, the
+ * object's existence tells -ENOENT from -EBUSY. */
+int meta_object_set_attached(struct meta_db *db, const char *id, int attached, const char *host)
 {
-	return object_update(db, "UPDATE objects SET attached = ? WHERE id = ?", id, NULL,
-			     attached != 0);
+	static const char claim[] = "UPDATE objects SET attached = 1, attached_host = ?1 WHERE id = ?2"
+				    " AND (attached = 0 OR attached_host = '' OR attached_host = ?1)";
+	static const char release[] = "UPDATE objects SET attached = 0, attached_host = '' WHERE id = ?2"
+				      " AND (CAST(?1 AS TEXT) IS NULL OR attached = 0 OR attached_host = '' OR attached_host = ?1)";
+	struct binder b = { 0 };
+	int err;
+
+	if (!db || !text_fits(id, META_ID_LEN + 1) || (host && !text_fits(host, META_HOST_MAX)) ||
+	    (attached && !host))
+		return -EINVAL;
+	err = meta_db_enter(db);
+	if (err)
+		return err;
+	err = meta_prepare(db, attached ? claim : release, &b.st);
+	if (!err) {
+		if (host)
+			bind_text(&b, host);
+		else if (!b.err)
+			b.err = sqldb_bind_null(b.st, ++b.idx);
+		bind_text(&b, id);
+		err = run_one(db, b.st, &b, attached ? "claim volume" : "release volume");
+	}
+	if (err == -ENOENT) {
+		struct sqldb_stmt *st;
+
+		err = meta_prepare(db, "SELECT 1 FROM objects WHERE id = ?1", &st);
+		if (!err) {
+			int rc = sqldb_bind_text(st, 1, id, -1);
+
+			if (!rc)
+				rc = sqldb_step(st);
+			err = rc == 1 ? -EBUSY : rc == 0 ? -ENOENT : meta_sql_fail(db, rc, "find volume");
+			sqldb_finalize(st);
+		}
+	}
+	meta_db_leave(db);
+	return err;
 }
 
 /* meta_object_set_stored - 0, -ENOENT, -EINVAL (bytes over INT64_MAX). */

@@ -139,11 +139,17 @@ static const char schema_v3[] =
 	"  sum BLOB CHECK (sum IS NULL OR length(sum) = 32)"
 	") STRICT;";
 
+/* Version 3 -> 4: the host a volume is attached on, for a store shared by
+ * several hosts ('' on a catalog of one host: attached wherever it mounts). */
+static const char schema_v4[] =
+	"ALTER TABLE objects ADD COLUMN attached_host TEXT NOT NULL DEFAULT '';";
+
 /* migrations[i] takes user_version i to i + 1. */
 static const char *const migrations[] = {
 	schema_v1,
 	schema_v2,
 	schema_v3,
+	schema_v4,
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == META_SCHEMA_VERSION,
 	       "one migration step per schema version");
@@ -156,7 +162,7 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == META_SCHEMA_VERSION,
  * Every table of the SQLite catalog with the same columns and constraints;
  * the triggers call one function that refuses with SQLSTATE EVP01, which
  * sqldb maps to -EPERM. */
-_Static_assert(META_SCHEMA_VERSION == 3, "schema_pg creates version 3: give PostgreSQL the new version too");
+_Static_assert(META_SCHEMA_VERSION == 4, "schema_pg creates version 4: give PostgreSQL the new version too");
 static const char schema_pg[] =
 	"CREATE TABLE settings ("
 	"  name  TEXT COLLATE \"C\" PRIMARY KEY NOT NULL,"
@@ -188,6 +194,7 @@ static const char schema_pg[] =
 	"  incremental  BIGINT NOT NULL DEFAULT 0 CHECK (incremental IN (0, 1)),"
 	"  stored_bytes BIGINT NOT NULL DEFAULT 0 CHECK (stored_bytes >= 0),"
 	"  location     TEXT COLLATE \"C\" NOT NULL DEFAULT '',"
+	"  attached_host TEXT COLLATE \"C\" NOT NULL DEFAULT '',"
 	"  UNIQUE (project, kind, name),"
 	"  CHECK ((encrypted = 0 AND key_id = '') OR (encrypted = 1 AND key_id <> ''))"
 	");"

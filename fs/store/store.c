@@ -364,14 +364,9 @@ static int rados_engine(const struct evfs_config *c, struct engine **e, engine_l
 	return rc;
 }
 
-int store_init(const char *dir, const struct store_init_opts *o, char *err, size_t errsz)
+/* The root key's options of init into cfg. */
+static int init_root_key(struct evfs_config *cfg, const struct store_init_opts *o, char *err, size_t errsz)
 {
-	struct evfs_config cfg;
-	struct kms_options ko;
-	struct meta_db *db = NULL;
-	char path[4096];
-	const char *secret = o->keyfile ? o->keyfile : o->passphrase_file;
-	struct kms_cause kc = { "" };
 	int rc;
 
 	if (!!o->keyfile + !!o->passphrase_file + !!o->pkcs11_module != 1) {
@@ -384,56 +379,239 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 			 "holding the token's user PIN)");
 		return -EINVAL;
 	}
+	if (!o->pkcs11_module) {
+		snprintf(cfg->key_source, sizeof(cfg->key_source), "%s", o->keyfile ? "keyfile" : "passphrase");
+		return abs_path(cfg->key_path, sizeof(cfg->key_path), o->keyfile ? o->keyfile : o->passphrase_file);
+	}
+	snprintf(cfg->kms_backend, sizeof(cfg->kms_backend), "pkcs11");
+	if ((rc = abs_path(cfg->pkcs11_module, sizeof(cfg->pkcs11_module), o->pkcs11_module)) < 0 ||
+	    (rc = abs_path(cfg->pkcs11_pin_file, sizeof(cfg->pkcs11_pin_file), o->pkcs11_pin_file)) < 0)
+		return rc;
+	snprintf(cfg->pkcs11_token, sizeof(cfg->pkcs11_token), "%s", o->pkcs11_token);
+	snprintf(cfg->pkcs11_key, sizeof(cfg->pkcs11_key), "%s", o->pkcs11_key ? o->pkcs11_key : KMS_PKCS11_KEY_DEFAULT);
+	if (strlen(o->pkcs11_token) >= sizeof(cfg->pkcs11_token) || !o->pkcs11_token[0] ||
+	    (o->pkcs11_key && (strlen(o->pkcs11_key) >= sizeof(cfg->pkcs11_key) || !o->pkcs11_key[0]))) {
+		snprintf(err, errsz, "init: a token label has 1 to 32 characters, a key label 1 to 63");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* This host's way to the cluster (--rados-conf, --rados-id) into cfg;
+ * the pool and namespace too unless the host joins (they are the store's). */
+static int init_rados(struct evfs_config *cfg, const struct store_init_opts *o, char *err, size_t errsz)
+{
+	int rc;
+
+	if (!o->rados_conf && !o->rados_pool && !o->rados_id)
+		return 0;
+	if (!o->rados_conf || (!o->rados_pool && !o->join)) {
+		snprintf(err, errsz, "init: the pools in RADOS need both --rados-conf FILE (the cluster's "
+			 "ceph.conf) and --rados-pool POOL");
+		return -EINVAL;
+	}
+	snprintf(cfg->store_backend, sizeof(cfg->store_backend), "rados");
+	if ((rc = abs_path(cfg->rados_conf, sizeof(cfg->rados_conf), o->rados_conf)) < 0)
+		return rc;
+	if ((o->rados_pool && strlen(o->rados_pool) >= sizeof(cfg->rados_pool)) ||
+	    (o->rados_id && strlen(o->rados_id) >= sizeof(cfg->rados_id))) {
+		snprintf(err, errsz, "init: a RADOS pool name has at most %zu characters, a client name %zu",
+			 sizeof(cfg->rados_pool) - 1, sizeof(cfg->rados_id) - 1);
+		return -EINVAL;
+	}
+	snprintf(cfg->rados_id, sizeof(cfg->rados_id), "%s", o->rados_id ? o->rados_id : "");
+	if (!o->join) {
+		uint8_t r[8];
+
+		snprintf(cfg->rados_pool, sizeof(cfg->rados_pool), "%s", o->rados_pool);
+		randombytes_buf(r, sizeof(r));
+		snprintf(cfg->rados_namespace, sizeof(cfg->rados_namespace), "evfs-");
+		sodium_bin2hex(cfg->rados_namespace + 5, sizeof(cfg->rados_namespace) - 5, r, sizeof(r));
+	}
+	return 0;
+}
+
+/* The PostgreSQL database and this host's name into cfg. */
+static int init_shared(struct evfs_config *cfg, const struct store_init_opts *o, char *err, size_t errsz)
+{
+	if (o->host_name && (!o->host_name[0] || strlen(o->host_name) >= sizeof(cfg->host_name))) {
+		snprintf(err, errsz, "init: --host %s: a host name has 1 to %zu characters", o->host_name,
+			 sizeof(cfg->host_name) - 1);
+		return -EINVAL;
+	}
+	snprintf(cfg->host_name, sizeof(cfg->host_name), "%s", o->host_name ? o->host_name : "");
+	if (!o->pg_conninfo) {
+		if (o->pg_schema || o->join) {
+			snprintf(err, errsz, "init: %s goes with --postgresql CONNINFO (the database holding the "
+				 "shared catalog and key store)", o->join ? "--join" : "--schema");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (o->join && !o->pg_schema) {
+		snprintf(err, errsz, "init: --join needs --schema NAME: the store's name in the database, which "
+			 "the first host's evfsctl init printed (and its evfs.ini holds as [catalog] schema)");
+		return -EINVAL;
+	}
+	if (o->join && (o->region || o->security_admins || o->chunk_size || o->rados_pool)) {
+		snprintf(err, errsz, "init: --join takes the region, security administrators, chunk size and RADOS "
+			 "pool from the store's catalog; leave out --region, --security-admins, --chunk-size and "
+			 "--rados-pool");
+		return -EINVAL;
+	}
+	if (o->join && !o->rados_conf) {
+		snprintf(err, errsz, "init: --join needs --rados-conf FILE: this host's ceph.conf of the cluster "
+			 "holding the store's pools");
+		return -EINVAL;
+	}
+	snprintf(cfg->catalog_backend, sizeof(cfg->catalog_backend), "postgresql");
+	snprintf(cfg->kms_store, sizeof(cfg->kms_store), "postgresql");
+	if (strlen(o->pg_conninfo) >= sizeof(cfg->pg_conninfo) ||
+	    (o->pg_schema && strlen(o->pg_schema) >= sizeof(cfg->pg_schema))) {
+		snprintf(err, errsz, "init: the connection string has at most %zu characters, a schema name %zu",
+			 sizeof(cfg->pg_conninfo) - 1, sizeof(cfg->pg_schema) - 9);
+		return -EINVAL;
+	}
+	snprintf(cfg->pg_conninfo, sizeof(cfg->pg_conninfo), "%s", o->pg_conninfo);
+	if (o->pg_schema) {
+		snprintf(cfg->pg_schema, sizeof(cfg->pg_schema), "%s", o->pg_schema);
+	} else {
+		uint8_t r[8];
+
+		randombytes_buf(r, sizeof(r));
+		snprintf(cfg->pg_schema, sizeof(cfg->pg_schema), "evfs_");
+		sodium_bin2hex(cfg->pg_schema + 5, sizeof(cfg->pg_schema) - 5, r, sizeof(r));
+	}
+	return 0;
+}
+
+/* Make dir (0700) if missing; it must be a directory that is no store yet. */
+static int init_dir(const char *dir, char *err, size_t errsz)
+{
+	char path[4096];
+	struct stat st;
+	int rc;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		rc = -errno;
+		snprintf(err, errsz, "init: cannot create store directory %s: %s", dir, evfs_strerror(rc));
+		return rc;
+	}
+	/* A mistyped path naming a file must change nothing. */
+	if (stat(dir, &st) < 0) {
+		rc = -errno;
+		snprintf(err, errsz, "init: cannot use %s: %s", dir, evfs_strerror(rc));
+		return rc;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errsz, "init: %s is not a directory; give the path of a new or empty directory for "
+			 "the store", dir);
+		return -ENOTDIR;
+	}
+	join(path, sizeof(path), dir, CONFIG_FILE_NAME);
+	if (access(path, F_OK) == 0) {
+		snprintf(err, errsz, "init: %s is already an evfs store (%s exists); choose an empty directory", dir,
+			 path);
+		return -EEXIST;
+	}
+	(void)chmod(dir, 0700);
+	return 0;
+}
+
+/* A catalog that would not open, in words (init and open). */
+static void catalog_explain(const struct evfs_config *cfg, int rc, char *out, size_t n)
+{
+	snprintf(out, n, "%s",
+		 rc == -EUCLEAN ? " (damaged or not an evfs catalog; restore it from a copy)"
+		 : rc == -ECONNREFUSED ? " (the PostgreSQL server does not answer: check that it is up and "
+					 "[catalog] conninfo in evfs.ini)"
+		 : rc == -EPROTONOSUPPORT ? " (this evfs was built without libpq: install libpq-dev and rebuild)"
+		 : rc == -ENOENT && cfg->pg_conninfo[0] ? " (no evfs store in that schema: check [catalog] schema)"
+							 : "");
+}
+
+/* The KMS's options for cfg, its PostgreSQL schema in schema[]. */
+static void kms_opts_shared(const struct evfs_config *cfg, struct kms_options *o, struct store *s, char *schema,
+			    size_t n)
+{
+	kms_opts(cfg, o, s);
+	o->pg_schema = store_shared_schema(cfg, "kms", schema, n);
+	o->pg_conninfo = o->pg_schema ? cfg->pg_conninfo : NULL;
+}
+
+/* init --join: this host's evfs.ini for the store in cfg's database,
+ * once its catalog gave the shared settings, its cluster answered and
+ * the root key opened its key store.  Nothing shared is written. */
+static int init_join(const char *dir, struct evfs_config *cfg, char *err, size_t errsz)
+{
+	struct meta_db *db = NULL;
+	struct kms_options ko;
+	struct kms *k = NULL;
+	struct engine *e;
+	char where[128], why[256], schema[80], msg[600];
+	int rc;
+
+	rc = store_shared_catalog(cfg, dir, 0, &db, NULL, NULL, where, sizeof(where));
+	if (rc) {
+		catalog_explain(cfg, rc, why, sizeof(why));
+		snprintf(err, errsz, "init --join: the catalog in %s cannot be opened: %s%s", where, evfs_strerror(rc),
+			 why);
+		return rc;
+	}
+	rc = store_shared_load(db, cfg, msg, sizeof(msg));
+	meta_close(db);
+	if (rc) {
+		snprintf(err, errsz, "init --join: %s: %s", where, msg);
+		return rc;
+	}
+	if (config_check(cfg, msg, sizeof(msg)) < 0) {
+		snprintf(err, errsz, "init --join: %s", msg);
+		return -EINVAL;
+	}
+	if ((rc = rados_engine(cfg, &e, NULL, NULL, "init --join", err, errsz)) != 0)
+		return rc;
+	engine_destroy(e);
+	kms_opts_shared(cfg, &ko, NULL, schema, sizeof(schema));
+	rc = kms_open(&k, NULL, &ko);
+	kms_close(k);
+	if (rc) {
+		key_source_explain(cfg, 0, why, sizeof(why));
+		snprintf(err, errsz, "init --join: the key store in PostgreSQL schema %s cannot be opened with this "
+			 "host's root key: %s%s%s", schema, evfs_strerror(rc),
+			 rc == -EKEYREJECTED ? " (it is not the root key the store was made with: copy the first "
+					       "host's key file, or give its passphrase or token)" : "",
+			 why[0] ? why : "");
+		return rc;
+	}
+	if ((rc = init_dir(dir, err, errsz)) != 0)
+		return rc;
+	join(msg, sizeof(msg), dir, CONFIG_FILE_NAME);
+	if ((rc = config_store(cfg, msg)) != 0)
+		snprintf(err, errsz, "init --join: cannot write %s: %s", msg, evfs_strerror(rc));
+	return rc;
+}
+
+int store_init(const char *dir, const struct store_init_opts *o, char *err, size_t errsz)
+{
+	struct evfs_config cfg;
+	struct kms_options ko;
+	struct meta_db *db = NULL;
+	char path[4096], where[128], schema[80];
+	struct kms_cause kc = { "" };
+	int rc, kms_made = 0;
+
 	config_defaults(&cfg);
+	if ((rc = init_root_key(&cfg, o, err, errsz)) != 0 || (rc = init_shared(&cfg, o, err, errsz)) != 0 ||
+	    (rc = init_rados(&cfg, o, err, errsz)) != 0)
+		return rc;
+	if (o->join)
+		return init_join(dir, &cfg, err, errsz);
 	if (o->region)
 		snprintf(cfg.region, sizeof(cfg.region), "%s", o->region);
 	if (o->security_admins)
 		snprintf(cfg.security_admins, sizeof(cfg.security_admins), "%s", o->security_admins);
 	if (o->chunk_size)
 		cfg.chunk_size = o->chunk_size;
-	if (o->pkcs11_module) {
-		snprintf(cfg.kms_backend, sizeof(cfg.kms_backend), "pkcs11");
-		if ((rc = abs_path(cfg.pkcs11_module, sizeof(cfg.pkcs11_module), o->pkcs11_module)) < 0 ||
-		    (rc = abs_path(cfg.pkcs11_pin_file, sizeof(cfg.pkcs11_pin_file), o->pkcs11_pin_file)) < 0)
-			return rc;
-		snprintf(cfg.pkcs11_token, sizeof(cfg.pkcs11_token), "%s", o->pkcs11_token);
-		snprintf(cfg.pkcs11_key, sizeof(cfg.pkcs11_key), "%s",
-			 o->pkcs11_key ? o->pkcs11_key : KMS_PKCS11_KEY_DEFAULT);
-		if (strlen(o->pkcs11_token) >= sizeof(cfg.pkcs11_token) || !o->pkcs11_token[0] ||
-		    (o->pkcs11_key && (strlen(o->pkcs11_key) >= sizeof(cfg.pkcs11_key) || !o->pkcs11_key[0]))) {
-			snprintf(err, errsz, "init: a token label has 1 to 32 characters, a key label 1 to 63");
-			return -EINVAL;
-		}
-	} else {
-		snprintf(cfg.key_source, sizeof(cfg.key_source), "%s", o->keyfile ? "keyfile" : "passphrase");
-		if ((rc = abs_path(cfg.key_path, sizeof(cfg.key_path), secret)) < 0)
-			return rc;
-	}
-	if (o->rados_conf || o->rados_pool || o->rados_id) {
-		if (!o->rados_conf || !o->rados_pool) {
-			snprintf(err, errsz, "init: the pools in RADOS need both --rados-conf FILE (the cluster's "
-				 "ceph.conf) and --rados-pool POOL");
-			return -EINVAL;
-		}
-		snprintf(cfg.store_backend, sizeof(cfg.store_backend), "rados");
-		if ((rc = abs_path(cfg.rados_conf, sizeof(cfg.rados_conf), o->rados_conf)) < 0)
-			return rc;
-		if (strlen(o->rados_pool) >= sizeof(cfg.rados_pool) ||
-		    (o->rados_id && strlen(o->rados_id) >= sizeof(cfg.rados_id))) {
-			snprintf(err, errsz, "init: a RADOS pool name has at most %zu characters, a client name %zu",
-				 sizeof(cfg.rados_pool) - 1, sizeof(cfg.rados_id) - 1);
-			return -EINVAL;
-		}
-		snprintf(cfg.rados_pool, sizeof(cfg.rados_pool), "%s", o->rados_pool);
-		snprintf(cfg.rados_id, sizeof(cfg.rados_id), "%s", o->rados_id ? o->rados_id : "");
-		{
-			uint8_t r[8];
-
-			randombytes_buf(r, sizeof(r));
-			snprintf(cfg.rados_namespace, sizeof(cfg.rados_namespace), "evfs-");
-			sodium_bin2hex(cfg.rados_namespace + 5, sizeof(cfg.rados_namespace) - 5, r, sizeof(r));
-		}
-	}
 	{
 		char why[512];
 
@@ -452,43 +630,39 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 			return rc;
 		engine_destroy(e);
 	}
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		rc = -errno;
-		snprintf(err, errsz, "init: cannot create store directory %s: %s", dir, evfs_strerror(rc));
-		return rc;
-	}
-	{
-		struct stat st;
+	if (cfg.pg_conninfo[0]) {
+		/* The same for the database, and a schema already in use. */
+		char why[256];
 
-		/* A mistyped path naming a file must change nothing. */
-		if (stat(dir, &st) < 0) {
-			rc = -errno;
-			snprintf(err, errsz, "init: cannot use %s: %s", dir, evfs_strerror(rc));
+		rc = store_shared_catalog(&cfg, dir, 0, &db, NULL, NULL, where, sizeof(where));
+		meta_close(db);
+		db = NULL;
+		if (rc == 0) {
+			snprintf(err, errsz, "init: %s already holds an evfs store; add this host to it with --join "
+				 "--schema %s, or give another --schema", where, cfg.pg_schema);
+			return -EEXIST;
+		}
+		if (rc != -ENOENT) {
+			catalog_explain(&cfg, rc, why, sizeof(why));
+			snprintf(err, errsz, "init: cannot use %s: %s%s", where, evfs_strerror(rc), why);
 			return rc;
 		}
-		if (!S_ISDIR(st.st_mode)) {
-			snprintf(err, errsz, "init: %s is not a directory; give the path of a new or empty directory for "
-				 "the store", dir);
-			return -ENOTDIR;
-		}
 	}
+	if ((rc = init_dir(dir, err, errsz)) != 0)
+		return rc;
 	join(path, sizeof(path), dir, CONFIG_FILE_NAME);
-	if (access(path, F_OK) == 0) {
-		snprintf(err, errsz, "init: %s is already an evfs store (%s exists); choose an empty directory", dir,
-			 path);
-		return -EEXIST;
-	}
-	(void)chmod(dir, 0700);
 	rc = config_store(&cfg, path);
 	if (rc) {
 		snprintf(err, errsz, "init: cannot write %s: %s", path, evfs_strerror(rc));
 		return rc;
 	}
-	kms_opts(&cfg, &ko, NULL);
+	kms_opts_shared(&cfg, &ko, NULL, schema, sizeof(schema));
 	ko.log = kms_cause_log;
 	ko.log_ctx = &kc;
 	join(path, sizeof(path), dir, "kms.db");
-	rc = kms_create(path, &ko);
+	if (ko.pg_schema)
+		snprintf(path, sizeof(path), "PostgreSQL schema %s", ko.pg_schema);
+	rc = kms_create(ko.pg_schema ? NULL : path, &ko);
 	if (rc && is_pkcs11(&cfg)) {
 		char why[700];
 
@@ -503,26 +677,28 @@ int store_init(const char *dir, const struct store_init_opts *o, char *err, size
 		if (why[0])
 			snprintf(err, errsz, "init: %s", why);
 		else
-			snprintf(err, errsz, "init: cannot create the key store %s with %s %s: %s", path, cfg.key_source,
-				 cfg.key_path, evfs_strerror(rc));
+			snprintf(err, errsz, "init: cannot create the key store %s with %s %s: %s%s", path, cfg.key_source,
+				 cfg.key_path, evfs_strerror(rc),
+				 rc == -EEXIST ? " (the schema is in use: give another --schema)" : "");
 		goto undo;
 	}
+	kms_made = 1;
 	if (!is_pkcs11(&cfg))
 		key_source_warn(&cfg, dir, o->warn);
 	else
 		pin_file_warn(&cfg, dir, o->warn);
-	join(path, sizeof(path), dir, "catalog.db");
-	rc = meta_open(&db, path, 1, NULL, NULL);
+	rc = store_shared_catalog(&cfg, dir, 1, &db, NULL, NULL, where, sizeof(where));
 	if (!rc)
-		rc = meta_setting_set(db, "store.region", cfg.region);
+		rc = store_shared_save(db, &cfg);
 	meta_close(db);
 	if (rc) {
-		snprintf(err, errsz, "init: cannot create the catalog %s: %s", path, evfs_strerror(rc));
+		snprintf(err, errsz, "init: cannot create the catalog %s: %s", where, evfs_strerror(rc));
 		goto undo;
 	}
 	join(path, sizeof(path), dir, "pools");
 	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
+		snprintf(err, errsz, "init: cannot create %s: %s", path, evfs_strerror(rc));
 		goto undo;
 	}
 	/* The default backup_dir is relative to the store, not to the cwd. */
@@ -546,6 +722,13 @@ undo:
 	(void)unlink(path);
 	join(path, sizeof(path), dir, "catalog.db");
 	(void)unlink(path);
+	if (kms_made && ko.pg_schema) {
+		size_t l = strlen(err);
+
+		/* Dropping a schema is not for evfs to do behind the operator's back. */
+		snprintf(err + l, errsz - l, "; the key store was made in PostgreSQL schema %s: drop it (DROP SCHEMA %s "
+			 "CASCADE) before trying again", ko.pg_schema, ko.pg_schema);
+	}
 	return rc;
 }
 
@@ -595,7 +778,7 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 {
 	struct store *s = calloc(1, sizeof(*s));
 	struct kms_options ko;
-	char path[4096], real[4096];
+	char path[4096], real[4096], schema[80];
 	int rc;
 
 	if (!s)
@@ -649,23 +832,29 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 			snprintf(err, errsz, "store %s: cannot lock %s: %s", s->dir, LOCK_NAME, evfs_strerror(rc));
 		goto fail;
 	}
-	join(path, sizeof(path), s->dir, "catalog.db");
-	rc = meta_open(&s->meta, path, 0, sub_log, s);
-	if (rc) {
-		snprintf(err, errsz, "store %s: catalog %s cannot be opened: %s%s", s->dir, path, evfs_strerror(rc),
-			 rc == -EUCLEAN ? " (damaged or not an evfs catalog; restore it from a copy)" : "");
-		goto fail;
-	}
-	rc = meta_open(&s->fresh, path, 0, NULL, NULL);
-	if (rc) {
-		snprintf(err, errsz, "store %s: catalog %s cannot be opened a second time: %s", s->dir, path,
-			 evfs_strerror(rc));
-		goto fail;
+	{
+		char where[128], why[256];
+
+		rc = store_shared_catalog(&s->cfg, s->dir, 0, &s->meta, sub_log, s, where, sizeof(where));
+		if (rc) {
+			catalog_explain(&s->cfg, rc, why, sizeof(why));
+			snprintf(err, errsz, "store %s: catalog %s cannot be opened: %s%s", s->dir, where,
+				 evfs_strerror(rc), why);
+			goto fail;
+		}
+		rc = store_shared_catalog(&s->cfg, s->dir, 0, &s->fresh, NULL, NULL, where, sizeof(where));
+		if (rc) {
+			snprintf(err, errsz, "store %s: catalog %s cannot be opened a second time: %s", s->dir, where,
+				 evfs_strerror(rc));
+			goto fail;
+		}
 	}
 	meta_set_patient(s->fresh, 0);
-	kms_opts(&s->cfg, &ko, s);
+	kms_opts_shared(&s->cfg, &ko, s, schema, sizeof(schema));
 	join(path, sizeof(path), s->dir, "kms.db");
-	rc = kms_open(&s->kms, path, &ko);
+	if (ko.pg_schema)
+		snprintf(path, sizeof(path), "in PostgreSQL schema %s", ko.pg_schema);
+	rc = kms_open(&s->kms, ko.pg_schema ? NULL : path, &ko);
 	if (rc && is_pkcs11(&s->cfg)) {
 		char why[700], cause[512];
 
@@ -1114,8 +1303,8 @@ static int collect_cb(void *ctx, const struct meta_object *o)
 {
 	struct reattach_ctx *r = ctx;
 
-	if (!o->attached)
-		return 0;
+	if (!o->attached || (o->attached_host[0] && strcmp(o->attached_host, r->s->cfg.host_name) != 0))
+		return 0;        /* another host's: it re-attaches them itself */
 	if (r->n == r->cap) {
 		size_t cap = r->cap ? r->cap * 2 : 16;
 		struct meta_object *l = realloc(r->list, cap * sizeof(*l));
@@ -1172,11 +1361,27 @@ void store_cause_clear(struct store *s)
 
 int store_owner_check(struct store *s, const struct store_caller *c, const struct meta_object *o, const char *op)
 {
-	if (c->uid == 0 || c->uid == o->owner_uid)
+	if (c->uid != 0 && c->uid != o->owner_uid) {
+		store_seterr(s, c, "%s %s: permission denied: it belongs to uid %u (R27); ask its owner or root", op,
+			     o->name, (unsigned)o->owner_uid);
+		return -EPERM;
+	}
+	return store_host_check(s, c, o, op);
+}
+
+/* A volume attached on another host of a shared store is that host's to
+ * write: every command that would touch its data or its attachment runs
+ * there (this host's engine would work from a state the other one is
+ * changing). */
+int store_host_check(struct store *s, const struct store_caller *c, const struct meta_object *o, const char *op)
+{
+	if (o->kind != META_VOLUME || !o->attached || !o->attached_host[0] ||
+	    strcmp(o->attached_host, s->cfg.host_name) == 0)
 		return 0;
-	store_seterr(s, c, "%s %s: permission denied: it belongs to uid %u (R27); ask its owner or root", op, o->name,
-		     (unsigned)o->owner_uid);
-	return -EPERM;
+	store_seterr(s, c, "%s %s refused: the volume is attached on host %s (this is host %s); run the command "
+		     "there, or detach it there first (a dead host's volume: evfsctl detach %s --force)", op, o->name,
+		     o->attached_host, s->cfg.host_name, o->name);
+	return -EBUSY;
 }
 
 int store_name_check(struct store *s, const struct store_caller *c, enum meta_kind kind, const char *name)

@@ -59,6 +59,14 @@ struct store_init_opts {
 	const char *rados_conf;      /* non-NULL: the pools in RADOS (R29): */
 	const char *rados_pool;      /* the cluster's ceph.conf, the pool */
 	const char *rados_id;        /* and the client name (NULL: admin) */
+	const char *pg_conninfo;     /* non-NULL: catalog and key store in */
+	const char *pg_schema;       /* PostgreSQL schemas <schema>_catalog and
+					_kms (NULL: made up, evfs_<16 hex>) */
+	const char *host_name;       /* NULL: the hostname at each open */
+	int join;                    /* add this host to the shared store
+					named by pg_conninfo and pg_schema: its
+					settings come from the catalog, the root
+					key must open its key store */
 	FILE *warn;                  /* warnings (key file placement); NULL: none */
 };
 int store_init(const char *dir, const struct store_init_opts *o, char *err, size_t errsz) STORE_WUR;

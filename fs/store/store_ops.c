@@ -436,18 +436,32 @@ int store_attach(struct store *s, const struct store_caller *c, const char *name
 			     name, s->dir);
 		return -ENOTCONN;
 	}
+	if (store_is_attached(s, o.id))
+		return 0;
+	/* Claimed for this host in the catalog first: of two hosts attaching
+	 * at once, one wins there before either opens the volume. */
+	rc = meta_object_set_attached(s->meta, o.id, 1, s->cfg.host_name);
+	if (rc == -EBUSY) {
+		struct meta_object now;
+
+		store_seterr(s, c, "attach %s refused: the volume was just attached on host %s; a volume is attached "
+			     "on one host at a time", name,
+			     meta_object_get(s->meta, o.id, &now) == 0 ? now.attached_host : "(another host)");
+		return rc;
+	}
+	if (rc) {
+		store_seterr(s, c, "attach %s: the catalog could not record it (%s); the volume stays detached", name,
+			     evfs_strerror(rc));
+		return rc;
+	}
 	rc = store_attach_object(s, c, &o);
 	if (rc == -EALREADY)
 		return 0;
-	if (!rc) {
-		rc = meta_object_set_attached(s->meta, o.id, 1);
-		if (rc) {
-			/* All or nothing: not attached unless recorded (R21). */
-			(void)store_detach_object(s, o.id);
-			store_seterr(s, c, "attach %s: the catalog could not record it (%s); the volume stays detached", name,
-				     evfs_strerror(rc));
-		}
-	}
+	/* All or nothing: a claim this attach made goes if the attach fails
+	 * (R21); a desired state recorded before stays. */
+	if (rc && !o.attached && meta_object_set_attached(s->meta, o.id, 0, s->cfg.host_name) < 0)
+		store_logf(s, LOG_WARNING, "volume %s: the catalog still records it attached on %s after the attach "
+			   "failed; 'evfsctl detach %s' clears it", name, s->cfg.host_name, name);
 	if (rc && !evfs_err_msg(c->err)[0])
 		store_seterr(s, c, "attach %s: %s", name, evfs_strerror(rc));
 	return rc;
@@ -458,8 +472,17 @@ int store_detach(struct store *s, const struct store_caller *c, const char *name
 	struct meta_object o;
 	struct kms_key_info ki;
 	struct kms_caller kc;
-	int rc = store_object_find(s, c, META_VOLUME, name, &o), sync_rc, krc;
+	int rc = store_object_find(s, c, META_VOLUME, name, &o), sync_rc, krc, elsewhere;
 
+	elsewhere = !rc && store_host_check(s, NULL, &o, "detach") < 0;
+	if (!rc && elsewhere && force) {
+		/* The host that attached it is gone: only the record changes. */
+		if (warn)
+			fprintf(warn, "warning: volume %s was attached on host %s: its attachment is cleared here; "
+				"that host must not be running a mount of this store any more\n", name,
+				o.attached_host);
+		o.attached = 0;
+	}
 	if (!rc)
 		rc = store_owner_check(s, c, &o, "detach volume");
 	if (rc)
@@ -487,7 +510,7 @@ int store_detach(struct store *s, const struct store_caller *c, const char *name
 	sync_rc = store_detach_object(s, o.id);
 	if (sync_rc == -ENOENT)
 		sync_rc = 0;  /* not attached in this process: just record it */
-	rc = meta_object_set_attached(s->meta, o.id, 0);
+	rc = meta_object_set_attached(s->meta, o.id, 0, elsewhere ? NULL : s->cfg.host_name);
 	if (rc)
 		store_seterr(s, c, "volume %s is detached (its data key is wiped) but the catalog could not record it: %s; "
 			     "the next mount re-attaches it unless 'evfsctl detach %s' is run again", name, evfs_strerror(rc),

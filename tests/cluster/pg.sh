@@ -89,4 +89,9 @@ unset PGPASSWORD
 say "database $DB created"
 
 export EVFS_PG_CONNINFO="host=127.0.0.1 port=$PORT dbname=$DB user=$DBUSER password=$PASSWORD connect_timeout=10"
+# The same without the password, which libpq reads from a passfile (what
+# evfs.ini takes: it holds no secrets).
+printf '127.0.0.1:%s:%s:%s:%s\n' "$PORT" "$DB" "$DBUSER" "$PASSWORD" >"$D/pgpass"
+chmod 0600 "$D/pgpass"
+export EVFS_PG_CONNINFO_PASSFILE="host=127.0.0.1 port=$PORT dbname=$DB user=$DBUSER passfile=$D/pgpass connect_timeout=10"
 run_cmd "$@"

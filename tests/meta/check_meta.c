@@ -406,27 +406,37 @@ START_TEST(test_object_setters)
 	ck_assert_int_eq(meta_object_insert(db, &o), 0);
 
 	ck_assert_int_eq(meta_object_set_size(db, o.id, 5ull << 30), 0);
-	ck_assert_int_eq(meta_object_set_attached(db, o.id, 2), 0);
+	ck_assert_int_eq(meta_object_set_attached(db, o.id, 2, "host-a"), 0);
 	ck_assert_int_eq(meta_object_set_stored(db, o.id, 4096), 0);
 	ck_assert_int_eq(meta_object_set_parent(db, o.id, missing), 0);
 	ck_assert_int_eq(meta_object_get(db, o.id, &g), 0);
 	ck_assert_uint_eq(g.size, 5ull << 30);
 	ck_assert_int_eq(g.attached, 1);
+	ck_assert_str_eq(g.attached_host, "host-a");
 	ck_assert_uint_eq(g.stored_bytes, 4096);
 	ck_assert_str_eq(g.parent_id, missing);
 	ck_assert_int_eq(g.encrypted, 1);
 	ck_assert_str_eq(g.key_id, KEY_A);
 
-	ck_assert_int_eq(meta_object_set_attached(db, o.id, 0), 0);
+	/* One host at a time: host-b can neither claim nor release host-a's. */
+	ck_assert_int_eq(meta_object_set_attached(db, o.id, 1, "host-a"), 0);
+	ck_assert_int_eq(meta_object_set_attached(db, o.id, 1, "host-b"), -EBUSY);
+	ck_assert_int_eq(meta_object_set_attached(db, o.id, 0, "host-b"), -EBUSY);
+	ck_assert_int_eq(meta_object_set_attached(db, o.id, 1, NULL), -EINVAL);
+	ck_assert_int_eq(meta_object_set_attached(db, o.id, 0, "host-a"), 0);
+	ck_assert_int_eq(meta_object_set_attached(db, o.id, 1, "host-b"), 0);
+	ck_assert_int_eq(meta_object_set_attached(db, o.id, 0, NULL), 0);   /* forced */
 	ck_assert_int_eq(meta_object_set_parent(db, o.id, NULL), 0);
 	ck_assert_int_eq(meta_object_get(db, o.id, &g), 0);
 	ck_assert_int_eq(g.attached, 0);
+	ck_assert_str_eq(g.attached_host, "");
 	ck_assert_str_eq(g.parent_id, "");
 	ck_assert_int_eq(meta_object_set_parent(db, o.id, o.id), 0);
 	ck_assert_int_eq(meta_object_set_parent(db, o.id, ""), 0);
 
 	ck_assert_int_eq(meta_object_set_size(db, missing, 1), -ENOENT);
-	ck_assert_int_eq(meta_object_set_attached(db, missing, 1), -ENOENT);
+	ck_assert_int_eq(meta_object_set_attached(db, missing, 1, "host-a"), -ENOENT);
+	ck_assert_int_eq(meta_object_set_attached(db, missing, 0, NULL), -ENOENT);
 	ck_assert_int_eq(meta_object_set_stored(db, missing, 1), -ENOENT);
 	ck_assert_int_eq(meta_object_set_parent(db, missing, ""), -ENOENT);
 	ck_assert_int_eq(meta_object_set_size(db, o.id, UINT64_MAX), -EINVAL);
@@ -1364,7 +1374,8 @@ START_TEST(test_fresh_records)
 	meta_close(a);
 	if (!pg_conninfo())     /* SQLite: a catalog of version 1 gains the tables */
 		ck_assert_int_eq(raw_exec(c.path, "DROP TABLE pool_fresh; DROP TABLE lineage_keys;"
-					  " DROP TABLE backup_fresh; PRAGMA user_version = 1", NULL, 0), SQLITE_OK);
+					  " DROP TABLE backup_fresh; ALTER TABLE objects DROP COLUMN attached_host;"
+					  " PRAGMA user_version = 1", NULL, 0), SQLITE_OK);
 	ck_assert_int_eq(cat_open(&c, &a, 0, NULL, NULL), 0);
 	if (!pg_conninfo())
 		ck_assert_int_eq(raw_int(c.path, "PRAGMA user_version"), META_SCHEMA_VERSION);

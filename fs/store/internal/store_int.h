@@ -42,6 +42,23 @@ struct store {
 	struct store_file *files;       /* files open in the mount (R35) */
 };
 
+/* -EBUSY, with the message for `op`, when volume o is attached on another
+ * host (store_owner_check does it too). */
+int store_host_check(struct store *s, const struct store_caller *c, const struct meta_object *o, const char *op);
+
+/* store_shared.c: the catalog and key store of a store (SQLite files in
+ * dir, or PostgreSQL schemas <schema>_catalog and <schema>_kms) and the
+ * settings its hosts share. */
+/* The PostgreSQL schema of `part` ("catalog" or "kms") in buf, or NULL if
+ * that part is an SQLite file of the store directory. */
+const char *store_shared_schema(const struct evfs_config *c, const char *part, char *buf, size_t n);
+/* meta_open or meta_open_pg as c says; `where` names the catalog for messages. */
+int store_shared_catalog(const struct evfs_config *c, const char *dir, int create, struct meta_db **db,
+			 meta_log_fn log, void *log_ctx, char *where, size_t wn);
+/* Write (init) or read (join) the store.* settings every host shares. */
+int store_shared_save(struct meta_db *db, const struct evfs_config *c);
+int store_shared_load(struct meta_db *db, struct evfs_config *c, char *err, size_t errsz);
+
 /* The caller's error message (c->err; dropped if c or c->err is NULL),
  * with what the engine, catalog or KMS last logged appended. */
 void store_seterr(struct store *s, const struct store_caller *c, const char *fmt, ...)
