@@ -203,6 +203,14 @@ int engine_set_format(struct engine *e, int format)
 	return 0;
 }
 
+int engine_set_owner(struct engine *e, const char *owner)
+{
+	if (!owner || !owner[0] || strlen(owner) >= sizeof(e->owner) || strchr(owner, ' '))
+		return -EINVAL;
+	snprintf(e->owner, sizeof(e->owner), "%s", owner);
+	return 0;
+}
+
 int engine_pool_create(struct engine *e, const char *lineage, uint32_t chunk_size, int encrypted)
 {
 #ifdef EVFS_HAVE_RADOS
@@ -279,11 +287,27 @@ static int pool_open_home(struct engine *e, struct pool **out, const char *linea
 #ifdef EVFS_HAVE_RADOS
 	if (e->rados_io) {
 		struct pdev *dev;
+		char holder[256] = "";
 		int err = pdev_rados_open(&dev, e->rados_io, lineage, PDEV_BIT(PDEV_DATA) | PDEV_BLOCK_FILES, 0);
 
 		if (err) {
 			elog_printf(&e->log, LOG_ERR, "pool %s: its objects in %s cannot be opened (%s)", lineage, e->dir,
 				    evfs_strerror(err));
+			return err;
+		}
+		/* One writer per lineage in the cluster: the device keeps the
+		 * files' sizes, the pool its journal and free slots in memory. */
+		err = pdev_rados_lock(dev, e->owner[0] ? e->owner : "evfs", holder, sizeof(holder));
+		if (err == 1)
+			elog_printf(&e->log, LOG_WARNING, "pool %s: took over the writer lock of %s, a process of this host "
+				    "that is gone; its client is blocklisted for an hour", lineage, holder);
+		if (err < 0) {
+			elog_printf(&e->log, LOG_ERR, "pool %s: %s%s%s", lineage,
+				    err == -EBUSY ? "in use by " : "its writer lock cannot be taken: ",
+				    err == -EBUSY ? holder : evfs_strerror(err),
+				    err == -EBUSY ? ", which has one of its volumes attached or runs a command on it; "
+						    "run the command there, or retry once it is done" : "");
+			pdev_close(dev);
 			return err;
 		}
 		return pool_open_dev(out, dev, e->dir, lineage, &e->log);

@@ -55,6 +55,11 @@ void engine_lineage_generate(uint8_t out[static CHUNK_LINEAGE_BYTES]);
  * map trees, tree.c) or 1 (flat maps and a tag table, maps.c; for stores
  * that have not been upgraded).  Existing pools keep theirs. */
 int engine_set_format(struct engine *e, int format) ENGINE_WUR;
+/* Pools in RADOS are shared by every host of a store: a pool's writer
+ * lock (one host at a time, pdev_rados_lock) carries `owner` (this host's
+ * name, 1 to 64 characters, no spaces; default "evfs").  A pool held by
+ * another host cannot be opened: -EBUSY, the holder named in the log. */
+int engine_set_owner(struct engine *e, const char *owner) ENGINE_WUR;
 /* Freshness of format 2 pools.  A pool authenticates its own files, but a
  * whole pool directory put back from an older copy is self-consistent; the
  * store keeps each pool's generation and header hash outside it (the

@@ -61,6 +61,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <unistd.h>
+#include <sodium.h>
 
 #define EXT_SHIFT 22
 #define EXT_SIZE ((uint64_t)1 << EXT_SHIFT)
@@ -70,6 +73,8 @@
 #define OID_MAX 64                        /* "<lineage>.journal.<16 hex>" and a NUL: 58 */
 #define XATTR_PUBLISHED "published"
 #define XATTR_SIZE "size."
+#define LOCK_NAME "evfs.writer"
+#define COOKIE_MAX 128                    /* "<owner> <pid> <16 hex>" */
 
 struct pdev_rados {
 	struct pdev d;
@@ -79,6 +84,7 @@ struct pdev_rados {
 	_Atomic uint64_t size[PDEV_NFILES];     /* in memory: what reads see */
 	pthread_mutex_t mu;                     /* header updates; saved[] */
 	uint64_t saved[PDEV_NFILES];            /* as persisted in the header */
+	char cookie[COOKIE_MAX];                /* of the writer lock it holds, or "" */
 };
 
 static inline struct pdev_rados *R(struct pdev *d)
@@ -541,7 +547,11 @@ static void rados_dev_reserve(struct pdev *d, enum pdev_file f, uint64_t len)
 
 static void rados_dev_close(struct pdev *d)
 {
-	pthread_mutex_destroy(&R(d)->mu);
+	struct pdev_rados *r = R(d);
+
+	if (r->cookie[0])
+		(void)rados_unlock(r->io, r->hdr, LOCK_NAME, r->cookie);
+	pthread_mutex_destroy(&r->mu);
 	free(d);
 }
 
@@ -634,6 +644,79 @@ int pdev_rados_publish(struct pdev *d)
 	err = hdr_update(r, (1u << PDEV_NFILES) - 1, 1);
 	pthread_mutex_unlock(&r->mu);
 	return err;
+}
+
+/* ---- the writer lock -------------------------------------------------- */
+
+/* The lockers of r's header: their clients, cookies and addresses, each a
+ * run of NUL-terminated strings; the count, or -errno. */
+static ssize_t lockers(struct pdev_rados *r, char *clients, char *cookies, char *addrs, size_t n)
+{
+	char tag[128];
+	size_t tl = sizeof(tag), cl = n, kl = n, al = n;
+	int excl;
+
+	return rados_list_lockers(r->io, r->hdr, LOCK_NAME, &excl, tag, &tl, clients, &cl, cookies, &kl, addrs, &al);
+}
+
+/* A lock of this host's `owner` whose process is gone (a killed mount):
+ * its client is fenced off the OSDs, then its lock broken.  1 if it was. */
+static int break_stale(struct pdev_rados *r, const char *owner, const char *client, const char *cookie,
+		       const char *addr)
+{
+	char who[COOKIE_MAX], a[1024];
+	long pid;
+	int n = 0;
+
+	if (sscanf(cookie, "%127s %ld %n", who, &pid, &n) != 2 || !n || strcmp(who, owner) != 0 || pid <= 0 ||
+	    pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+		return 0;
+	snprintf(a, sizeof(a), "%s", addr);
+	/* Whatever the dead client still had in flight must not land after us. */
+	if (rados_blocklist_add(rados_ioctx_get_cluster(r->io), a, 3600) < 0)
+		return 0;
+	return rados_break_lock(r->io, r->hdr, LOCK_NAME, client, cookie) == 0;
+}
+
+int pdev_rados_lock(struct pdev *d, const char *owner, char *holder, size_t n)
+{
+	struct pdev_rados *r = R(d);
+	char clients[1024], cookies[1024], addrs[1024];
+	uint8_t rnd[8];
+	int err, taken = 0;
+
+	if (!owner || !owner[0] || strchr(owner, ' ') || strlen(owner) > 64)
+		return -EINVAL;
+	randombytes_buf(rnd, sizeof(rnd));
+	snprintf(r->cookie, sizeof(r->cookie), "%s %ld %016" PRIx64, owner, (long)getpid(),
+		 ((uint64_t)rnd[0] << 56) | ((uint64_t)rnd[1] << 48) | ((uint64_t)rnd[2] << 40) |
+		 ((uint64_t)rnd[3] << 32) | ((uint64_t)rnd[4] << 24) | ((uint64_t)rnd[5] << 16) |
+		 ((uint64_t)rnd[6] << 8) | rnd[7]);
+	for (int tries = 0; tries < 2; tries++) {
+		err = rados_lock_exclusive(r->io, r->hdr, LOCK_NAME, r->cookie, "evfs pool writer", NULL, 0);
+		if (err != -EBUSY)
+			break;
+		if (lockers(r, clients, cookies, addrs, sizeof(clients)) != 1 ||
+		    !break_stale(r, owner, clients, cookies, addrs))
+			break;
+		if (holder && n)
+			snprintf(holder, n, "%s (%s)", cookies, clients);
+		taken = 1;
+	}
+	if (err == -EBUSY && holder && n) {
+		long pid = 0;
+		char who[COOKIE_MAX] = "";
+
+		if (lockers(r, clients, cookies, addrs, sizeof(clients)) >= 1)
+			(void)sscanf(cookies, "%127s %ld", who, &pid);
+		if (who[0])
+			snprintf(holder, n, "host %s (pid %ld, %s)", who, pid, clients);
+		else
+			snprintf(holder, n, "another client");
+	}
+	if (err < 0)
+		r->cookie[0] = '\0';
+	return err < 0 ? err : taken;
 }
 
 int pdev_rados_exists(rados_ioctx_t io, const char *lineage)

@@ -898,6 +898,8 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 	}
 	if (engine_set_format(s->eng, s->cfg.pool_format[0] == '1' ? 1 : 2) < 0)   /* of new pools */
 		abort();                  /* config.c admits only "1" and "2" */
+	if (engine_set_owner(s->eng, s->cfg.host_name) < 0)
+		abort();                  /* config.c admits names without spaces */
 	engine_set_fresh(s->eng, &store_fresh_ops, s);
 	(void)mkdir(s->cfg.backup_dir, 0700);
 	*out = s;

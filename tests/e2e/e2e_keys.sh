@@ -138,10 +138,20 @@ fi
 ctl kms audit --verify >/dev/null
 grep -q "dk.unwrap" <<<"$(ctl kms audit)" || die "audit must record unwraps"
 ctl --json kms audit --key k4 | grep -q '"op":"key.share"' || die "audit --key --json"
-cp "$STORE/kms.db" "$T/kms.bak"
-sqlite3 "$STORE/kms.db" "UPDATE audit SET result=0 WHERE op='dk.generate' AND result<>0"
-expect_fail 1 "$EVFSCTL_BIN" kms audit --verify
-cp "$T/kms.bak" "$STORE/kms.db"; rm -f "$STORE/kms.db-wal" "$STORE/kms.db-shm"
+if [ "${EVFS_E2E_STORE:-}" = shared ]; then    # the key store is schema <schema>_kms in PostgreSQL
+  AUD="$(sed -n 's/^schema = //p' "$STORE/evfs.ini")_kms.audit"
+  pg() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$EVFS_PG_CONNINFO_PASSFILE" -c "$1"; }
+  row=$(pg "SELECT seq || ' ' || result FROM $AUD WHERE op = 'dk.generate' AND result <> 0 LIMIT 1")
+  [ -n "$row" ] || die "no refused dk.generate in the audit log"
+  pg "UPDATE $AUD SET result = 0 WHERE seq = ${row% *}"
+  expect_fail 1 "$EVFSCTL_BIN" kms audit --verify
+  pg "UPDATE $AUD SET result = ${row#* } WHERE seq = ${row% *}"
+else
+  cp "$STORE/kms.db" "$T/kms.bak"
+  sqlite3 "$STORE/kms.db" "UPDATE audit SET result=0 WHERE op='dk.generate' AND result<>0"
+  expect_fail 1 "$EVFSCTL_BIN" kms audit --verify
+  cp "$T/kms.bak" "$STORE/kms.db"; rm -f "$STORE/kms.db-wal" "$STORE/kms.db-shm"
+fi
 ctl kms audit --verify >/dev/null
 ok "audit log records KMS operations (--key, --json) and --verify detects an edited entry"
 finish

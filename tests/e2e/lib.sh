@@ -57,11 +57,17 @@ softhsm_token() { softhsm2-util --init-token --free --label "$1" --pin "$2" --so
 # init_store [ARGS]: evfsctl init with the root key in $T/root.key or, with
 # EVFS_E2E_KMS=pkcs11 (ctest's *_pkcs11 runs of a script), in a SoftHSM2 token.
 # With EVFS_E2E_STORE=rados (ctest's *_rados runs, under tests/cluster/ceph.sh)
-# the chunk pools are RADOS objects in $EVFS_CEPH_POOL.
+# the chunk pools are RADOS objects in $EVFS_CEPH_POOL; with =shared (the
+# *_shared runs, under tests/cluster/both.sh) the catalog and the key store
+# are in PostgreSQL too.
 init_store() {
-  if [ "${EVFS_E2E_STORE:-}" = rados ]; then
+  if [ "${EVFS_E2E_STORE:-}" = rados ] || [ "${EVFS_E2E_STORE:-}" = shared ]; then
     : "${EVFS_CEPH_CONF:?EVFS_E2E_STORE=rados runs under tests/cluster/ceph.sh}"
     set -- "$@" --rados-conf "$EVFS_CEPH_CONF" --rados-pool "$EVFS_CEPH_POOL"
+  fi
+  if [ "${EVFS_E2E_STORE:-}" = shared ]; then
+    : "${EVFS_PG_CONNINFO_PASSFILE:?EVFS_E2E_STORE=shared runs under tests/cluster/both.sh}"
+    set -- "$@" --postgresql "$EVFS_PG_CONNINFO_PASSFILE"
   fi
   if [ "${EVFS_E2E_KMS:-}" = pkcs11 ]; then
     softhsm_setup; softhsm_token evfs-e2e evfs-e2e-pin-5d2a

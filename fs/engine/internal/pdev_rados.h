@@ -32,6 +32,15 @@ void pdev_rados_disconnect(rados_t cluster, rados_ioctx_t io);
  * -ENOENT.  `where` becomes "rados:<pool>/<lineage>", "rados:<pool>/<ns>/<lineage>"
  * when io has a namespace. */
 int pdev_rados_open(struct pdev **out, rados_ioctx_t io, const char *lineage, unsigned files, int create);
+/* Take the pool's writer lock (a RADOS exclusive lock on its header,
+ * cookie "<owner> <pid> <random>") for as long as the device is open: the
+ * device keeps sizes in memory, so one writer per lineage in the whole
+ * cluster.  -EBUSY if another client holds it, who in holder ("host B
+ * (pid N, client.X)").  A lock of this same owner whose process is dead
+ * (a killed mount) is taken over: its client is blocklisted for an hour
+ * first, so nothing it sent can land after us: then 1 is returned and
+ * holder names the dead one.  owner: no spaces. */
+int pdev_rados_lock(struct pdev *d, const char *owner, char *holder, size_t n);
 /* Persist every file's size and mark the pool published: other opens see it. */
 int pdev_rados_publish(struct pdev *d);
 /* 1: the lineage is published; 0: it is not (or absent); <0: error. */

@@ -1,0 +1,166 @@
+#!/bin/bash
+# hosts_e2e: one store shared by two hosts (issue 10): chunk pools in RADOS,
+# catalog and key store in PostgreSQL.  Run by ctest under
+# tests/cluster/both.sh (a throwaway Ceph and PostgreSQL on 127.0.0.1).  The
+# two hosts are two store directories on this machine with their own
+# [host] name, evfs.ini and mount, which is all a host has of its own.
+# Checks: init with --postgresql keeps no catalog or key store in the
+# directory and no password in evfs.ini; a second init on the same schema,
+# a join with the wrong root key or schema are refused and write nothing;
+# a volume made and written on host A is listed and reads back the same on
+# host B; a volume is attached on one host at a time (the catalog refuses
+# host B, and B's commands on A's volume are refused naming A); each
+# mount re-attaches only its own volumes; the pool's RADOS writer lock
+# keeps a second host out while the first has it open, and is taken over
+# from a killed mount of the same host; the objects and the database hold
+# no plaintext; a dead host's volume is freed with detach --force.
+. "$(dirname "$0")/lib.sh"
+: "${EVFS_CEPH_CONF:?run under tests/cluster/both.sh}" "${EVFS_CEPH_POOL:?}" "${EVFS_PG_CONNINFO_PASSFILE:?}"
+PGI=$EVFS_PG_CONNINFO_PASSFILE
+A=$T/host-a B=$T/host-b MNT_B=$T/mnt-b
+mkdir -p "$MNT_B"
+extra_cleanup() {
+  if mountpoint -q "$MNT_B"; then fusermount3 -u "$MNT_B" 2>/dev/null || umount -l "$MNT_B"; fi
+  pkill -f "evfs $B " 2>/dev/null || true
+  pkill -f "evfs $A " 2>/dev/null || true
+}
+trap 'extra_cleanup; cleanup' EXIT
+ctla() { "$EVFSCTL_BIN" --store "$A" "$@"; }
+ctlb() { "$EVFSCTL_BIN" --store "$B" "$@"; }
+# mount_on DIR MNT / umount_on DIR MNT: like mnt/umnt of lib.sh for either host.
+mount_on() { "$EVFS_BIN" "$1" "$2"; for _ in $(seq 50); do mountpoint -q "$2" && return 0; sleep 0.1; done; die "mount of $1 did not appear"; }
+umount_on() { fusermount3 -u "$2"; for _ in $(seq 100); do mountpoint -q "$2" || pgrep -f "evfs $1 $2" >/dev/null || return 0; sleep 0.1; done; die "mount of $1 did not go"; }
+psql_q() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$PGI" -c "$1"; }
+
+# --- host A makes the store ---------------------------------------------
+"$EVFSCTL_BIN" --store "$A" init --keyfile "$T/root.key" --rados-conf "$EVFS_CEPH_CONF" \
+  --rados-pool "$EVFS_CEPH_POOL" --postgresql "$PGI" --host host-a >"$T/out"
+cat "$T/out"
+S=$(sed -n 's/^schema = //p' "$A/evfs.ini")
+[ -n "$S" ] || die "evfs.ini of host A has no [catalog] schema"
+grep -q "store name $S" "$T/out" || die "init did not print the store's name $S"
+grep -q '^backend = postgresql$' "$A/evfs.ini" && grep -q '^store = postgresql$' "$A/evfs.ini" ||
+  die "evfs.ini does not put the catalog and the key store in PostgreSQL"
+! grep -qi 'password *=' "$A/evfs.ini" || die "evfs.ini holds a password"
+[ ! -e "$A/catalog.db" ] && [ ! -e "$A/kms.db" ] || die "a PostgreSQL store made SQLite files in its directory"
+[ "$(psql_q "SELECT count(*) FROM pg_namespace WHERE nspname IN ('${S}_catalog', '${S}_kms')")" = 2 ] ||
+  die "schemas ${S}_catalog and ${S}_kms are not in the database"
+ok "init --postgresql: catalog and key store in schemas ${S}_catalog/_kms, evfs.ini without a password"
+
+expect_fail 1 "$EVFSCTL_BIN" --store "$T/again" init --keyfile "$T/root.key" --rados-conf "$EVFS_CEPH_CONF" \
+  --rados-pool "$EVFS_CEPH_POOL" --postgresql "$PGI" --schema "$S"
+grep -q "already holds an evfs store" "$T/err" && grep -q -- "--join" "$T/err" || die "second init: no clear message"
+[ ! -e "$T/again/evfs.ini" ] || die "a refused init wrote evfs.ini"
+ok "a second init on the same schema is refused, pointing at --join"
+
+# --- host B joins ----------------------------------------------------------
+head -c 32 /dev/urandom >"$T/wrong.key"
+expect_fail 1 "$EVFSCTL_BIN" --store "$B" init --join --keyfile "$T/wrong.key" --rados-conf "$EVFS_CEPH_CONF" \
+  --postgresql "$PGI" --schema "$S" --host host-b
+grep -q "not the root key the store was made with" "$T/err" || die "join with a wrong root key: no clear message"
+[ ! -e "$B/evfs.ini" ] || die "a refused join wrote evfs.ini"
+expect_fail 1 "$EVFSCTL_BIN" --store "$B" init --join --keyfile "$T/root.key" --rados-conf "$EVFS_CEPH_CONF" \
+  --postgresql "$PGI" --schema evfs_nosuchstore --host host-b
+grep -q "no evfs store in that schema" "$T/err" || die "join of a missing schema: no clear message"
+[ ! -e "$B/evfs.ini" ] || die "a refused join wrote evfs.ini"
+ok "join with the wrong root key or schema is refused and writes nothing"
+
+cp "$T/root.key" "$T/root-b.key"        # host B's copy of the store's root key
+"$EVFSCTL_BIN" --store "$B" init --join --keyfile "$T/root-b.key" --rados-conf "$EVFS_CEPH_CONF" \
+  --postgresql "$PGI" --schema "$S" --host host-b >/dev/null
+for k in namespace pool region; do
+  [ "$(grep "^$k = " "$A/evfs.ini")" = "$(grep "^$k = " "$B/evfs.ini")" ] || die "host B's $k differs from A's"
+done
+grep -q '^name = host-b$' "$B/evfs.ini" || die "evfs.ini of B does not name host-b"
+ok "host B joins: pool, namespace and region come from the catalog"
+
+# --- a volume made on A, written on A, read on B -------------------------
+ctla kms grant >/dev/null
+sed -i "s|^log_file =.*|log_file = $T/evfs.log|" "$A/evfs.ini"
+sed -i "s|^log_file =.*|log_file = $T/evfs-b.log|" "$B/evfs.ini"
+ctla key create k1 >/dev/null
+ctla volume create v1 --size 64M --encrypt --key k1 >/dev/null
+ctlb volume list >"$T/list"
+grep -q '^v1 ' "$T/list" || die "host B does not list v1: $(cat "$T/list")"
+ok "a volume created on host A is listed on host B"
+
+python3 -c "import sys; open(sys.argv[1], 'wb').write((b'EVFS-PLAINTEXT-MARKER-0123456789\\n' * 200000)[:4 << 20])" "$T/pat"
+mount_on "$A" "$MNT"
+ctla attach v1 >/dev/null
+dd if="$T/pat" of="$MNT/volumes/v1" bs=1M conv=fsync,notrunc status=none
+[ "$(ctlb --json volume show v1 | jget attached)" = elsewhere ] || die "B does not see v1 attached elsewhere"
+[ "$(ctlb --json volume show v1 | jget host)" = host-a ] || die "B does not see v1 attached on host-a"
+ok "4 MiB written on host A; host B sees v1 attached on host-a"
+
+mount_on "$B" "$MNT_B"
+expect_fail 1 ctlb attach v1
+grep -q "attached on host host-a" "$T/err" || die "attach on B of A's volume: no clear message"
+expect_fail 1 ctlb snapshot create v1 s-b
+grep -q "attached on host host-a" "$T/err" || die "snapshot on B of A's volume: no clear message"
+expect_fail 1 ctlb volume delete v1
+grep -q "attached on host host-a" "$T/err" || die "delete on B of A's volume: no clear message"
+ok "host B cannot attach, snapshot or delete a volume attached on host A"
+
+cmp -n $((4 << 20)) "$T/pat" "$MNT/volumes/v1" || die "v1 does not read back on A"
+ctla detach v1 >/dev/null
+umount_on "$A" "$MNT"
+ctlb attach v1 >/dev/null
+cmp -n $((4 << 20)) "$T/pat" "$MNT_B/volumes/v1" || die "v1 on host B differs from what A wrote"
+ok "detached on A, attached on B: v1 reads back on B what A wrote"
+
+ctlb snapshot create v1 s1 >/dev/null
+ctla snapshot list >"$T/list"
+grep -q '^s1 ' "$T/list" || die "host A does not list the snapshot taken on B"
+ok "a snapshot taken on host B is listed on host A"
+
+# A mounts again: it re-attaches none of B's volumes, and its engine is
+# kept out of the pool B holds (RADOS writer lock naming host-b).
+mount_on "$A" "$MNT"
+[ "$(ctla --json volume show v1 | jget attached)" = elsewhere ] || die "A re-attached host B's volume"
+if cat "$MNT/snapshots/s1" >/dev/null 2>"$T/err"; then die "A read s1 while B holds its pool"; fi
+grep -q "host host-b" "$T/evfs.log" || die "A's log does not name the host holding the pool: $(tail -3 "$T/evfs.log")"
+ok "A's mount re-attaches none of B's volumes and cannot open the pool B holds (lock held by host-b)"
+
+# --- at rest ---------------------------------------------------------------
+NS=$(sed -n 's/^namespace = //p' "$A/evfs.ini")
+R=(rados -c "$EVFS_CEPH_CONF" -p "$EVFS_CEPH_POOL" -N "$NS")
+"${R[@]}" ls >"$T/objs"
+n=0
+for o in $(grep '\.data\.' "$T/objs"); do
+  "${R[@]}" get "$o" "$T/obj"
+  ! grep -q EVFS-PLAINTEXT "$T/obj" || die "object $o holds plaintext"
+  n=$((n + 1))
+done
+[ "$n" -gt 0 ] || die "no data objects in namespace $NS"
+pg_dump -a -n "${S}_catalog" -n "${S}_kms" "$PGI" >"$T/dump" 2>"$T/dump.err" || die "pg_dump failed: $(cat "$T/dump.err")"
+! grep -q EVFS-PLAINTEXT "$T/dump" || die "the database holds plaintext"
+! grep -qi "$(xxd -p -c 64 "$T/root.key")" "$T/dump" || die "the database holds the root key"
+ok "$n data objects and the database dump hold neither plaintext nor the root key"
+
+# --- a dead host -------------------------------------------------------------
+# B's mount is killed: its lock stays, but B's next mount takes it over
+# (same host, process gone: fenced and broken) and re-attaches v1.
+pid=$(pgrep -f "evfs $B $MNT_B" | head -1)
+kill -9 "$pid"
+for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+umount -l "$MNT_B" 2>/dev/null || true
+mount_on "$B" "$MNT_B"
+for _ in $(seq 50); do [ "$(ctlb --json volume show v1 | jget attached)" = attached ] && break; sleep 0.2; done
+[ "$(ctlb --json volume show v1 | jget attached)" = attached ] || die "B's new mount did not re-attach v1"
+cmp -n $((4 << 20)) "$T/pat" "$MNT_B/volumes/v1" || die "v1 after B's mount was killed differs"
+grep -q "took over the writer lock of host-b $pid " "$T/evfs-b.log" ||
+  die "B's log does not say its new mount took over the dead mount's lock: $(tail -3 "$T/evfs-b.log")"
+ok "a killed mount's pool lock is taken over by the host's next mount, which re-attaches v1"
+
+umount_on "$B" "$MNT_B"
+# Host B is gone for good: A frees v1 with detach --force and attaches it.
+expect_fail 1 ctla detach v1
+grep -q "attached on host host-b" "$T/err" || die "detach on A of B's volume: no clear message"
+ctla detach v1 --force >/dev/null 2>"$T/err"
+grep -q "must not be running" "$T/err" || die "detach --force of another host's volume: no warning"
+ctla attach v1 >/dev/null
+cmp -n $((4 << 20)) "$T/pat" "$MNT/volumes/v1" || die "v1 on A after the forced detach differs"
+ok "a dead host's volume: detach --force on another host, which then attaches it"
+ctla detach v1 >/dev/null
+umount_on "$A" "$MNT"
+finish
