@@ -123,19 +123,12 @@ ok "A's mount re-attaches none of B's volumes and cannot open the pool B holds (
 
 # --- at rest ---------------------------------------------------------------
 NS=$(sed -n 's/^namespace = //p' "$A/evfs.ini")
-R=(rados -c "$EVFS_CEPH_CONF" -p "$EVFS_CEPH_POOL" -N "$NS")
-"${R[@]}" ls >"$T/objs"
-n=0
-for o in $(grep '\.data\.' "$T/objs"); do
-  "${R[@]}" get "$o" "$T/obj"
-  ! grep -q EVFS-PLAINTEXT "$T/obj" || die "object $o holds plaintext"
-  n=$((n + 1))
-done
-[ "$n" -gt 0 ] || die "no data objects in namespace $NS"
+rados_plain_scan "$NS"
+[ "$N_DATA" -gt 0 ] || die "no data objects in namespace $NS"
 pg_dump -a -n "${S}_catalog" -n "${S}_kms" "$PGI" >"$T/dump" 2>"$T/dump.err" || die "pg_dump failed: $(cat "$T/dump.err")"
 ! grep -q EVFS-PLAINTEXT "$T/dump" || die "the database holds plaintext"
 ! grep -qi "$(xxd -p -c 64 "$T/root.key")" "$T/dump" || die "the database holds the root key"
-ok "$n data objects and the database dump hold neither plaintext nor the root key"
+ok "$N_DATA data objects and the database dump hold neither plaintext nor the root key"
 
 # --- a dead host -------------------------------------------------------------
 # B's mount is killed: its lock stays, but B's next mount takes it over

@@ -88,4 +88,17 @@ losetup_add() { local l; l=$(losetup -f --show "$1"); LOOPS+=("$l"); echo "$l" >
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 show_field() { ctl --json "$1" show "$2" | jget "$3"; }
 on_tty() { script -qec "$*" /dev/null </dev/null; }
+# rados_plain_scan NS: the data objects of namespace NS of $EVFS_CEPH_POOL
+# (their names in $T/objs); dies if one holds the marker EVFS-PLAINTEXT,
+# else sets N_DATA to how many there are.
+rados_plain_scan() {
+  local R=(rados -c "$EVFS_CEPH_CONF" -p "$EVFS_CEPH_POOL" -N "$1") o
+  "${R[@]}" ls >"$T/objs"
+  N_DATA=0
+  for o in $(grep '\.data\.' "$T/objs"); do
+    "${R[@]}" get "$o" "$T/obj"
+    ! grep -q EVFS-PLAINTEXT "$T/obj" || die "object $o holds plaintext"
+    N_DATA=$((N_DATA + 1))
+  done
+}
 finish() { echo "$PASS passed, 0 failed"; }
