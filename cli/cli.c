@@ -143,7 +143,10 @@ static const struct {
 	  "be read and written; it needs the store mounted and the key Enabled (R17).\n"
 	  "The mount re-attaches it after a remount (R21).  detach wipes the data key;\n"
 	  "it is refused while the key is not Enabled (R18) or the volume is open (a\n"
-	  "file handle, a loop device: R35) unless --force.\n" },
+	  "file handle, a loop device: R35) unless --force.  In a store shared by hosts\n"
+	  "a volume is attached on one host at a time; detach --force of one attached\n"
+	  "on another host is for a host gone for good: it fences that host off the\n"
+	  "volume's pool (Ceph blocklist) and frees the volume.\n" },
 	{ "fsck",
 	  "Check the store (no NAME, or --all: every pool, map, reference count, backup\n"
 	  "chain and chunk tag) or one volume, snapshot, backup or image.  Exit 0 clean,\n"

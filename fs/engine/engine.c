@@ -211,6 +211,22 @@ int engine_set_owner(struct engine *e, const char *owner)
 	return 0;
 }
 
+int engine_pool_fence(struct engine *e, const char *lineage, const char *owner)
+{
+#ifdef EVFS_HAVE_RADOS
+	if (e->rados_io) {
+		int err = pdev_rados_fence(e->rados_io, lineage, owner);
+
+		if (err == 1)
+			elog_printf(&e->log, LOG_WARNING, "pool %s: the writer lock of host %s is broken and its client "
+				    "blocklisted for an hour", lineage, owner);
+		return err;
+	}
+#endif
+	(void)e, (void)lineage, (void)owner;
+	return 0;
+}
+
 int engine_pool_create(struct engine *e, const char *lineage, uint32_t chunk_size, int encrypted)
 {
 #ifdef EVFS_HAVE_RADOS

@@ -60,6 +60,10 @@ int engine_set_format(struct engine *e, int format) ENGINE_WUR;
  * name, 1 to 64 characters, no spaces; default "evfs").  A pool held by
  * another host cannot be opened: -EBUSY, the holder named in the log. */
 int engine_set_owner(struct engine *e, const char *owner) ENGINE_WUR;
+/* A host that is gone for good (the operator says so): fence its client
+ * off lineage's pool and break its writer lock there.  1 if it held it,
+ * 0 if not (or the pools are local), -errno. */
+int engine_pool_fence(struct engine *e, const char *lineage, const char *owner) ENGINE_WUR;
 /* Freshness of format 2 pools.  A pool authenticates its own files, but a
  * whole pool directory put back from an older copy is self-consistent; the
  * store keeps each pool's generation and header hash outside it (the

@@ -650,13 +650,26 @@ int pdev_rados_publish(struct pdev *d)
 
 /* The lockers of r's header: their clients, cookies and addresses, each a
  * run of NUL-terminated strings; the count, or -errno. */
-static ssize_t lockers(struct pdev_rados *r, char *clients, char *cookies, char *addrs, size_t n)
+static ssize_t lockers(rados_ioctx_t io, const char *hdr, char *clients, char *cookies, char *addrs, size_t n)
 {
 	char tag[128];
 	size_t tl = sizeof(tag), cl = n, kl = n, al = n;
 	int excl;
 
-	return rados_list_lockers(r->io, r->hdr, LOCK_NAME, &excl, tag, &tl, clients, &cl, cookies, &kl, addrs, &al);
+	return rados_list_lockers(io, hdr, LOCK_NAME, &excl, tag, &tl, clients, &cl, cookies, &kl, addrs, &al);
+}
+
+/* Fence a locker off the OSDs for an hour, then break its lock. */
+static int fence(rados_ioctx_t io, const char *hdr, const char *client, const char *cookie, const char *addr)
+{
+	char a[1024];
+	int err;
+
+	snprintf(a, sizeof(a), "%s", addr);
+	err = rados_blocklist_add(rados_ioctx_get_cluster(io), a, 3600);
+	if (!err)
+		err = rados_break_lock(io, hdr, LOCK_NAME, client, cookie);
+	return err == -ENOENT ? 0 : err;
 }
 
 /* A lock of this host's `owner` whose process is gone (a killed mount):
@@ -664,18 +677,35 @@ static ssize_t lockers(struct pdev_rados *r, char *clients, char *cookies, char 
 static int break_stale(struct pdev_rados *r, const char *owner, const char *client, const char *cookie,
 		       const char *addr)
 {
-	char who[COOKIE_MAX], a[1024];
+	char who[COOKIE_MAX];
 	long pid;
 	int n = 0;
 
 	if (sscanf(cookie, "%127s %ld %n", who, &pid, &n) != 2 || !n || strcmp(who, owner) != 0 || pid <= 0 ||
 	    pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
 		return 0;
-	snprintf(a, sizeof(a), "%s", addr);
 	/* Whatever the dead client still had in flight must not land after us. */
-	if (rados_blocklist_add(rados_ioctx_get_cluster(r->io), a, 3600) < 0)
+	return fence(r->io, r->hdr, client, cookie, addr) == 0;
+}
+
+int pdev_rados_fence(rados_ioctx_t io, const char *lineage, const char *owner)
+{
+	char hdr[OID_MAX], clients[1024], cookies[1024], addrs[1024], who[COOKIE_MAX];
+	ssize_t n;
+
+	if (!lineage_ok(lineage) || !owner || !owner[0])
+		return -EINVAL;
+	hdr_oid(hdr, lineage);
+	n = lockers(io, hdr, clients, cookies, addrs, sizeof(clients));
+	if (n == -ENOENT || n == 0)
 		return 0;
-	return rados_break_lock(r->io, r->hdr, LOCK_NAME, client, cookie) == 0;
+	if (n < 0)
+		return (int)n;
+	/* An exclusive lock has one locker. */
+	if (sscanf(cookies, "%127s", who) != 1 || strcmp(who, owner) != 0)
+		return 0;
+	n = fence(io, hdr, clients, cookies, addrs);
+	return n < 0 ? (int)n : 1;
 }
 
 int pdev_rados_lock(struct pdev *d, const char *owner, char *holder, size_t n)
@@ -696,7 +726,7 @@ int pdev_rados_lock(struct pdev *d, const char *owner, char *holder, size_t n)
 		err = rados_lock_exclusive(r->io, r->hdr, LOCK_NAME, r->cookie, "evfs pool writer", NULL, 0);
 		if (err != -EBUSY)
 			break;
-		if (lockers(r, clients, cookies, addrs, sizeof(clients)) != 1 ||
+		if (lockers(r->io, r->hdr, clients, cookies, addrs, sizeof(clients)) != 1 ||
 		    !break_stale(r, owner, clients, cookies, addrs))
 			break;
 		if (holder && n)
@@ -707,7 +737,7 @@ int pdev_rados_lock(struct pdev *d, const char *owner, char *holder, size_t n)
 		long pid = 0;
 		char who[COOKIE_MAX] = "";
 
-		if (lockers(r, clients, cookies, addrs, sizeof(clients)) >= 1)
+		if (lockers(r->io, r->hdr, clients, cookies, addrs, sizeof(clients)) >= 1)
 			(void)sscanf(cookies, "%127s %ld", who, &pid);
 		if (who[0])
 			snprintf(holder, n, "host %s (pid %ld, %s)", who, pid, clients);

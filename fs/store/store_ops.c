@@ -476,12 +476,20 @@ int store_detach(struct store *s, const struct store_caller *c, const char *name
 
 	elsewhere = !rc && store_host_check(s, NULL, &o, "detach") < 0;
 	if (!rc && elsewhere && force) {
-		/* The host that attached it is gone: only the record changes. */
+		/* The host that attached it is gone: it is fenced off the pool
+		 * (if it still held it) and the record changes. */
+		rc = engine_pool_fence(s->eng, o.lineage, o.attached_host);
+		if (rc < 0) {
+			store_seterr(s, c, "detach %s: host %s cannot be fenced off the volume's pool: %s; nothing changed",
+				     name, o.attached_host, evfs_strerror(rc));
+			return rc;
+		}
 		if (warn)
-			fprintf(warn, "warning: volume %s was attached on host %s: its attachment is cleared here; "
-				"that host must not be running a mount of this store any more\n", name,
-				o.attached_host);
+			fprintf(warn, "warning: volume %s was attached on host %s: its attachment is cleared here%s; "
+				"that host must not be running a mount of this store any more\n", name, o.attached_host,
+				rc == 1 ? " and its client fenced off the pool" : "");
 		o.attached = 0;
+		rc = 0;
 	}
 	if (!rc)
 		rc = store_owner_check(s, c, &o, "detach volume");

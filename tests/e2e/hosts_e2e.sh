@@ -13,7 +13,8 @@
 # mount re-attaches only its own volumes; the pool's RADOS writer lock
 # keeps a second host out while the first has it open, and is taken over
 # from a killed mount of the same host; the objects and the database hold
-# no plaintext; a dead host's volume is freed with detach --force.
+# no plaintext; a dead host's volume is freed with detach --force, which
+# fences that host's client off the pool.
 . "$(dirname "$0")/lib.sh"
 : "${EVFS_CEPH_CONF:?run under tests/cluster/both.sh}" "${EVFS_CEPH_POOL:?}" "${EVFS_PG_CONNINFO_PASSFILE:?}"
 PGI=$EVFS_PG_CONNINFO_PASSFILE
@@ -145,15 +146,22 @@ grep -q "took over the writer lock of host-b $pid " "$T/evfs-b.log" ||
   die "B's log does not say its new mount took over the dead mount's lock: $(tail -3 "$T/evfs-b.log")"
 ok "a killed mount's pool lock is taken over by the host's next mount, which re-attaches v1"
 
-umount_on "$B" "$MNT_B"
-# Host B is gone for good: A frees v1 with detach --force and attaches it.
+# Host B dies for good, v1 attached and its pool locked: A frees v1 with
+# detach --force, which fences B's client off the pool, and attaches it.
+pid=$(pgrep -f "evfs $B $MNT_B" | head -1)
+kill -9 "$pid"
+for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+umount -l "$MNT_B" 2>/dev/null || true
+expect_fail 1 ctla attach v1
+grep -q "attached on host host-b" "$T/err" || die "attach on A of dead B's volume: no clear message"
 expect_fail 1 ctla detach v1
 grep -q "attached on host host-b" "$T/err" || die "detach on A of B's volume: no clear message"
 ctla detach v1 --force >/dev/null 2>"$T/err"
-grep -q "must not be running" "$T/err" || die "detach --force of another host's volume: no warning"
+grep -q "must not be running" "$T/err" && grep -q "client fenced off the pool" "$T/err" ||
+  die "detach --force of dead host B's volume: no warning of the fencing: $(cat "$T/err")"
 ctla attach v1 >/dev/null
 cmp -n $((4 << 20)) "$T/pat" "$MNT/volumes/v1" || die "v1 on A after the forced detach differs"
-ok "a dead host's volume: detach --force on another host, which then attaches it"
+ok "a dead host's volume: detach --force on another host fences it off the pool; that host attaches it"
 ctla detach v1 >/dev/null
 umount_on "$A" "$MNT"
 finish

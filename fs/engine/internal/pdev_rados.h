@@ -41,6 +41,10 @@ int pdev_rados_open(struct pdev **out, rados_ioctx_t io, const char *lineage, un
  * first, so nothing it sent can land after us: then 1 is returned and
  * holder names the dead one.  owner: no spaces. */
 int pdev_rados_lock(struct pdev *d, const char *owner, char *holder, size_t n);
+/* The writer lock of lineage held by `owner` (a host that is gone):
+ * that client is blocklisted for an hour, then its lock broken.  1 if
+ * there was one, 0 if the lock is free or someone else's, or -errno. */
+int pdev_rados_fence(rados_ioctx_t io, const char *lineage, const char *owner);
 /* Persist every file's size and mark the pool published: other opens see it. */
 int pdev_rados_publish(struct pdev *d);
 /* 1: the lineage is published; 0: it is not (or absent); <0: error. */
