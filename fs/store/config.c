@@ -63,10 +63,11 @@ enum kind {
 	BOOL,           /* yes/no true/false on/off 1/0, any case */
 	CONNINFO,       /* a libpq connection string without a password */
 	SCHEMA,         /* 1..40 of [a-z0-9_], not starting with a digit */
+	SECONDS,        /* a whole number of seconds, 3..3600 */
 };
 enum { K_REGION, K_BACKUP_DIR, K_CHUNK_SIZE, K_POOL_FORMAT, K_STORE_BACKEND, K_RADOS_CONF, K_RADOS_POOL, K_RADOS_ID, K_RADOS_NS,
        K_CATALOG_BACKEND, K_PG_CONNINFO, K_PG_SCHEMA, K_BACKEND, K_KEY_SOURCE, K_KEY_PATH, K_P11_MODULE, K_P11_TOKEN,
-       K_P11_PIN_FILE, K_P11_KEY, K_ADMINS, K_KMS_STORE, K_HOST_NAME, K_PROJECT, K_ALLOW_OTHER, K_LOG_FILE, K_METRICS_FILE, NKEYS };
+       K_P11_PIN_FILE, K_P11_KEY, K_ADMINS, K_KMS_STORE, K_HOST_NAME, K_HOST_LEASE, K_PROJECT, K_ALLOW_OTHER, K_LOG_FILE, K_METRICS_FILE, NKEYS };
 #define IS_P11_KEY(k) ((k) >= K_P11_MODULE && (k) <= K_P11_KEY)
 #define IS_RADOS_KEY(k) ((k) >= K_RADOS_CONF && (k) <= K_RADOS_NS)
 #define IS_PG_KEY(k) ((k) == K_PG_CONNINFO || (k) == K_PG_SCHEMA)
@@ -159,6 +160,11 @@ static const struct key_def {
 		"use this host's name (1 to 63 characters from A-Z a-z 0-9 . _ -), different on every host",
 		"; This host's name among the hosts of the store (attachments and\n"
 		"; messages name it); every host needs its own.  Empty: the hostname.\n" },
+	[K_HOST_LEASE] = { "host", "lease", SECONDS, FIELD(host_lease), 0, { 0 },
+		"use 15 (the default): seconds, 3 to 3600",
+		"; Seconds a pool in RADOS stays this host's after its mount last renewed\n"
+		"; its lock (every third of it); then another host may take its volumes\n"
+		"; (evfsctl attach --steal), fencing this one off the cluster first.\n" },
 	[K_PROJECT] = { "defaults", "project", NAME, FIELD(default_project), 0, { 0 },
 		"use e.g. default (the default)", "; Project used when --project is not given.\n" },
 	[K_ALLOW_OTHER] = { "mount", "allow_other", BOOL, FIELD(allow_other), 0, { 0 },
@@ -253,6 +259,16 @@ static int parse_value(struct evfs_config *c, int k, const char *v, const char *
 			wrong = "not a power of two between 4096 and 65536";
 		else
 			return c->chunk_size = (uint32_t)num, 0;
+		break;
+	case SECONDS:
+		errno = 0;
+		num = strtoul(v, &end, 10);
+		if (v[0] < '0' || v[0] > '9' || *end || errno)
+			wrong = "not a number of seconds";
+		else if (num < 3 || num > 3600)
+			wrong = "not between 3 and 3600 seconds";
+		else
+			return c->host_lease = (uint32_t)num, 0;
 		break;
 	case CONNINFO:
 		for (p = v; *p; p++)
@@ -578,6 +594,7 @@ void config_defaults(struct evfs_config *c)
 	strcpy(c->region, "region-1");
 	strcpy(c->backup_dir, "backups");
 	c->chunk_size = CHUNK_PLAIN_BYTES;
+	c->host_lease = 15;
 	strcpy(c->pool_format, "2");
 	strcpy(c->store_backend, "local");
 	strcpy(c->kms_backend, "local");
@@ -621,11 +638,13 @@ int config_load(struct evfs_config *c, const char *path, const char *store_dir, 
 /* The text config_store writes for key k; *max: the longest it may be. */
 static const char *key_text(const struct evfs_config *c, int k, char num[static 16], size_t *max)
 {
-	*max = keys[k].kind == BOOL || keys[k].kind == CHUNK ? 16 : keys[k].size;
+	*max = keys[k].kind == BOOL || keys[k].kind == CHUNK || keys[k].kind == SECONDS ? 16 : keys[k].size;
 	if (keys[k].kind == BOOL)
 		return c->allow_other ? "yes" : "no";
 	if (keys[k].kind == CHUNK)
 		return snprintf(num, 16, "%u", c->chunk_size), num;
+	if (keys[k].kind == SECONDS)
+		return snprintf(num, 16, "%u", c->host_lease), num;
 	return (const char *)c + keys[k].off;
 }
 

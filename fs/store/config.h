@@ -47,6 +47,7 @@ struct evfs_config {
 	char kms_store[16];         /* [kms] store: "sqlite" (default: STORE/kms.db) or "postgresql" */
 	char host_name[64];         /* [host] name: this host among the store's hosts; config_load
 	                               puts the hostname here when the file leaves it empty */
+	uint32_t host_lease;        /* [host] lease: seconds, 3..3600, default 15 */
 	char kms_backend[16];       /* [kms] backend: "local" or "pkcs11" (R34) */
 	char key_source[16];        /* [kms] key_source: "keyfile", "passphrase" or "" (not set); local only */
 	char key_path[4096];        /* [kms] key_path: absolute path of the key or passphrase file, or ""; local only */
