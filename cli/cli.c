@@ -46,7 +46,7 @@ static const struct {
 	{ "backup", "  backup create VOL NAME [--incremental] | list | show NAME | delete NAME | verify NAME\n" },
 	{ "image", "  image create VOL NAME | copy IMG NAME [--encrypt [--key KEY]] | list | show NAME | delete NAME\n" },
 	{ "image", "  image export IMG FILE | replicate IMG --to-store DIR\n" },
-	{ "attach detach", "  attach VOL | detach VOL [--force]\n" },
+	{ "attach detach", "  attach VOL [--steal] | detach VOL [--force]\n" },
 	{ "fsck", "  fsck [NAME | --all] [--repair [--quarantine]]   (no NAME: the whole store)\n" },
 	{ "status", "  status                              (the mount: attached volumes, counters, errors)\n" },
 	{ "upgrade", "  upgrade                             (format 1 pools to format 2; the store unmounted)\n" },
@@ -146,7 +146,9 @@ static const struct {
 	  "file handle, a loop device: R35) unless --force.  In a store shared by hosts\n"
 	  "a volume is attached on one host at a time; detach --force of one attached\n"
 	  "on another host is for a host gone for good: it fences that host off the\n"
-	  "volume's pool (Ceph blocklist) and frees the volume.\n" },
+	  "volume's pool (Ceph blocklist) and frees the volume.  attach --steal takes a\n"
+	  "volume attached on another host whose lease on its pool ran out ([host]\n"
+	  "lease): that host is fenced first; refused while the lease is alive.\n" },
 	{ "fsck",
 	  "Check the store (no NAME, or --all: every pool, map, reference count, backup\n"
 	  "chain and chunk tag) or one volume, snapshot, backup or image.  Exit 0 clean,\n"
@@ -295,6 +297,8 @@ static int parse_args(struct cmdctx *x, int argc, char **argv, struct args *a)
 			a->incremental = 1;
 		else if (strcmp(argv[i], "--force") == 0)
 			a->force = 1;
+		else if (strcmp(argv[i], "--steal") == 0)
+			a->steal = 1;
 		else if (strcmp(argv[i], "--verify") == 0)
 			a->verify = 1;
 		else if (strcmp(argv[i], "--repair") == 0)
@@ -621,9 +625,14 @@ int cli_run(struct store *s, const struct store_caller *c, int json, int argc, c
 	if (strcmp(grp, "backup") == 0)
 		return cmd_snapshot_image(&x, META_BACKUP, sub, &a);
 	if (strcmp(grp, "attach") == 0 || strcmp(grp, "detach") == 0) {
-		if ((rc = want_pos(&x, &a, 1, "attach VOL | detach VOL [--force]")))
+		if ((rc = want_pos(&x, &a, 1, "attach VOL [--steal] | detach VOL [--force]")))
 			return rc;
-		rc = grp[0] == 'a' ? store_attach(s, c, a.pos[0]) : store_detach(s, c, a.pos[0], a.force, err);
+		if (a.steal && grp[0] != 'a')
+			return usage(&x, "--steal goes with attach");
+		if (a.force && grp[0] == 'a')
+			return usage(&x, "--force goes with detach (attach takes --steal)");
+		rc = grp[0] == 'd' ? store_detach(s, c, a.pos[0], a.force, err)
+		     : a.steal ? store_attach_steal(s, c, a.pos[0], err) : store_attach(s, c, a.pos[0]);
 		if (!rc && !json)
 			fprintf(out, "%sed volume %s\n", grp, a.pos[0]);
 		return rc ? fail(&x) : 0;

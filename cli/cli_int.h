@@ -15,7 +15,7 @@ struct args {
 	char *pos[8];
 	const char *key, *desc, *with, *project, *days, *size, *from_snapshot, *from_backup, *from_image,
 		*type, *snapshot, *to_store;
-	int encrypt, no_encrypt, incremental, force, verify, repair, quarantine, all;
+	int encrypt, no_encrypt, incremental, force, steal, verify, repair, quarantine, all;
 };
 
 struct cmdctx {

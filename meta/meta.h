@@ -68,6 +68,7 @@ struct meta_object {
 	int64_t created;                   /* unix seconds */
 	int attached;                      /* volumes: desired attach state */
 	char attached_host[META_HOST_MAX]; /* the host it is attached on; "" = any */
+	int64_t attached_at;               /* unix seconds it was, or 0 */
 	int incremental;                   /* backups */
 	uint64_t stored_bytes;             /* bytes held (backups/pool usage) */
 	char location[256];                /* backups: file path; else "" */

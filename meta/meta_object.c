@@ -38,9 +38,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 
 #define OBJ_COLS "id, kind, name, project, owner_uid, size, encrypted, key_id, lineage," \
-	" source, parent_id, vol_type, created, attached, incremental, stored_bytes, location, attached_host"
+	" source, parent_id, vol_type, created, attached, incremental, stored_bytes, location, attached_host, attached_at"
 #define LIN_COLS "id, encrypted, key_id, wrapped, created"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -405,6 +406,8 @@ static int object_read(struct sqldb_stmt *st, struct meta_object *o)
 		err = COL_TEXT(st, 16, o->location);
 	if (!err)
 		err = COL_TEXT(st, 17, o->attached_host);
+	if (!err)
+		o->attached_at = sqldb_column_int64(st, 18);
 	if (err)
 		return err;
 	o->owner_uid = (uint32_t)uid;
@@ -439,7 +442,7 @@ int meta_object_insert(struct meta_db *db, const struct meta_object *o)
 	if (err)
 		return err;
 	err = meta_prepare(db, "INSERT INTO objects (" OBJ_COLS ") VALUES"
-			   " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", &b.st);
+			   " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", &b.st);
 	if (!err) {
 		bind_text(&b, o->id);
 		bind_int(&b, o->kind);
@@ -459,6 +462,7 @@ int meta_object_insert(struct meta_db *db, const struct meta_object *o)
 		bind_int(&b, (int64_t)o->stored_bytes);
 		bind_text(&b, o->location);
 		bind_text(&b, o->attached ? o->attached_host : "");
+		bind_int(&b, o->attached ? o->attached_at : 0);
 		if (b.err) {
 			err = meta_sql_fail(db, b.err, "bind");
 			sqldb_finalize(b.st);
@@ -669,9 +673,10 @@ int meta_object_set_size(struct meta_db *db, const char *id, uint64_t size)
  * object's existence tells -ENOENT from -EBUSY. */
 int meta_object_set_attached(struct meta_db *db, const char *id, int attached, const char *host)
 {
-	static const char claim[] = "UPDATE objects SET attached = 1, attached_host = ?1 WHERE id = ?2"
+	static const char claim[] = "UPDATE objects SET attached = 1, attached_host = ?1, attached_at = CASE"
+				    " WHEN attached = 1 AND attached_host = ?1 THEN attached_at ELSE ?3 END WHERE id = ?2"
 				    " AND (attached = 0 OR attached_host = '' OR attached_host = ?1)";
-	static const char release[] = "UPDATE objects SET attached = 0, attached_host = '' WHERE id = ?2"
+	static const char release[] = "UPDATE objects SET attached = 0, attached_host = '', attached_at = 0 WHERE id = ?2"
 				      " AND (CAST(?1 AS TEXT) IS NULL OR attached = 0 OR attached_host = '' OR attached_host = ?1)";
 	struct binder b = { 0 };
 	int err;
@@ -689,6 +694,8 @@ int meta_object_set_attached(struct meta_db *db, const char *id, int attached, c
 		else if (!b.err)
 			b.err = sqldb_bind_null(b.st, ++b.idx);
 		bind_text(&b, id);
+		if (attached)
+			bind_int(&b, (int64_t)time(NULL));
 		err = run_one(db, b.st, &b, attached ? "claim volume" : "release volume");
 	}
 	if (err == -ENOENT) {

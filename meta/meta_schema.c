@@ -139,10 +139,12 @@ static const char schema_v3[] =
 	"  sum BLOB CHECK (sum IS NULL OR length(sum) = 32)"
 	") STRICT;";
 
-/* Version 3 -> 4: the host a volume is attached on, for a store shared by
- * several hosts ('' on a catalog of one host: attached wherever it mounts). */
+/* Version 3 -> 4: the host a volume is attached on, and since when, for a
+ * store shared by several hosts ('' on a catalog of one host: attached
+ * wherever it mounts). */
 static const char schema_v4[] =
-	"ALTER TABLE objects ADD COLUMN attached_host TEXT NOT NULL DEFAULT '';";
+	"ALTER TABLE objects ADD COLUMN attached_host TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE objects ADD COLUMN attached_at INT NOT NULL DEFAULT 0;";
 
 /* migrations[i] takes user_version i to i + 1. */
 static const char *const migrations[] = {
@@ -195,6 +197,7 @@ static const char schema_pg[] =
 	"  stored_bytes BIGINT NOT NULL DEFAULT 0 CHECK (stored_bytes >= 0),"
 	"  location     TEXT COLLATE \"C\" NOT NULL DEFAULT '',"
 	"  attached_host TEXT COLLATE \"C\" NOT NULL DEFAULT '',"
+	"  attached_at  BIGINT NOT NULL DEFAULT 0,"
 	"  UNIQUE (project, kind, name),"
 	"  CHECK ((encrypted = 0 AND key_id = '') OR (encrypted = 1 AND key_id <> ''))"
 	");"

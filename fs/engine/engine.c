@@ -203,11 +203,28 @@ int engine_set_format(struct engine *e, int format)
 	return 0;
 }
 
-int engine_set_owner(struct engine *e, const char *owner)
+int engine_set_owner(struct engine *e, const char *owner, unsigned lease)
 {
-	if (!owner || !owner[0] || strlen(owner) >= sizeof(e->owner) || strchr(owner, ' '))
+	if (!owner || !owner[0] || strlen(owner) >= sizeof(e->owner) || strchr(owner, ' ') || lease > 86400)
 		return -EINVAL;
 	snprintf(e->owner, sizeof(e->owner), "%s", owner);
+	e->lease = lease;
+	return 0;
+}
+
+int engine_pool_steal(struct engine *e, const char *lineage, const char *owner)
+{
+#ifdef EVFS_HAVE_RADOS
+	if (e->rados_io) {
+		int err = pdev_rados_steal(e->rados_io, lineage, owner, e->lease);
+
+		if (err == 1)
+			elog_printf(&e->log, LOG_WARNING, "pool %s: host %s let its lease run out; its client is "
+				    "blocklisted for an hour", lineage, owner);
+		return err;
+	}
+#endif
+	(void)e, (void)lineage, (void)owner;
 	return 0;
 }
 
@@ -313,10 +330,13 @@ static int pool_open_home(struct engine *e, struct pool **out, const char *linea
 		}
 		/* One writer per lineage in the cluster: the device keeps the
 		 * files' sizes, the pool its journal and free slots in memory. */
-		err = pdev_rados_lock(dev, e->owner[0] ? e->owner : "evfs", holder, sizeof(holder));
+		err = pdev_rados_lock(dev, e->owner[0] ? e->owner : "evfs", e->lease, holder, sizeof(holder));
 		if (err == 1)
 			elog_printf(&e->log, LOG_WARNING, "pool %s: took over the writer lock of %s, a process of this host "
 				    "that is gone; its client is blocklisted for an hour", lineage, holder);
+		if (err == 2)
+			elog_printf(&e->log, LOG_WARNING, "pool %s: took over the writer lock of %s, whose lease ran out",
+				    lineage, holder);
 		if (err < 0) {
 			elog_printf(&e->log, LOG_ERR, "pool %s: %s%s%s", lineage,
 				    err == -EBUSY ? "in use by " : "its writer lock cannot be taken: ",

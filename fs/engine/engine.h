@@ -57,9 +57,15 @@ void engine_lineage_generate(uint8_t out[static CHUNK_LINEAGE_BYTES]);
 int engine_set_format(struct engine *e, int format) ENGINE_WUR;
 /* Pools in RADOS are shared by every host of a store: a pool's writer
  * lock (one host at a time, pdev_rados_lock) carries `owner` (this host's
- * name, 1 to 64 characters, no spaces; default "evfs").  A pool held by
+ * name, 1 to 64 characters, no spaces; default "evfs") and lasts `lease`
+ * seconds past its last renewal (0: until released).  A pool held by
  * another host cannot be opened: -EBUSY, the holder named in the log. */
-int engine_set_owner(struct engine *e, const char *owner) ENGINE_WUR;
+int engine_set_owner(struct engine *e, const char *owner, unsigned lease) ENGINE_WUR;
+/* Another host takes over volumes of host `owner` (attach --steal): if
+ * owner holds lineage's pool, its lease must have run out (-EBUSY if not)
+ * and its client is blocklisted.  1 if it was, 0 if owner held nothing
+ * there (or the pools are local), -errno. */
+int engine_pool_steal(struct engine *e, const char *lineage, const char *owner) ENGINE_WUR;
 /* A host that is gone for good (the operator says so): fence its client
  * off lineage's pool and break its writer lock there.  1 if it held it,
  * 0 if not (or the pools are local), -errno. */

@@ -62,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 #include <sodium.h>
 
@@ -74,6 +75,7 @@
 #define XATTR_PUBLISHED "published"
 #define XATTR_SIZE "size."
 #define LOCK_NAME "evfs.writer"
+#define XATTR_WRITER "writer"                  /* who holds LOCK_NAME, for a steal */
 #define COOKIE_MAX 128                    /* "<owner> <pid> <16 hex>" */
 
 struct pdev_rados {
@@ -85,6 +87,14 @@ struct pdev_rados {
 	pthread_mutex_t mu;                     /* header updates; saved[] */
 	uint64_t saved[PDEV_NFILES];            /* as persisted in the header */
 	char cookie[COOKIE_MAX];                /* of the writer lock it holds, or "" */
+	unsigned lease;                         /* seconds the lock lasts unrenewed; 0: for ever */
+	pthread_t renewer;                      /* renews it every lease / 3 (lease > 0) */
+	pthread_mutex_t lmu;                    /* stop, with lcv: wakes the renewer */
+	pthread_cond_t lcv;
+	int stop;
+	_Atomic int lost;                       /* a renewal failed: no more I/O */
+	_Atomic int64_t renewed;                /* CLOCK_MONOTONIC ns when the last renewal that
+						   succeeded was sent */
 };
 
 static inline struct pdev_rados *R(struct pdev *d)
@@ -117,6 +127,30 @@ static void ext_oid(char *oid, const struct pdev_rados *r, enum pdev_file f, uin
 static int file_ok(struct pdev *d, enum pdev_file f)
 {
 	return (unsigned)f < PDEV_NFILES && (d->files & PDEV_BIT(f));
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Whether r may still do I/O: its lock held, and with a lease, renewed
+ * less than a lease ago as this process's clock counts (the OSD counts
+ * from when it applied the renewal, which is later).  A process stopped
+ * past its lease (SIGSTOP, a stall) finds this false when it wakes, before
+ * any request of its own goes out, whether or not its renewer ran yet. */
+static int lease_ok(struct pdev_rados *r)
+{
+	if (atomic_load(&r->lost))
+		return 0;
+	if (r->lease && mono_ns() - atomic_load(&r->renewed) >= (int64_t)r->lease * 1000000000) {
+		atomic_store(&r->lost, 1);
+		return 0;
+	}
+	return 1;
 }
 
 /* ---- ops in flight --------------------------------------------------- */
@@ -299,6 +333,8 @@ static int hdr_update(struct pdev_rados *r, unsigned mask, int publish)
 	}
 	if (!n && !publish)
 		return 0;
+	if (!lease_ok(r))
+		return -EIO;
 	op = rados_create_write_op();
 	if (!op)
 		return -ENOMEM;
@@ -330,6 +366,8 @@ static ssize_t rados_dev_read(struct pdev *d, enum pdev_file f, void *buf, size_
 
 	if (!file_ok(d, f))
 		return -EBADF;
+	if (!lease_ok(R(d)))
+		return -EIO;              /* the writer lock is no longer ours */
 	size = atomic_load(&r->size[f]);
 	if (off >= size || !len)
 		return 0;
@@ -377,6 +415,8 @@ static int rados_dev_writev(struct pdev *d, enum pdev_file f, const struct iovec
 
 	if (!file_ok(d, f))
 		return -EBADF;
+	if (!lease_ok(R(d)))
+		return -EIO;              /* the writer lock is no longer ours */
 	if (iovcnt < 0)
 		return -EINVAL;
 	for (int j = 0; j < iovcnt; j++) {
@@ -455,6 +495,8 @@ static int rados_dev_punch(struct pdev *d, enum pdev_file f, uint64_t off, uint6
 
 	if (!file_ok(d, f))
 		return -EBADF;
+	if (!lease_ok(R(d)))
+		return -EIO;              /* the writer lock is no longer ours */
 	/* nothing lies past the extent holding the end of the file (see the
 	 * opening comment for bytes a crash left past it) */
 	size = atomic_load(&r->size[f]);
@@ -482,6 +524,8 @@ static int rados_dev_sync(struct pdev *d, enum pdev_file f)
 
 	if (!file_ok(d, f))
 		return -EBADF;
+	if (!lease_ok(R(d)))
+		return -EIO;              /* the writer lock is no longer ours */
 	pthread_mutex_lock(&r->mu);
 	err = hdr_update(r, PDEV_BIT(f), 0);
 	pthread_mutex_unlock(&r->mu);
@@ -492,6 +536,8 @@ static int rados_dev_size(struct pdev *d, enum pdev_file f, uint64_t *size)
 {
 	if (!file_ok(d, f))
 		return -EBADF;
+	if (!lease_ok(R(d)))
+		return -EIO;              /* the writer lock is no longer ours */
 	*size = atomic_load(&R(d)->size[f]);
 	return 0;
 }
@@ -506,6 +552,8 @@ static int rados_dev_truncate(struct pdev *d, enum pdev_file f, uint64_t size)
 
 	if (!file_ok(d, f))
 		return -EBADF;
+	if (!lease_ok(R(d)))
+		return -EIO;              /* the writer lock is no longer ours */
 	if (size > UINT64_MAX - EXT_MASK)
 		return -EFBIG;
 	pthread_mutex_lock(&r->mu);
@@ -549,8 +597,20 @@ static void rados_dev_close(struct pdev *d)
 {
 	struct pdev_rados *r = R(d);
 
-	if (r->cookie[0])
+	if (r->lease) {
+		pthread_mutex_lock(&r->lmu);
+		r->stop = 1;
+		pthread_cond_signal(&r->lcv);
+		pthread_mutex_unlock(&r->lmu);
+		pthread_join(r->renewer, NULL);
+		pthread_cond_destroy(&r->lcv);
+		pthread_mutex_destroy(&r->lmu);
+	}
+	if (r->cookie[0] && !atomic_load(&r->lost)) {
+		/* The record first: one without a lock means a lease ran out. */
+		(void)rados_rmxattr(r->io, r->hdr, XATTR_WRITER);
 		(void)rados_unlock(r->io, r->hdr, LOCK_NAME, r->cookie);
+	}
 	pthread_mutex_destroy(&r->mu);
 	free(d);
 }
@@ -708,12 +768,118 @@ int pdev_rados_fence(rados_ioctx_t io, const char *lineage, const char *owner)
 	return n < 0 ? (int)n : 1;
 }
 
-int pdev_rados_lock(struct pdev *d, const char *owner, char *holder, size_t n)
+/* Renew r's lock every third of its lease until closed; a renewal that
+ * fails (another host took the pool after the lease ran out, or this client
+ * was blocklisted) ends the device's I/O for good. */
+static void *renew_main(void *arg)
+{
+	struct pdev_rados *r = arg;
+	struct timeval tv = { .tv_sec = r->lease };
+	struct timespec at;
+
+	pthread_mutex_lock(&r->lmu);
+	while (!r->stop) {
+		clock_gettime(CLOCK_REALTIME, &at);
+		at.tv_sec += r->lease / 3 ? r->lease / 3 : 1;
+		if (pthread_cond_timedwait(&r->lcv, &r->lmu, &at) != ETIMEDOUT || r->stop)
+			continue;
+		pthread_mutex_unlock(&r->lmu);
+		int64_t t = mono_ns();
+		int err = lease_ok(r) ? rados_lock_exclusive(r->io, r->hdr, LOCK_NAME, r->cookie, "evfs pool writer",
+							     &tv, LIBRADOS_LOCK_FLAG_MAY_RENEW)
+				      : -ETIMEDOUT;
+		pthread_mutex_lock(&r->lmu);
+		if (err < 0) {
+			atomic_store(&r->lost, 1);
+			break;
+		}
+		atomic_store(&r->renewed, t);
+	}
+	pthread_mutex_unlock(&r->lmu);
+	return NULL;
+}
+
+/* The one locker of hdr, if any: 1 with its client, cookie and address
+ * copied out, 0 if none, or -errno. */
+static int one_locker(rados_ioctx_t io, const char *hdr, char *client, char *cookie, char *addr, size_t n)
+{
+	ssize_t k = lockers(io, hdr, client, cookie, addr, n);
+
+	if (k == -ENOENT || k == 0)
+		return 0;
+	return k < 0 ? (int)k : 1;
+}
+
+static void copy_str(char *dst, size_t n, const char *src)
+{
+	size_t l = strnlen(src, n - 1);
+
+	memcpy(dst, src, l);
+	dst[l] = '\0';
+}
+
+/* The writer record of hdr (XATTR_WRITER: "<cookie>\n<client>\n<addr>"):
+ * 1 with its parts copied out, 0 if there is none, or -errno. */
+static int writer_get(rados_ioctx_t io, const char *hdr, char *client, char *cookie, char *addr, size_t n)
+{
+	char buf[3 * COOKIE_MAX + 2048], *a, *b;
+	int len = rados_getxattr(io, hdr, XATTR_WRITER, buf, sizeof(buf) - 1);
+
+	if (len == -ENODATA || len == -ENOENT)
+		return 0;
+	if (len < 0)
+		return len;
+	buf[len] = '\0';
+	if (!(a = strchr(buf, '\n')) || !(b = strchr(a + 1, '\n')))
+		return -EIO;
+	*a++ = '\0';
+	*b++ = '\0';
+	copy_str(cookie, n, buf);
+	copy_str(client, n, a);
+	copy_str(addr, n, b);
+	return 1;
+}
+
+int pdev_rados_steal(rados_ioctx_t io, const char *lineage, const char *owner, unsigned lease)
+{
+	char hdr[OID_MAX], clients[1024], cookies[1024], addrs[1024], who[COOKIE_MAX], mine[COOKIE_MAX];
+	struct timeval tv = { .tv_sec = lease ? lease : 1 };
+	uint8_t rnd[8];
+	int err;
+
+	if (!lineage_ok(lineage) || !owner || !owner[0])
+		return -EINVAL;
+	hdr_oid(hdr, lineage);
+	/* The lock as the OSD shows it (an expired one is not shown), else the
+	 * record its holder left: a holder that let go removed that first. */
+	err = one_locker(io, hdr, clients, cookies, addrs, sizeof(clients));
+	if (err == 0)
+		err = writer_get(io, hdr, clients, cookies, addrs, sizeof(clients));
+	if (err <= 0 || sscanf(cookies, "%127s", who) != 1 || strcmp(who, owner) != 0)
+		return err;
+	/* Held, or was: a lock of our own succeeds only once its lease ran out. */
+	randombytes_buf(rnd, sizeof(rnd));
+	snprintf(mine, sizeof(mine), "steal %ld %02x%02x%02x%02x%02x%02x%02x%02x", (long)getpid(), rnd[0], rnd[1],
+		 rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	err = rados_lock_exclusive(io, hdr, LOCK_NAME, mine, "evfs pool steal", &tv, 0);
+	if (err < 0)
+		return err;
+	err = rados_blocklist_add(rados_ioctx_get_cluster(io), addrs, 3600);
+	if (!err)
+		(void)rados_rmxattr(io, hdr, XATTR_WRITER);
+	(void)rados_unlock(io, hdr, LOCK_NAME, mine);
+	return err < 0 ? err : 1;
+}
+
+int pdev_rados_lock(struct pdev *d, const char *owner, unsigned lease, char *holder, size_t n)
 {
 	struct pdev_rados *r = R(d);
 	char clients[1024], cookies[1024], addrs[1024];
+	char pclient[1024] = "", pcookie[1024] = "", paddr[1024] = "";
+	struct timeval tv = { .tv_sec = lease };
 	uint8_t rnd[8];
-	int err, taken = 0;
+	int64_t t0;
+	int err, taken = 0, prev;
 
 	if (!owner || !owner[0] || strchr(owner, ' ') || strlen(owner) > 64)
 		return -EINVAL;
@@ -722,8 +888,12 @@ int pdev_rados_lock(struct pdev *d, const char *owner, char *holder, size_t n)
 		 ((uint64_t)rnd[0] << 56) | ((uint64_t)rnd[1] << 48) | ((uint64_t)rnd[2] << 40) |
 		 ((uint64_t)rnd[3] << 32) | ((uint64_t)rnd[4] << 24) | ((uint64_t)rnd[5] << 16) |
 		 ((uint64_t)rnd[6] << 8) | rnd[7]);
+	/* Who held it before: if our lock succeeds over them, their lease ran
+	 * out, and they are fenced before this device writes anything. */
+	prev = one_locker(r->io, r->hdr, pclient, pcookie, paddr, sizeof(pclient));
+	t0 = mono_ns();
 	for (int tries = 0; tries < 2; tries++) {
-		err = rados_lock_exclusive(r->io, r->hdr, LOCK_NAME, r->cookie, "evfs pool writer", NULL, 0);
+		err = rados_lock_exclusive(r->io, r->hdr, LOCK_NAME, r->cookie, "evfs pool writer", lease ? &tv : NULL, 0);
 		if (err != -EBUSY)
 			break;
 		if (lockers(r->io, r->hdr, clients, cookies, addrs, sizeof(clients)) != 1 ||
@@ -743,6 +913,43 @@ int pdev_rados_lock(struct pdev *d, const char *owner, char *holder, size_t n)
 			snprintf(holder, n, "host %s (pid %ld, %s)", who, pid, clients);
 		else
 			snprintf(holder, n, "another client");
+	}
+	if (!err) {
+		/* Who we are, as the OSD saw our lock, for a host that must
+		 * fence us should our lease run out (pdev_rados_steal). */
+		char rec[3 * 1024 + 2];
+		int k;
+
+		err = one_locker(r->io, r->hdr, clients, cookies, addrs, sizeof(clients));
+		if (err == 1 && strcmp(cookies, r->cookie) == 0) {
+			k = snprintf(rec, sizeof(rec), "%s\n%s\n%s", cookies, clients, addrs);
+			err = rados_setxattr(r->io, r->hdr, XATTR_WRITER, rec, (size_t)k);
+		} else if (err >= 0) {
+			err = -EIO;       /* our own lock is not there */
+		}
+		if (err < 0)
+			(void)rados_unlock(r->io, r->hdr, LOCK_NAME, r->cookie);
+	}
+	if (!err && !taken && prev == 1) {
+		/* Its lease ran out (or it let go just now): it fences itself
+		 * (lease_ok), so no blocklisting here, which would hit a holder
+		 * that merely let go at the wrong moment. */
+		if (holder && n)
+			snprintf(holder, n, "%s (%s)", pcookie, pclient);
+		taken = 2;
+	}
+	if (!err && lease) {
+		r->lease = lease;
+		atomic_store(&r->renewed, t0);
+		pthread_mutex_init(&r->lmu, NULL);
+		pthread_cond_init(&r->lcv, NULL);
+		err = -pthread_create(&r->renewer, NULL, renew_main, r);
+		if (err) {
+			pthread_cond_destroy(&r->lcv);
+			pthread_mutex_destroy(&r->lmu);
+			r->lease = 0;
+			(void)rados_unlock(r->io, r->hdr, LOCK_NAME, r->cookie);
+		}
 	}
 	if (err < 0)
 		r->cookie[0] = '\0';

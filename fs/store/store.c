@@ -898,7 +898,7 @@ int store_open(struct store **out, const char *dir, const char *mountpoint, stor
 	}
 	if (engine_set_format(s->eng, s->cfg.pool_format[0] == '1' ? 1 : 2) < 0)   /* of new pools */
 		abort();                  /* config.c admits only "1" and "2" */
-	if (engine_set_owner(s->eng, s->cfg.host_name) < 0)
+	if (engine_set_owner(s->eng, s->cfg.host_name, s->cfg.host_lease) < 0)
 		abort();                  /* config.c admits names without spaces */
 	engine_set_fresh(s->eng, &store_fresh_ops, s);
 	(void)mkdir(s->cfg.backup_dir, 0700);
@@ -1377,12 +1377,18 @@ int store_owner_check(struct store *s, const struct store_caller *c, const struc
  * changing). */
 int store_host_check(struct store *s, const struct store_caller *c, const struct meta_object *o, const char *op)
 {
+	char since[48] = "";
+	struct tm tm;
+	time_t t = (time_t)o->attached_at;
+
 	if (o->kind != META_VOLUME || !o->attached || !o->attached_host[0] ||
 	    strcmp(o->attached_host, s->cfg.host_name) == 0)
 		return 0;
-	store_seterr(s, c, "%s %s refused: the volume is attached on host %s (this is host %s); run the command "
-		     "there, or detach it there first (a dead host's volume: evfsctl detach %s --force)", op, o->name,
-		     o->attached_host, s->cfg.host_name, o->name);
+	if (t > 0 && gmtime_r(&t, &tm))
+		strftime(since, sizeof(since), " since %Y-%m-%d %H:%M:%S UTC", &tm);
+	store_seterr(s, c, "%s %s refused: the volume is attached on host %s%s (this is host %s); run the command "
+		     "there, or detach it there first (a host that died: evfsctl attach %s --steal once its lease "
+		     "is over)", op, o->name, o->attached_host, since, s->cfg.host_name, o->name);
 	return -EBUSY;
 }
 

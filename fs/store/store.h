@@ -179,6 +179,13 @@ int store_backup_create(struct store *s, const struct store_caller *c, const cha
 			int incremental, struct meta_object *out) STORE_WUR;
 int store_backup_delete(struct store *s, const struct store_caller *c, const struct meta_object *o) STORE_WUR;
 int store_attach(struct store *s, const struct store_caller *c, const char *name) STORE_WUR;
+/* attach --steal: a volume attached on another host of a shared store
+ * whose lease on the volume's pool ran out (the host died or hangs) is
+ * taken: that host is blocklisted (it cannot write again), its record
+ * cleared (a warning on warn), then the volume attached here.  -EBUSY
+ * while that host's lease is alive.  A volume not attached elsewhere is
+ * simply attached. */
+int store_attach_steal(struct store *s, const struct store_caller *c, const char *name, FILE *warn) STORE_WUR;
 int store_detach(struct store *s, const struct store_caller *c, const char *name, int force, FILE *warn) STORE_WUR;
 /* Verify every chunk of an object; bad chunks reported on out. Returns
  * the number of bad chunks or a negative errno. */

@@ -467,6 +467,45 @@ int store_attach(struct store *s, const struct store_caller *c, const char *name
 	return rc;
 }
 
+int store_attach_steal(struct store *s, const struct store_caller *c, const char *name, FILE *warn)
+{
+	struct meta_object o;
+	int rc = store_object_find(s, c, META_VOLUME, name, &o);
+
+	if (rc || store_host_check(s, NULL, &o, "attach") == 0)
+		return rc ? rc : store_attach(s, c, name);
+	if (c->uid != 0 && c->uid != o.owner_uid)
+		return store_owner_check(s, c, &o, "attach volume");
+	if (!s->mounted) {
+		store_seterr(s, c, "attach %s: the store is not mounted; mount it first (evfs %s MOUNTPOINT), then attach",
+			     name, s->dir);
+		return -ENOTCONN;
+	}
+	rc = engine_pool_steal(s->eng, o.lineage, o.attached_host);
+	if (rc == -EBUSY) {
+		store_seterr(s, c, "attach %s --steal refused: host %s still renews its lease on the volume's pool (within "
+			     "the last %u s): it is alive; detach the volume there, or wait until it stops", name,
+			     o.attached_host, s->cfg.host_lease);
+		return rc;
+	}
+	if (rc < 0) {
+		store_seterr(s, c, "attach %s --steal: host %s cannot be fenced off the volume's pool: %s; nothing changed",
+			     name, o.attached_host, evfs_strerror(rc));
+		return rc;
+	}
+	rc = meta_object_set_attached(s->meta, o.id, 0, NULL);
+	if (rc) {
+		store_seterr(s, c, "attach %s --steal: the catalog could not clear host %s's attachment: %s", name,
+			     o.attached_host, evfs_strerror(rc));
+		return rc;
+	}
+	if (warn)
+		fprintf(warn, "warning: volume %s was attached on host %s, whose lease ran out: that host is fenced off "
+			"the cluster's pool and the volume is taken here; writes it had not fsynced are lost\n", name,
+			o.attached_host);
+	return store_attach(s, c, name);
+}
+
 int store_detach(struct store *s, const struct store_caller *c, const char *name, int force, FILE *warn)
 {
 	struct meta_object o;

@@ -73,6 +73,8 @@ for k in namespace pool region; do
   [ "$(grep "^$k = " "$A/evfs.ini")" = "$(grep "^$k = " "$B/evfs.ini")" ] || die "host B's $k differs from A's"
 done
 grep -q '^name = host-b$' "$B/evfs.ini" || die "evfs.ini of B does not name host-b"
+# Short leases, so that a hung host's volumes can be taken within the test.
+sed -i 's/^lease = .*/lease = 6/' "$A/evfs.ini" "$B/evfs.ini"
 ok "host B joins: pool, namespace and region come from the catalog"
 
 # --- a volume made on A, written on A, read on B -------------------------
@@ -146,22 +148,59 @@ grep -q "took over the writer lock of host-b $pid " "$T/evfs-b.log" ||
   die "B's log does not say its new mount took over the dead mount's lock: $(tail -3 "$T/evfs-b.log")"
 ok "a killed mount's pool lock is taken over by the host's next mount, which re-attaches v1"
 
-# Host B dies for good, v1 attached and its pool locked: A frees v1 with
-# detach --force, which fences B's client off the pool, and attaches it.
+# --- a host that hangs: lease, steal, fencing --------------------------------
+# B's mount is stopped (SIGSTOP) with v1 attached, and a write to v1 queued
+# behind it.  While B's lease lives, A cannot steal v1; once it ran out, A
+# steals it (B is blocklisted), writes and fsyncs.  B is continued: its
+# queued write fails and not one byte of it lands in v1.
+python3 -c "import sys; open(sys.argv[1], 'wb').write((b'HOST-B-WOKE-UP-LATE-0123456789ab' * 40000)[:1 << 20])" "$T/late"
+python3 -c "import sys; open(sys.argv[1], 'wb').write((b'HOST-A-STOLE-THE-VOLUME-01234567' * 40000)[:1 << 20])" "$T/stolen"
+pid=$(pgrep -f "evfs $B $MNT_B" | head -1)
+kill -STOP "$pid"
+(if dd if="$T/late" of="$MNT_B/volumes/v1" bs=1M count=1 conv=notrunc,fsync status=none 2>"$T/late.err"
+ then echo 0 >"$T/late.rc"; else echo 1 >"$T/late.rc"; fi) &
+DD=$!
+expect_fail 1 ctla attach v1 --steal
+grep -q "still renews its lease" "$T/err" || die "steal while B's lease lives: no clear message"
+sleep 7
+ctla attach v1 --steal >/dev/null 2>"$T/err"
+grep -q "lease ran out" "$T/err" || die "attach --steal gave no warning: $(cat "$T/err")"
+grep -q "host host-b let its lease run out; its client is blocklisted" "$T/evfs.log" ||
+  die "A's log does not say B was fenced: $(tail -3 "$T/evfs.log")"
+dd if="$T/stolen" of="$MNT/volumes/v1" bs=1M count=1 conv=notrunc,fsync status=none
+kill -CONT "$pid"
+for _ in $(seq 100); do [ -s "$T/late.rc" ] && break; sleep 0.1; done
+wait "$DD" 2>/dev/null || true
+[ -s "$T/late.rc" ] || die "B's queued write never returned after SIGCONT"
+[ "$(cat "$T/late.rc")" != 0 ] || die "B's write after it lost its lease succeeded"
+cmp -n $((1 << 20)) "$T/stolen" "$MNT/volumes/v1" || die "v1's first MiB is not what A wrote after the steal"
+cmp -i $((1 << 20)) -n $((3 << 20)) "$T/pat" "$MNT/volumes/v1" || die "v1 past 1 MiB lost what was fsynced before"
+! grep -q HOST-B-WOKE "$MNT/volumes/v1" || die "B's late write landed in v1"
+ok "a hung host: no steal while its lease lives; after, A steals v1 and B's late write fails without landing"
+umount_on "$B" "$MNT_B"
+
+# Host B dies for good with v2 attached and its pool locked: A frees v2
+# with detach --force, which fences B's client off the pool, and attaches it.
+mount_on "$B" "$MNT_B"
+ctlb volume create v2 --size 16M --encrypt --key k1 >/dev/null
+ctlb attach v2 >/dev/null
+head -c $((2 << 20)) "$T/pat" >"$T/pat2"
+dd if="$T/pat2" of="$MNT_B/volumes/v2" bs=1M conv=notrunc,fsync status=none
 pid=$(pgrep -f "evfs $B $MNT_B" | head -1)
 kill -9 "$pid"
 for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 umount -l "$MNT_B" 2>/dev/null || true
-expect_fail 1 ctla attach v1
-grep -q "attached on host host-b" "$T/err" || die "attach on A of dead B's volume: no clear message"
-expect_fail 1 ctla detach v1
+expect_fail 1 ctla attach v2
+grep -q "attached on host host-b since" "$T/err" || die "attach on A of dead B's volume: no clear message"
+expect_fail 1 ctla detach v2
 grep -q "attached on host host-b" "$T/err" || die "detach on A of B's volume: no clear message"
-ctla detach v1 --force >/dev/null 2>"$T/err"
+ctla detach v2 --force >/dev/null 2>"$T/err"
 grep -q "must not be running" "$T/err" && grep -q "client fenced off the pool" "$T/err" ||
   die "detach --force of dead host B's volume: no warning of the fencing: $(cat "$T/err")"
-ctla attach v1 >/dev/null
-cmp -n $((4 << 20)) "$T/pat" "$MNT/volumes/v1" || die "v1 on A after the forced detach differs"
+ctla attach v2 >/dev/null
+cmp -n $((2 << 20)) "$T/pat2" "$MNT/volumes/v2" || die "v2 on A after the forced detach differs"
 ok "a dead host's volume: detach --force on another host fences it off the pool; that host attaches it"
 ctla detach v1 >/dev/null
+ctla detach v2 >/dev/null
 umount_on "$A" "$MNT"
 finish

@@ -413,6 +413,7 @@ START_TEST(test_object_setters)
 	ck_assert_uint_eq(g.size, 5ull << 30);
 	ck_assert_int_eq(g.attached, 1);
 	ck_assert_str_eq(g.attached_host, "host-a");
+	ck_assert(g.attached_at > 1700000000);
 	ck_assert_uint_eq(g.stored_bytes, 4096);
 	ck_assert_str_eq(g.parent_id, missing);
 	ck_assert_int_eq(g.encrypted, 1);
@@ -1375,6 +1376,7 @@ START_TEST(test_fresh_records)
 	if (!pg_conninfo())     /* SQLite: a catalog of version 1 gains the tables */
 		ck_assert_int_eq(raw_exec(c.path, "DROP TABLE pool_fresh; DROP TABLE lineage_keys;"
 					  " DROP TABLE backup_fresh; ALTER TABLE objects DROP COLUMN attached_host;"
+					  " ALTER TABLE objects DROP COLUMN attached_at;"
 					  " PRAGMA user_version = 1", NULL, 0), SQLITE_OK);
 	ck_assert_int_eq(cat_open(&c, &a, 0, NULL, NULL), 0);
 	if (!pg_conninfo())

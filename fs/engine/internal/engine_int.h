@@ -29,7 +29,8 @@ struct engine {
 	int format;                               /* of new pools: 1 or 2 (engine_set_format) */
 	const struct engine_fresh_ops *fresh;     /* engine_set_fresh; set before use */
 	void *fresh_ctx;
-	char owner[65];                           /* engine_set_owner: whose writer locks */
+	char owner[65];                           /* engine_set_owner: whose writer locks, */
+	unsigned lease;                           /* and their lease in seconds (0: none) */
 };
 
 /* The pool of `lineage`, opened if needed (its maps scanned), refcount

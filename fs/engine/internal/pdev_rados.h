@@ -35,12 +35,22 @@ int pdev_rados_open(struct pdev **out, rados_ioctx_t io, const char *lineage, un
 /* Take the pool's writer lock (a RADOS exclusive lock on its header,
  * cookie "<owner> <pid> <random>") for as long as the device is open: the
  * device keeps sizes in memory, so one writer per lineage in the whole
- * cluster.  -EBUSY if another client holds it, who in holder ("host B
- * (pid N, client.X)").  A lock of this same owner whose process is dead
- * (a killed mount) is taken over: its client is blocklisted for an hour
- * first, so nothing it sent can land after us: then 1 is returned and
- * holder names the dead one.  owner: no spaces. */
-int pdev_rados_lock(struct pdev *d, const char *owner, char *holder, size_t n);
+ * cluster.  With lease > 0 the lock lasts `lease` seconds unless renewed,
+ * which a thread of the device does every third of it; a renewal that
+ * fails, or a lease that ran out by this process's clock (it was stopped
+ * or stalled), ends the device's I/O: -EIO from then on, checked before
+ * every request.  -EBUSY if another client holds it, who in holder ("host
+ * B (pid N, client.X)").  A lock whose holder is a dead process of this
+ * same owner is taken over after fencing that client (blocklisted for an
+ * hour, so nothing it sent can land after us): returns 1.  A lock whose
+ * lease ran out is simply taken (its holder fences itself): returns 2.
+ * holder then names the previous one.  owner: no spaces. */
+int pdev_rados_lock(struct pdev *d, const char *owner, unsigned lease, char *holder, size_t n);
+/* Before another host takes over volumes of `owner`: if owner holds
+ * lineage's lock, it must be past its lease (-EBUSY otherwise), and its
+ * client is blocklisted for an hour.  1 if it was, 0 if owner held
+ * nothing there, -errno. */
+int pdev_rados_steal(rados_ioctx_t io, const char *lineage, const char *owner, unsigned lease);
 /* The writer lock of lineage held by `owner` (a host that is gone):
  * that client is blocklisted for an hour, then its lock broken.  1 if
  * there was one, 0 if the lock is free or someone else's, or -errno. */
