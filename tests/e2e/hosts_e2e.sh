@@ -116,6 +116,16 @@ ctla snapshot list >"$T/list"
 grep -q '^s1 ' "$T/list" || die "host A does not list the snapshot taken on B"
 ok "a snapshot taken on host B is listed on host A"
 
+# One KMS for the region: a key disabled on A cannot be used on B.
+ctla volume create v3 --size 16M --encrypt --key k1 >/dev/null
+ctla key disable k1 >/dev/null
+expect_fail 1 ctlb attach v3
+grep -q "Disabled" "$T/err" || die "attach on B with a key disabled on A: no clear message"
+ctla key enable k1 >/dev/null
+ctlb attach v3 >/dev/null
+ctlb detach v3 >/dev/null
+ok "a key disabled on host A refuses attach on host B; enabled again, B attaches"
+
 # A mounts again: it re-attaches none of B's volumes, and its engine is
 # kept out of the pool B holds (RADOS writer lock naming host-b).
 mount_on "$A" "$MNT"
