@@ -9,6 +9,7 @@
  * the object, the rule and the remedy), 2 usage error.
  */
 #include "cli.h"
+#include "ctl.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -589,6 +590,33 @@ static int cmd_snapshot_image(struct cmdctx *x, enum meta_kind kind, const char 
 	return usage(x, "unknown command '%s'", sub);
 }
 
+/* A snapshot, image or backup of a volume attached on another host of a
+ * shared store is taken there, with that host's acknowledged writes: the
+ * command line goes to that host's mount (store_volume_forward) and its
+ * answer is printed here.  1: not attached elsewhere, run it here. */
+static int forward(struct cmdctx *x, int argc, char **argv, const char *vol)
+{
+	void *req = NULL, *reply = NULL;
+	size_t len = 0, rlen = 0;
+	int rc;
+
+	if (ctl_forward_build(x->c, x->json ? CTL_JSON : 0, argc, argv, &req, &len) < 0)
+		return 1;
+	rc = store_volume_forward(x->s, x->c, vol, req, len, &reply, &rlen);
+	free(req);
+	if (rc == 1 || rc == -ENOENT)
+		return 1;                /* here (a missing volume: the command says so) */
+	if (rc < 0)
+		return fail(x);
+	rc = ctl_forward_reply(reply, rlen, x->out, x->err);
+	free(reply);
+	if (rc < 0) {
+		fprintf(x->err, "evfsctl: the host that has volume %s attached sent a malformed answer\n", vol);
+		return 1;
+	}
+	return rc;
+}
+
 int cli_run(struct store *s, const struct store_caller *c, int json, int argc, char **argv, FILE *out, FILE *err)
 {
 	struct evfs_err why = { "" };            /* this command's own message */
@@ -612,6 +640,9 @@ int cli_run(struct store *s, const struct store_caller *c, int json, int argc, c
 		snprintf(cc.project, sizeof(cc.project), "%s", a.project);
 	c = &cc;
 	store_cause_clear(s);
+	if ((!strcmp(grp, "snapshot") || !strcmp(grp, "image") || !strcmp(grp, "backup")) && !strcmp(sub, "create") &&
+	    a.n >= 1 && (rc = forward(&x, argc, argv, a.pos[0])) != 1)
+		return rc;
 	if (strcmp(grp, "kms") == 0)
 		return cmd_kms(&x, sub, &a);
 	if (strcmp(grp, "key") == 0)

@@ -338,6 +338,29 @@ static int recv_blob(int fd, FILE *to)
 	return 0;
 }
 
+/* The request from "EVC1" on into buf (16 + strlen(project) + the args'
+ * 4 + length bytes); returns its length. */
+static size_t request_body(uint8_t *buf, unsigned flags, const char *project, int argc, char **argv)
+{
+	size_t at = 12;
+
+	put32(buf, CTL_MAGIC);
+	put32(buf + 4, flags & (CTL_JSON | CTL_PROGRESS));
+	put32(buf + 8, project ? (uint32_t)strlen(project) : 0u);
+	if (project) {
+		memcpy(buf + at, project, strlen(project));
+		at += strlen(project);
+	}
+	put32(buf + at, (uint32_t)argc);
+	at += 4;
+	for (int i = 0; i < argc; i++) {
+		put32(buf + at, (uint32_t)strlen(argv[i]));
+		memcpy(buf + at + 4, argv[i], strlen(argv[i]));
+		at += 4 + strlen(argv[i]);
+	}
+	return at;
+}
+
 int ctl_client_run(const char *store_dir, const char *project, unsigned flags, int argc, char **argv, FILE *out,
 		   FILE *err)
 {
@@ -370,22 +393,7 @@ int ctl_client_run(const char *store_dir, const char *project, unsigned flags, i
 		return -ENOMEM;
 	}
 	put32(buf, 0);   /* length, filled in below */
-	at = 4;
-	put32(buf + at, CTL_MAGIC);
-	put32(buf + at + 4, flags & (CTL_JSON | CTL_PROGRESS));
-	put32(buf + at + 8, project ? (uint32_t)strlen(project) : 0u);
-	at += 12;
-	if (project) {
-		memcpy(buf + at, project, strlen(project));
-		at += strlen(project);
-	}
-	put32(buf + at, (uint32_t)argc);
-	at += 4;
-	for (int i = 0; i < argc; i++) {
-		put32(buf + at, (uint32_t)strlen(argv[i]));
-		memcpy(buf + at + 4, argv[i], strlen(argv[i]));
-		at += 4 + strlen(argv[i]);
-	}
+	at = 4 + request_body(buf + 4, flags, project, argc, argv);
 	put32(buf, (uint32_t)(at - 4));
 	rc = io_all(fd, buf, at, 1);
 	free(buf);
@@ -399,4 +407,101 @@ int ctl_client_run(const char *store_dir, const char *project, unsigned flags, i
 		rc = recv_blob(fd, err);
 	close(fd);
 	return rc ? rc : (int)get32(code);
+}
+
+/* ========================= requests between hosts ====================== */
+
+#define FWD_MAGIC 0x31465645u            /* "EVF1" little-endian */
+
+/* Only what a host must run for another: commands on a volume attached
+ * there that read its data (the rest is refused naming that host). */
+static int forwardable(int argc, char **argv)
+{
+	return argc >= 2 && strcmp(argv[1], "create") == 0 &&
+	       (!strcmp(argv[0], "snapshot") || !strcmp(argv[0], "image") || !strcmp(argv[0], "backup"));
+}
+
+int ctl_forward_build(const struct store_caller *c, unsigned flags, int argc, char **argv, void **req, size_t *len)
+{
+	size_t n = 12 + 16 + strlen(c->project);
+	uint8_t *buf;
+
+	*req = NULL;
+	if (argc > (int)CTL_MAX_ARGS || !forwardable(argc, argv))
+		return -EINVAL;
+	for (int i = 0; i < argc; i++) {
+		if (strlen(argv[i]) > CTL_MAX_ARG)
+			return -E2BIG;
+		n += 4 + strlen(argv[i]);
+	}
+	buf = malloc(n);
+	if (!buf)
+		return -ENOMEM;
+	put32(buf, FWD_MAGIC);
+	put32(buf + 4, c->uid);
+	put32(buf + 8, c->gid);
+	*len = 12 + request_body(buf + 12, flags, c->project, argc, argv);
+	*req = buf;
+	return 0;
+}
+
+void ctl_forward_serve(void *ctx, const void *req, size_t len, void **reply, size_t *rlen)
+{
+	struct ctl_server *srv = ctx;
+	const uint8_t *b = req;
+	struct ctl_request r;
+	struct store_caller c;
+	char *ob = NULL, *eb = NULL;
+	size_t on = 0, en = 0;
+	FILE *out, *err;
+	uint8_t *rep;
+	int rc = 1;
+
+	*reply = NULL;
+	*rlen = 0;
+	if (len < 12 || get32(b) != FWD_MAGIC || ctl_request_parse(b + 12, len - 12, &r) < 0)
+		return;
+	if (!forwardable(r.argc, r.argv)) {
+		ctl_request_free(&r);
+		return;
+	}
+	out = open_memstream(&ob, &on);
+	err = open_memstream(&eb, &en);
+	if (out && err) {
+		/* The requesting mount took uid and gid from its own caller's
+		 * SO_PEERCRED; hosts of one store trust each other's mounts. */
+		store_caller_init(srv->s, &c, get32(b + 4), get32(b + 8), r.project[0] ? r.project : NULL);
+		pthread_mutex_lock(&srv->cmd_lock);
+		rc = srv->fn(srv->s, &c, (r.flags & CTL_JSON) != 0, r.argc, r.argv, out, err);
+		pthread_mutex_unlock(&srv->cmd_lock);
+	}
+	if (out)
+		fclose(out);
+	if (err)
+		fclose(err);
+	ctl_request_free(&r);
+	rep = malloc(12 + on + en);
+	if (rep) {
+		put32(rep, (uint32_t)rc);
+		put32(rep + 4, (uint32_t)on);
+		memcpy(rep + 8, ob, on);
+		put32(rep + 8 + on, (uint32_t)en);
+		memcpy(rep + 12 + on, eb, en);
+		*reply = rep;
+		*rlen = 12 + on + en;
+	}
+	free(ob);
+	free(eb);
+}
+
+int ctl_forward_reply(const void *reply, size_t rlen, FILE *out, FILE *err)
+{
+	const uint8_t *b = reply;
+	uint32_t on, en;
+
+	if (rlen < 12 || (on = get32(b + 4)) > rlen - 12 || (en = get32(b + 8 + on)) != rlen - 12 - on)
+		return -EPROTO;
+	fwrite(b + 8, 1, on, out);
+	fwrite(b + 12 + on, 1, en, err);
+	return (int)get32(b);
 }

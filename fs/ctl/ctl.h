@@ -49,6 +49,20 @@ void ctl_server_stop(struct ctl_server *srv);
 int ctl_client_run(const char *store_dir, const char *project, unsigned flags, int argc, char **argv, FILE *out,
 		   FILE *err) CTL_WUR;
 
+/* Requests between the hosts of a shared store (store_volume_forward):
+ * "EVF1" | uid | gid | a request as above from "EVC1" on; the answer is
+ * exit code | stdout length | stdout | stderr length | stderr.  Only
+ * snapshot / image / backup create are forwarded.  ctl_forward_build: the
+ * request (malloc'd) for caller c; -EINVAL for a command that is not
+ * forwarded.  ctl_forward_serve (a store_forward_fn, ctx = the server):
+ * runs it as the control socket runs a command, with c's uid and gid as
+ * the requesting mount had them from SO_PEERCRED.  ctl_forward_reply:
+ * copies the answer's text to out/err, returns its exit code or -EPROTO. */
+int ctl_forward_build(const struct store_caller *c, unsigned flags, int argc, char **argv, void **req,
+		      size_t *len) CTL_WUR;
+void ctl_forward_serve(void *srv, const void *req, size_t len, void **reply, size_t *rlen);
+int ctl_forward_reply(const void *reply, size_t rlen, FILE *out, FILE *err) CTL_WUR;
+
 /* Parse / build messages (exposed for the fuzz harness and tests). */
 struct ctl_request {
 	uint32_t flags;

@@ -62,6 +62,7 @@ static int engine_new(struct engine **out, const char *where, engine_log_fn log,
 	e->format = 2;
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->pool_closed, NULL);
+	pthread_cond_init(&e->fwd_idle, NULL);
 	{
 		/* One helper per extra core (up to 3); without them large
 		 * requests are encrypted inline, which is only slower. */
@@ -129,6 +130,7 @@ void engine_destroy(struct engine *e)
 		pool_close(p);
 	}
 	pthread_cond_destroy(&e->pool_closed);
+	pthread_cond_destroy(&e->fwd_idle);
 	pthread_mutex_destroy(&e->lock);
 #ifdef EVFS_HAVE_RADOS
 	if (e->rados)
@@ -210,6 +212,53 @@ int engine_set_owner(struct engine *e, const char *owner, unsigned lease)
 	snprintf(e->owner, sizeof(e->owner), "%s", owner);
 	e->lease = lease;
 	return 0;
+}
+
+void engine_set_forward(struct engine *e, engine_forward_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&e->lock);
+	while (e->fwd_busy)                /* a request under way still uses the old one */
+		pthread_cond_wait(&e->fwd_idle, &e->lock);
+	e->fwd = fn;
+	e->fwd_ctx = ctx;
+	pthread_mutex_unlock(&e->lock);
+}
+
+#ifdef EVFS_HAVE_RADOS
+/* What every pool device in RADOS calls for another host's request: the
+ * handler set now, if any (none: no answer), never one being unset. */
+static void forward_trampoline(void *ctx, const void *req, size_t len, void **reply, size_t *rlen)
+{
+	struct engine *e = ctx;
+	engine_forward_fn fn;
+	void *fctx;
+
+	pthread_mutex_lock(&e->lock);
+	fn = e->fwd;
+	fctx = e->fwd_ctx;
+	e->fwd_busy += fn != NULL;
+	pthread_mutex_unlock(&e->lock);
+	if (!fn)
+		return;
+	fn(fctx, req, len, reply, rlen);
+	pthread_mutex_lock(&e->lock);
+	if (--e->fwd_busy == 0)
+		pthread_cond_broadcast(&e->fwd_idle);
+	pthread_mutex_unlock(&e->lock);
+}
+#endif
+
+int engine_forward(struct engine *e, const char *lineage, const void *req, size_t len, unsigned timeout_ms,
+		   void **reply, size_t *rlen)
+{
+#ifdef EVFS_HAVE_RADOS
+	if (e->rados_io)
+		return pdev_rados_forward(e->rados_io, lineage, req, len, timeout_ms, reply, rlen);
+#endif
+	(void)e, (void)lineage, (void)req, (void)len, (void)timeout_ms;
+	*reply = NULL;
+	*rlen = 0;
+	return -ENOTSUP;
 }
 
 int engine_pool_steal(struct engine *e, const char *lineage, const char *owner)
@@ -330,7 +379,8 @@ static int pool_open_home(struct engine *e, struct pool **out, const char *linea
 		}
 		/* One writer per lineage in the cluster: the device keeps the
 		 * files' sizes, the pool its journal and free slots in memory. */
-		err = pdev_rados_lock(dev, e->owner[0] ? e->owner : "evfs", e->lease, holder, sizeof(holder));
+		err = pdev_rados_lock(dev, e->owner[0] ? e->owner : "evfs", e->lease, forward_trampoline, e, holder,
+				      sizeof(holder));
 		if (err == 1)
 			elog_printf(&e->log, LOG_WARNING, "pool %s: took over the writer lock of %s, a process of this host "
 				    "that is gone; its client is blocklisted for an hour", lineage, holder);

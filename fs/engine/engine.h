@@ -66,6 +66,16 @@ int engine_set_owner(struct engine *e, const char *owner, unsigned lease) ENGINE
  * and its client is blocklisted.  1 if it was, 0 if owner held nothing
  * there (or the pools are local), -errno. */
 int engine_pool_steal(struct engine *e, const char *lineage, const char *owner) ENGINE_WUR;
+/* Requests between hosts (pools in RADOS): a host that has a lineage's
+ * pool open runs `fn` for each request another host sends it with
+ * engine_forward (fn may set *reply, malloc'd, as the answer); set before
+ * pools are opened.  engine_forward: 0 with the answer, -EHOSTUNREACH if
+ * nobody holds the pool or answered within timeout_ms, -ENOTSUP for local
+ * pools. */
+typedef void (*engine_forward_fn)(void *ctx, const void *req, size_t len, void **reply, size_t *rlen);
+void engine_set_forward(struct engine *e, engine_forward_fn fn, void *ctx);
+int engine_forward(struct engine *e, const char *lineage, const void *req, size_t len, unsigned timeout_ms,
+		   void **reply, size_t *rlen) ENGINE_WUR;
 /* A host that is gone for good (the operator says so): fence its client
  * off lineage's pool and break its writer lock there.  1 if it held it,
  * 0 if not (or the pools are local), -errno. */

@@ -95,6 +95,10 @@ struct pdev_rados {
 	_Atomic int lost;                       /* a renewal failed: no more I/O */
 	_Atomic int64_t renewed;                /* CLOCK_MONOTONIC ns when the last renewal that
 						   succeeded was sent */
+	pdev_rados_forward_fn fwd;              /* runs requests other hosts notify */
+	void *fwd_ctx;
+	uint64_t watch;                         /* the header watch, when fwd is set */
+	int watching;
 };
 
 static inline struct pdev_rados *R(struct pdev *d)
@@ -606,6 +610,8 @@ static void rados_dev_close(struct pdev *d)
 		pthread_cond_destroy(&r->lcv);
 		pthread_mutex_destroy(&r->lmu);
 	}
+	if (r->watching)
+		(void)rados_unwatch2(r->io, r->watch);   /* waits for a callback under way */
 	if (r->cookie[0] && !atomic_load(&r->lost)) {
 		/* The record first: one without a lock means a lease ran out. */
 		(void)rados_rmxattr(r->io, r->hdr, XATTR_WRITER);
@@ -871,7 +877,79 @@ int pdev_rados_steal(rados_ioctx_t io, const char *lineage, const char *owner, u
 	return err < 0 ? err : 1;
 }
 
-int pdev_rados_lock(struct pdev *d, const char *owner, unsigned lease, char *holder, size_t n)
+/* A notify on the header: a request of another host for whoever holds the
+ * lineage.  Run here, in librados's watch thread (requests are short: a
+ * snapshot, an image, a backup), and answered with the ack's payload. */
+static void watch_cb(void *arg, uint64_t notify_id, uint64_t handle, uint64_t notifier, void *data, size_t len)
+{
+	struct pdev_rados *r = arg;
+	void *reply = NULL;
+	size_t rlen = 0;
+
+	(void)notifier;
+	if (r->fwd && lease_ok(r))
+		r->fwd(r->fwd_ctx, data, len, &reply, &rlen);
+	(void)rados_notify_ack(r->io, r->hdr, notify_id, handle, reply, rlen);
+	free(reply);
+}
+
+static void watch_err(void *arg, uint64_t cookie, int err)
+{
+	(void)arg, (void)cookie, (void)err;      /* the lease decides; a lost watch only stops forwarding */
+}
+
+static uint32_t get_le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int pdev_rados_forward(rados_ioctx_t io, const char *lineage, const void *req, size_t len, unsigned timeout_ms,
+		       void **reply, size_t *rlen)
+{
+	char hdr[OID_MAX], *buf = NULL;
+	size_t blen = 0, at = 4;
+	uint32_t acks;
+	int err;
+
+	*reply = NULL;
+	*rlen = 0;
+	if (!lineage_ok(lineage))
+		return -EINVAL;
+	hdr_oid(hdr, lineage);
+	err = rados_notify2(io, hdr, req, (int)len, timeout_ms, &buf, &blen);
+	if (err < 0 && err != -ETIMEDOUT) {
+		rados_buffer_free(buf);
+		return err;
+	}
+	/* The acks: le32 n, n x (le64 gid, le64 cookie, le32 len, bytes), then
+	 * the watchers that timed out.  The one with a payload answered. */
+	acks = blen >= 4 ? get_le32((const unsigned char *)buf) : 0;
+	err = -EHOSTUNREACH;
+	for (uint32_t i = 0; i < acks && at + 20 <= blen; i++) {
+		const unsigned char *p = (const unsigned char *)buf + at;
+		uint32_t n = get_le32(p + 16);
+
+		at += 20;
+		if (n > blen - at)
+			break;
+		if (n && !*reply) {
+			*reply = malloc(n);
+			if (!*reply) {
+				err = -ENOMEM;
+				break;
+			}
+			memcpy(*reply, buf + at, n);
+			*rlen = n;
+			err = 0;
+		}
+		at += n;
+	}
+	rados_buffer_free(buf);
+	return err;
+}
+
+int pdev_rados_lock(struct pdev *d, const char *owner, unsigned lease, pdev_rados_forward_fn fwd, void *fwd_ctx,
+		    char *holder, size_t n)
 {
 	struct pdev_rados *r = R(d);
 	char clients[1024], cookies[1024], addrs[1024];
@@ -938,6 +1016,15 @@ int pdev_rados_lock(struct pdev *d, const char *owner, unsigned lease, char *hol
 			snprintf(holder, n, "%s (%s)", pcookie, pclient);
 		taken = 2;
 	}
+	if (!err && fwd) {
+		/* Requests of other hosts for the lineage's writer come here. */
+		r->fwd = fwd;
+		r->fwd_ctx = fwd_ctx;
+		err = rados_watch2(r->io, r->hdr, &r->watch, watch_cb, watch_err, r);
+		r->watching = err == 0;
+		if (err < 0)
+			(void)rados_unlock(r->io, r->hdr, LOCK_NAME, r->cookie);
+	}
 	if (!err && lease) {
 		r->lease = lease;
 		atomic_store(&r->renewed, t0);
@@ -948,6 +1035,9 @@ int pdev_rados_lock(struct pdev *d, const char *owner, unsigned lease, char *hol
 			pthread_cond_destroy(&r->lcv);
 			pthread_mutex_destroy(&r->lmu);
 			r->lease = 0;
+			if (r->watching)
+				(void)rados_unwatch2(r->io, r->watch);
+			r->watching = 0;
 			(void)rados_unlock(r->io, r->hdr, LOCK_NAME, r->cookie);
 		}
 	}

@@ -211,6 +211,8 @@ void fs_ctx_close(struct fs_ctx *ctx)
 {
 	fs_metrics_stop(ctx);
 	if (ctx->ctl) {
+		if (ctx->s)
+			store_set_forward(ctx->s, NULL, NULL);   /* waits for a request under way */
 		ctl_server_stop(ctx->ctl);
 		ctx->ctl = NULL;
 	}
@@ -291,6 +293,8 @@ int fs_ctx_open(struct fs_ctx *ctx)
 	if (ctx->command) {
 		int c = ctl_server_start(&ctx->ctl, s, ctx->command);
 
+		if (c == 0)     /* other hosts' requests for volumes attached here */
+			store_set_forward(s, ctl_forward_serve, ctx->ctl);
 		if (c < 0) {
 			ctx->ctl = NULL;
 			fs_log(ctx, LOG_WARNING,

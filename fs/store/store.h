@@ -293,4 +293,16 @@ void store_error_note(struct store *s, const char *msg);
 typedef int (*store_command_fn)(struct store *s, const struct store_caller *c, int json, int argc, char **argv,
 				FILE *out, FILE *err);
 
+/* Commands between the hosts of a shared store.  The mount sets the
+ * function that runs a request another host sends it (ctl_forward_serve);
+ * NULL stops it, waiting for a request under way.  store_volume_forward
+ * sends req to the host volume `name` (of c's project) is attached on and
+ * waits for its answer: 1 when the volume is not attached on another host
+ * (run the command here), 0 with *reply (malloc'd), else -errno with the
+ * message in c->err (-EHOSTUNREACH: that host does not answer). */
+typedef void (*store_forward_fn)(void *ctx, const void *req, size_t len, void **reply, size_t *rlen);
+void store_set_forward(struct store *s, store_forward_fn fn, void *ctx);
+int store_volume_forward(struct store *s, const struct store_caller *c, const char *name, const void *req, size_t len,
+			 void **reply, size_t *rlen) STORE_WUR;
+
 #endif

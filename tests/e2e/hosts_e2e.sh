@@ -9,12 +9,15 @@
 # a join with the wrong root key or schema are refused and write nothing;
 # a volume made and written on host A is listed and reads back the same on
 # host B; a volume is attached on one host at a time (the catalog refuses
-# host B, and B's commands on A's volume are refused naming A); each
-# mount re-attaches only its own volumes; the pool's RADOS writer lock
-# keeps a second host out while the first has it open, and is taken over
-# from a killed mount of the same host; the objects and the database hold
-# no plaintext; a dead host's volume is freed with detach --force, which
-# fences that host's client off the pool.
+# host B, and B's commands on A's volume are refused naming A) but a
+# snapshot or backup asked on B is taken on A, with A's writes; a key
+# disabled on A refuses attach on B; each mount re-attaches only its own
+# volumes; the pool's RADOS writer lock keeps a second host out while the
+# first has it open, and is taken over from a killed mount of the same
+# host; the objects and the database hold no plaintext; a hung host
+# (SIGSTOP) keeps its volume until its lease runs out, then attach --steal
+# fences it and its late write fails without landing; a dead host's volume
+# is freed with detach --force, which fences that host too.
 . "$(dirname "$0")/lib.sh"
 : "${EVFS_CEPH_CONF:?run under tests/cluster/both.sh}" "${EVFS_CEPH_POOL:?}" "${EVFS_PG_CONNINFO_PASSFILE:?}"
 PGI=$EVFS_PG_CONNINFO_PASSFILE
@@ -98,11 +101,18 @@ ok "4 MiB written on host A; host B sees v1 attached on host-a"
 mount_on "$B" "$MNT_B"
 expect_fail 1 ctlb attach v1
 grep -q "attached on host host-a" "$T/err" || die "attach on B of A's volume: no clear message"
-expect_fail 1 ctlb snapshot create v1 s-b
-grep -q "attached on host host-a" "$T/err" || die "snapshot on B of A's volume: no clear message"
 expect_fail 1 ctlb volume delete v1
 grep -q "attached on host host-a" "$T/err" || die "delete on B of A's volume: no clear message"
-ok "host B cannot attach, snapshot or delete a volume attached on host A"
+ok "host B cannot attach or delete a volume attached on host A"
+
+# A snapshot or backup asked on B is taken by A (RADOS notify on the
+# pool's header), with A's acknowledged writes.
+ctlb snapshot create v1 s-b >"$T/out"
+grep -q "s-b" "$T/out" || die "snapshot on B of A's volume: no answer from A: $(cat "$T/out")"
+cmp -n $((4 << 20)) "$T/pat" "$MNT/snapshots/s-b" || die "snapshot s-b (asked on B) lacks A's writes"
+ctlb backup create v1 b-b >/dev/null
+ctla backup verify b-b >/dev/null || die "backup b-b (asked on B, made on A) does not verify"
+ok "a snapshot and a backup asked on host B are taken on host A, with its acknowledged writes"
 
 cmp -n $((4 << 20)) "$T/pat" "$MNT/volumes/v1" || die "v1 does not read back on A"
 ctla detach v1 >/dev/null

@@ -31,6 +31,10 @@ struct engine {
 	void *fresh_ctx;
 	char owner[65];                           /* engine_set_owner: whose writer locks, */
 	unsigned lease;                           /* and their lease in seconds (0: none) */
+	engine_forward_fn fwd;                    /* engine_set_forward; lock */
+	void *fwd_ctx;                            /* lock */
+	int fwd_busy;                             /* requests running fwd; lock */
+	pthread_cond_t fwd_idle;                  /* fwd_busy fell to 0; with lock */
 };
 
 /* The pool of `lineage`, opened if needed (its maps scanned), refcount

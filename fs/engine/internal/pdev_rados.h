@@ -45,7 +45,17 @@ int pdev_rados_open(struct pdev **out, rados_ioctx_t io, const char *lineage, un
  * hour, so nothing it sent can land after us): returns 1.  A lock whose
  * lease ran out is simply taken (its holder fences itself): returns 2.
  * holder then names the previous one.  owner: no spaces. */
-int pdev_rados_lock(struct pdev *d, const char *owner, unsigned lease, char *holder, size_t n);
+/* fwd (may be NULL): while it holds the lock the device watches the
+ * header and runs fwd for each notify another host sends there
+ * (pdev_rados_forward); *reply (malloc'd, may stay NULL) is the answer. */
+typedef void (*pdev_rados_forward_fn)(void *ctx, const void *req, size_t len, void **reply, size_t *rlen);
+int pdev_rados_lock(struct pdev *d, const char *owner, unsigned lease, pdev_rados_forward_fn fwd, void *fwd_ctx,
+		    char *holder, size_t n);
+/* Send req to whoever holds lineage's lock (its watch) and wait up to
+ * timeout_ms for its answer: 0 with *reply (malloc'd) and *rlen, or
+ * -EHOSTUNREACH when no holder answered, -errno. */
+int pdev_rados_forward(rados_ioctx_t io, const char *lineage, const void *req, size_t len, unsigned timeout_ms,
+		       void **reply, size_t *rlen);
 /* Before another host takes over volumes of `owner`: if owner holds
  * lineage's lock, it must be past its lease (-EBUSY otherwise), and its
  * client is blocklisted for an hour.  1 if it was, 0 if owner held
