@@ -499,8 +499,8 @@ int ctl_forward_reply(const void *reply, size_t rlen, FILE *out, FILE *err)
 	const uint8_t *b = reply;
 	uint32_t on, en;
 
-	if (rlen < 12 || (on = get32(b + 4)) > rlen - 12 || (en = get32(b + 8 + on)) != rlen - 12 - on)
-		return -EPROTO;
+	if (rlen < 12 || get32(b) > 255 || (on = get32(b + 4)) > rlen - 12 || (en = get32(b + 8 + on)) != rlen - 12 - on)
+		return -EPROTO;               /* an exit code is 0..255 */
 	fwrite(b + 8, 1, on, out);
 	fwrite(b + 12 + on, 1, en, err);
 	return (int)get32(b);

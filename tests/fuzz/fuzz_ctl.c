@@ -10,9 +10,13 @@
  *     terminated, project shorter than 64 bytes, no NUL inside a string);
  *   - the encoding is canonical: re-encoding the parsed request the way
  *     ctl_client_run does gives back exactly the input bytes.
+ * The same bytes also go to ctl_forward_reply, the parser of another
+ * host's answer to a forwarded command (a host of the store may be
+ * compromised): it returns -EPROTO or an exit code, and nothing else.
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,8 +32,16 @@ static void put32(uint8_t *p, uint32_t v)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	static FILE *sink;
 	struct ctl_request r;
-	int rc = ctl_request_parse(data, size, &r);
+	int rc;
+
+	if (!sink && !(sink = fopen("/dev/null", "w")))
+		abort();
+	rc = ctl_forward_reply(data, size, sink, sink);
+	if (rc < 0 && rc != -EPROTO)
+		abort();
+	rc = ctl_request_parse(data, size, &r);
 
 	if (rc < 0) {
 		if (rc != -EPROTO || r.argc != 0)
