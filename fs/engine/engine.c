@@ -540,6 +540,11 @@ void engine_pool_put(struct pool *p)
 	} else {
 		pool_give_back(p);
 	}
+	/* The device too, while the pool is still in the table: a pool in
+	 * RADOS lets go of its writer lock there, and an open of the lineage
+	 * waiting for this one must not find the lock still held. */
+	pdev_close(p->dev);
+	p->dev = NULL;
 	pthread_mutex_lock(&e->lock);
 	for (pp = &e->pools; *pp; pp = &(*pp)->next) {
 		if (*pp == p) {

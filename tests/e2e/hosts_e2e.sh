@@ -77,7 +77,7 @@ for k in namespace pool region; do
 done
 grep -q '^name = host-b$' "$B/evfs.ini" || die "evfs.ini of B does not name host-b"
 # Short leases, so that a hung host's volumes can be taken within the test.
-sed -i 's/^lease = .*/lease = 6/' "$A/evfs.ini" "$B/evfs.ini"
+sed -i 's/^lease = .*/lease = 10/' "$A/evfs.ini" "$B/evfs.ini"
 ok "host B joins: pool, namespace and region come from the catalog"
 
 # --- a volume made on A, written on A, read on B -------------------------
@@ -182,7 +182,7 @@ kill -STOP "$pid"
 DD=$!
 expect_fail 1 ctla attach v1 --steal
 grep -q "still renews its lease" "$T/err" || die "steal while B's lease lives: no clear message"
-sleep 7
+sleep 11
 ctla attach v1 --steal >/dev/null 2>"$T/err"
 grep -q "lease ran out" "$T/err" || die "attach --steal gave no warning: $(cat "$T/err")"
 grep -q "host host-b let its lease run out; its client is blocklisted" "$T/evfs.log" ||
