@@ -970,12 +970,16 @@ int pdev_rados_lock(struct pdev *d, const char *owner, unsigned lease, pdev_rado
 	 * out, and they are fenced before this device writes anything. */
 	prev = one_locker(r->io, r->hdr, pclient, pcookie, paddr, sizeof(pclient));
 	t0 = mono_ns();
-	for (int tries = 0; tries < 2; tries++) {
+	for (int tries = 0; tries < 3; tries++) {
+		ssize_t k;
+
 		err = rados_lock_exclusive(r->io, r->hdr, LOCK_NAME, r->cookie, "evfs pool writer", lease ? &tv : NULL, 0);
 		if (err != -EBUSY)
 			break;
-		if (lockers(r->io, r->hdr, clients, cookies, addrs, sizeof(clients)) != 1 ||
-		    !break_stale(r, owner, clients, cookies, addrs))
+		k = lockers(r->io, r->hdr, clients, cookies, addrs, sizeof(clients));
+		if (k == 0 || k == -ENOENT)
+			continue;          /* let go between our lock and the listing */
+		if (k != 1 || !break_stale(r, owner, clients, cookies, addrs))
 			break;
 		if (holder && n)
 			snprintf(holder, n, "%s (%s)", cookies, clients);
