@@ -39,6 +39,8 @@ teardown() {
     kill -TERM "$S_PID" 2>/dev/null
   fi
   for _ in $(seq 100); do [ -n "$S_PID" ] && kill -0 "$S_PID" 2>/dev/null || break; sleep 0.1; done
+  [ -n "$S_PID" ] && kill -0 "$S_PID" 2>/dev/null && kill -KILL "$S_PID"
+  [ -n "$S_MNT" ] && mountpoint -q "$S_MNT" && umount -l "$S_MNT"
   [ -n "$IMG" ] && rbd "${C[@]}" rm "$IMG" >/dev/null 2>&1
   S_MNT="" S_PID="" S_DIR="" TARGET="" IMG=""
   set -e
@@ -84,7 +86,12 @@ setup_rbd_luks2() {
 }
 
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
-fiorun() { fio --output-format=terse --terse-version=3 --name=b --filename="$TARGET" --size="$SIZE" "$@" 2>>"$W/fio.log" || true; }
+# A peer that stops answering (qemu-storage-daemon's FUSE export was seen to
+# hang on a flush) costs its cell, not the run: fio is given a deadline.
+fiorun() {
+  timeout -k 5 $(( RUNTIME * 3 + 120 )) fio --output-format=terse --terse-version=3 --name=b --filename="$TARGET" \
+    --size="$SIZE" "$@" 2>>"$W/fio.log" || echo "bench: fio failed or timed out on $TARGET ($*)" >&2
+}
 field() { awk -F';' -v i="$2" -v d="$3" 'NF >= i && $i != "" { printf "%.1f", $i / d; ok = 1 } END { if (!ok) print "ERR" }' <<<"$1"; }
 declare -A V
 measure() {

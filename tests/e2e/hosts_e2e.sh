@@ -23,16 +23,31 @@
 PGI=$EVFS_PG_CONNINFO_PASSFILE
 A=$T/host-a B=$T/host-b MNT_B=$T/mnt-b
 mkdir -p "$MNT_B"
+# The mounts this test started, by PID ($T/pids): a stopped one (SIGSTOP
+# below) is continued first, then both mount points are unmounted (lazily
+# if they must) and what still runs of ours is stopped.
 extra_cleanup() {
-  if mountpoint -q "$MNT_B"; then fusermount3 -u "$MNT_B" 2>/dev/null || umount -l "$MNT_B"; fi
-  pkill -f "evfs $B " 2>/dev/null || true
-  pkill -f "evfs $A " 2>/dev/null || true
+  local p
+  for p in $(cat "$T/pids" 2>/dev/null); do
+    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$T/" && kill -CONT "$p" 2>/dev/null
+  done
+  for m in "$MNT" "$MNT_B"; do
+    if mountpoint -q "$m"; then fusermount3 -u "$m" 2>/dev/null || umount -l "$m"; fi
+  done
+  for p in $(cat "$T/pids" 2>/dev/null); do
+    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$T/" && kill -TERM "$p" 2>/dev/null
+  done
+  return 0
 }
 trap 'extra_cleanup; cleanup' EXIT
 ctla() { "$EVFSCTL_BIN" --store "$A" "$@"; }
 ctlb() { "$EVFSCTL_BIN" --store "$B" "$@"; }
 # mount_on DIR MNT / umount_on DIR MNT: like mnt/umnt of lib.sh for either host.
-mount_on() { "$EVFS_BIN" "$1" "$2"; for _ in $(seq 50); do mountpoint -q "$2" && return 0; sleep 0.1; done; die "mount of $1 did not appear"; }
+mount_on() {
+  "$EVFS_BIN" "$1" "$2"
+  for _ in $(seq 50); do mountpoint -q "$2" && { pgrep -f "evfs $1 $2" >>"$T/pids"; return 0; }; sleep 0.1; done
+  die "mount of $1 did not appear"
+}
 umount_on() { fusermount3 -u "$2"; for _ in $(seq 100); do mountpoint -q "$2" || pgrep -f "evfs $1 $2" >/dev/null || return 0; sleep 0.1; done; die "mount of $1 did not go"; }
 psql_q() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$PGI" -c "$1"; }
 
