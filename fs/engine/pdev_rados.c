@@ -23,8 +23,8 @@
  *
  * Sizes are the one piece of state kept here: RADOS has no size for a
  * striped file, and asking every extent would be a round trip per extent.
- * The device is its lineage's single writer (the attach lease sees to
- * that), so it keeps each size in memory, raises it at once when a write
+ * The device is its lineage's single writer (pdev_rados_lock, below), so it
+ * keeps each size in memory, raises it at once when a write
  * ends past it (a CAS loop: writers run on many threads), and persists it
  * in the header on sync, truncate and publish, only when it changed.  A
  * write past the persisted size that is not followed by a sync before a
@@ -45,6 +45,15 @@
  * pool finds; the objects are in the ioctx's namespace (a store's own,
  * pdev_rados_connect), so `where` names it: "rados:<pool>/<ns>/<lineage>",
  * or "rados:<pool>/<lineage>" in the default namespace.
+ *
+ * One writer per lineage in the cluster: the engine takes the exclusive
+ * lock `evfs.writer` on the header for as long as the pool is open, as a
+ * lease renewed by a thread of the device, and records itself in the
+ * header's `writer` xattr; past its lease, by its own clock, the device
+ * does no more I/O, and another host may take over after blocklisting it
+ * (pdev_rados_steal).  While it holds the lock the device also watches the
+ * header: another host's request for the lineage's writer (a snapshot of
+ * a volume attached here) arrives as a notify there (pdev_rados_forward).
  *
  * Header updates after the create carry an assert_exists, so a device
  * whose lineage was removed under it gets -ENOENT instead of making an

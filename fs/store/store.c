@@ -13,9 +13,16 @@
  *                 "pid mountpoint" of a mount for the "already mounted"
  *                 message
  *
+ * (A store shared by hosts has its catalog and key store in PostgreSQL and
+ * its pools in RADOS instead: store_shared.c.)
+ *
  * Who operates the store: the mount for its whole life, otherwise the
  * evfsctl command.  So the engine's in-memory state (refcounts, open maps,
- * data keys) has exactly one owner and needs no cross-process protocol.
+ * data keys) has exactly one owner on this host.  Between hosts of a
+ * shared store, the catalog records which host has a volume attached
+ * (claimed in one statement) and the engine holds a pool's RADOS writer
+ * lease while it has it open; commands on a volume attached elsewhere are
+ * refused (store_host_check) or run there (store_forward.c).
  *
  * Attachments (R15-R18, R21): an attached volume is an engine handle with
  * its data key, held in `attached`.  The catalog keeps the desired state so

@@ -88,9 +88,22 @@ setup_rbd_luks2() {
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
 # A peer that stops answering (qemu-storage-daemon's FUSE export was seen to
 # hang on a flush) costs its cell, not the run: fio is given a deadline.
+# Once a system hung in a round, its other rows of that round are skipped,
+# and its FUSE connection is aborted: a fio job stuck in a FUSE request
+# cannot be killed otherwise, and would keep $(...) waiting for ever.
+fuse_abort() { # MOUNTPOINT
+  local dev
+  dev=$(awk -v m="$1" '$5 == m { print $3 }' /proc/self/mountinfo | head -1)
+  [ -n "$dev" ] || return 0
+  mountpoint -q /sys/fs/fuse/connections || mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null || true
+  echo 1 >"/sys/fs/fuse/connections/${dev#*:}/abort" 2>/dev/null || true
+}
 fiorun() {
+  [ ! -e "$W/hung" ] || return 0     # (a flag file: fiorun runs in $(...))
   timeout -k 5 $(( RUNTIME * 3 + 120 )) fio --output-format=terse --terse-version=3 --name=b --filename="$TARGET" \
-    --size="$SIZE" "$@" 2>>"$W/fio.log" || echo "bench: fio failed or timed out on $TARGET ($*)" >&2
+    --size="$SIZE" "$@" 2>>"$W/fio.log" ||
+    { touch "$W/hung"; fuse_abort "$S_MNT"
+      echo "bench: fio failed or timed out on $TARGET ($*); its FUSE connection aborted, the rest of this round skipped" >&2; }
 }
 field() { awk -F';' -v i="$2" -v d="$3" 'NF >= i && $i != "" { printf "%.1f", $i / d; ok = 1 } END { if (!ok) print "ERR" }' <<<"$1"; }
 declare -A V
@@ -111,6 +124,7 @@ SYSTEMS=(evfs rbd-luks2 rbd)
 for ROUND in $(seq "$ROUNDS"); do
   for s in "${SYSTEMS[@]}"; do
     echo "round $ROUND: $s" >&2
+    rm -f "$W/hung"
     if "setup_${s//-/_}"; then measure "$s"; else echo "bench: $s could not be set up (round $ROUND)" >&2; fi
     teardown
   done
