@@ -12,6 +12,8 @@
 # table is the MEDIAN of ROUNDS rounds, then evfs/rbd-luks2 and evfs/rbd.
 # Memstore keeps everything in RAM, so this compares the data paths (client
 # CPU, round trips, FUSE), not disks (see ../shared/PEERS.md on noise).
+# Each system's data is deleted when its turn ends: a full memstore OSD
+# stops every write (it looked like a hung peer until that was found).
 #   usage: sudo tests/bench/cluster.sh    (starts Ceph itself: tests/cluster/ceph.sh)
 #   env: SIZE (default 256M), RUNTIME (random rows, seconds, default 10),
 #        ROUNDS (default 3); packages: fio, qemu-system-common +
@@ -19,7 +21,11 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 if [ "${1:-}" != --inside ]; then
-  exec bash "$ROOT/tests/cluster/ceph.sh" run -- bash "$0" --inside
+  # Memstore holds the data in RAM and stops every write once it is 95 %
+  # full (1 GiB by default): room for one system's data at a time, which
+  # teardown deletes after each.
+  EVFS_CEPH_MEMSTORE_BYTES=${EVFS_CEPH_MEMSTORE_BYTES:-4294967296} \
+    exec bash "$ROOT/tests/cluster/ceph.sh" run -- bash "$0" --inside
 fi
 : "${EVFS_CEPH_CONF:?}" "${EVFS_CEPH_POOL:?}"
 EVFS=${EVFS_BIN:-$ROOT/build/fs/fuse/evfs} CTL=${EVFSCTL_BIN:-$ROOT/build/cli/evfsctl}
@@ -34,6 +40,7 @@ teardown() {
   set +e
   if [ -n "$S_DIR" ] && [ -n "$S_MNT" ] && mountpoint -q "$S_MNT"; then      # evfs
     "$CTL" --store "$S_DIR/store" detach bench >/dev/null 2>&1
+    "$CTL" --store "$S_DIR/store" volume delete bench >/dev/null 2>&1   # its objects go too
     fusermount3 -u "$S_MNT" || umount -l "$S_MNT"
   elif [ -n "$S_PID" ]; then                                                 # qemu-storage-daemon
     kill -TERM "$S_PID" 2>/dev/null
