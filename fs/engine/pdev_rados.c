@@ -79,6 +79,7 @@
 #define EXT_SIZE ((uint64_t)1 << EXT_SHIFT)
 #define EXT_MASK (EXT_SIZE - 1)
 #define INFLIGHT 32                       /* ops in flight per call */
+#define WB_MAX 128                        /* data writes in flight between syncs */
 #define LINEAGE_LEN 32
 #define OID_MAX 64                        /* "<lineage>.journal.<16 hex>" and a NUL: 58 */
 #define XATTR_PUBLISHED "published"
@@ -104,6 +105,10 @@ struct pdev_rados {
 	_Atomic int lost;                       /* a renewal failed: no more I/O */
 	_Atomic int64_t renewed;                /* CLOCK_MONOTONIC ns when the last renewal that
 						   succeeded was sent */
+	pthread_mutex_t wmu;                    /* the data writes in flight below */
+	struct aio *wb;                         /* ring of WB_MAX data writes not yet reaped */
+	unsigned wb_head, wb_n;
+	int wb_err;                             /* the first that failed, for the next sync */
 	pdev_rados_forward_fn fwd;              /* runs requests other hosts notify */
 	void *fwd_ctx;
 	uint64_t watch;                         /* the header watch, when fwd is set */
@@ -274,6 +279,97 @@ static void batch_clear(struct batch *b, rados_ioctx_t io, const char *oid, uint
 	batch_issued(b, a, rados_aio_write_op_operate(a->op, io, a->c, oid, NULL, 0));
 }
 
+/* ---- data writes in flight --------------------------------------------
+ *
+ * A chunk is one 4 KiB write of the data file, and waiting for each before
+ * acknowledging it made a sequential write one round trip per chunk.  So
+ * a data write that fits one extent is issued and returns; up to WB_MAX
+ * stay in flight (the oldest is waited for when the ring is full), and
+ * sync of the data file waits for all of them and reports the first that
+ * failed, the way a page cache reports writeback errors at fsync.  The
+ * engine syncs the data file before a tree naming the chunks is committed
+ * (tree.c), so nothing durable ever points at a chunk still in flight.
+ * Reads and later writes of the same object are ordered after it by RADOS
+ * (one client, one object: in order), so nobody sees an older chunk. */
+
+/* Wait for the oldest write in flight; under wmu. */
+static void wb_reap_one(struct pdev_rados *r)
+{
+	struct aio *a = &r->wb[r->wb_head];
+	int ret;
+
+	rados_aio_wait_for_complete(a->c);
+	ret = rados_aio_get_return_value(a->c);
+	rados_aio_release(a->c);
+	rados_release_write_op(a->op);
+	free(a->bounce);
+	if (ret < 0 && !r->wb_err)
+		r->wb_err = ret;
+	r->wb_head = (r->wb_head + 1) % WB_MAX;
+	r->wb_n--;
+}
+
+/* Wait for every data write in flight: 0, or the first error since the
+ * last drain. */
+static int wb_drain(struct pdev_rados *r)
+{
+	int err;
+
+	pthread_mutex_lock(&r->wmu);
+	while (r->wb_n)
+		wb_reap_one(r);
+	err = r->wb_err;
+	r->wb_err = 0;
+	pthread_mutex_unlock(&r->wmu);
+	return err;
+}
+
+/* Issue the data write of total bytes at off (within one extent), its
+ * bytes copied from iov; returns once it is in flight. */
+static int wb_write(struct pdev_rados *r, const struct iovec *iov, int iovcnt, uint64_t off, size_t total)
+{
+	char oid[OID_MAX], *buf = malloc(total);
+	struct aio *a;
+	size_t got = 0;
+	int err;
+
+	if (!buf)
+		return -ENOMEM;
+	for (int j = 0; j < iovcnt && got < total; j++) {
+		size_t k = iov[j].iov_len < total - got ? iov[j].iov_len : total - got;
+
+		memcpy(buf + got, iov[j].iov_base, k);
+		got += k;
+	}
+	ext_oid(oid, r, PDEV_DATA, off >> EXT_SHIFT);
+	pthread_mutex_lock(&r->wmu);
+	if (r->wb_n == WB_MAX)
+		wb_reap_one(r);
+	a = &r->wb[(r->wb_head + r->wb_n) % WB_MAX];
+	memset(a, 0, sizeof(*a));
+	err = rados_aio_create_completion2(NULL, NULL, &a->c);
+	if (!err && !(a->op = rados_create_write_op())) {
+		rados_aio_release(a->c);
+		err = -ENOMEM;
+	}
+	if (!err) {
+		rados_write_op_write(a->op, buf, total, off & EXT_MASK);
+		err = rados_aio_write_op_operate(a->op, r->io, a->c, oid, NULL, 0);
+		if (err < 0) {
+			rados_aio_release(a->c);
+			rados_release_write_op(a->op);
+		}
+	}
+	if (!err) {
+		a->bounce = buf;
+		r->wb_n++;
+	}
+	pthread_mutex_unlock(&r->wmu);
+	if (err)
+		free(buf);
+	return err;
+}
+
 /* ---- the header ------------------------------------------------------ */
 
 static int parse_size(const char *val, size_t len, uint64_t *out)
@@ -441,6 +537,17 @@ static int rados_dev_writev(struct pdev *d, enum pdev_file f, const struct iovec
 		return 0;
 	if (off + total < off)
 		return -EFBIG;
+	if (f == PDEV_DATA && (off & EXT_MASK) + total <= EXT_SIZE) {
+		int err = wb_write(r, iov, iovcnt, off, (size_t)total);
+
+		if (err < 0)
+			return err;
+		end = off + total;
+		cur = atomic_load(&r->size[f]);
+		while (cur < end && !atomic_compare_exchange_weak(&r->size[f], &cur, end))
+			;
+		return 0;
+	}
 	for (done = 0; done < total;) {
 		uint64_t pos = off + done, o = pos & EXT_MASK;
 		size_t n = total - done < EXT_SIZE - o ? (size_t)(total - done) : (size_t)(EXT_SIZE - o);
@@ -539,6 +646,8 @@ static int rados_dev_sync(struct pdev *d, enum pdev_file f)
 		return -EBADF;
 	if (!lease_ok(R(d)))
 		return -EIO;              /* the writer lock is no longer ours */
+	if (f == PDEV_DATA && (err = wb_drain(r)) < 0)
+		return err;
 	pthread_mutex_lock(&r->mu);
 	err = hdr_update(r, PDEV_BIT(f), 0);
 	pthread_mutex_unlock(&r->mu);
@@ -610,6 +719,8 @@ static void rados_dev_close(struct pdev *d)
 {
 	struct pdev_rados *r = R(d);
 
+	(void)wb_drain(r);        /* nothing may land after the lock is let go */
+
 	if (r->lease) {
 		pthread_mutex_lock(&r->lmu);
 		r->stop = 1;
@@ -627,6 +738,8 @@ static void rados_dev_close(struct pdev *d)
 		(void)rados_unlock(r->io, r->hdr, LOCK_NAME, r->cookie);
 	}
 	pthread_mutex_destroy(&r->mu);
+	pthread_mutex_destroy(&r->wmu);
+	free(r->wb);
 	free(d);
 }
 
@@ -700,12 +813,20 @@ int pdev_rados_open(struct pdev **out, rados_ioctx_t io, const char *lineage, un
 		atomic_init(&r->size[f], size[f]);
 		r->saved[f] = size[f];
 	}
+	r->wb = calloc(WB_MAX, sizeof(*r->wb));
+	if (!r->wb) {
+		err = -ENOMEM;
+		goto fail;
+	}
 	err = -pthread_mutex_init(&r->mu, NULL);
+	if (!err && (err = -pthread_mutex_init(&r->wmu, NULL)) < 0)
+		pthread_mutex_destroy(&r->mu);
 	if (err < 0)
 		goto fail;
 	*out = &r->d;
 	return 0;
 fail:
+	free(r->wb);
 	free(r);
 	return err;
 }
