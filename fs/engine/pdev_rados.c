@@ -16,10 +16,11 @@
  * A missing object, or the part of one past its end, reads as zeros: the
  * files are sparse the way local ones are, and punching a whole extent is
  * removing its object.  A write within one extent is one write op, so it
- * is applied whole or not at all and durable once acknowledged; a longer
- * read or write is one op per extent, all in flight together (up to
- * INFLIGHT), which matters on the data path where 128 KiB - 1 MiB requests
- * are common.  sync therefore has no data to flush.
+ * is applied whole or not at all; a longer read or write is one op per
+ * extent, all in flight together (up to INFLIGHT), which matters on the
+ * data path where 128 KiB - 1 MiB requests are common.  Writes are durable
+ * once they return, except the data file's chunk writes: those stay in
+ * flight until the data file's sync (see "data writes in flight").
  *
  * Sizes are the one piece of state kept here: RADOS has no size for a
  * striped file, and asking every extent would be a round trip per extent.
