@@ -885,6 +885,36 @@ static int break_stale(struct pdev_rados *r, const char *owner, const char *clie
 	return fence(r->io, r->hdr, client, cookie, addr) == 0;
 }
 
+static void copy_str(char *dst, size_t n, const char *src)
+{
+	size_t l = strnlen(src, n - 1);
+
+	memcpy(dst, src, l);
+	dst[l] = '\0';
+}
+
+/* The writer record of hdr (XATTR_WRITER: "<cookie>\n<client>\n<addr>"):
+ * 1 with its parts copied out, 0 if there is none, or -errno. */
+static int writer_get(rados_ioctx_t io, const char *hdr, char *client, char *cookie, char *addr, size_t n)
+{
+	char buf[3 * COOKIE_MAX + 2048], *a, *b;
+	int len = rados_getxattr(io, hdr, XATTR_WRITER, buf, sizeof(buf) - 1);
+
+	if (len == -ENODATA || len == -ENOENT)
+		return 0;
+	if (len < 0)
+		return len;
+	buf[len] = '\0';
+	if (!(a = strchr(buf, '\n')) || !(b = strchr(a + 1, '\n')))
+		return -EIO;
+	*a++ = '\0';
+	*b++ = '\0';
+	copy_str(cookie, n, buf);
+	copy_str(client, n, a);
+	copy_str(addr, n, b);
+	return 1;
+}
+
 int pdev_rados_fence(rados_ioctx_t io, const char *lineage, const char *owner)
 {
 	char hdr[OID_MAX], clients[1024], cookies[1024], addrs[1024], who[COOKIE_MAX];
@@ -894,14 +924,25 @@ int pdev_rados_fence(rados_ioctx_t io, const char *lineage, const char *owner)
 		return -EINVAL;
 	hdr_oid(hdr, lineage);
 	n = lockers(io, hdr, clients, cookies, addrs, sizeof(clients));
-	if (n == -ENOENT || n == 0)
-		return 0;
+	if (n == -ENOENT || n == 0) {
+		/* No lock shown: its lease may have run out with the holder
+		 * hung, not gone; the record it left names its client. */
+		n = writer_get(io, hdr, clients, cookies, addrs, sizeof(clients));
+		if (n <= 0 || sscanf(cookies, "%127s", who) != 1 || strcmp(who, owner) != 0)
+			return (int)n;
+		n = rados_blocklist_add(rados_ioctx_get_cluster(io), addrs, 3600);
+		if (n == 0)
+			(void)rados_rmxattr(io, hdr, XATTR_WRITER);
+		return n < 0 ? (int)n : 1;
+	}
 	if (n < 0)
 		return (int)n;
 	/* An exclusive lock has one locker. */
 	if (sscanf(cookies, "%127s", who) != 1 || strcmp(who, owner) != 0)
 		return 0;
 	n = fence(io, hdr, clients, cookies, addrs);
+	if (n == 0)
+		(void)rados_rmxattr(io, hdr, XATTR_WRITER);
 	return n < 0 ? (int)n : 1;
 }
 
@@ -945,36 +986,6 @@ static int one_locker(rados_ioctx_t io, const char *hdr, char *client, char *coo
 	if (k == -ENOENT || k == 0)
 		return 0;
 	return k < 0 ? (int)k : 1;
-}
-
-static void copy_str(char *dst, size_t n, const char *src)
-{
-	size_t l = strnlen(src, n - 1);
-
-	memcpy(dst, src, l);
-	dst[l] = '\0';
-}
-
-/* The writer record of hdr (XATTR_WRITER: "<cookie>\n<client>\n<addr>"):
- * 1 with its parts copied out, 0 if there is none, or -errno. */
-static int writer_get(rados_ioctx_t io, const char *hdr, char *client, char *cookie, char *addr, size_t n)
-{
-	char buf[3 * COOKIE_MAX + 2048], *a, *b;
-	int len = rados_getxattr(io, hdr, XATTR_WRITER, buf, sizeof(buf) - 1);
-
-	if (len == -ENODATA || len == -ENOENT)
-		return 0;
-	if (len < 0)
-		return len;
-	buf[len] = '\0';
-	if (!(a = strchr(buf, '\n')) || !(b = strchr(a + 1, '\n')))
-		return -EIO;
-	*a++ = '\0';
-	*b++ = '\0';
-	copy_str(cookie, n, buf);
-	copy_str(client, n, a);
-	copy_str(addr, n, b);
-	return 1;
 }
 
 int pdev_rados_steal(rados_ioctx_t io, const char *lineage, const char *owner, unsigned lease)

@@ -62,8 +62,10 @@ int pdev_rados_forward(rados_ioctx_t io, const char *lineage, const void *req, s
  * nothing there, -errno. */
 int pdev_rados_steal(rados_ioctx_t io, const char *lineage, const char *owner, unsigned lease);
 /* The writer lock of lineage held by `owner` (a host that is gone):
- * that client is blocklisted for an hour, then its lock broken.  1 if
- * there was one, 0 if the lock is free or someone else's, or -errno. */
+ * that client is blocklisted for an hour, then its lock broken.  A lock
+ * whose lease ran out is no longer shown: the `writer` record it left
+ * names the client to blocklist then.  1 if owner held it, 0 if the lock
+ * is free (and no record of owner's is left) or someone else's, -errno. */
 int pdev_rados_fence(rados_ioctx_t io, const char *lineage, const char *owner);
 /* Persist every file's size and mark the pool published: other opens see it. */
 int pdev_rados_publish(struct pdev *d);
