@@ -17,10 +17,14 @@ V=$MNT/volumes/v1
 head -c 1M /dev/urandom >"$T/data"
 dd if="$T/data" of="$V" bs=1M count=1 oflag=direct conv=notrunc,fsync status=none
 for _ in 1 2; do dd if="$V" of=/dev/null bs=1M count=1 iflag=direct status=none; done
-# Damage chunk 10's ciphertext at rest (slots of a fresh pool follow the
-# write order) and read it: EIO, counted.
+# Damage chunk 10's ciphertext at rest and read it: EIO, counted.  Which
+# slot holds chunk 10 depends on the order the sealing threads finished in,
+# so damage one byte of every slot the 1 MiB write used (nothing reads the
+# other chunks afterwards).
 lin=$(ctl --json volume show v1 | jget lineage)
-printf '\xff' | dd of="$STORE/pools/$lin/data" bs=1 seek=$((10 * 4096 + 7)) conv=notrunc status=none
+for slot in $(seq 0 255); do
+  printf '\xff' | dd of="$STORE/pools/$lin/data" bs=1 seek=$((slot * 4096 + 7)) conv=notrunc status=none
+done
 set +e; dd if="$V" of=/dev/null bs=4k skip=10 count=1 iflag=direct status=none 2>/dev/null; rc=$?; set -e
 [ $rc != 0 ] || die "reading a damaged chunk succeeded"
 exec 7<"$V"
