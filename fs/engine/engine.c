@@ -261,35 +261,19 @@ int engine_forward(struct engine *e, const char *lineage, const void *req, size_
 	return -ENOTSUP;
 }
 
-int engine_pool_steal(struct engine *e, const char *lineage, const char *owner)
+int engine_pool_fence(struct engine *e, const char *lineage, const char *owner, int takeover)
 {
 #ifdef EVFS_HAVE_RADOS
 	if (e->rados_io) {
-		int err = pdev_rados_steal(e->rados_io, lineage, owner, e->lease);
+		int err = pdev_rados_fence(e->rados_io, lineage, owner, takeover ? (e->lease ? e->lease : 1) : 0);
 
 		if (err == 1)
-			elog_printf(&e->log, LOG_WARNING, "pool %s: host %s let its lease run out; its client is "
-				    "blocklisted for an hour", lineage, owner);
+			elog_printf(&e->log, LOG_WARNING, "pool %s: host %s %s; its client is blocklisted for an hour",
+				    lineage, owner, takeover ? "let its lease run out" : "lost its writer lock");
 		return err;
 	}
 #endif
-	(void)e, (void)lineage, (void)owner;
-	return 0;
-}
-
-int engine_pool_fence(struct engine *e, const char *lineage, const char *owner)
-{
-#ifdef EVFS_HAVE_RADOS
-	if (e->rados_io) {
-		int err = pdev_rados_fence(e->rados_io, lineage, owner);
-
-		if (err == 1)
-			elog_printf(&e->log, LOG_WARNING, "pool %s: the writer lock of host %s is broken and its client "
-				    "blocklisted for an hour", lineage, owner);
-		return err;
-	}
-#endif
-	(void)e, (void)lineage, (void)owner;
+	(void)e, (void)lineage, (void)owner, (void)takeover;
 	return 0;
 }
 

@@ -61,11 +61,6 @@ int engine_set_format(struct engine *e, int format) ENGINE_WUR;
  * seconds past its last renewal (0: until released).  A pool held by
  * another host cannot be opened: -EBUSY, the holder named in the log. */
 int engine_set_owner(struct engine *e, const char *owner, unsigned lease) ENGINE_WUR;
-/* Another host takes over volumes of host `owner` (attach --steal): if
- * owner holds lineage's pool, its lease must have run out (-EBUSY if not)
- * and its client is blocklisted.  1 if it was, 0 if owner held nothing
- * there (or the pools are local), -errno. */
-int engine_pool_steal(struct engine *e, const char *lineage, const char *owner) ENGINE_WUR;
 /* Requests between hosts (pools in RADOS): a host that has a lineage's
  * pool open runs `fn` for each request another host sends it with
  * engine_forward (fn may set *reply, malloc'd, as the answer); set before
@@ -76,10 +71,12 @@ typedef void (*engine_forward_fn)(void *ctx, const void *req, size_t len, void *
 void engine_set_forward(struct engine *e, engine_forward_fn fn, void *ctx);
 int engine_forward(struct engine *e, const char *lineage, const void *req, size_t len, unsigned timeout_ms,
 		   void **reply, size_t *rlen) ENGINE_WUR;
-/* A host that is gone for good (the operator says so): fence its client
- * off lineage's pool and break its writer lock there.  1 if it held it,
- * 0 if not (or the pools are local), -errno. */
-int engine_pool_fence(struct engine *e, const char *lineage, const char *owner) ENGINE_WUR;
+/* Fence host `owner` off lineage's pool and break its writer lock there.
+ * takeover (attach --steal): only once owner's lease ran out, -EBUSY while
+ * it still renews it; else (detach --force: the operator says the host is
+ * gone) at once.  1 if owner held it, 0 if not (or the pools are local),
+ * -errno. */
+int engine_pool_fence(struct engine *e, const char *lineage, const char *owner, int takeover) ENGINE_WUR;
 /* Freshness of format 2 pools.  A pool authenticates its own files, but a
  * whole pool directory put back from an older copy is self-consistent; the
  * store keeps each pool's generation and header hash outside it (the

@@ -52,7 +52,7 @@
  * lease renewed by a thread of the device, and records itself in the
  * header's `writer` xattr; past its lease, by its own clock, the device
  * does no more I/O, and another host may take over after blocklisting it
- * (pdev_rados_steal).  While it holds the lock the device also watches the
+ * (pdev_rados_fence).  While it holds the lock the device also watches the
  * header: another host's request for the lineage's writer (a snapshot of
  * a volume attached here) arrives as a notify there (pdev_rados_forward).
  *
@@ -915,37 +915,6 @@ static int writer_get(rados_ioctx_t io, const char *hdr, char *client, char *coo
 	return 1;
 }
 
-int pdev_rados_fence(rados_ioctx_t io, const char *lineage, const char *owner)
-{
-	char hdr[OID_MAX], clients[1024], cookies[1024], addrs[1024], who[COOKIE_MAX];
-	ssize_t n;
-
-	if (!lineage_ok(lineage) || !owner || !owner[0])
-		return -EINVAL;
-	hdr_oid(hdr, lineage);
-	n = lockers(io, hdr, clients, cookies, addrs, sizeof(clients));
-	if (n == -ENOENT || n == 0) {
-		/* No lock shown: its lease may have run out with the holder
-		 * hung, not gone; the record it left names its client. */
-		n = writer_get(io, hdr, clients, cookies, addrs, sizeof(clients));
-		if (n <= 0 || sscanf(cookies, "%127s", who) != 1 || strcmp(who, owner) != 0)
-			return (int)n;
-		n = rados_blocklist_add(rados_ioctx_get_cluster(io), addrs, 3600);
-		if (n == 0)
-			(void)rados_rmxattr(io, hdr, XATTR_WRITER);
-		return n < 0 ? (int)n : 1;
-	}
-	if (n < 0)
-		return (int)n;
-	/* An exclusive lock has one locker. */
-	if (sscanf(cookies, "%127s", who) != 1 || strcmp(who, owner) != 0)
-		return 0;
-	n = fence(io, hdr, clients, cookies, addrs);
-	if (n == 0)
-		(void)rados_rmxattr(io, hdr, XATTR_WRITER);
-	return n < 0 ? (int)n : 1;
-}
-
 /* Renew r's lock every third of its lease until closed; a renewal that
  * fails (another host took the pool after the lease ran out, or this client
  * was blocklisted) ends the device's I/O for good. */
@@ -988,34 +957,42 @@ static int one_locker(rados_ioctx_t io, const char *hdr, char *client, char *coo
 	return k < 0 ? (int)k : 1;
 }
 
-int pdev_rados_steal(rados_ioctx_t io, const char *lineage, const char *owner, unsigned lease)
+int pdev_rados_fence(rados_ioctx_t io, const char *lineage, const char *owner, unsigned lease)
 {
 	char hdr[OID_MAX], clients[1024], cookies[1024], addrs[1024], who[COOKIE_MAX], mine[COOKIE_MAX];
-	struct timeval tv = { .tv_sec = lease ? lease : 1 };
+	struct timeval tv = { .tv_sec = lease };
 	uint8_t rnd[8];
-	int err;
+	int err, shown;
 
 	if (!lineage_ok(lineage) || !owner || !owner[0])
 		return -EINVAL;
 	hdr_oid(hdr, lineage);
-	/* The lock as the OSD shows it (an expired one is not shown), else the
-	 * record its holder left: a holder that let go removed that first. */
-	err = one_locker(io, hdr, clients, cookies, addrs, sizeof(clients));
+	/* The lock as the OSD shows it, else the record its holder left: an
+	 * expired lock is not shown (its holder may be hung, not gone), and a
+	 * holder that let go removed the record first. */
+	err = shown = one_locker(io, hdr, clients, cookies, addrs, sizeof(clients));
 	if (err == 0)
 		err = writer_get(io, hdr, clients, cookies, addrs, sizeof(clients));
 	if (err <= 0 || sscanf(cookies, "%127s", who) != 1 || strcmp(who, owner) != 0)
 		return err;
-	/* Held, or was: a lock of our own succeeds only once its lease ran out. */
-	randombytes_buf(rnd, sizeof(rnd));
-	snprintf(mine, sizeof(mine), "steal %ld %02x%02x%02x%02x%02x%02x%02x%02x", (long)getpid(), rnd[0], rnd[1],
-		 rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-	err = rados_lock_exclusive(io, hdr, LOCK_NAME, mine, "evfs pool steal", &tv, 0);
-	if (err < 0)
-		return err;
-	err = rados_blocklist_add(rados_ioctx_get_cluster(io), addrs, 3600);
+	if (lease) {
+		/* Only past the lease: a lock of our own is granted only then,
+		 * and keeps the holder from renewing while we fence it. */
+		randombytes_buf(rnd, sizeof(rnd));
+		snprintf(mine, sizeof(mine), "steal %ld %02x%02x%02x%02x%02x%02x%02x%02x", (long)getpid(), rnd[0],
+			 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+		err = rados_lock_exclusive(io, hdr, LOCK_NAME, mine, "evfs pool steal", &tv, 0);
+		if (err < 0)
+			return err;
+		shown = 0;
+	}
+	/* Whatever the holder still has in flight must not land after us. */
+	err = shown == 1 ? fence(io, hdr, clients, cookies, addrs)
+			 : rados_blocklist_add(rados_ioctx_get_cluster(io), addrs, 3600);
 	if (!err)
 		(void)rados_rmxattr(io, hdr, XATTR_WRITER);
-	(void)rados_unlock(io, hdr, LOCK_NAME, mine);
+	if (lease)
+		(void)rados_unlock(io, hdr, LOCK_NAME, mine);
 	return err < 0 ? err : 1;
 }
 
@@ -1140,7 +1117,7 @@ int pdev_rados_lock(struct pdev *d, const char *owner, unsigned lease, pdev_rado
 	}
 	if (!err) {
 		/* Who we are, as the OSD saw our lock, for a host that must
-		 * fence us should our lease run out (pdev_rados_steal). */
+		 * fence us should our lease run out (pdev_rados_fence). */
 		char rec[3 * 1024 + 2];
 		int k;
 

@@ -422,6 +422,16 @@ int store_object_delete(struct store *s, const struct store_caller *c, enum meta
 
 /* ============================ attach / detach ========================== */
 
+/* Volumes are attached by the mount: without one there is nothing to do. */
+static int mounted_check(struct store *s, const struct store_caller *c, const char *name)
+{
+	if (s->mounted)
+		return 0;
+	store_seterr(s, c, "attach %s: the store is not mounted; mount it first (evfs %s MOUNTPOINT), then attach", name,
+		     s->dir);
+	return -ENOTCONN;
+}
+
 int store_attach(struct store *s, const struct store_caller *c, const char *name)
 {
 	struct meta_object o;
@@ -431,11 +441,8 @@ int store_attach(struct store *s, const struct store_caller *c, const char *name
 		rc = store_owner_check(s, c, &o, "attach volume");
 	if (rc)
 		return rc;
-	if (!s->mounted) {
-		store_seterr(s, c, "attach %s: the store is not mounted; mount it first (evfs %s MOUNTPOINT), then attach",
-			     name, s->dir);
-		return -ENOTCONN;
-	}
+	if ((rc = mounted_check(s, c, name)) != 0)
+		return rc;
 	if (store_is_attached(s, o.id))
 		return 0;
 	/* Claimed for this host in the catalog first: of two hosts attaching
@@ -476,12 +483,9 @@ int store_attach_steal(struct store *s, const struct store_caller *c, const char
 		return rc ? rc : store_attach(s, c, name);
 	if (c->uid != 0 && c->uid != o.owner_uid)
 		return store_owner_check(s, c, &o, "attach volume");
-	if (!s->mounted) {
-		store_seterr(s, c, "attach %s: the store is not mounted; mount it first (evfs %s MOUNTPOINT), then attach",
-			     name, s->dir);
-		return -ENOTCONN;
-	}
-	rc = engine_pool_steal(s->eng, o.lineage, o.attached_host);
+	if ((rc = mounted_check(s, c, name)) != 0)
+		return rc;
+	rc = engine_pool_fence(s->eng, o.lineage, o.attached_host, 1);
 	if (rc == -EBUSY) {
 		store_seterr(s, c, "attach %s --steal refused: host %s still renews its lease on the volume's pool (within "
 			     "the last %u s): it is alive; detach the volume there, or wait until it stops", name,
@@ -517,7 +521,7 @@ int store_detach(struct store *s, const struct store_caller *c, const char *name
 	if (!rc && elsewhere && force) {
 		/* The host that attached it is gone: it is fenced off the pool
 		 * (if it still held it) and the record changes. */
-		rc = engine_pool_fence(s->eng, o.lineage, o.attached_host);
+		rc = engine_pool_fence(s->eng, o.lineage, o.attached_host, 0);
 		if (rc < 0) {
 			store_seterr(s, c, "detach %s: host %s cannot be fenced off the volume's pool: %s; nothing changed",
 				     name, o.attached_host, evfs_strerror(rc));

@@ -56,17 +56,15 @@ int pdev_rados_lock(struct pdev *d, const char *owner, unsigned lease, pdev_rado
  * -EHOSTUNREACH when no holder answered, -errno. */
 int pdev_rados_forward(rados_ioctx_t io, const char *lineage, const void *req, size_t len, unsigned timeout_ms,
 		       void **reply, size_t *rlen);
-/* Before another host takes over volumes of `owner`: if owner holds
- * lineage's lock, it must be past its lease (-EBUSY otherwise), and its
- * client is blocklisted for an hour.  1 if it was, 0 if owner held
- * nothing there, -errno. */
-int pdev_rados_steal(rados_ioctx_t io, const char *lineage, const char *owner, unsigned lease);
-/* The writer lock of lineage held by `owner` (a host that is gone):
- * that client is blocklisted for an hour, then its lock broken.  A lock
- * whose lease ran out is no longer shown: the `writer` record it left
- * names the client to blocklist then.  1 if owner held it, 0 if the lock
- * is free (and no record of owner's is left) or someone else's, -errno. */
-int pdev_rados_fence(rados_ioctx_t io, const char *lineage, const char *owner);
+/* Fence host `owner` off lineage's pool, if it holds (or held) the writer
+ * lock there: its client is blocklisted for an hour, its lock broken and
+ * its `writer` record removed.  lease != 0 (a takeover, attach --steal):
+ * only once owner's lock is past its lease of `lease` seconds, -EBUSY
+ * before; 0 (the operator says the host is gone, detach --force): now.
+ * A lock whose lease ran out is no longer shown; the record it left names
+ * the client then.  1 if owner was fenced, 0 if the lock is free (and no
+ * record of owner's left) or someone else's, -errno. */
+int pdev_rados_fence(rados_ioctx_t io, const char *lineage, const char *owner, unsigned lease);
 /* Persist every file's size and mark the pool published: other opens see it. */
 int pdev_rados_publish(struct pdev *d);
 /* 1: the lineage is published; 0: it is not (or absent); <0: error. */
