@@ -1,5 +1,5 @@
 #!/bin/bash
-# hosts_e2e: one store shared by two hosts (issue 10): chunk pools in RADOS,
+# e2e_multihost: one store shared by two hosts (issue 10): chunk pools in RADOS,
 # catalog and key store in PostgreSQL.  Run by ctest under
 # tests/cluster/both.sh (a throwaway Ceph and PostgreSQL on 127.0.0.1).  The
 # two hosts are two store directories on this machine with their own
