@@ -16,7 +16,7 @@
 # stops every write (it looked like a hung peer until that was found).
 #   usage: sudo tests/bench/cluster.sh    (starts Ceph itself: tests/cluster/ceph.sh)
 #   env: SIZE (default 256M), RUNTIME (random rows, seconds, default 10),
-#        ROUNDS (default 3); packages: fio, qemu-system-common +
+#        ROUNDS (default 3), SYSTEMS (default "evfs rbd-luks2 rbd"); packages: fio, qemu-system-common +
 #        qemu-block-extra (qemu-storage-daemon with the rbd driver), ceph-common.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -127,7 +127,7 @@ measure() {
   o=$(fiorun --ioengine=libaio --direct=1 --iodepth=16 --rw=randwrite --bs=4k --time_based --runtime="$RUNTIME")
   V[$n,rw16]+="$(field "$o" 49 1) "
 }
-SYSTEMS=(evfs rbd-luks2 rbd)
+read -r -a SYSTEMS <<<"${SYSTEMS:-evfs rbd-luks2 rbd}"    # env SYSTEMS: a subset, in turn
 for ROUND in $(seq "$ROUNDS"); do
   for s in "${SYSTEMS[@]}"; do
     echo "round $ROUND: $s" >&2
@@ -136,7 +136,7 @@ for ROUND in $(seq "$ROUNDS"); do
     teardown
   done
 done
-median() { tr ' ' '\n' <<<"$1" | grep -E '^[0-9.]+$' | sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2); else print "-" }'; }
+median() { tr ' ' '\n' <<<"$1" | { grep -E '^[0-9.]+$' || true; } | sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2); else print "-" }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 printf '\nmedians of %s rounds, SIZE=%s, RUNTIME=%ss, one memstore OSD on 127.0.0.1\n' "$ROUNDS" "$SIZE" "$RUNTIME"
 printf '| %-34s | %9s | %9s | %9s | %12s | %8s |\n' row evfs rbd-luks2 rbd evfs/rbd-luks2 evfs/rbd
