@@ -104,14 +104,51 @@ static void jrn_sum(const struct jrn_hdr *h, const uint64_t *keys, const uint8_t
 	crypto_generichash_final(&st, out, 32);
 }
 
-static int home_write(struct blkset *bs, uint64_t key, const uint8_t *img)
-{
-	enum blk_file f = (enum blk_file)(key >> 56);
-	uint64_t b = key & ((1ull << 56) - 1);
+#define HOME_RUN 256u                         /* blocks per home write: 1 MiB */
 
-	if (f >= BLK_NFILES || b > (uint64_t)INT64_MAX / BLK_SIZE)
-		return -EUCLEAN;
-	return pdev_write(bs->dev, (enum pdev_file)f, img, BLK_SIZE, b * BLK_SIZE);
+struct home_ord {
+	uint64_t key;
+	size_t i;
+};
+
+static int home_cmp(const void *a, const void *b)
+{
+	const struct home_ord *x = a, *y = b;
+
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;     /* a block twice: its images in turn */
+}
+
+/* Write n block images home (img[i] is the block keys[i] names), in key
+ * order: a run of consecutive blocks of one file goes in one write, so a
+ * commit of a thousand tree pages is a few writes, not a thousand (each a
+ * round trip on RADOS). */
+static int homes_write(struct blkset *bs, const uint64_t *keys, const uint8_t *img, size_t n)
+{
+	struct home_ord *ord = malloc(n * sizeof(*ord));
+	struct iovec iov[HOME_RUN];
+	int err = 0;
+
+	if (!ord)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		ord[i] = (struct home_ord){ keys[i], i };
+	qsort(ord, n, sizeof(*ord), home_cmp);
+	for (size_t i = 0, run; i < n && !err; i += run) {
+		enum blk_file f = (enum blk_file)(ord[i].key >> 56);
+		uint64_t b = ord[i].key & ((1ull << 56) - 1);
+
+		if (f >= BLK_NFILES || b > (uint64_t)INT64_MAX / BLK_SIZE - HOME_RUN) {
+			err = -EUCLEAN;
+			break;
+		}
+		for (run = 0; run < HOME_RUN && i + run < n && ord[i + run].key == ord[i].key + run; run++)
+			iov[run] = (struct iovec){ (void *)(img + ord[i + run].i * BLK_SIZE), BLK_SIZE };
+		err = pdev_writev(bs->dev, (enum pdev_file)f, iov, (int)run, b * BLK_SIZE);
+	}
+	free(ord);
+	return err;
 }
 
 /* Replay every complete record of the journal into the home files. */
@@ -157,8 +194,13 @@ static int jrn_replay(struct blkset *bs, unsigned *replayed)
 			free(buf);
 			break;
 		}
-		for (uint64_t i = 0; i < h.n && !err; i++)
-			err = home_write(bs, le64toh(((const uint64_t *)(buf + sizeof(h)))[i]), buf + kb + i * BLK_SIZE);
+		{
+			uint64_t *keys = (uint64_t *)(buf + sizeof(h));
+
+			for (uint64_t i = 0; i < h.n; i++)
+				keys[i] = le64toh(keys[i]);
+			err = homes_write(bs, keys, buf + kb, h.n);
+		}
 		free(buf);
 		if (err)
 			return err;
@@ -485,8 +527,7 @@ int blk_commit_io(struct blkset *bs, struct blk_txn *t)
 	t->committed = 1;
 	/* Committed.  The homes get the images; a failure here is repaired
 	 * by the replay at the next open, so it is reported, not undone. */
-	for (size_t i = 0; i < t->n && !err; i++)
-		err = home_write(bs, t->keys[i], t->img + i * BLK_SIZE);
+	err = homes_write(bs, t->keys, t->img, t->n);
 	if (err)
 		return err;
 	t->homes_ok = 1;

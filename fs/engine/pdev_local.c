@@ -14,6 +14,7 @@
 #include "pdev.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,19 +54,24 @@ static ssize_t local_read(struct pdev *d, enum pdev_file f, void *buf, size_t le
 
 static int local_writev(struct pdev *d, enum pdev_file f, const struct iovec *iov, int iovcnt, uint64_t off)
 {
-	struct iovec v[16];
-	int n = iovcnt;
+	struct iovec small[16], *v = small;
+	int n = iovcnt, err = 0;
 
-	if (n > 16)
+	if (n < 0)
 		return -EINVAL;
+	/* a copy: a short write moves the start of the pieces */
+	if (n > 16 && !(v = malloc((size_t)n * sizeof(*v))))
+		return -ENOMEM;
 	memcpy(v, iov, (size_t)n * sizeof(*v));
 	for (int i = 0; i < n;) {
-		ssize_t w = pwritev(L(d)->fd[f], v + i, n - i, (off_t)off);
+		ssize_t w = pwritev(L(d)->fd[f], v + i, n - i < IOV_MAX ? n - i : IOV_MAX, (off_t)off);
 
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w <= 0)
-			return w < 0 ? -errno : -ENOSPC;
+		if (w <= 0) {
+			err = w < 0 ? -errno : -ENOSPC;
+			break;
+		}
 		off += (uint64_t)w;
 		while (i < n && (size_t)w >= v[i].iov_len)
 			w -= (ssize_t)v[i++].iov_len;
@@ -74,7 +80,9 @@ static int local_writev(struct pdev *d, enum pdev_file f, const struct iovec *io
 			v[i].iov_len -= (size_t)w;
 		}
 	}
-	return 0;
+	if (v != small)
+		free(v);
+	return err;
 }
 
 static int local_punch(struct pdev *d, enum pdev_file f, uint64_t off, uint64_t len)

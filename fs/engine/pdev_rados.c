@@ -177,7 +177,6 @@ static int lease_ok(struct pdev_rados *r)
 struct aio {
 	rados_completion_t c;
 	rados_write_op_t op;                    /* released once complete */
-	void *bounce;                           /* freed once complete */
 	char *fill;                             /* reads: zero [result, len) of fill */
 	size_t len;
 	int enoent_ok;                          /* a missing object is no error */
@@ -201,7 +200,6 @@ static int batch_reap(struct batch *b)
 		rados_aio_release(a->c);
 		if (a->op)
 			rados_release_write_op(a->op);
-		free(a->bounce);
 		if (ret == -ENOENT && (a->enoent_ok || a->fill))
 			ret = 0;
 		if (ret >= 0 && a->fill && (size_t)ret < a->len)
@@ -243,7 +241,6 @@ static void batch_issued(struct batch *b, struct aio *a, int ret)
 	rados_aio_release(a->c);
 	if (a->op)
 		rados_release_write_op(a->op);
-	free(a->bounce);
 	if (!b->err)
 		b->err = ret;
 }
@@ -284,9 +281,9 @@ static void batch_clear(struct batch *b, rados_ioctx_t io, const char *oid, uint
  *
  * A chunk is one 4 KiB write of the data file, and waiting for each before
  * acknowledging it made a sequential write one round trip per chunk.  So
- * a data write that fits one extent is issued and returns; up to WB_MAX
- * stay in flight (the oldest is waited for when the ring is full), and
- * sync of the data file waits for all of them and reports the first that
+ * a data write is issued (one op per extent it touches) and returns; up to
+ * WB_MAX stay in flight (the oldest is waited for when the ring is full),
+ * and sync of the data file waits for all of them and reports the first that
  * failed, the way a page cache reports writeback errors at fsync.  The
  * engine syncs the data file before a tree naming the chunks is committed
  * (tree.c), so nothing durable ever points at a chunk still in flight.
@@ -303,7 +300,6 @@ static void wb_reap_one(struct pdev_rados *r)
 	ret = rados_aio_get_return_value(a->c);
 	rados_aio_release(a->c);
 	rados_release_write_op(a->op);
-	free(a->bounce);
 	if (ret < 0 && !r->wb_err)
 		r->wb_err = ret;
 	r->wb_head = (r->wb_head + 1) % WB_MAX;
@@ -325,23 +321,34 @@ static int wb_drain(struct pdev_rados *r)
 	return err;
 }
 
-/* Issue the data write of total bytes at off (within one extent), its
- * bytes copied from iov; returns once it is in flight. */
-static int wb_write(struct pdev_rados *r, const struct iovec *iov, int iovcnt, uint64_t off, size_t total)
+/* Add to op the writes of the next n bytes of iov, from piece *i, byte
+ * *ioff on, at offset o of the object; the cursor moves past them.  The
+ * pieces are not copied here: librados copies each into the op. */
+static void op_write_iov(rados_write_op_t op, const struct iovec *iov, int *i, size_t *ioff, size_t n, uint64_t o)
 {
-	char oid[OID_MAX], *buf = malloc(total);
+	while (n) {
+		size_t k;
+
+		while (*ioff == iov[*i].iov_len) {
+			(*i)++;
+			*ioff = 0;
+		}
+		k = iov[*i].iov_len - *ioff < n ? iov[*i].iov_len - *ioff : n;
+		rados_write_op_write(op, (const char *)iov[*i].iov_base + *ioff, k, o);
+		*ioff += k;
+		o += k;
+		n -= k;
+	}
+}
+
+/* Issue the data write of the next n bytes of iov (cursor *i, *ioff) at
+ * off, within one extent; returns once it is in flight. */
+static int wb_write(struct pdev_rados *r, const struct iovec *iov, int *i, size_t *ioff, uint64_t off, size_t n)
+{
+	char oid[OID_MAX];
 	struct aio *a;
-	size_t got = 0;
 	int err;
 
-	if (!buf)
-		return -ENOMEM;
-	for (int j = 0; j < iovcnt && got < total; j++) {
-		size_t k = iov[j].iov_len < total - got ? iov[j].iov_len : total - got;
-
-		memcpy(buf + got, iov[j].iov_base, k);
-		got += k;
-	}
 	ext_oid(oid, r, PDEV_DATA, off >> EXT_SHIFT);
 	pthread_mutex_lock(&r->wmu);
 	if (r->wb_n == WB_MAX)
@@ -354,20 +361,16 @@ static int wb_write(struct pdev_rados *r, const struct iovec *iov, int iovcnt, u
 		err = -ENOMEM;
 	}
 	if (!err) {
-		rados_write_op_write(a->op, buf, total, off & EXT_MASK);
+		op_write_iov(a->op, iov, i, ioff, n, off & EXT_MASK);
 		err = rados_aio_write_op_operate(a->op, r->io, a->c, oid, NULL, 0);
 		if (err < 0) {
 			rados_aio_release(a->c);
 			rados_release_write_op(a->op);
 		}
 	}
-	if (!err) {
-		a->bounce = buf;
+	if (!err)
 		r->wb_n++;
-	}
 	pthread_mutex_unlock(&r->wmu);
-	if (err)
-		free(buf);
 	return err;
 }
 
@@ -514,12 +517,21 @@ static ssize_t rados_dev_read(struct pdev *d, enum pdev_file f, void *buf, size_
 	return batch_reap(&b) < 0 ? b.err : (ssize_t)len;
 }
 
+/* What reads see grows to end (writes of other threads may race). */
+static void size_grow(struct pdev_rados *r, enum pdev_file f, uint64_t end)
+{
+	uint64_t cur = atomic_load(&r->size[f]);
+
+	while (cur < end && !atomic_compare_exchange_weak(&r->size[f], &cur, end))
+		;
+}
+
 static int rados_dev_writev(struct pdev *d, enum pdev_file f, const struct iovec *iov, int iovcnt, uint64_t off)
 {
 	struct pdev_rados *r = R(d);
 	struct batch b = { 0 };
 	char oid[OID_MAX];
-	uint64_t total = 0, done, end, cur;
+	uint64_t total = 0, done;
 	size_t ioff = 0;
 	int i = 0;
 
@@ -538,72 +550,40 @@ static int rados_dev_writev(struct pdev *d, enum pdev_file f, const struct iovec
 		return 0;
 	if (off + total < off)
 		return -EFBIG;
-	if (f == PDEV_DATA && (off & EXT_MASK) + total <= EXT_SIZE) {
-		int err = wb_write(r, iov, iovcnt, off, (size_t)total);
+	if (f == PDEV_DATA) {
+		/* one write in flight per extent it touches */
+		for (done = 0; done < total;) {
+			uint64_t pos = off + done, o = pos & EXT_MASK;
+			size_t n = total - done < EXT_SIZE - o ? (size_t)(total - done) : (size_t)(EXT_SIZE - o);
+			int err = wb_write(r, iov, &i, &ioff, pos, n);
 
-		if (err < 0)
-			return err;
-		end = off + total;
-		cur = atomic_load(&r->size[f]);
-		while (cur < end && !atomic_compare_exchange_weak(&r->size[f], &cur, end))
-			;
+			if (err < 0)
+				return err;
+			done += n;
+			size_grow(r, f, pos + n);
+		}
 		return 0;
 	}
 	for (done = 0; done < total;) {
 		uint64_t pos = off + done, o = pos & EXT_MASK;
 		size_t n = total - done < EXT_SIZE - o ? (size_t)(total - done) : (size_t)(EXT_SIZE - o);
 		struct aio *a = batch_slot(&b);
-		const char *src;
 
 		if (!a)
 			break;
-		while (ioff == iov[i].iov_len) {
-			i++;
-			ioff = 0;
-		}
-		if (iov[i].iov_len - ioff >= n) {
-			src = (const char *)iov[i].iov_base + ioff;
-			ioff += n;
-		} else {
-			/* the extent's part spans pieces: one contiguous buffer, one op */
-			size_t got = 0;
-
-			a->bounce = malloc(n);
-			if (!a->bounce) {
-				batch_issued(&b, a, -ENOMEM);
-				break;
-			}
-			while (got < n) {
-				size_t k = iov[i].iov_len - ioff;
-
-				if (k > n - got)
-					k = n - got;
-				memcpy((char *)a->bounce + got, (const char *)iov[i].iov_base + ioff, k);
-				got += k;
-				ioff += k;
-				if (ioff == iov[i].iov_len && got < n) {
-					i++;
-					ioff = 0;
-				}
-			}
-			src = a->bounce;
-		}
 		a->op = rados_create_write_op();
 		if (!a->op) {
 			batch_issued(&b, a, -ENOMEM);
 			break;
 		}
-		rados_write_op_write(a->op, src, n, o);
+		op_write_iov(a->op, iov, &i, &ioff, n, o);
 		ext_oid(oid, r, f, pos >> EXT_SHIFT);
 		batch_issued(&b, a, rados_aio_write_op_operate(a->op, r->io, a->c, oid, NULL, 0));
 		done += n;
 	}
 	if (batch_reap(&b) < 0)
 		return b.err;
-	end = off + total;
-	cur = atomic_load(&r->size[f]);
-	while (cur < end && !atomic_compare_exchange_weak(&r->size[f], &cur, end))
-		;
+	size_grow(r, f, off + total);
 	return 0;
 }
 
@@ -780,6 +760,7 @@ int pdev_rados_open(struct pdev **out, rados_ioctx_t io, const char *lineage, un
 		return -ENOMEM;
 	r->d.ops = &rados_ops;
 	r->d.files = files;
+	r->d.write_behind = 1;
 	r->io = io;
 	memcpy(r->lineage, lineage, LINEAGE_LEN + 1);
 	hdr_oid(r->hdr, lineage);

@@ -387,8 +387,11 @@ static int map_store(struct vol *v, struct scratch *sc, uint64_t first, uint64_t
  * ciphertext and tag written to its fresh slot, by par_for() parts.  Each
  * part goes in pieces (encrypt a piece, write it), so one thread's writes
  * into the page cache (which serialise on the file) overlap the other's
- * encryption.  The map is not touched here: a failed part leaves only
- * unreferenced fresh slots, which the caller gives back. */
+ * encryption.  A device that writes behind (RADOS: a write only queues an
+ * op) gets the pass after the parts, one write per run of slots: one op of
+ * 1 MiB costs its OSD far less than eight of 128 KiB.  The map is not
+ * touched here: a failed part leaves only unreferenced fresh slots, which
+ * the caller gives back. */
 struct seal_job {
 	struct scratch *sc;
 	struct pool *p;
@@ -396,6 +399,28 @@ struct seal_job {
 	uint64_t first;
 	atomic_int err;                      /* first error of any part */
 };
+
+/* Write sealed chunks [lo, hi) of the pass to their slots: one write per
+ * run of consecutive slots. */
+static int seal_write(struct seal_job *sj, size_t lo, size_t hi)
+{
+	struct scratch *sc = sj->sc;
+	struct pool *p = sj->p;
+	uint32_t cs = p->chunk_size;
+	int err = 0;
+
+	for (size_t j = lo; j < hi && !err;) {
+		size_t run = 1;
+
+		while (j + run < hi && sc->slots[j + run] == sc->slots[j] + run)
+			run++;
+		err = pdev_write(p->dev, PDEV_DATA, sc->cipher + j * cs, run * cs, sc->slots[j] << p->chunk_shift);
+		if (!err && p->version == 1)      /* format 2: the tags go to the leaf */
+			err = pool_tags_store(p, sc->slots[j], &sc->tags[j], run);
+		j += run;
+	}
+	return err;
+}
 
 static void seal_part(void *arg, size_t from, size_t to)
 {
@@ -417,16 +442,8 @@ static void seal_part(void *arg, size_t from, size_t to)
 				(void)rc;
 			}
 		}
-		for (size_t j = lo; j < hi && !err;) {
-			size_t run = 1;
-
-			while (j + run < hi && sc->slots[j + run] == sc->slots[j] + run)
-				run++;
-			err = pdev_write(p->dev, PDEV_DATA, sc->cipher + j * cs, run * cs, sc->slots[j] << p->chunk_shift);
-			if (!err && p->version == 1)      /* format 2: the tags go to the leaf */
-				err = pool_tags_store(p, sc->slots[j], &sc->tags[j], run);
-			j += run;
-		}
+		if (!p->dev->write_behind)
+			err = seal_write(sj, lo, hi);
 		if (err) {
 			int none = 0;
 
@@ -508,6 +525,8 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 
 		par_for(v->par, nz, PAR_MIN_CHUNKS, seal_part, &sj);
 		err = atomic_load(&sj.err);
+		if (!err && p->dev->write_behind)
+			err = seal_write(&sj, 0, nz);
 	}
 	for (uint64_t j = 0; j < nz; j++)
 		sc->ent[sc->which[j]] = sc->slots[j] + 1;

@@ -64,6 +64,9 @@ struct pdev {
 	const struct pdev_ops *ops;
 	char where[4096];                         /* "STORE/pools/<lineage>", "rados:POOL/<lineage>" */
 	unsigned files;                           /* bit per enum pdev_file the device holds open */
+	/* Data writes return once issued (sync waits for them): one large
+	 * write costs less than small ones overlapped with the sealing. */
+	int write_behind;
 };
 
 /* Calls through d->ops: the engine uses these, never the table. */
