@@ -18,7 +18,8 @@
 # 100 GiB thin volume vs a 1 GiB one with the same 64 MiB written (R24).
 #   usage: sudo tests/bench/bench.sh [DIR]   (DIR: where the stores live; default /var/tmp)
 #   env: SIZE (file size, default 1G; >= 256M for the cp row), RUNTIME (random
-#        tests, seconds, default 20), ROUNDS (default 3), ONLY=snap (R24 part only)
+#        tests, seconds, default 20), ROUNDS (default 3), ONLY=snap (R24 part only),
+#        SYSTEMS (default "evfs gocryptfs securefs qemu-luks raw"; evfs always)
 #   packages: fio, gocryptfs, securefs, cryptsetup-bin + qemu-system-common
 #   (qemu-storage-daemon), e2fsprogs; exit 1 if a measurement failed.
 set -euo pipefail
@@ -161,7 +162,7 @@ measure() { # SYSTEM: every row on TARGET
   losetup -d "$S_LOOP"; S_LOOP=""
 }
 
-SYSTEMS=(evfs gocryptfs securefs qemu-luks raw)
+read -r -a SYSTEMS <<<"${SYSTEMS:-evfs gocryptfs securefs qemu-luks raw}"   # env SYSTEMS: a subset
 declare -A SKIP
 command -v gocryptfs >/dev/null || SKIP[gocryptfs]="gocryptfs not installed"
 command -v securefs >/dev/null || SKIP[securefs]="securefs not installed"
@@ -211,7 +212,7 @@ if [ "${ONLY:-}" != snap ]; then
     for n in "${SYSTEMS[@]}"; do
       case ${M[$n]} in SKIPPED|-|ERR) printf " %10s" "${M[$n]}";; *) printf " %10s" "$(fmt "${M[$n]}" $prec)";; esac
     done
-    printf " %10s %10s %9s\n" "${best:--}" "$(ratio "${M[evfs]}" "$bestv")" "$(ratio "${M[evfs]}" "${M[raw]}")"
+    printf " %10s %10s %9s\n" "${best:--}" "$(ratio "${M[evfs]}" "$bestv")" "$(ratio "${M[evfs]}" "${M[raw]:-}")"
     unset M
   done
   echo "ratios are evfs/other: above 1 is better for MB/s and IOPS, below 1 is better for s and s/GiB;"
@@ -241,8 +242,8 @@ for sz in 1G 100G; do
   done
   SN[$sz]=$(printf '%s\n' "${ts[@]}" | sort -n | sed -n 3p)
   lin=$($CTL --json snapshot show "snap$sz.1" | jget lineage)
-  kib=$(du -k "$EVFS_STORE/pools/$lin/maps" | cut -f1)
-  printf "snapshot of a %4s thin volume with 64 MiB written: median %6.1f ms, maps of volume + 5 snapshots %s KiB on disk\n" \
+  kib=$(du -sk --exclude=data "$EVFS_STORE/pools/$lin" | cut -f1)     # the pool's metadata: map trees, journal
+  printf "snapshot of a %4s thin volume with 64 MiB written: median %6.1f ms, pool metadata (volume + 5 snapshots) %s KiB\n" \
     "$sz" "$(echo "${SN[$sz]}" | awk '{print $1/1000}')" "$kib"
 done
 awk -v a="${SN[100G]}" -v b="${SN[1G]}" 'BEGIN{printf "snapshot time 100G/1G: %.2f (R24: about 1)\n", a/b}'
