@@ -387,11 +387,14 @@ static int map_store(struct vol *v, struct scratch *sc, uint64_t first, uint64_t
  * ciphertext and tag written to its fresh slot, by par_for() parts.  Each
  * part goes in pieces (encrypt a piece, write it), so one thread's writes
  * into the page cache (which serialise on the file) overlap the other's
- * encryption.  A device that writes behind (RADOS: a write only queues an
- * op) gets the pass after the parts, one write per run of slots: one op of
- * 1 MiB costs its OSD far less than eight of 128 KiB.  The map is not
- * touched here: a failed part leaves only unreferenced fresh slots, which
- * the caller gives back. */
+ * encryption.  A device that wants large writes gets the pass after the
+ * parts, one write per run of slots: on RADOS (where a write only queues
+ * an op) one op of 1 MiB costs its OSD far less than eight of 128 KiB; with
+ * O_DIRECT nothing is copied that the pieces could overlap, and pieces
+ * written by two threads at once would interleave the file's blocks on
+ * disk (cold sequential reads got slower).  The map is not touched here: a
+ * failed part leaves only unreferenced fresh slots, which the caller gives
+ * back. */
 struct seal_job {
 	struct scratch *sc;
 	struct pool *p;
@@ -442,7 +445,7 @@ static void seal_part(void *arg, size_t from, size_t to)
 				(void)rc;
 			}
 		}
-		if (!p->dev->write_behind)
+		if (!p->dev->large_writes)
 			err = seal_write(sj, lo, hi);
 		if (err) {
 			int none = 0;
@@ -525,7 +528,7 @@ static int write_locked(struct vol *v, struct scratch *sc, const uint8_t *buf, s
 
 		par_for(v->par, nz, PAR_MIN_CHUNKS, seal_part, &sj);
 		err = atomic_load(&sj.err);
-		if (!err && p->dev->write_behind)
+		if (!err && p->dev->large_writes)
 			err = seal_write(&sj, 0, nz);
 	}
 	for (uint64_t j = 0; j < nz; j++)

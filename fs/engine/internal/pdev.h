@@ -64,9 +64,10 @@ struct pdev {
 	const struct pdev_ops *ops;
 	char where[4096];                         /* "STORE/pools/<lineage>", "rados:POOL/<lineage>" */
 	unsigned files;                           /* bit per enum pdev_file the device holds open */
-	/* Data writes return once issued (sync waits for them): one large
-	 * write costs less than small ones overlapped with the sealing. */
-	int write_behind;
+	/* A data write costs more per call than per byte (an op to an OSD,
+	 * an O_DIRECT write): the sealing hands a whole pass over in one
+	 * write per run of slots instead of pieces overlapped with it. */
+	int large_writes;
 };
 
 /* Calls through d->ops: the engine uses these, never the table. */
