@@ -81,6 +81,7 @@
 #define EXT_MASK (EXT_SIZE - 1)
 #define INFLIGHT 32                       /* ops in flight per call */
 #define WB_MAX 128                        /* data writes in flight between syncs */
+#define WB_BYTES (32u << 20)              /* and their bytes (librados holds a copy of each) */
 #define LINEAGE_LEN 32
 #define OID_MAX 64                        /* "<lineage>.journal.<16 hex>" and a NUL: 58 */
 #define XATTR_PUBLISHED "published"
@@ -109,6 +110,7 @@ struct pdev_rados {
 	pthread_mutex_t wmu;                    /* the data writes in flight below */
 	struct aio *wb;                         /* ring of WB_MAX data writes not yet reaped */
 	unsigned wb_head, wb_n;
+	size_t wb_bytes;
 	int wb_err;                             /* the first that failed, for the next sync */
 	pdev_rados_forward_fn fwd;              /* runs requests other hosts notify */
 	void *fwd_ctx;
@@ -178,7 +180,7 @@ struct aio {
 	rados_completion_t c;
 	rados_write_op_t op;                    /* released once complete */
 	char *fill;                             /* reads: zero [result, len) of fill */
-	size_t len;
+	size_t len;                             /* of fill; of a write in flight */
 	int enoent_ok;                          /* a missing object is no error */
 };
 
@@ -282,13 +284,14 @@ static void batch_clear(struct batch *b, rados_ioctx_t io, const char *oid, uint
  * A chunk is one 4 KiB write of the data file, and waiting for each before
  * acknowledging it made a sequential write one round trip per chunk.  So
  * a data write is issued (one op per extent it touches) and returns; up to
- * WB_MAX stay in flight (the oldest is waited for when the ring is full),
- * and sync of the data file waits for all of them and reports the first that
- * failed, the way a page cache reports writeback errors at fsync.  The
- * engine syncs the data file before a tree naming the chunks is committed
- * (tree.c), so nothing durable ever points at a chunk still in flight.
- * Reads and later writes of the same object are ordered after it by RADOS
- * (one client, one object: in order), so nobody sees an older chunk. */
+ * WB_MAX writes and WB_BYTES stay in flight (past either, the oldest is
+ * waited for), and sync of the data file waits for all of them and reports
+ * the first that failed, the way a page cache reports writeback errors at
+ * fsync.  The engine syncs the data file before a tree naming the chunks
+ * is committed (tree.c), so nothing durable ever points at a chunk still
+ * in flight.  Reads and later writes of the same object are ordered after
+ * it by RADOS (one client, one object: in order), so nobody sees an older
+ * chunk. */
 
 /* Wait for the oldest write in flight; under wmu. */
 static void wb_reap_one(struct pdev_rados *r)
@@ -302,6 +305,7 @@ static void wb_reap_one(struct pdev_rados *r)
 	rados_release_write_op(a->op);
 	if (ret < 0 && !r->wb_err)
 		r->wb_err = ret;
+	r->wb_bytes -= a->len;
 	r->wb_head = (r->wb_head + 1) % WB_MAX;
 	r->wb_n--;
 }
@@ -351,7 +355,7 @@ static int wb_write(struct pdev_rados *r, const struct iovec *iov, int *i, size_
 
 	ext_oid(oid, r, PDEV_DATA, off >> EXT_SHIFT);
 	pthread_mutex_lock(&r->wmu);
-	if (r->wb_n == WB_MAX)
+	while (r->wb_n == WB_MAX || (r->wb_n && r->wb_bytes + n > WB_BYTES))
 		wb_reap_one(r);
 	a = &r->wb[(r->wb_head + r->wb_n) % WB_MAX];
 	memset(a, 0, sizeof(*a));
@@ -368,8 +372,11 @@ static int wb_write(struct pdev_rados *r, const struct iovec *iov, int *i, size_
 			rados_release_write_op(a->op);
 		}
 	}
-	if (!err)
+	if (!err) {
+		a->len = n;
 		r->wb_n++;
+		r->wb_bytes += n;
+	}
 	pthread_mutex_unlock(&r->wmu);
 	return err;
 }
@@ -760,7 +767,7 @@ int pdev_rados_open(struct pdev **out, rados_ioctx_t io, const char *lineage, un
 		return -ENOMEM;
 	r->d.ops = &rados_ops;
 	r->d.files = files;
-	r->d.write_behind = 1;
+	r->d.large_writes = 1;
 	r->io = io;
 	memcpy(r->lineage, lineage, LINEAGE_LEN + 1);
 	hdr_oid(r->hdr, lineage);
@@ -896,9 +903,13 @@ static int writer_get(rados_ioctx_t io, const char *hdr, char *client, char *coo
 	return 1;
 }
 
+static void watch_cb(void *arg, uint64_t notify_id, uint64_t handle, uint64_t notifier, void *data, size_t len);
+static void watch_err(void *arg, uint64_t cookie, int err);
+
 /* Renew r's lock every third of its lease until closed; a renewal that
  * fails (another host took the pool after the lease ran out, or this client
- * was blocklisted) ends the device's I/O for good. */
+ * was blocklisted) ends the device's I/O for good.  It also mends the
+ * header watch. */
 static void *renew_main(void *arg)
 {
 	struct pdev_rados *r = arg;
@@ -916,6 +927,13 @@ static void *renew_main(void *arg)
 		int err = lease_ok(r) ? rados_lock_exclusive(r->io, r->hdr, LOCK_NAME, r->cookie, "evfs pool writer",
 							     &tv, LIBRADOS_LOCK_FLAG_MAY_RENEW)
 				      : -ETIMEDOUT;
+		if (!err && r->fwd && (!r->watching || rados_watch_check(r->io, r->watch) < 0)) {
+			/* The watch broke (a lost session, an OSD restarting):
+			 * forwarded requests would find nobody until it is back. */
+			if (r->watching)
+				(void)rados_unwatch2(r->io, r->watch);
+			r->watching = rados_watch2(r->io, r->hdr, &r->watch, watch_cb, watch_err, r) == 0;
+		}
 		pthread_mutex_lock(&r->lmu);
 		if (err < 0) {
 			atomic_store(&r->lost, 1);
@@ -995,7 +1013,7 @@ static void watch_cb(void *arg, uint64_t notify_id, uint64_t handle, uint64_t no
 
 static void watch_err(void *arg, uint64_t cookie, int err)
 {
-	(void)arg, (void)cookie, (void)err;      /* the lease decides; a lost watch only stops forwarding */
+	(void)arg, (void)cookie, (void)err;      /* the lease decides; the renewer mends the watch */
 }
 
 static uint32_t get_le32(const unsigned char *p)
