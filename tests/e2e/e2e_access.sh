@@ -33,7 +33,7 @@ except OSError as e: print(errno.errorcode[e.errno])' "$1" "$2"; }
 attached() { getfattr --absolute-names --only-values -n user.evfs.attached "$MNT/volumes/$1"; }
 
 # --- R10: no grant, no encryption; the message says whom to ask -------------
-ctl init --keyfile "$T/root.key" >/dev/null
+init_store >/dev/null
 expect_fail 1 "$EVFSCTL_BIN" volume create e0 --size 8M --encrypt
 grep -q "ask a security administrator" "$T/err" || die "R10: refusal must say to ask a security administrator"
 [ -z "$(ctl volume list | tail -n +2)" ] || die "R10: a refused create must leave no volume"
@@ -56,6 +56,12 @@ check_store_modes() {
   bad=$(find "$STORE" \( -type d ! -perm 700 -o -type f ! -perm 600 -o ! -type d ! -type f -o ! -user root \) \
     -printf '%m %u %p\n')
   [ -z "$bad" ] || die "R27: store entries not 0700/0600 root: $bad"
+  if on_pg; then   # pools in RADOS, catalog and key store in PostgreSQL: granted to no other role
+    for f in evfs.ini evfs.lock pools backups; do [ -e "$STORE/$f" ] || die "missing $STORE/$f"; done
+    ls "$STORE"/backups/* >/dev/null || die "walk did not see backups"
+    [ "$(pg_grants)" = 0 ] || die "R27: the store's schemas are granted to other roles: $(pg_grants list)"
+    return
+  fi
   for f in evfs.ini catalog.db kms.db evfs.lock pools backups; do [ -e "$STORE/$f" ] || die "missing $STORE/$f"; done
   # Format 2 pools (the default): block files; format 1: maps/ and tags.
   { ls "$STORE"/pools/*/roots "$STORE"/pools/*/pages "$STORE"/pools/*/journal >/dev/null 2>&1 ||
@@ -65,7 +71,11 @@ check_store_modes() {
 }
 [ "$(stat -c %a "$STORE")" = 700 ] || die "store dir mode"
 check_store_modes
-ok "R27: the store is 0700 and all $(find "$STORE" | wc -l) entries (dbs, WAL, lock, ini, pools, maps, backups) are 0700/0600 root"
+if on_pg; then
+  ok "R27: the store is 0700 and all $(find "$STORE" | wc -l) entries (ini, lock, backups, the empty pools/) are 0700/0600 root; its PostgreSQL schemas are granted to no other role (dbs, pool files: local store only)"
+else
+  ok "R27: the store is 0700 and all $(find "$STORE" | wc -l) entries (dbs, WAL, lock, ini, pools, maps, backups) are 0700/0600 root"
+fi
 
 # --- R27: the volume file belongs to its creator, 0600; the kernel refuses others
 [ "$(stat -c '%a %u' "$MNT/volumes/v1")" = "600 0" ] || die "volume file: $(stat -c '%a %u' "$MNT/volumes/v1")"
@@ -80,8 +90,13 @@ ok "R27: volume v1 is 0600 uid 0; $OTHER gets EACCES opening it (and root's snap
 
 got=$(as_other ls "$STORE" 2>&1 || true)
 grep -q "Permission denied" <<<"$got" || die "the other user listed the store: $got"
-[ "$(open_as_other "$STORE/kms.db" r)" = EACCES ] || die "the other user opened kms.db"
-ok "R27: $OTHER cannot list the store directory or open kms.db"
+if on_pg; then
+  [ "$(open_as_other "$STORE/evfs.ini" r)" = EACCES ] || die "the other user opened evfs.ini"
+  ok "R27: $OTHER cannot list the store directory or open evfs.ini (kms.db: local store only; the key store is in PostgreSQL)"
+else
+  [ "$(open_as_other "$STORE/kms.db" r)" = EACCES ] || die "the other user opened kms.db"
+  ok "R27: $OTHER cannot list the store directory or open kms.db"
+fi
 
 # --- control requests run with the caller's credentials --------------------
 octl volume list >"$T/out" || die "the other user must reach the mount's control socket (/run/evfs mode?)"

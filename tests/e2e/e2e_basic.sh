@@ -38,8 +38,8 @@ printf 'EVFS-PLAINTEXT-MARKER-%s' {1..300} | dd of="$MNT/volumes/plain1" bs=1M s
 grep -q "EVFS-PLAINTEXT-MARKER" "$V" || die "marker not readable through the mount"
 V1LIN=$(ctl --json volume show v1 | jget lineage)
 PLIN=$(ctl --json volume show plain1 | jget lineage)
-! grep -rqa "EVFS-PLAINTEXT-MARKER" "$STORE/pools/$V1LIN" || die "plaintext marker found in the encrypted pool"
-grep -rqa "EVFS-PLAINTEXT-MARKER" "$STORE/pools/$PLIN" || die "unencrypted pool should hold the marker (control)"
+! rest_grep "$V1LIN" "EVFS-PLAINTEXT-MARKER" || die "plaintext marker found in the encrypted pool"
+rest_grep "$PLIN" "EVFS-PLAINTEXT-MARKER" || die "unencrypted pool should hold the marker (control)"
 ok "encrypted pool holds no plaintext (the unencrypted control pool does)"
 
 # xattrs (R28) and immutability through setxattr (R1)
@@ -52,10 +52,9 @@ ok "encrypted pool holds no plaintext (the unencrypted control pool does)"
 ok "xattrs show the attributes read-only; setxattr is refused (R1, R28)"
 
 # thin + discard (R23)
-P=$STORE/pools/$V1LIN/data
-before=$(du -k "$P" | cut -f1)
+before=$(rest_kib "$V1LIN/data")
 fallocate -p -o 0 -l 32M "$V"
-after=$(du -k "$P" | cut -f1)
+after=$(rest_kib "$V1LIN/data")
 [ "$after" -lt "$before" ] || die "punch hole did not free space ($before -> $after KiB)"
 cmp -n 32M "$V" /dev/zero || die "discarded range must read zeros"
 ok "punch-hole returns space ($before -> $after KiB) and reads zeros (R23)"
@@ -72,8 +71,8 @@ ok "ext4 on a loop device over the volume: mkfs, copy, fstrim, e2fsck clean"
 
 # tamper (R22): flip bytes of every slot in the pool data; reads must fail with EIO, never other data
 umnt
-cp "$STORE/pools/$V1LIN/data" "$T/data.bak"
-python3 - "$STORE/pools/$V1LIN/data" <<'PY'
+rest_get "$V1LIN" data "$T/data.bak"
+rest_edit "$V1LIN" data python3 - <<'PY'
 import sys
 p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
 for i in range(100, len(b), 4096): b[i] ^= 0x55
@@ -83,7 +82,7 @@ mnt
 set +e; dd if="$V" of=/dev/null bs=1M count=40 skip=32 status=none 2>"$T/err"; rc=$?; set -e
 [ $rc != 0 ] && grep -qi "input/output error" "$T/err" || die "tampered data must give EIO (rc=$rc: $(cat "$T/err"))"
 ok "tampered ciphertext reads as EIO (R22)"
-umnt; cp "$T/data.bak" "$STORE/pools/$V1LIN/data"
+umnt; rest_put "$V1LIN" data "$T/data.bak"
 
 # remount persistence + re-attach (R21)
 mnt
@@ -121,6 +120,12 @@ ok "bad arguments exit 2; a bad config line is reported with file, line and key"
 
 # store modes (R27)
 [ "$(stat -c %a "$STORE")" = 700 ] || die "store mode"
-for f in "$STORE"/*.db "$STORE/evfs.ini"; do [ "$(stat -c %a "$f")" = 600 ] || die "mode of $f"; done
-ok "store is 0700 and its files 0600 (R27)"
+if on_pg; then   # no .db files: the catalog and the key store are PostgreSQL schemas
+  [ "$(stat -c %a "$STORE/evfs.ini")" = 600 ] || die "mode of evfs.ini"
+  [ "$(pg_grants)" = 0 ] || die "the store's schemas are granted to other roles: $(pg_grants list)"
+  ok "store is 0700, evfs.ini 0600, its PostgreSQL schemas granted to no other role (R27; .db file modes: local store only)"
+else
+  for f in "$STORE"/*.db "$STORE/evfs.ini"; do [ "$(stat -c %a "$f")" = 600 ] || die "mode of $f"; done
+  ok "store is 0700 and its files 0600 (R27)"
+fi
 finish

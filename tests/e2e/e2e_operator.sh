@@ -162,7 +162,7 @@ ok "an unwritable log_file is named on stderr before the mount daemonizes"
 
 # --- 7: freed space waiting for reuse is bounded in bytes -----------------
 S8=$T/s8
-ctl --store "$S8" init --keyfile "$T/k8" --chunk-size 65536 >/dev/null
+STORE=$S8 EVFS_STORE=$S8 init_store --chunk-size 65536 >/dev/null   # the same kind of store as the main one
 ctl --store "$S8" kms grant >/dev/null
 ctl --store "$S8" volume create w --size 48M --encrypt >/dev/null
 mkdir -p "$M8"
@@ -172,11 +172,11 @@ ctl --store "$S8" attach w >/dev/null
 fio --name=ow --filename="$M8/volumes/w" --rw=randwrite --bs=64k --size=48M --io_size=768M \
   --ioengine=psync --randrepeat=1 --verify=0 --output=/dev/null || die "fio failed"
 lin=$(ctl --store "$S8" --json volume show w | jget lineage)
-kib=$(du -k "$S8/pools/$lin/data" | cut -f1)
+kib=$(STORE=$S8 rest_kib "$lin/data")
 fusermount3 -u "$M8"
 for _ in $(seq 100); do pgrep -f "evfs $S8 $M8" >/dev/null || break; sleep 0.1; done
 [ "$kib" -lt $((200 * 1024)) ] || die "768 MiB of 64 KiB overwrites on a 48 MiB volume left ${kib} KiB in its pool"
-after=$(du -k "$S8/pools/$lin/data" | cut -f1)
+after=$(STORE=$S8 rest_kib "$lin/data")
 [ "$after" -le $((52 * 1024)) ] || die "after unmount the 48 MiB volume's pool still takes ${after} KiB"
 ok "64 KiB chunks: 768 MiB of overwrites keep a 48 MiB volume's pool at $((kib / 1024)) MiB; $((after / 1024)) MiB once unmounted"
 

@@ -32,6 +32,15 @@ sctl() { "$EVFSCTL_BIN" "$@" >>"$OUT" 2>&1 || { tail -3 "$OUT" >&2; die "evfsctl
 # record LABEL: evfs_keydump lines (LABEL-prefixed) appended to $SECRETS
 record() { local label=$1; shift; "$KD" "$STORE" "$@" | sed "s/^/$label /" >>"$SECRETS"; }
 hexof() { awk -v k="$1" '$2 == k { print $3 }' "$SECRETS" | tail -1; }
+# at_rest: what the store keeps outside its directory, as files in $AT to
+# scan with it: the rows of its PostgreSQL schemas (pg_dump) and its RADOS
+# objects; empty on a local store.
+AT=$T/atrest
+at_rest() {
+  rm -rf "$AT"; mkdir "$AT"
+  if on_pg; then pg_dump_store "$AT/pg.dump"; fi
+  if on_rados; then rados_fetch "" "$AT/rados"; fi
+}
 
 # scan MODE FILE...: search every byte of the files (directories walked) for
 # the recorded secrets.  MODE "all": plaintext keys and DKs in raw, hex
@@ -136,16 +145,18 @@ for p in "$T/probe.raw" "$T/probe.hex" "$T/probe.HEX" "$T/probe.b64" "$T/probe.b
 done
 rm -f "$T"/probe.*
 [ -s "$LOG" ] && grep -q "serving store" "$LOG" || die "the mount's log file is empty"
-scan all "$STORE" "$BK" "$LOG" "$OUT" || die "a secret leaked (above)"
+at_rest
+scan all "$STORE" "$AT" "$BK" "$LOG" "$OUT" || die "a secret leaked (above)"
 # The sealed row of a retired version must be gone too.
-python3 - "$SECRETS" "$STORE" <<'PY' || die "retired CMK version 1 still in the store"
+python3 - "$SECRETS" "$STORE" "$AT" <<'PY' || die "retired CMK version 1 still in the store"
 import os, sys
 sealed = [bytes.fromhex(l.split()[5]) for l in open(sys.argv[1]) if l.startswith('b cmk') and ' v1 ' in l]
-for d, _, ns in os.walk(sys.argv[2]):
-    for n in ns:
-        data = open(os.path.join(d, n), 'rb').read()
-        if any(s in data or s.hex().encode() in data.lower() for s in sealed):
-            print('sealed v1 in', os.path.join(d, n)); sys.exit(1)
+for top in sys.argv[2:]:
+    for d, _, ns in os.walk(top):
+        for n in ns:
+            data = open(os.path.join(d, n), 'rb').read()
+            if any(s in data or s.hex().encode() in data.lower() for s in sealed):
+                print('sealed v1 in', os.path.join(d, n)); sys.exit(1)
 PY
 ok "no root key, subkey, DK or CMK bytes (raw/hex/base64) in the store, backups, mount log or command output; retired v1 row gone"
 
@@ -181,7 +192,8 @@ ok "SIGSEGV of the mount daemon with v1 attached writes no core (RLIMIT_CORE 0, 
 # --- crypto-shredding (R12, R19) -------------------------------------------
 rm -rf "$T/cores"
 record d cmk ck          # v2, still with material: its sealed row must disappear
-if scan shred "$STORE" >/dev/null; then die "control: the sealed v2 row must be in kms.db before the deletion"; fi
+at_rest
+if scan shred "$STORE" "$AT" >/dev/null; then die "control: the sealed v2 row must be in the key store before the deletion"; fi
 sctl key schedule-deletion ck --days 7
 grep -q "PendingDeletion" <<<"$("$EVFSCTL_BIN" key show ck)" || die "pending"
 faketime -f +8d "$EVFSCTL_BIN" key list >"$T/keys"
@@ -191,8 +203,13 @@ grep -q "key.expire" <<<"$("$EVFSCTL_BIN" kms audit)" || die "expiry not audited
 expect_fail 1 "$KD" "$STORE" dk volume v1
 ok "R12: 8 days later the first command (key list) destroyed ck: Deleted, audited, no material, no DK unwraps"
 
-scan shred "$STORE" "$BK" "$LOG" "$OUT" || die "shredded key material still present (above)"
-ok "R19: no CMK (plaintext or sealed row, any version), DK or root bytes in kms.db, catalog.db (free pages and WAL included) or any file"
+at_rest
+scan shred "$STORE" "$AT" "$BK" "$LOG" "$OUT" || die "shredded key material still present (above)"
+if on_pg; then
+  ok "R19: no CMK (plaintext or sealed row, any version), DK or root bytes in any row of the store's PostgreSQL schemas, RADOS object or file (the server's free pages and WAL: local store only)"
+else
+  ok "R19: no CMK (plaintext or sealed row, any version), DK or root bytes in kms.db, catalog.db (free pages and WAL included) or any file"
+fi
 
 mnt
 for v in v1 r1; do

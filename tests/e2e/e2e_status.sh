@@ -21,10 +21,15 @@ for _ in 1 2; do dd if="$V" of=/dev/null bs=1M count=1 iflag=direct status=none;
 # slot holds chunk 10 depends on the order the sealing threads finished in,
 # so damage one byte of every slot the 1 MiB write used (nothing reads the
 # other chunks afterwards).
+# (rest_edit: the pool file itself, or its RADOS objects while the mount
+# holds the pool: RADOS locks are advisory, as to anyone with the disks.)
 lin=$(ctl --json volume show v1 | jget lineage)
-for slot in $(seq 0 255); do
-  printf '\xff' | dd of="$STORE/pools/$lin/data" bs=1 seek=$((slot * 4096 + 7)) conv=notrunc status=none
-done
+damage() {
+  for slot in $(seq 0 255); do
+    printf '\xff' | dd of="$1" bs=1 seek=$((slot * 4096 + 7)) conv=notrunc status=none
+  done
+}
+rest_edit "$lin" data damage
 set +e; dd if="$V" of=/dev/null bs=4k skip=10 count=1 iflag=direct status=none 2>/dev/null; rc=$?; set -e
 [ $rc != 0 ] || die "reading a damaged chunk succeeded"
 exec 7<"$V"

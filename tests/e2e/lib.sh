@@ -101,4 +101,94 @@ rados_plain_scan() {
     N_DATA=$((N_DATA + 1))
   done
 }
+# --- The store at rest on either kind of store (what one with the disks or
+# the database sees), so a script's checks run on both: pools are files
+# $STORE/pools/LIN/FILE (local) or RADOS objects LIN.FILE.<extent, 16 hex>
+# of 4 MiB with the sizes in LIN.hdr's xattrs size.FILE (fs/engine/pdev_rados.c);
+# the catalog and the key store are SQLite files or PostgreSQL schemas.
+# on_rados / on_pg: the pools are in RADOS / the catalog and keys in PostgreSQL.
+on_rados() { grep -q '^backend = rados$' "$STORE/evfs.ini"; }
+on_pg() { grep -q '^backend = postgresql$' "$STORE/evfs.ini"; }
+# rados_cmd: the rados CLI on the store's namespace, as an array in RADOS_CMD.
+rados_cmd() { RADOS_CMD=(rados -c "$EVFS_CEPH_CONF" -p "$EVFS_CEPH_POOL" -N "$(sed -n 's/^namespace = //p' "$STORE/evfs.ini")"); }
+# rados_fetch PREFIX DIR: every object whose name starts with PREFIX, into DIR
+# (emptied first), one file per object, a few gets in flight; none is an
+# error (a check of what is at rest must not pass on nothing).
+rados_fetch() {
+  rados_cmd; rm -rf "$2"; mkdir -p "$2"
+  "${RADOS_CMD[@]}" ls | awk -v p="$1" 'index($0, p) == 1' |
+    xargs -r -P 8 -I{} "${RADOS_CMD[@]}" get {} "$2/{}" || die "rados_fetch $1: listing or getting the objects failed"
+  [ -n "$(ls -A "$2")" ] || die "rados_fetch: no object named $1* in the store's namespace"
+}
+# rest_grep LIN PATTERN: PATTERN is in some file (object) of lineage LIN.
+rest_grep() {
+  if ! on_rados; then grep -rqa "$2" "$STORE/pools/$1"; return; fi
+  rados_fetch "$1." "$T/rest"; grep -rqa "$2" "$T/rest"
+}
+# rest_kib [LIN[/FILE]] [EXCLUDE]: KiB the pools (one lineage, one of its
+# files) take at rest, file EXCLUDE left out: du locally; in RADOS, whose
+# object sizes do not shrink on a punch (a zero op), the non-zero 4 KiB blocks.
+rest_kib() {
+  if ! on_rados; then du -sk ${2:+--exclude="$2"} "$STORE/pools/${1:-}" | cut -f1; return; fi
+  rados_fetch "${1:+${1/\//.}.}" "$T/rest"
+  [ -z "${2:-}" ] || find "$T/rest" -name "*.$2.*" -delete
+  python3 -c 'import os, sys
+d = sys.argv[1]; n = 0
+for f in os.listdir(d):
+    b = open(os.path.join(d, f), "rb").read()
+    n += sum(1 for o in range(0, len(b), 4096) if b[o:o + 4096].strip(b"\0"))
+print(n * 4)' "$T/rest"
+}
+# rest_edit LIN FILE CMD [ARGS...]: runs CMD ARGS... PATH on the bytes of
+# file FILE of lineage LIN: the pool file itself locally; in RADOS a copy
+# (holes zero), whose changed 4 MiB extents are put back as objects after.
+rest_edit() {
+  local lin=$1 f=$2 size k o; shift 2
+  if ! on_rados; then "$@" "$STORE/pools/$lin/$f"; return; fi
+  rados_fetch "$lin.$f." "$T/rest"; rados_cmd
+  size=$("${RADOS_CMD[@]}" getxattr "$lin.hdr" "size.$f" 2>/dev/null || echo 0)
+  rm -f "$T/rest.file"; truncate -s "$size" "$T/rest.file"
+  for o in "$T"/rest/*; do
+    [ -e "$o" ] || continue
+    dd if="$o" of="$T/rest.file" bs=4M seek=$((16#${o##*.})) conv=notrunc status=none
+  done
+  truncate -s "$size" "$T/rest.file"; cp "$T/rest.file" "$T/rest.orig"
+  "$@" "$T/rest.file"
+  rm -rf "$T/rest.x"; mkdir "$T/rest.x"
+  split -b 4M -x -a 16 "$T/rest.file" "$T/rest.x/n."; split -b 4M -x -a 16 "$T/rest.orig" "$T/rest.x/o."
+  for o in "$T"/rest.x/n.*; do
+    k=${o##*.}
+    cmp -s "$o" "$T/rest.x/o.$k" || "${RADOS_CMD[@]}" put "$lin.$f.$k" "$o"
+  done
+  rm -rf "$T/rest.x" "$T/rest.file" "$T/rest.orig"
+}
+# rest_get LIN FILE OUT / rest_put LIN FILE IN: file FILE of lineage LIN
+# copied out to OUT / overwritten with IN (as one with the disks would).
+rest_get() { rest_edit "$1" "$2" cp_to "$3"; }
+rest_put() { rest_edit "$1" "$2" cp "$3"; }
+cp_to() { cp "$2" "$1"; }
+# cat_sql SQL: SQL run on the catalog (sqlite3 catalog.db, or psql with the
+# schema <[catalog] schema>_catalog first in the search path).
+cat_sql() {
+  if ! on_pg; then sqlite3 "$STORE/catalog.db" "$1"; return; fi
+  PGOPTIONS="-c search_path=$(sed -n 's/^schema = //p' "$STORE/evfs.ini")_catalog" \
+    psql -X -q -t -A -v ON_ERROR_STOP=1 "$EVFS_PG_CONNINFO_PASSFILE" -c "$1"
+}
+# sql_hex COL: COL as hex text in cat_sql's dialect (either case: compare with -i).
+sql_hex() { if on_pg; then echo "encode($1, 'hex')"; else echo "hex($1)"; fi; }
+# pg_dump_store OUT: every row of the store's two schemas, as text, in OUT.
+pg_dump_store() {
+  local s; s=$(sed -n 's/^schema = //p' "$STORE/evfs.ini")
+  pg_dump -a -n "${s}_catalog" -n "${s}_kms" "$EVFS_PG_CONNINFO_PASSFILE" >"$1"
+}
+# pg_grants [list]: how many privileges on the store's schemas <S>_catalog and
+# <S>_kms are granted to a role other than their owner, PUBLIC included (the
+# database's counterpart of 0600 files; with "list": which).
+pg_grants() {
+  local s what="count(*)"; s=$(sed -n 's/^schema = //p' "$STORE/evfs.ini")
+  [ -z "${1:-}" ] || what="string_agg(n.nspname || ' ' || a.grantee::regrole || ' ' || a.privilege_type, ', ')"
+  psql -X -q -t -A -v ON_ERROR_STOP=1 "$EVFS_PG_CONNINFO_PASSFILE" -c "SELECT $what
+    FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+    WHERE n.nspname IN ('${s}_catalog', '${s}_kms') AND a.grantee <> n.nspowner"
+}
 finish() { echo "$PASS passed, 0 failed"; }
