@@ -557,26 +557,23 @@ static int rados_dev_writev(struct pdev *d, enum pdev_file f, const struct iovec
 		return 0;
 	if (off + total < off)
 		return -EFBIG;
-	if (f == PDEV_DATA) {
-		/* one write in flight per extent it touches */
-		for (done = 0; done < total;) {
-			uint64_t pos = off + done, o = pos & EXT_MASK;
-			size_t n = total - done < EXT_SIZE - o ? (size_t)(total - done) : (size_t)(EXT_SIZE - o);
+	/* One op per extent the request touches: data writes stay in flight
+	 * (write-behind, above), the others up to INFLIGHT at a time until all
+	 * are done. */
+	for (done = 0; done < total;) {
+		uint64_t pos = off + done, o = pos & EXT_MASK;
+		size_t n = total - done < EXT_SIZE - o ? (size_t)(total - done) : (size_t)(EXT_SIZE - o);
+		struct aio *a;
+
+		if (f == PDEV_DATA) {
 			int err = wb_write(r, iov, &i, &ioff, pos, n);
 
 			if (err < 0)
 				return err;
 			done += n;
-			size_grow(r, f, pos + n);
+			continue;
 		}
-		return 0;
-	}
-	for (done = 0; done < total;) {
-		uint64_t pos = off + done, o = pos & EXT_MASK;
-		size_t n = total - done < EXT_SIZE - o ? (size_t)(total - done) : (size_t)(EXT_SIZE - o);
-		struct aio *a = batch_slot(&b);
-
-		if (!a)
+		if (!(a = batch_slot(&b)))
 			break;
 		a->op = rados_create_write_op();
 		if (!a->op) {

@@ -390,11 +390,10 @@ static int map_store(struct vol *v, struct scratch *sc, uint64_t first, uint64_t
  * encryption.  A device that wants large writes gets the pass after the
  * parts, one write per run of slots: on RADOS (where a write only queues
  * an op) one op of 1 MiB costs its OSD far less than eight of 128 KiB; with
- * O_DIRECT nothing is copied that the pieces could overlap, and pieces
- * written by two threads at once would interleave the file's blocks on
- * disk (cold sequential reads got slower).  The map is not touched here: a
- * failed part leaves only unreferenced fresh slots, which the caller gives
- * back. */
+ * O_DIRECT there is no copy into the page cache for the pieces to overlap,
+ * and one large direct write is what the disk takes best.  The map is not
+ * touched here: a failed part leaves only unreferenced fresh slots, which
+ * the caller gives back. */
 struct seal_job {
 	struct scratch *sc;
 	struct pool *p;

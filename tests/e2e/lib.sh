@@ -92,11 +92,11 @@ on_tty() { script -qec "$*" /dev/null </dev/null; }
 # (their names in $T/objs); dies if one holds the marker EVFS-PLAINTEXT,
 # else sets N_DATA to how many there are.
 rados_plain_scan() {
-  local R=(rados -c "$EVFS_CEPH_CONF" -p "$EVFS_CEPH_POOL" -N "$1") o
-  "${R[@]}" ls >"$T/objs"
+  local o; rados_cmd "$1"
+  "${RADOS_CMD[@]}" ls >"$T/objs"
   N_DATA=0
   for o in $(grep '\.data\.' "$T/objs"); do
-    "${R[@]}" get "$o" "$T/obj"
+    "${RADOS_CMD[@]}" get "$o" "$T/obj"
     ! grep -q EVFS-PLAINTEXT "$T/obj" || die "object $o holds plaintext"
     N_DATA=$((N_DATA + 1))
   done
@@ -109,8 +109,11 @@ rados_plain_scan() {
 # on_rados / on_pg: the pools are in RADOS / the catalog and keys in PostgreSQL.
 on_rados() { grep -q '^backend = rados$' "$STORE/evfs.ini"; }
 on_pg() { grep -q '^backend = postgresql$' "$STORE/evfs.ini"; }
-# rados_cmd: the rados CLI on the store's namespace, as an array in RADOS_CMD.
-rados_cmd() { RADOS_CMD=(rados -c "$EVFS_CEPH_CONF" -p "$EVFS_CEPH_POOL" -N "$(sed -n 's/^namespace = //p' "$STORE/evfs.ini")"); }
+# rados_cmd [NS]: the rados CLI on namespace NS (default: the store's), as
+# an array in RADOS_CMD.
+rados_cmd() {
+  RADOS_CMD=(rados -c "$EVFS_CEPH_CONF" -p "$EVFS_CEPH_POOL" -N "${1:-$(sed -n 's/^namespace = //p' "$STORE/evfs.ini")}")
+}
 # rados_fetch PREFIX DIR: every object whose name starts with PREFIX, into DIR
 # (emptied first), one file per object, a few gets in flight; none is an
 # error (a check of what is at rest must not pass on nothing).
