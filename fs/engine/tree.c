@@ -38,9 +38,13 @@
  * are free, and freed slots are punched.
  *
  * Every function here takes pool->lock itself; it covers the blocks, the
- * counts and the allocators, and only memory work and page faults run
- * under it.  Commits are serialised by their own mutex and do their I/O
- * without pool->lock.
+ * counts and the allocators.  Under it run memory work, page faults, the
+ * check of a page on its first use (one BLAKE2b of 4 KiB) and, on a
+ * device that cannot map (RADOS), the first read of each 4 MiB segment of
+ * a block file (blk.c): once per segment per open, and every lookup of
+ * the pool waits for it.  A lookup of a warm tree holds it for a few hash
+ * table probes and one copy of the entries.  Commits are serialised by
+ * their own mutex and do their I/O without pool->lock.
  */
 #include "tree.h"
 

@@ -168,7 +168,9 @@ bash -c 'ulimit -c unlimited; exec sleep 60' & ctrl=$!
 sleep 0.2; kill -SEGV $ctrl; wait $ctrl 2>/dev/null || true
 for _ in $(seq 50); do ls "$T/cores" | grep -q "core.sleep.$ctrl" && break; sleep 0.1; done
 ls "$T/cores" | grep -q "core.sleep.$ctrl" ||
-  { echo "$CORE_PATTERN_SAVED" >/proc/sys/kernel/core_pattern; echo "SKIPPED core part: kernel wrote no core for a control process" >&2; exit 77; }
+  { echo "$CORE_PATTERN_SAVED" >/proc/sys/kernel/core_pattern
+    [ "${CI:-}" != true ] || die "the kernel wrote no core for a control process (core_pattern $T/cores/...); CI must run the core part"
+    echo "SKIPPED core part: kernel wrote no core for a control process" >&2; exit 77; }
 rm -f "$T/cores"/*
 mnt
 sctl attach v1
