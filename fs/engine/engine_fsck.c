@@ -70,6 +70,8 @@ struct chk {
 	uint64_t nslots;
 	uint64_t data_bytes;
 	uint8_t *has_data;                   /* bitmap: slot holds data blocks */
+	uint8_t *probed;                     /* no holes: bitmap of slots has_data knows */
+	int probe_err;                       /* no holes: the first read that failed */
 	uint32_t *refs;                      /* entries naming each slot */
 	engine_fsck_cb cb;
 	void *ctx;
@@ -292,11 +294,15 @@ static void chk_fini(struct chk *c)
 		free(c->local);
 	}
 	free(c->has_data);
+	free(c->probed);
 	free(c->refs);
 	memset(c, 0, sizeof(*c));
 }
 
-/* Mark the slots whose data range holds allocated blocks. */
+/* Mark the slots whose data range holds allocated blocks: all at once
+ * from SEEK_DATA/SEEK_HOLE, or, on a device without holes, slot windows
+ * as has_data() is asked (before, every byte of RADOS counted as data:
+ * each free slot was a "leak" that no repair could clear). */
 static int data_extents(struct chk *c)
 {
 	struct pdev *dev = c->p->dev;
@@ -306,6 +312,10 @@ static int data_extents(struct chk *c)
 	c->has_data = calloc(c->nslots / 8 + 1, 1);
 	if (!c->has_data)
 		return -ENOMEM;
+	if (!pdev_holes(dev)) {
+		c->probed = calloc(c->nslots / 8 + 1, 1);
+		return c->probed ? 0 : -ENOMEM;
+	}
 	while (pos < end) {
 		int64_t d = pdev_seek(dev, PDEV_DATA, (uint64_t)pos, SEEK_DATA), h;
 
@@ -321,9 +331,49 @@ static int data_extents(struct chk *c)
 	return 0;
 }
 
-static int has_data(const struct chk *c, uint64_t slot)
+#define BIT(map, i) ((map)[(i) / 8] >> ((i) % 8) & 1)
+#define BIT_SET(map, i) ((map)[(i) / 8] |= (uint8_t)(1u << ((i) % 8)))
+
+/* On a device without holes, the window of slots from `slot` (1 MiB, up
+ * to the next slot already known) is read, and a slot holds data if any
+ * of its bytes is not zero: punched, removed and never-written space all
+ * read as zeros, and ciphertext never does.  A failed read counts its
+ * slots as data (a repair punches only free slots, so this is safe) and is
+ * kept in probe_err for the caller's result. */
+static void probe(struct chk *c, uint64_t slot)
 {
-	return slot < c->nslots && (c->has_data[slot / 8] >> (slot % 8) & 1);
+	struct pool *p = c->p;
+	uint32_t cs = p->chunk_size;
+	uint64_t n = 1, max = (1u << 20) / cs;
+	uint8_t *buf;
+	ssize_t r;
+
+	while (n < max && slot + n < c->nslots && !BIT(c->probed, slot + n))
+		n++;
+	buf = malloc(n * cs);
+	r = buf ? pdev_read(p->dev, PDEV_DATA, buf, n * cs, slot << p->chunk_shift) : -ENOMEM;
+	if (r < 0 && !c->probe_err)
+		c->probe_err = (int)r;
+	for (uint64_t k = 0; k < n; k++) {
+		uint64_t at = k * cs;
+		int data = r < 0 || (at < (uint64_t)r && !sodium_is_zero(buf + at, (uint64_t)r - at < cs ? (size_t)((uint64_t)r - at) : cs));
+
+		BIT_SET(c->probed, slot + k);
+		if (data)
+			BIT_SET(c->has_data, slot + k);
+	}
+	free(buf);
+}
+
+/* Callers ask only about free slots: on a device without holes, only
+ * those windows are read. */
+static int has_data(struct chk *c, uint64_t slot)
+{
+	if (slot >= c->nslots)
+		return 0;
+	if (c->probed && !BIT(c->probed, slot))
+		probe(c, slot);
+	return BIT(c->has_data, slot);
 }
 
 static int has_data_cb(void *ctx, uint64_t slot)
@@ -572,9 +622,12 @@ static int pool_check_v2(struct engine *e, const char *lineage, engine_fsck_cb c
 			r->leaked_bytes += p->chunk_size;
 		}
 	}
+	if (err >= 0 && c.probe_err)
+		err = c.probe_err;
 	thaw(frozen, nfrozen);
 	free(stored);
 	free(c.has_data);
+	free(c.probed);
 	engine_pool_put(p);
 	return err < 0 ? err : c.problems;
 }
@@ -845,7 +898,10 @@ int engine_pool_reclaim(struct engine *e, const char *lineage, uint64_t *slots)
 		}
 		if (!err)
 			err = tree_reclaim(p, c.nslots, has_data_cb, &c, slots);
+		if (!err && c.probe_err)
+			err = c.probe_err;
 		free(c.has_data);
+		free(c.probed);
 		engine_pool_put(p);
 		return err;
 	}

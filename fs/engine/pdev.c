@@ -87,6 +87,11 @@ int64_t pdev_seek(struct pdev *d, enum pdev_file f, uint64_t off, int whence)
 	return whence == SEEK_DATA ? (int64_t)off : (int64_t)size;
 }
 
+int pdev_holes(const struct pdev *d)
+{
+	return d->ops->seek != NULL;
+}
+
 void pdev_close(struct pdev *d)
 {
 	if (d)

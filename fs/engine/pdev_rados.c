@@ -738,7 +738,7 @@ static const struct pdev_ops rados_ops = {
 	.reserve = rados_dev_reserve,
 	.map = NULL,                          /* no mappings: blk.c reads copies */
 	.unmap = NULL,
-	.seek = NULL,                         /* every byte counts as data */
+	.seek = NULL,                         /* every byte counts as data (pdev_holes: 0) */
 	.close = rados_dev_close,
 };
 

@@ -82,6 +82,10 @@ void pdev_reserve(struct pdev *d, enum pdev_file f, uint64_t len);
 const uint8_t *pdev_map(struct pdev *d, enum pdev_file f, uint64_t off, size_t len);
 void pdev_unmap(struct pdev *d, const uint8_t *m, size_t len);
 int64_t pdev_seek(struct pdev *d, enum pdev_file f, uint64_t off, int whence);
+/* 1 if pdev_seek tells punched space from data (local files); 0 if every
+ * byte below the size counts as data (RADOS: the C API has no sparse read,
+ * and a zeroed range reads like any other). */
+int pdev_holes(const struct pdev *d);
 void pdev_close(struct pdev *d);
 
 /* --- local files (pdev_local.c) ----------------------------------------
