@@ -224,7 +224,8 @@ int backup_create(struct vol *v, const char *dir, struct backup_info *info, back
 	char tmp[PATH_MAX], final[PATH_MAX];
 	uint32_t cs = vol_chunk_size(v);
 	uint64_t size = vol_size(v), n = chunk_count(size, cs), idx, fill = 0, wpos = BK_HDR_BYTES, next = 0;
-	uint8_t *buf = NULL;
+	uint8_t *buf = NULL, *win = NULL, present[VOL_LOAD_MAX];
+	struct chunk_tag tags[VOL_LOAD_MAX];
 	size_t pi = 0;
 	int fd = -1, err;
 	int64_t s;
@@ -254,7 +255,8 @@ int backup_create(struct vol *v, const char *dir, struct backup_info *info, back
 	out.h.created = info->created ? info->created : (int64_t)time(NULL);
 	out.h.data_off = BK_HDR_BYTES;
 	buf = aligned_alloc(4096, BK_BATCH);
-	fd = buf ? tmp_create(tmp) : -ENOMEM;
+	win = malloc((size_t)VOL_LOAD_MAX * cs);
+	fd = buf && win ? tmp_create(tmp) : -ENOMEM;
 	if (fd < 0) {
 		err = fd;
 		goto out;
@@ -264,37 +266,46 @@ int backup_create(struct vol *v, const char *dir, struct backup_info *info, back
 	if (s < 0 && s != -ENXIO)
 		err = (int)s;
 	while (!err && idx < n) {
-		struct chunk_tag tag;
-		struct entry e = { .index = idx };
-		int r = vol_chunk_load(v, idx, buf + fill, &tag);
+		uint64_t w = n - idx < VOL_LOAD_MAX ? n - idx : VOL_LOAD_MAX;
+		int r;
+
+		if (progress && next > idx * cs && (next - idx * cs + cs - 1) / cs < w)
+			w = (next - idx * cs + cs - 1) / cs;      /* a small volume still reports each 1% */
+		r = vol_chunks_load(v, idx, w, win, tags, present);        /* a window: one read per run */
 
 		if (r < 0)
 			err = r;
-		/* chunk.c: unencrypted lineages have zero nonces, encrypted random ones */
-		else if (r == 1 && chunk_is_zero(tag.nonce, CHUNK_NONCE_BYTES) == (int)out.h.encrypted)
-			err = -EINVAL;
-		if (err || r == 0)
-			goto next;
-		memcpy(e.nonce, tag.nonce, CHUNK_NONCE_BYTES);
-		memcpy(e.mac, tag.mac, CHUNK_TAG_BYTES);
-		if (!par || !parent_ref(par, &pi, &e)) {
-			e.record = out.h.n_records++;       /* a record of this file */
-			fill += cs;
-			if (fill == BK_BATCH) {
-				err = bfile_io_all(fd, buf, fill, wpos, 1);
-				wpos += fill;
-				fill = 0;
+		for (uint64_t k = 0; k < w && !err; k++) {
+			struct entry e = { .index = idx + k };
+
+			if (!present[k])
+				continue;
+			/* chunk.c: unencrypted lineages have zero nonces, encrypted random ones */
+			if (chunk_is_zero(tags[k].nonce, CHUNK_NONCE_BYTES) == (int)out.h.encrypted) {
+				err = -EINVAL;
+				break;
 			}
+			memcpy(e.nonce, tags[k].nonce, CHUNK_NONCE_BYTES);
+			memcpy(e.mac, tags[k].mac, CHUNK_TAG_BYTES);
+			if (!par || !parent_ref(par, &pi, &e)) {
+				e.record = out.h.n_records++;       /* a record of this file */
+				memcpy(buf + fill, win + k * cs, cs);
+				fill += cs;
+				if (fill == BK_BATCH) {
+					err = bfile_io_all(fd, buf, fill, wpos, 1);
+					wpos += fill;
+					fill = 0;
+				}
+			}
+			if (!err)
+				err = ent_push(&out, &e);
 		}
-		if (!err)
-			err = ent_push(&out, &e);
-next:
-		idx++;
+		idx += w;
 		if (progress && idx < n && idx * cs >= next) {
 			progress(pctx, idx * cs, size);
 			next = idx * cs + (size / 100 ? size / 100 : 1);
 		}
-		if (!err && r == 0 && idx < n) {
+		if (!err && idx < n) {                         /* holes are skipped, not scanned */
 			s = vol_seek(v, idx * cs, SEEK_DATA);
 			if (s < 0 && s != -ENXIO)
 				err = (int)s;
@@ -317,6 +328,7 @@ next:
 	}
 out:
 	free(buf);
+	free(win);
 	bfile_close(&out);
 	backup_reader_close(par);
 	return err;

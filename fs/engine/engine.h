@@ -168,6 +168,12 @@ int64_t vol_seek(struct vol *v, uint64_t off, int whence) ENGINE_WUR;
 /* Raw access for backups: copy chunk `index` ciphertext (chunk_size bytes)
  * and tag.  Returns 1 if present, 0 for a hole.  Works detached. */
 int vol_chunk_load(struct vol *v, uint64_t index, uint8_t *cipher, struct chunk_tag *tag) ENGINE_WUR;
+/* The same for chunks [first, first + n), n <= VOL_LOAD_MAX: ciphertext at
+ * cipher + k * chunk_size and tags[k] where present[k] is 1.  Returns how
+ * many are present, or -errno. */
+#define VOL_LOAD_MAX 64u
+int vol_chunks_load(struct vol *v, uint64_t first, uint64_t n, uint8_t *cipher, struct chunk_tag *tags,
+		    uint8_t *present) ENGINE_WUR;
 uint32_t vol_chunk_size(const struct vol *v);
 /* Lineage bytes of the handle. Cannot fail. */
 const uint8_t *vol_lineage(const struct vol *v);

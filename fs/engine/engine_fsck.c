@@ -752,28 +752,36 @@ static int check_open_vol(struct verify *vf, struct vol *v)
 	return vol_chunks_foreach(v, open_vol_cb, vf);
 }
 
-struct verify_v2 {
-	struct verify *vf;
-	struct vol *v;
-};
-
-/* Format 2: each mapped chunk re-read with its entry under its stripe
- * lock (vol_chunk_load), so writers go on and a chunk replaced meanwhile
- * is checked as it is now. */
-static int verify_v2_cb(void *ctx, uint64_t index, const struct tree_ent *e)
+/* Format 2: the chunks of one leaf [first, first + cnt) re-read with their
+ * entries under their stripes (vol_chunks_load: one read per run of
+ * slots), so writers go on and a chunk replaced meanwhile is checked as it
+ * is now.  If the window cannot be read whole, chunk by chunk, so each bad
+ * one is reported; a map page that fails its hash is the caller's. */
+static int check_leaf_v2(struct verify *vf, struct vol *v, uint64_t first, uint64_t cnt, uint8_t *win)
 {
-	struct verify_v2 *x = ctx;
-	struct pool *p = x->v->pool;
-	struct chunk_tag t;
-	int r = vol_chunk_load(x->v, index, x->vf->buf, &t);
+	struct pool *p = v->pool;
+	uint32_t cs = p->chunk_size;
+	struct chunk_tag tags[VOL_LOAD_MAX];
+	struct tree_ent ents[TREE_FANOUT];
+	uint8_t present[VOL_LOAD_MAX];
+	int r = vol_chunks_load(v, first, cnt, win, tags, present), e2;
 
-	(void)e;
-	if (r == 1)
-		r = pool_chunk_open(p, x->vf->dk, index, x->vf->buf, x->vf->buf, &t);
-	sodium_memzero(x->vf->buf, p->chunk_size);
-	if (r < 0) {
-		x->vf->bad++;
-		report(x->vf->c, ENGINE_FSCK_CHUNK_BAD, index, 0, 0, r);
+	if (r < 0 && (e2 = tree_get(p, v->root, first, cnt, ents)) < 0)
+		return e2;
+	for (uint64_t j = 0; j < cnt; j++) {
+		int rc = 0;
+
+		if (r < 0) {
+			rc = vol_chunk_load(v, first + j, win + j * cs, &tags[j]);
+			present[j] = rc == 1;
+		}
+		if (rc >= 0 && present[j])
+			rc = pool_chunk_open(p, vf->dk, first + j, win + j * cs, vf->buf, &tags[j]);
+		sodium_memzero(vf->buf, cs);
+		if (rc < 0) {
+			vf->bad++;
+			report(vf->c, ENGINE_FSCK_CHUNK_BAD, first + j, 0, 0, rc);
+		}
 	}
 	return 0;
 }
@@ -782,8 +790,9 @@ static int map_check_v2(struct engine *e, const char *lineage, const char *id, c
 			engine_fsck_cb cb, void *ctx)
 {
 	struct verify vf = { 0 };
-	struct verify_v2 x = { .vf = &vf };
+	struct vol *v;
 	struct chk c;
+	uint8_t *win = NULL;
 	int err;
 
 	memset(&c, 0, sizeof(c));
@@ -793,25 +802,37 @@ static int map_check_v2(struct engine *e, const char *lineage, const char *id, c
 	c.map = id;
 	vf.c = &c;
 	vf.dk = dk;
-	err = engine_vol_open(&x.v, e, lineage, id, 0);
+	err = engine_vol_open(&v, e, lineage, id, 0);
 	if (err)
 		return err;
-	if (x.v->pool->encrypted && !dk) {
-		engine_vol_close(x.v);
+	if (v->pool->encrypted && !dk) {
+		engine_vol_close(v);
 		return -ENOKEY;
 	}
-	vf.buf = sodium_malloc(x.v->pool->chunk_size);
-	if (!vf.buf)
+	vf.buf = sodium_malloc(v->pool->chunk_size);
+	win = malloc((size_t)VOL_LOAD_MAX * v->pool->chunk_size);
+	if (!vf.buf || !win) {
 		err = -ENOMEM;
-	else
-		err = tree_foreach(x.v->pool, x.v->root, verify_v2_cb, &x);
+	} else {
+		/* leaf by leaf, holes skipped (as tree_foreach) */
+		uint64_t n = chunk_count(vol_size(v), v->pool->chunk_size), idx = 0;
+
+		while (!err && (idx = tree_seek(v->pool, v->root, idx, n, 1)) < n) {
+			uint64_t leaf = idx & ~(uint64_t)(TREE_FANOUT - 1);
+			uint64_t cnt = n - leaf < TREE_FANOUT ? n - leaf : TREE_FANOUT;
+
+			err = check_leaf_v2(&vf, v, leaf, cnt, win);
+			idx = leaf + cnt;
+		}
+	}
 	if (err == -EUCLEAN) {               /* a map page failed its hash */
 		vf.bad++;
 		report(&c, ENGINE_FSCK_PAGE_HASH, 0, 0, 0, err);
 		err = 0;
 	}
 	sodium_free(vf.buf);
-	engine_vol_close(x.v);
+	free(win);
+	engine_vol_close(v);
 	return err < 0 ? err : vf.bad;
 }
 

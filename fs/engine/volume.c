@@ -758,41 +758,83 @@ int64_t vol_seek(struct vol *v, uint64_t off, int whence)
 	return res;
 }
 
-int vol_chunk_load(struct vol *v, uint64_t index, uint8_t *cipher, struct chunk_tag *tag)
+/* Raw access, a window at a time (backups, fsck).  The chunks' entries
+ * are taken under their stripes, and their ciphertext is read with one
+ * device read per run of consecutive slots: on RADOS a chunk at a time was
+ * a round trip each, and a backup or a check of a 128 MiB volume took
+ * seconds. */
+int vol_chunks_load(struct vol *v, uint64_t first, uint64_t n, uint8_t *cipher, struct chunk_tag *tags,
+		    uint8_t *present)
 {
-	uint64_t e;
-	int err = 0;
+	struct pool *p = v->pool;
+	uint32_t cs = p->chunk_size;
+	uint64_t slot[VOL_LOAD_MAX];
+	int err = 0, count = 0;
 
+	if (n == 0 || n > VOL_LOAD_MAX)
+		return -EINVAL;
 	pthread_rwlock_rdlock(&v->lock);
-	if (index >= v->nchunks) {
+	if (first >= v->nchunks || n > v->nchunks - first) {
 		pthread_rwlock_unlock(&v->lock);
 		return -EINVAL;
 	}
-	stripes_lock(v, index, 1, 0);
-	if (v->pool->version == 2) {
-		struct tree_ent te;
+	stripes_lock(v, first, n, 0);
+	for (uint64_t k = 0; k < n && !err;) {
+		if (p->version == 2) {
+			struct tree_ent te[TREE_FANOUT];
+			uint64_t idx = first + k, run = TREE_FANOUT - (idx & (TREE_FANOUT - 1));
 
-		err = tree_get(v->pool, v->root, index, 1, &te);
-		e = err ? 0 : le64toh(te.slot1);
-		if (e) {
-			err = pool_chunk_load(v->pool, e - 1, cipher);
-			tree_ent_tag(&te, index, tag);
+			if (run > n - k)
+				run = n - k;
+			err = tree_get(p, v->root, idx, run, te);
+			for (uint64_t j = 0; j < run && !err; j++) {
+				slot[k + j] = le64toh(te[j].slot1);
+				if (slot[k + j])
+					tree_ent_tag(&te[j], idx + j, &tags[k + j]);
+			}
+			k += run;
+		} else {
+			const struct chunk_tag *t;
+
+			slot[k] = map_get(v, first + k);
+			t = slot[k] ? pool_tag(p, slot[k] - 1) : NULL;
+			if (slot[k] && !t)
+				err = -EUCLEAN;
+			else if (t)
+				memcpy(&tags[k], t, sizeof(*t));
+			k++;
 		}
-		stripes_unlock(v, index, 1);
-		pthread_rwlock_unlock(&v->lock);
-		return err ? err : e != 0;
 	}
-	e = map_get(v, index);
-	if (e) {
-		const struct chunk_tag *t = pool_tag(v->pool, e - 1);
+	for (uint64_t k = 0; k < n && !err;) {
+		uint64_t run = 1;
+		ssize_t r;
 
-		err = t ? pool_chunk_load(v->pool, e - 1, cipher) : -EUCLEAN;
-		if (!err)
-			memcpy(tag, t, sizeof(*tag));
+		present[k] = slot[k] != 0;
+		if (!slot[k]) {
+			k++;
+			continue;
+		}
+		while (k + run < n && slot[k + run] == slot[k] + run)
+			run++;
+		r = pdev_read(p->dev, PDEV_DATA, cipher + k * cs, run * cs, (slot[k] - 1) << p->chunk_shift);
+		if (r != (ssize_t)(run * cs))
+			err = r < 0 ? (int)r : -EUCLEAN;      /* short: as pool_chunk_load */
+		for (uint64_t j = 1; j < run; j++)
+			present[k + j] = 1;
+		count += (int)run;
+		k += run;
 	}
-	stripes_unlock(v, index, 1);
+	stripes_unlock(v, first, n);
 	pthread_rwlock_unlock(&v->lock);
-	return err ? err : e != 0;
+	return err ? err : count;
+}
+
+int vol_chunk_load(struct vol *v, uint64_t index, uint8_t *cipher, struct chunk_tag *tag)
+{
+	uint8_t present;
+	int r = vol_chunks_load(v, index, 1, cipher, tag, &present);
+
+	return r < 0 ? r : present;
 }
 
 /* Format 2: leaf by leaf, each chunk under its stripe. */
