@@ -68,6 +68,13 @@ struct rekey {
 	struct reseal rs[TREE_FANOUT * 4];        /* per range; more distinct chunks: a second pass */
 	unsigned nrs;
 	uint8_t *buf;                             /* chunk_size: ciphertext then plaintext */
+	/* The range's stale chunks read ahead, one read per run of slots (on
+	 * RADOS a chunk at a time was a round trip each): pre_slot sorted,
+	 * their ciphertext at pre + i * chunk_size where pre_ok[i]. */
+	uint64_t pre_slot[TREE_FANOUT];
+	uint8_t pre_ok[TREE_FANOUT];
+	unsigned npre;
+	uint8_t *pre;
 	struct engine_rekey_stats *st;
 	uint64_t since_commit;
 };
@@ -111,6 +118,57 @@ static int stale(const struct rekey *r, const struct tree_ent *e)
 	return e->slot1 && le32toh(e->dkgen) != r->gen;
 }
 
+static int cmp_slot(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Read ahead the first TREE_FANOUT distinct stale slots the maps name in
+ * this range (r->cur).  A run that cannot be read is left to
+ * pool_chunk_load in reseal_of, which reports each chunk. */
+static void prefetch(struct rekey *r)
+{
+	struct pool *p = r->p;
+	uint32_t cs = p->chunk_size;
+
+	r->npre = 0;
+	for (uint32_t m = 0; m < r->nmaps; m++)
+		for (unsigned j = 0; j < TREE_FANOUT && r->npre < TREE_FANOUT; j++) {
+			uint64_t s = le64toh(r->cur[m][j].slot1) - 1;
+			unsigned i = 0;
+
+			if (!stale(r, &r->cur[m][j]))
+				continue;
+			while (i < r->npre && r->pre_slot[i] != s)
+				i++;
+			if (i == r->npre)
+				r->pre_slot[r->npre++] = s;
+		}
+	qsort(r->pre_slot, r->npre, sizeof(r->pre_slot[0]), cmp_slot);
+	for (unsigned i = 0, run; i < r->npre; i += run) {
+		ssize_t n;
+
+		for (run = 1; i + run < r->npre && r->pre_slot[i + run] == r->pre_slot[i] + run; run++)
+			;
+		n = pdev_read(p->dev, PDEV_DATA, r->pre + (size_t)i * cs, (size_t)run * cs, r->pre_slot[i] << p->chunk_shift);
+		memset(r->pre_ok + i, n == (ssize_t)((size_t)run * cs), run);
+	}
+}
+
+/* The ciphertext of `slot` into out: read ahead, or read now. */
+static int load(struct rekey *r, uint64_t slot, uint8_t *out)
+{
+	const uint64_t *at = bsearch(&slot, r->pre_slot, r->npre, sizeof(slot), cmp_slot);
+
+	if (at && r->pre_ok[at - r->pre_slot]) {
+		memcpy(out, r->pre + (size_t)(at - r->pre_slot) * r->p->chunk_size, r->p->chunk_size);
+		return 0;
+	}
+	return pool_chunk_load(r->p, slot, out);
+}
+
 /* The reseal record for old entry e at position j: found, or made by
  * opening the chunk under its generation's key and sealing it under the
  * new one into a fresh slot.  NULL when the range holds too many distinct
@@ -129,7 +187,7 @@ static struct reseal *reseal_of(struct rekey *r, const struct tree_ent *e, uint6
 		return NULL;
 	s = &r->rs[r->nrs];
 	tree_ent_tag(e, index, &t);
-	*err = pool_chunk_load(p, le64toh(e->slot1) - 1, r->buf);
+	*err = load(r, le64toh(e->slot1) - 1, r->buf);
 	if (!*err)
 		*err = pool_chunk_open(p, r->dk, index, r->buf, r->buf, &t);
 	if (*err) {
@@ -183,6 +241,14 @@ static int rekey_range(struct rekey *r, uint64_t first)
 			n = TREE_FANOUT;
 		if (n)
 			err = tree_get(r->p, r->ri[m], first, n, r->cur[m]);
+	}
+	if (!err)
+		prefetch(r);
+	for (uint32_t m = 0; m < r->nmaps && !err; m++) {
+		uint64_t n = first < r->nchunks[m] ? r->nchunks[m] - first : 0;
+
+		if (n > TREE_FANOUT)
+			n = TREE_FANOUT;
 		for (uint64_t j = 0; j < n && !err; j++)
 			if (stale(r, &r->cur[m][j]) && reseal_of(r, &r->cur[m][j], first + j, &err))
 				any = 1;
@@ -320,7 +386,8 @@ int engine_lineage_rekey(struct engine *e, const char *lineage, const struct kms
 		return r.p->version != 2 ? -EPROTO : -EINVAL;
 	}
 	r.buf = sodium_malloc(r.p->chunk_size);
-	if (!r.buf)
+	r.pre = malloc((size_t)TREE_FANOUT * r.p->chunk_size);     /* ciphertext only */
+	if (!r.buf || !r.pre)
 		err = -ENOMEM;
 	/* A pass leaves stale only what it could not take in one range
 	 * (more distinct chunks than rs holds: many maps that differ there)
@@ -335,6 +402,7 @@ int engine_lineage_rekey(struct engine *e, const char *lineage, const struct kms
 	}
 	st->left = left;
 	sodium_free(r.buf);
+	free(r.pre);
 	free(r.ri);
 	free(r.nchunks);
 	free(r.cur);
