@@ -45,7 +45,7 @@
  * and the store's own, which the store serialises.  No static mutable
  * data: log lines are formatted on the stack.
  */
-#define FUSE_USE_VERSION 312
+#define FUSE_USE_VERSION 35
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,11 +63,6 @@
 #include "store.h"
 
 #define FS_MAX_IO (1u << 20)          /* max_write, max_readahead: 1 MiB */
-/* Requests the kernel keeps in flight without a waiting caller (readahead,
- * asynchronous direct I/O): 12 unless the daemon says more, which caps a
- * guest's queue depth below what the pool serves.  Matches the worker cap
- * in main.c (EVFS_MAX_THREADS). */
-#define FS_MAX_BACKGROUND 32
 #define FS_BLKSIZE 4096
 #define FS_XATTR_PREFIX "user.evfs."
 #define FS_XATTR_MAX 1024             /* longest value or name list we pass */
@@ -226,8 +221,6 @@ static void *fs_op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	conn->max_write = FS_MAX_IO;
 	conn->max_read = ctx->max_read;          /* must equal -o max_read (libfuse checks) */
 	conn->max_readahead = FS_MAX_IO;
-	conn->max_background = FS_MAX_BACKGROUND;
-	conn->congestion_threshold = FS_MAX_BACKGROUND * 3 / 4;
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	/* O_TRUNC arrives in open() instead of as truncate(0), which a

@@ -2,7 +2,7 @@
 /*
  * fs_ops.h - the FUSE frontend of the evfs mount daemon.
  *
- * fs_ops.c turns FUSE requests (high-level API, FUSE_USE_VERSION 312) into
+ * fs_ops.c turns FUSE requests (high-level API, FUSE_USE_VERSION 35) into
  * store_* calls; main.c owns options, the log and the process lifetime
  * (the fs_ctx_* and fs_log* functions below).  The only state they share is
  * one struct fs_ctx, which main passes to fuse_new() as user_data;
