@@ -68,10 +68,9 @@ struct rekey {
 	struct reseal rs[TREE_FANOUT * 4];        /* per range; more distinct chunks: a second pass */
 	unsigned nrs;
 	uint8_t *buf;                             /* chunk_size: ciphertext then plaintext */
-	/* The range's stale chunks read ahead, one read per run of slots (on
-	 * RADOS a chunk at a time was a round trip each): pre_slot sorted,
-	 * their ciphertext at pre + i * chunk_size where pre_ok[i]. */
-	uint64_t pre_slot[TREE_FANOUT];
+	/* The range's stale chunks read ahead (prefetch): pre_slot1 (slot + 1)
+	 * sorted, their ciphertext at pre + i * chunk_size where pre_ok[i]. */
+	uint64_t pre_slot1[TREE_FANOUT];
 	uint8_t pre_ok[TREE_FANOUT];
 	unsigned npre;
 	uint8_t *pre;
@@ -126,44 +125,36 @@ static int cmp_slot(const void *a, const void *b)
 }
 
 /* Read ahead the first TREE_FANOUT distinct stale slots the maps name in
- * this range (r->cur).  A run that cannot be read is left to
- * pool_chunk_load in reseal_of, which reports each chunk. */
+ * this range (r->cur), sorted so that runs of slots are one read each
+ * (pool_chunks_load).  A chunk that did not arrive is left to
+ * pool_chunk_load in reseal_of, which reports it. */
 static void prefetch(struct rekey *r)
 {
-	struct pool *p = r->p;
-	uint32_t cs = p->chunk_size;
-
 	r->npre = 0;
 	for (uint32_t m = 0; m < r->nmaps; m++)
 		for (unsigned j = 0; j < TREE_FANOUT && r->npre < TREE_FANOUT; j++) {
-			uint64_t s = le64toh(r->cur[m][j].slot1) - 1;
+			uint64_t s1 = le64toh(r->cur[m][j].slot1);
 			unsigned i = 0;
 
 			if (!stale(r, &r->cur[m][j]))
 				continue;
-			while (i < r->npre && r->pre_slot[i] != s)
+			while (i < r->npre && r->pre_slot1[i] != s1)
 				i++;
 			if (i == r->npre)
-				r->pre_slot[r->npre++] = s;
+				r->pre_slot1[r->npre++] = s1;
 		}
-	qsort(r->pre_slot, r->npre, sizeof(r->pre_slot[0]), cmp_slot);
-	for (unsigned i = 0, run; i < r->npre; i += run) {
-		ssize_t n;
-
-		for (run = 1; i + run < r->npre && r->pre_slot[i + run] == r->pre_slot[i] + run; run++)
-			;
-		n = pdev_read(p->dev, PDEV_DATA, r->pre + (size_t)i * cs, (size_t)run * cs, r->pre_slot[i] << p->chunk_shift);
-		memset(r->pre_ok + i, n == (ssize_t)((size_t)run * cs), run);
-	}
+	qsort(r->pre_slot1, r->npre, sizeof(r->pre_slot1[0]), cmp_slot);
+	(void)pool_chunks_load(r->p, r->pre_slot1, r->npre, r->pre, r->pre_ok);
 }
 
 /* The ciphertext of `slot` into out: read ahead, or read now. */
 static int load(struct rekey *r, uint64_t slot, uint8_t *out)
 {
-	const uint64_t *at = bsearch(&slot, r->pre_slot, r->npre, sizeof(slot), cmp_slot);
+	uint64_t s1 = slot + 1;
+	const uint64_t *at = bsearch(&s1, r->pre_slot1, r->npre, sizeof(s1), cmp_slot);
 
-	if (at && r->pre_ok[at - r->pre_slot]) {
-		memcpy(out, r->pre + (size_t)(at - r->pre_slot) * r->p->chunk_size, r->p->chunk_size);
+	if (at && r->pre_ok[at - r->pre_slot1]) {
+		memcpy(out, r->pre + (size_t)(at - r->pre_slot1) * r->p->chunk_size, r->p->chunk_size);
 		return 0;
 	}
 	return pool_chunk_load(r->p, slot, out);

@@ -586,11 +586,33 @@ int pool_sync(struct pool *p)
 
 int pool_chunk_load(struct pool *p, uint64_t slot, uint8_t *cipher)
 {
-	ssize_t r = pdev_read(p->dev, PDEV_DATA, cipher, p->chunk_size, slot << p->chunk_shift);
+	uint64_t slot1 = slot + 1;
+	uint8_t ok;
 
-	if (r < 0)
-		return (int)r;
-	return r == (ssize_t)p->chunk_size ? 0 : -EUCLEAN;
+	return pool_chunks_load(p, &slot1, 1, cipher, &ok);
+}
+
+int pool_chunks_load(struct pool *p, const uint64_t *slot1, size_t n, uint8_t *cipher, uint8_t *ok)
+{
+	size_t cs = p->chunk_size;
+	int err = 0;
+
+	for (size_t k = 0, run; k < n; k += run) {
+		ssize_t r;
+
+		run = 1;
+		if (!slot1[k]) {
+			ok[k] = 0;
+			continue;
+		}
+		while (k + run < n && slot1[k + run] == slot1[k] + run)
+			run++;
+		r = pdev_read(p->dev, PDEV_DATA, cipher + k * cs, run * cs, (slot1[k] - 1) << p->chunk_shift);
+		memset(ok + k, r == (ssize_t)(run * cs), run);
+		if (r != (ssize_t)(run * cs) && !err)
+			err = r < 0 ? (int)r : -EUCLEAN;
+	}
+	return err;
 }
 
 int pool_chunk_store(struct pool *p, uint64_t slot, const uint8_t *cipher)

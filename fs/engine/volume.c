@@ -758,16 +758,13 @@ int64_t vol_seek(struct vol *v, uint64_t off, int whence)
 	return res;
 }
 
-/* Raw access, a window at a time (backups, fsck).  The chunks' entries
- * are taken under their stripes, and their ciphertext is read with one
- * device read per run of consecutive slots: on RADOS a chunk at a time was
- * a round trip each, and a backup or a check of a 128 MiB volume took
- * seconds. */
+/* Raw access, a window at a time (backups, fsck): the chunks' entries
+ * taken under their stripes, their ciphertext read by pool_chunks_load
+ * (one device read per run of slots). */
 int vol_chunks_load(struct vol *v, uint64_t first, uint64_t n, uint8_t *cipher, struct chunk_tag *tags,
 		    uint8_t *present)
 {
 	struct pool *p = v->pool;
-	uint32_t cs = p->chunk_size;
 	uint64_t slot[VOL_LOAD_MAX];
 	int err = 0, count = 0;
 
@@ -805,24 +802,12 @@ int vol_chunks_load(struct vol *v, uint64_t first, uint64_t n, uint8_t *cipher, 
 			k++;
 		}
 	}
-	for (uint64_t k = 0; k < n && !err;) {
-		uint64_t run = 1;
-		ssize_t r;
-
-		present[k] = slot[k] != 0;
-		if (!slot[k]) {
-			k++;
-			continue;
+	if (!err) {
+		err = pool_chunks_load(p, slot, (size_t)n, cipher, present);
+		for (uint64_t k = 0; k < n; k++) {
+			present[k] = slot[k] != 0;
+			count += present[k];
 		}
-		while (k + run < n && slot[k + run] == slot[k] + run)
-			run++;
-		r = pdev_read(p->dev, PDEV_DATA, cipher + k * cs, run * cs, (slot[k] - 1) << p->chunk_shift);
-		if (r != (ssize_t)(run * cs))
-			err = r < 0 ? (int)r : -EUCLEAN;      /* short: as pool_chunk_load */
-		for (uint64_t j = 1; j < run; j++)
-			present[k + j] = 1;
-		count += (int)run;
-		k += run;
 	}
 	stripes_unlock(v, first, n);
 	pthread_rwlock_unlock(&v->lock);

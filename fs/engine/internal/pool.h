@@ -115,6 +115,11 @@ uint64_t pool_claim_run(struct pool *p, uint64_t first, uint64_t max, int (*want
 const struct chunk_tag *pool_tag(struct pool *p, uint64_t slot);
 int pool_tags_store(struct pool *p, uint64_t slot, const struct chunk_tag *tags, uint64_t n);
 int pool_chunk_load(struct pool *p, uint64_t slot, uint8_t *cipher);   /* -EUCLEAN if short */
+/* Chunks k < n whose slot1[k] (slot + 1) is not 0, into cipher + k *
+ * chunk_size: one device read per run of consecutive slots (on RADOS one
+ * chunk at a time is a round trip each).  ok[k] says which arrived whole;
+ * returns the first error (-EUCLEAN if short), 0 if none. */
+int pool_chunks_load(struct pool *p, const uint64_t *slot1, size_t n, uint8_t *cipher, uint8_t *ok);
 int pool_chunk_store(struct pool *p, uint64_t slot, const uint8_t *cipher);  /* not synced */
 /* Seal / open one chunk of this pool: under dk for an encrypted pool, as
  * checksummed plaintext otherwise (dk unused).  -EBADMSG on a bad chunk. */
